@@ -1,0 +1,43 @@
+"""One registry of factor definitions shared by M07/M08/M09.
+
+Each indicator module declares its factors once, here-shaped; the `factor_metadata` table, the
+quality checks (missing rate, ranges) and the strategy validator all read this registry, so there is
+no second list to keep in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Factor:
+    factor_id: str
+    module: str  # "M07" | "M08" | "M09"
+    name: str
+    description: str
+    unit: str
+    lookback: int  # trading days of history needed before the first valid value
+    source_columns: tuple[str, ...]
+    version: int = 1
+    # Quality bounds used by the blocking checks: values outside [min_value, max_value] fail.
+    min_value: float | None = None
+    max_value: float | None = None
+    # Share of stocks allowed to miss the factor on a day (warm-up, missing source data).
+    max_missing_rate: float = 0.2
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_row(self) -> dict:
+        return {
+            "factor_id": self.factor_id,
+            "module": self.module,
+            "name": self.name,
+            "description": self.description,
+            "unit": self.unit,
+            "lookback": self.lookback,
+            "source_columns": ",".join(self.source_columns),
+            "version": self.version,
+            "min_value": self.min_value,
+            "max_value": self.max_value,
+            "max_missing_rate": self.max_missing_rate,
+        }

@@ -1,0 +1,461 @@
+"""The deterministic demo market (SPEC S4.3): every raw table, no network, clearly labelled demo data.
+
+All paths (prices, flows, margin, fundamentals) are generated once per process on a fixed weekday
+grid from `GRID_START` to `GRID_END` with one seeded generator, then sliced per date. Because the
+whole grid comes from the seed alone, a date's rows are byte-identical whichever dates were asked for
+before — and a one-year backfill costs one grid generation plus cheap slices.
+
+Realism where strategies need it: returns share a market and a sector factor; institutional flows and
+margin changes correlate with returns; prices respect TWSE tick sizes and the ±10 % daily limit; some
+stocks list late, some are ETFs, some are suspended; revenue and quarterly reports appear only on
+their (statutory-deadline-bounded) publication dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+import polars as pl
+
+from qrl_platform.market import schema
+from qrl_platform.market.schema import BadMarketData
+from qrl_platform.market.sources import DAILY_TABLES, DayResult
+from qrl_platform.partitions import day_status
+
+GRID_START = dt.date(2018, 1, 1)
+GRID_END = dt.date(2028, 12, 29)
+DEMO_LABEL = "DEMO MARKET — synthetic data, not real quotes"
+
+SECTORS = (
+    "Semiconductors", "Electronics", "Computers", "Optoelectronics", "Communications", "Financials",
+    "Shipping", "Steel", "Plastics", "Biotech", "Food", "Construction",
+)
+# TDCC holding bands 1–15 by upper bound in shares; 16 is the adjustment row, 17 the total.
+TDCC_BAND_UPPER = (999, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 100_000, 200_000,
+                   400_000, 600_000, 800_000, 1_000_000, None)
+
+
+def tick_round(price: np.ndarray) -> np.ndarray:
+    """Round to TWSE tick sizes (0.01 below 10, 0.05 below 50, 0.1 below 100, 0.5 below 500, 1 below 1000, else 5)."""
+    tick = _TICKS[np.searchsorted(_TICK_BOUNDS, price, side="right")]
+    return np.round(np.round(price / tick) * tick, 2)
+
+
+_TICK_BOUNDS = np.array([10.0, 50.0, 100.0, 500.0, 1000.0])
+_TICKS = np.array([0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+
+
+@dataclass(frozen=True)
+class Universe:
+    stock_id: np.ndarray
+    name: np.ndarray
+    market: np.ndarray
+    sector: np.ndarray  # index into SECTORS
+    is_etf: np.ndarray
+    listed_from: np.ndarray  # grid index of the first trading day
+    shares_outstanding: np.ndarray  # shares
+
+
+class DemoMarket:
+    """A seeded synthetic market; `fetch_day` matches the live source's interface."""
+
+    name = "demo"
+
+    def __init__(self, seed: int = 7, universe_size: int = 1800):
+        if universe_size < 10:
+            raise ValueError(f"demo universe_size must be at least 10, got {universe_size}")
+        self.seed = seed
+        self.size = universe_size
+        self.days = np.array(
+            [d for d in _date_range(GRID_START, GRID_END) if d.weekday() < 5], dtype="datetime64[D]"
+        )
+
+    # ---------------------------------------------------------------- grid and universe
+    def _rng(self, stream: str) -> np.random.Generator:
+        # One independent stream per table, so adding a table never changes another table's bytes.
+        return np.random.default_rng([self.seed, self.size, _stable_hash(stream)])
+
+    def _index(self, date: dt.date) -> int:
+        if not GRID_START <= date <= GRID_END or date.weekday() >= 5:
+            raise BadMarketData(f"demo market: date {date} is outside the demo range {GRID_START}..{GRID_END} or a weekend")
+        return int(np.searchsorted(self.days, np.datetime64(date, "D")))
+
+    @cached_property
+    def universe(self) -> Universe:
+        rng = self._rng("universe")
+        n = self.size
+        n_etf = max(1, n // 40)
+        n_twse = int(n * 0.55)
+        market = np.where(np.arange(n) < n_twse, "TWSE", "TPEx")
+        is_etf = np.zeros(n, dtype=bool)
+        is_etf[:n_etf] = True  # ETFs trade on TWSE here
+        ids = []
+        for i in range(n):
+            if is_etf[i]:
+                ids.append(f"00{50 + i:02d}" if 50 + i < 100 else f"00{600 + i}")
+            elif market[i] == "TWSE":
+                ids.append(str(1101 + i * 3))
+            else:
+                ids.append(str(3100 + (i - n_twse) * 3))
+        sector = rng.integers(0, len(SECTORS), n)
+        listed_from = np.where(rng.random(n) < 0.06, rng.integers(0, len(self.days) // 2, n), 0)
+        listed_from[is_etf] = 0
+        names = np.array(
+            [f"Demo ETF {i}" if is_etf[i] else f"Demo {SECTORS[sector[i]]} {i}" for i in range(n)], dtype=object
+        )
+        shares = (rng.lognormal(np.log(3e8), 1.0, n)).astype(np.int64) // 1000 * 1000
+        return Universe(np.array(ids, dtype=object), names, market, sector, is_etf, listed_from, shares)
+
+    @cached_property
+    def _returns(self) -> np.ndarray:
+        """Daily returns, days × stocks: market + sector + idiosyncratic, clipped to the ±10 % limit."""
+        rng = self._rng("returns")
+        n_days, n = len(self.days), self.size
+        u = self.universe
+        market = rng.normal(0.0003, 0.011, n_days)
+        sectors = rng.normal(0.0, 0.008, (n_days, len(SECTORS)))
+        beta = rng.uniform(0.6, 1.4, n)
+        vol = rng.uniform(0.008, 0.03, n)
+        vol[u.is_etf] = 0.004
+        drift = rng.normal(0.0002, 0.0006, n)
+        idio = rng.standard_normal((n_days, n)) * vol
+        returns = market[:, None] * beta + sectors[:, u.sector] + idio + drift
+        return np.clip(returns, -0.095, 0.095)
+
+    @cached_property
+    def _suspended(self) -> np.ndarray:
+        rng = self._rng("suspensions")
+        n_days, n = len(self.days), self.size
+        suspended = rng.random((n_days, n)) < 0.002
+        # A few stocks with multi-week suspensions (restructurings), never ETFs.
+        for stock in rng.choice(np.flatnonzero(~self.universe.is_etf), size=max(1, n // 200), replace=False):
+            start = rng.integers(0, n_days - 30)
+            suspended[start : start + rng.integers(5, 30), stock] = True
+        idx = np.arange(n_days)[:, None]
+        suspended |= idx < self.universe.listed_from[None, :]  # not yet listed: no rows at all (filtered later)
+        return suspended
+
+    @cached_property
+    def _prices(self) -> dict[str, np.ndarray]:
+        rng = self._rng("prices")
+        n = self.size
+        start_price = np.exp(rng.uniform(np.log(12), np.log(600), n))
+        close_raw = start_price * np.exp(np.cumsum(np.log1p(self._returns), axis=0))
+        close = tick_round(close_raw)
+        prev = np.vstack([close[:1], close[:-1]])
+        gap = rng.normal(0, 0.004, close.shape)
+        open_ = tick_round(np.clip(prev * (1 + gap), prev * 0.905, prev * 1.095))
+        wick_hi = np.abs(rng.normal(0, 0.006, close.shape))
+        wick_lo = np.abs(rng.normal(0, 0.006, close.shape))
+        high = tick_round(np.minimum(np.maximum(open_, close) * (1 + wick_hi), prev * 1.1))
+        low = tick_round(np.maximum(np.minimum(open_, close) * (1 - wick_lo), prev * 0.9))
+        high = np.maximum(high, np.maximum(open_, close))
+        low = np.minimum(low, np.minimum(open_, close))
+        base_volume = np.exp(rng.uniform(np.log(2e5), np.log(3e7), n))
+        activity = np.exp(rng.normal(0, 0.35, close.shape)) * (1 + 25 * np.abs(self._returns))
+        volume = (base_volume * activity / 1000).astype(np.int64) * 1000  # whole lots, in shares
+        trades = np.maximum(1, volume // rng.integers(1500, 8000, n)).astype(np.int64)
+        return {"open": open_, "high": high, "low": low, "close": close, "volume": volume, "trades": trades}
+
+    # ---------------------------------------------------------------- daily tables
+    def fetch_day(self, table: str, date: dt.date) -> DayResult:
+        if table not in DAILY_TABLES:
+            raise ValueError(f"{table} is not a daily table; daily tables are {DAILY_TABLES}")
+        status = day_status(date)
+        details = {"source": "demo", "seed": self.seed, "universe": self.size, "label": DEMO_LABEL}
+        if not status.is_open:
+            return DayResult(table, date, schema.empty(table), closed=True, reason=status.reason, details=details)
+        t = self._index(date)
+        listed = np.flatnonzero(t >= self.universe.listed_from)
+        frame = getattr(self, f"_{table}")(t, listed, date)
+        return DayResult(table, date, schema.conform(table, frame, context=str(date)), details=details)
+
+    def has_data(self, date: dt.date) -> bool:
+        now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+        closing_data_time = dt.time(14, 30)  # TWSE publishes the day's closing data after 14:30
+        if date > now.date() or (date == now.date() and now.time() < closing_data_time):
+            return False
+        return day_status(date).is_open
+
+    def _daily_quotes(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
+        u, p = self.universe, self._prices
+        suspended = self._suspended[t, listed]
+        traded = ~suspended
+
+        def price(name: str) -> np.ndarray:
+            values = p[name][t, listed].astype(float)
+            return np.where(traded, values, np.nan)
+
+        close = price("close")
+        prev_close = p["close"][t - 1, listed] if t > 0 else p["close"][t, listed]
+        volume = np.where(traded, p["volume"][t, listed], 0)
+        return pl.DataFrame(
+            {
+                "stock_id": u.stock_id[listed],
+                "trade_date": [date] * len(listed),
+                "market": u.market[listed],
+                "name": u.name[listed],
+                "open": price("open"),
+                "high": price("high"),
+                "low": price("low"),
+                "close": close,
+                "volume": volume,
+                "turnover": np.where(traded, np.round(volume * np.nan_to_num(close)), 0).astype(np.int64),
+                "trades": np.where(traded, p["trades"][t, listed], 0),
+                "change": np.round(close - prev_close, 2),
+                "is_etf": u.is_etf[listed],
+                "is_suspended": suspended,
+            },
+            nan_to_null=True,
+        )
+
+    @cached_property
+    def _flows(self) -> dict[str, np.ndarray]:
+        """Institutional net flows (shares): foreign flows lead and follow returns, trusts chase momentum."""
+        rng = self._rng("flows")
+        r = self._returns
+        vol = self._prices["volume"].astype(float)
+        z = r / (np.std(r, axis=0, keepdims=True) + 1e-12)
+        # Mean z-return of the previous five days (trusts react to momentum, not to today's move).
+        cumulative = np.vstack([np.zeros((1, r.shape[1])), np.cumsum(z, axis=0)])
+        momentum = np.zeros_like(z)
+        momentum[5:] = (cumulative[5:-1] - cumulative[:-6]) / 5
+        foreign = vol * (0.06 * z + 0.05 * rng.standard_normal(r.shape))
+        trust = vol * (0.02 * momentum + 0.015 * rng.standard_normal(r.shape)) * (rng.random(r.shape) < 0.4)
+        foreign_dealer = vol * 0.002 * rng.standard_normal(r.shape)
+        dealer = vol * (0.01 * z + 0.02 * rng.standard_normal(r.shape))
+        gross = vol * rng.uniform(0.05, 0.3, r.shape)
+
+        def lots(x: np.ndarray) -> np.ndarray:
+            return (np.round(x / 1000) * 1000).astype(np.int64)
+
+        return {"foreign": lots(foreign), "trust": lots(trust), "foreign_dealer": lots(foreign_dealer),
+                "dealer": lots(dealer), "gross": lots(gross)}
+
+    def _institutional_flows(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
+        f = self._flows
+        traded = ~self._suspended[t, listed]
+        columns: dict[str, object] = {"stock_id": self.universe.stock_id[listed], "trade_date": [date] * len(listed)}
+        gross = f["gross"][t, listed]
+        total = np.zeros(len(listed), dtype=np.int64)
+        for who, share in (("foreign", 1.0), ("foreign_dealer", 0.05), ("trust", 0.2), ("dealer", 0.3)):
+            net = np.where(traded, f[who][t, listed], 0)
+            side = np.where(traded, (gross * share).astype(np.int64) // 1000 * 1000, 0)
+            columns[f"{who}_buy"] = side + np.maximum(net, 0)
+            columns[f"{who}_sell"] = side + np.maximum(-net, 0)
+            columns[f"{who}_net"] = net
+            total += net
+        columns["total_net"] = total
+        return pl.DataFrame(columns)
+
+    @cached_property
+    def _margin(self) -> dict[str, np.ndarray]:
+        """Margin and short balances in lots: retail margin chases returns, shorts lean against them."""
+        rng = self._rng("margin")
+        r = self._returns
+        u = self.universe
+        free_float_lots = u.shares_outstanding / 1000
+        start = free_float_lots * rng.uniform(0.002, 0.04, self.size)
+        margin = start * np.exp(np.cumsum(0.8 * r + rng.normal(0, 0.02, r.shape), axis=0))
+        short = start * rng.uniform(0.02, 0.4, self.size) * np.exp(np.cumsum(-0.5 * r + rng.normal(0, 0.05, r.shape), axis=0))
+        margin[:, u.is_etf] *= 0.2
+        limit = np.broadcast_to((free_float_lots * 0.25).astype(np.int64), r.shape)
+        margin = np.minimum(margin, limit * 0.95)
+        short = np.minimum(short, limit * 0.5)
+        churn = rng.uniform(0.005, 0.03, r.shape)
+        return {"margin": margin.astype(np.int64), "short": short.astype(np.int64), "limit": limit,
+                "churn": churn, "offset": rng.poisson(3, r.shape).astype(np.int64)}
+
+    def _margin_balances(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
+        m = self._margin
+        columns: dict[str, object] = {"stock_id": self.universe.stock_id[listed], "trade_date": [date] * len(listed)}
+        for side, buy_name, sell_name, repay_name in (
+            ("margin", "margin_buy", "margin_sell", "margin_cash_repay"),
+            ("short", "short_sell", "short_cover", "short_stock_repay"),
+        ):
+            balance = m[side][t, listed]
+            prev = m[side][t - 1, listed] if t > 0 else balance
+            delta = balance - prev
+            churn = (balance * m["churn"][t, listed]).astype(np.int64)
+            columns[buy_name] = np.maximum(delta, 0) + churn  # opening side
+            columns[sell_name] = np.maximum(-delta, 0) + churn  # closing side
+            columns[repay_name] = np.zeros(len(listed), dtype=np.int64)
+            columns[f"{side}_prev_balance"] = prev
+            columns[f"{side}_balance"] = balance
+            columns[f"{side}_limit"] = m["limit"][t, listed] if side == "margin" else m["limit"][t, listed]
+        columns["offset"] = np.minimum(m["offset"][t, listed], columns["margin_balance"])
+        return pl.DataFrame(columns)
+
+    def _valuations(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
+        f = self._fundamental_base
+        close = self._prices["close"][t, listed]
+        eps = f["annual_eps"][listed] * (1 + 0.15 * np.sin(t / 250 + f["phase"][listed]))
+        book = f["book_per_share"][listed] * (1 + 0.0002 * t)
+        pe = np.where(eps > 0, np.round(close / np.where(eps > 0, eps, 1), 2), np.nan)
+        dividend_yield = np.round(np.maximum(eps, 0) * f["payout"][listed] / close * 100, 2)
+        etf = self.universe.is_etf[listed]
+        return pl.DataFrame(
+            {
+                "stock_id": self.universe.stock_id[listed],
+                "trade_date": [date] * len(listed),
+                "pe": np.where(etf, np.nan, pe),
+                "pb": np.where(etf, np.nan, np.round(close / book, 2)),
+                "dividend_yield": dividend_yield,
+            },
+            nan_to_null=True,
+        )
+
+    # ---------------------------------------------------------------- slower cadences
+    @cached_property
+    def _fundamental_base(self) -> dict[str, np.ndarray]:
+        rng = self._rng("fundamentals")
+        n = self.size
+        start_close = self._prices["close"][0]
+        return {
+            "annual_eps": start_close / rng.uniform(8, 40, n) * np.where(rng.random(n) < 0.1, -0.5, 1.0),
+            "book_per_share": start_close / rng.uniform(0.7, 4.0, n),
+            "payout": rng.uniform(0.2, 0.9, n),
+            "phase": rng.uniform(0, 2 * np.pi, n),
+            "monthly_revenue": rng.lognormal(np.log(4e5), 1.2, n),  # thousand TWD
+            "growth": rng.normal(0.08, 0.12, n),
+            "seasonality": rng.uniform(0.0, 0.15, n),
+        }
+
+    def monthly_revenue(self, month: dt.date) -> pl.DataFrame:
+        """Revenue for the calendar month starting at `month`; published by the 10th of the next month."""
+        month = month.replace(day=1)
+        months_since = (month.year - GRID_START.year) * 12 + month.month - GRID_START.month
+        if months_since < 0 or month > GRID_END:
+            raise BadMarketData(f"demo market: month {month:%Y-%m} is outside the demo range")
+        f = self._fundamental_base
+        rng = np.random.default_rng([self.seed, self.size, _stable_hash("revenue"), months_since])
+        listed = self._listed_by(_first_weekday(month))
+        years = months_since / 12
+        level = f["monthly_revenue"] * (1 + f["growth"]) ** years
+        season = 1 + f["seasonality"] * np.sin(2 * np.pi * month.month / 12 + f["phase"])
+        revenue = (level * season * np.exp(rng.normal(0, 0.08, self.size))).astype(np.int64)
+        next_month = _add_months(month, 1)
+        lag_days = rng.integers(0, 10, self.size)  # 1st..10th of next month
+        published = [next_month + dt.timedelta(days=int(d)) for d in lag_days[listed]]
+        frame = pl.DataFrame(
+            {
+                "stock_id": self.universe.stock_id[listed],
+                "year_month": [f"{month:%Y-%m}"] * len(listed),
+                "revenue": revenue[listed],
+                "published_on": published,
+            }
+        ).filter(~pl.col("stock_id").str.starts_with("00"))  # ETFs report no revenue
+        return schema.conform("monthly_revenue", frame, context=f"{month:%Y-%m}")
+
+    def financials(self, quarter_start: dt.date) -> pl.DataFrame:
+        """Quarterly results for the fiscal quarter starting at `quarter_start`, published by the statutory deadline."""
+        if quarter_start.month not in (1, 4, 7, 10) or quarter_start.day != 1:
+            raise BadMarketData(f"financials: {quarter_start} is not the first day of a fiscal quarter")
+        q = (quarter_start.month - 1) // 3 + 1
+        index = (quarter_start.year - GRID_START.year) * 4 + q - 1
+        if index < 0 or quarter_start > GRID_END:
+            raise BadMarketData(f"demo market: quarter {quarter_start.year}Q{q} is outside the demo range")
+        f = self._fundamental_base
+        rng = np.random.default_rng([self.seed, self.size, _stable_hash("financials"), index])
+        listed = self._listed_by(_first_weekday(quarter_start))
+        years = index / 4
+        eps = f["annual_eps"] / 4 * (1 + f["growth"]) ** years * np.exp(rng.normal(0, 0.15, self.size))
+        shares = self.universe.shares_outstanding
+        net_income = (eps * shares / 1000).astype(np.int64)  # thousand TWD
+        equity = (f["book_per_share"] * (1 + 0.02 * years) * shares / 1000).astype(np.int64)
+        revenue = (f["monthly_revenue"] * 3 * (1 + f["growth"]) ** years).astype(np.int64)
+        deadline = statutory_deadline(quarter_start.year, q)
+        early = rng.integers(0, 30, self.size)
+        published = [deadline - dt.timedelta(days=int(d)) for d in early[listed]]
+        frame = pl.DataFrame(
+            {
+                "stock_id": self.universe.stock_id[listed],
+                "fiscal_quarter": [f"{quarter_start.year}Q{q}"] * len(listed),
+                "eps": np.round(eps[listed], 2),
+                "net_income": net_income[listed],
+                "equity": equity[listed],
+                "revenue": revenue[listed],
+                "published_on": published,
+            }
+        ).filter(~pl.col("stock_id").str.starts_with("00"))
+        return schema.conform("financials", frame, context=f"{quarter_start.year}Q{q}")
+
+    def shareholding_distribution(self, week: dt.date) -> pl.DataFrame:
+        """TDCC holding bands for the Friday `week`; big holders drift with foreign flows."""
+        if week.weekday() != 4:
+            raise BadMarketData(f"shareholding_distribution: week {week} is not a Friday (TDCC data date)")
+        t = self._index(week)
+        listed = self._listed_by(week)
+        rng = self._rng("shareholding")
+        base = rng.dirichlet(np.linspace(3, 1, 15) ** 1.5, self.size)  # stable profile per stock
+        foreign_cum = np.cumsum(self._flows["foreign"], axis=0)[t] / self.universe.shares_outstanding
+        tilt = np.clip(1 + 3 * foreign_cum, 0.5, 1.5)
+        pct = base.copy()
+        pct[:, 11:] *= tilt[:, None]  # bands 12–15 hold more than 400 lots
+        pct /= pct.sum(axis=1, keepdims=True)
+        shares = np.round(pct * self.universe.shares_outstanding[:, None]).astype(np.int64)
+        avg_holding = np.array([500, 3_000, 7_500, 12_500, 17_500, 25_000, 35_000, 45_000, 75_000, 150_000,
+                                300_000, 500_000, 700_000, 900_000, 5_000_000])
+        holders = np.maximum(1, shares // avg_holding).astype(np.int64)
+        levels, stock_idx = np.meshgrid(np.arange(1, 16), listed)
+        frame = pl.DataFrame(
+            {
+                "stock_id": self.universe.stock_id[stock_idx.ravel()],
+                "week": [week] * stock_idx.size,
+                "level": levels.ravel().astype(np.int8),
+                "holders": holders[listed].ravel(),
+                "shares": shares[listed].ravel(),
+                "pct": np.round(pct[listed].ravel() * 100, 4),
+                "published_on": [week + dt.timedelta(days=1)] * stock_idx.size,  # TDCC posts on Saturday
+            }
+        )
+        totals = frame.group_by("stock_id", maintain_order=True).agg(
+            pl.col("week").first(), pl.lit(17, dtype=pl.Int8).alias("level"), pl.col("holders").sum(),
+            pl.col("shares").sum(), pl.lit(100.0).alias("pct"), pl.col("published_on").first(),
+        )
+        frame = pl.concat([frame, totals.select(frame.columns)]).sort("stock_id", "level")
+        return schema.conform("shareholding_distribution", frame, context=str(week))
+
+    def _listed_by(self, date: dt.date) -> np.ndarray:
+        t = self._index(date if date.weekday() < 5 else date - dt.timedelta(days=date.weekday() - 4))
+        return np.flatnonzero(t >= self.universe.listed_from)
+
+
+def statutory_deadline(year: int, quarter: int) -> dt.date:
+    """Taiwan filing deadlines: Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual (Q4) Mar 31 next year."""
+    return {1: dt.date(year, 5, 15), 2: dt.date(year, 8, 14), 3: dt.date(year, 11, 14), 4: dt.date(year + 1, 3, 31)}[quarter]
+
+
+@lru_cache(maxsize=4)
+def demo_market(seed: int, universe_size: int) -> DemoMarket:
+    """Process-wide instance so the grid is generated once per run, not once per asset."""
+    return DemoMarket(seed, universe_size)
+
+
+def _date_range(start: dt.date, end: dt.date):
+    day = start
+    while day <= end:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def _first_weekday(day: dt.date) -> dt.date:
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return day
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def _stable_hash(text: str) -> int:
+    # Python's hash() is salted per process; the seed stream must be stable across processes.
+    value = 0
+    for char in text.encode():
+        value = (value * 131 + char) % (2**31 - 1)
+    return value

@@ -1,0 +1,40 @@
+"""What a market source must provide, whether the deterministic demo market or the live exchanges.
+
+Daily tables are fetched one trading date at a time (that is how TWSE/TPEx publish them). A source
+that has no data for a date answers `DayResult(closed=True, reason=…)` rather than raising: closed
+days (typhoons the calendar missed) are not failures (SPEC S3). Anything malformed raises
+`BadMarketData` naming endpoint, date and field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+DAILY_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations")
+
+
+@dataclass
+class DayResult:
+    table: str
+    date: dt.date
+    frame: pl.DataFrame  # canonical schema (qrl_platform.market.schema); empty when closed
+    closed: bool = False
+    reason: str = ""
+    # Where the rows came from, for materialisation metadata (endpoints, cache hits, demo seed).
+    details: dict = field(default_factory=dict)
+
+
+class MarketSource(Protocol):
+    name: str  # "demo" | "live"
+
+    def fetch_day(self, table: str, date: dt.date) -> DayResult:
+        """One daily table (one of DAILY_TABLES) for one date, both markets."""
+        ...
+
+    def has_data(self, date: dt.date) -> bool:
+        """Cheap probe used by the availability sensor: has the day's closing data been published?"""
+        ...

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import dagster as dg
+
+from qrl_platform.market.sources import MarketSource
+from qrl_platform.settings import MarketSourceSettings
+
+
+class MarketSourceResource(dg.ConfigurableResource):
+    """Where raw market data comes from: the seeded demo market (default) or live TWSE/TPEx.
+
+    Empty fields fall back to the environment (QRL_MARKET_SOURCE, QRL_TWSE_BASE_URL, QRL_TPEX_BASE_URL,
+    QRL_DEMO_SEED, QRL_DEMO_UNIVERSE), so the same definitions serve a laptop and production.
+    """
+
+    source: str = ""
+    twse_base_url: str = ""
+    tpex_base_url: str = ""
+
+    def settings(self) -> MarketSourceSettings:
+        env = MarketSourceSettings.from_env()
+        return MarketSourceSettings(
+            source=(self.source or env.source).lower(),
+            twse_base_url=(self.twse_base_url or env.twse_base_url).rstrip("/"),
+            tpex_base_url=(self.tpex_base_url or env.tpex_base_url).rstrip("/"),
+            demo_seed=env.demo_seed,
+            demo_universe=env.demo_universe,
+        )
+
+    def get(self) -> MarketSource:
+        settings = self.settings()
+        if settings.source == "demo":
+            from qrl_platform.market.demo import demo_market
+
+            return demo_market(settings.demo_seed, settings.demo_universe)
+        if settings.source == "live":
+            from qrl_platform.market.live import LiveMarketSource
+
+            return LiveMarketSource(settings)
+        raise ValueError(f"market source must be 'demo' or 'live', got {settings.source!r}")

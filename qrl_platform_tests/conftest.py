@@ -1,0 +1,73 @@
+"""Session fixtures: real PostgreSQL and Redis servers, an isolated QRL_HOME per test, and a
+warehouse fixture parametrised over SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+from qrl_platform_tests.servers import start_postgres, start_redis
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database(f"qrl_test_{os.getpid()}_{next(_db_counter)}")
+
+
+@pytest.fixture
+def qrl_home(tmp_path, monkeypatch):
+    """An isolated QRL_HOME with the embedded defaults (demo market, SQLite warehouse)."""
+    home = tmp_path / "qrl_home"
+    home.mkdir()
+    monkeypatch.setenv("QRL_HOME", str(home))
+    monkeypatch.delenv("QRL_WAREHOUSE_URL", raising=False)
+    monkeypatch.setenv("QRL_MARKET_SOURCE", "demo")
+    # A smaller demo universe keeps Dagster-level tests quick; domain tests choose their own size.
+    monkeypatch.setenv("QRL_DEMO_UNIVERSE", os.environ.get("QRL_TEST_DEMO_UNIVERSE", "120"))
+    return home
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request, tmp_path):
+    """A warehouse URL on each backend; tests using it run once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def warehouse(warehouse_url):
+    from qrl_platform.warehouse import Warehouse
+
+    wh = Warehouse(warehouse_url)
+    yield wh
+    wh.dispose()
