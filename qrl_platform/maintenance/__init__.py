@@ -1,0 +1,1 @@
+"""Maintenance jobs of S7: CLEANUP_OLD_SIGNALS (Sunday 03:00)."""
