@@ -142,10 +142,12 @@ event_outbox = sa.Table(
 )
 
 # QRL/USDT on MEXC (S8): the account's own trades (synced incrementally), position snapshots and
-# every rebalance plan for audit.
+# every rebalance plan for audit. `account` / `mode` (simulated | paper | live) keep the paper ledgers
+# apart from the real one, so trying the simulated default first never pollutes the live cost basis.
 qrl_trades = sa.Table(
     "qrl_trades",
     metadata,
+    sa.Column("account", sa.String(16), primary_key=True),
     sa.Column("trade_id", sa.String(64), primary_key=True),
     sa.Column("symbol", sa.String(32), nullable=False),
     sa.Column("order_id", sa.String(64), nullable=True),
@@ -157,7 +159,7 @@ qrl_trades = sa.Table(
     sa.Column("time_ms", sa.BigInteger, nullable=False),
     sa.Column("is_buyer", sa.Boolean, nullable=False),
     sa.Column("is_maker", sa.Boolean, nullable=True),
-    sa.Index("ix_qrl_trades_symbol_time", "symbol", "time_ms"),
+    sa.Index("ix_qrl_trades_account_symbol_time", "account", "symbol", "time_ms"),
 )
 
 qrl_positions = sa.Table(
@@ -165,6 +167,7 @@ qrl_positions = sa.Table(
     metadata,
     sa.Column("partition_key", sa.String(32), primary_key=True),
     sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("as_of", TS, nullable=False),
     sa.Column("price", sa.Float, nullable=True),
     sa.Column("position_qty", sa.Float, nullable=False),
@@ -181,6 +184,7 @@ rebalance_plans = sa.Table(
     metadata,
     sa.Column("partition_key", sa.String(32), primary_key=True),
     sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("timestamp", TS, nullable=False),
     sa.Column("price", sa.Float, nullable=True),
     sa.Column("qrl_balance", sa.Float, nullable=False),
@@ -193,10 +197,15 @@ rebalance_plans = sa.Table(
     sa.Column("quantity", sa.Float, nullable=False),
     sa.Column("notional_usdt", sa.Float, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=True),  # caps, rounding, locked funds excluded
     sa.Column("client_order_id", sa.String(64), nullable=True),
-    sa.Column("order_status", sa.String(32), nullable=True),  # NOT_EXECUTED | TESTED | PLACED | REJECTED
+    # NOT_EXECUTED | BLOCKED (a guard) | REJECTED (the exchange) | PLACED | UNKNOWN (5xx, not found after)
+    sa.Column("order_status", sa.String(32), nullable=True),
     sa.Column("order_id", sa.String(64), nullable=True),
+    sa.Column("order_message", sa.Text, nullable=True),
+    sa.Column("executed_at", TS, nullable=True),  # when the order was sent: daily cap and min interval
     sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_rebalance_plans_mode_time", "mode", "timestamp"),
 )
 
 TABLES = {table.name: table for table in metadata.sorted_tables}

@@ -1,0 +1,33 @@
+"""M15 alerts (S10): levels, channels (log, Slack, email, SMS webhook), redaction and dedupe.
+
+Pure code in `channels` (no Dagster imports); `qrl_platform.resources.alerts.AlertsResource` is the
+Dagster face that builds the channels from the environment at send time.
+"""
+
+from qrl_platform.alerts.channels import (
+    Alert,
+    AlertDeduper,
+    AlertReport,
+    ChannelResult,
+    Level,
+    channels_from_env,
+    configuration_problems,
+    redact,
+    secrets_from_env,
+    send_alert,
+    send_with_dedupe,
+)
+
+__all__ = [
+    "Alert",
+    "AlertDeduper",
+    "AlertReport",
+    "ChannelResult",
+    "Level",
+    "channels_from_env",
+    "configuration_problems",
+    "redact",
+    "secrets_from_env",
+    "send_alert",
+    "send_with_dedupe",
+]

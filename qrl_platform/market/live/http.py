@@ -1,0 +1,246 @@
+"""A polite HTTP client for the exchanges: raw-response cache, per-host throttle, bounded retries.
+
+TWSE bans clients that hammer it (SPEC S4.4), so:
+
+* every raw answer worth keeping is cached on disk at
+  `{cache_root}/<host>/<endpoint path>/<YYYY-MM-DD>.json`, and a backfill never fetches a date twice;
+* requests to one host are at least `min_interval` seconds apart (default 2 s, env
+  QRL_HTTP_MIN_INTERVAL_SECONDS). The last request time lives in a lock file under the cache root, so
+  the parallel processes of one Dagster run (one per daily table) share the budget;
+* timeouts, connection errors, 429 and 5xx are retried with exponential backoff (env
+  QRL_HTTP_BACKOFF_SECONDS, default 1 s, doubling), honouring Retry-After, at most `max_attempts` times.
+
+The cache is written only through `keep()`, which the source calls *after* the payload parsed: an
+HTML page, a throttled or malformed answer, or TPEx answering another day never lands in the cache.
+"No data" answers are kept only for dates older than a week (a closed day stays closed, but today's
+"no data" just means "not published yet").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from qrl_platform.market.schema import BadMarketData
+
+try:  # POSIX: share the throttle between processes; elsewhere only between threads
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_INTERVAL = 2.0
+DEFAULT_BACKOFF = 1.0
+NO_DATA_KEPT_AFTER = dt.timedelta(days=7)
+TAIPEI = ZoneInfo("Asia/Taipei")
+# TWSE answers scripts with a default User-Agent less kindly than browsers.
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+)
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+class ExchangeUnavailable(RuntimeError):
+    """The exchange did not give a usable HTTP answer (after the bounded retries, or a 4xx)."""
+
+
+@dataclass
+class JsonResponse:
+    label: str  # e.g. "TWSE MI_INDEX"
+    url: str
+    date: dt.date
+    payload: Any
+    body: bytes
+    from_cache: bool
+    cache_file: Path
+    requests: int  # HTTP requests this answer cost (0 from the cache, >1 after retries)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def taipei_today() -> dt.date:
+    return dt.datetime.now(TAIPEI).date()
+
+
+def _safe(part: str) -> str:
+    return part.replace(":", "_")
+
+
+class PoliteClient:
+    def __init__(
+        self,
+        cache_root: str | Path,
+        *,
+        min_interval: float | None = None,
+        backoff: float | None = None,
+        max_attempts: int = 4,
+        max_retry_after: float = 120.0,
+        timeout: float = 30.0,
+    ):
+        self.cache_root = Path(cache_root)
+        self.min_interval = (
+            min_interval
+            if min_interval is not None
+            else _env_float("QRL_HTTP_MIN_INTERVAL_SECONDS", DEFAULT_MIN_INTERVAL)
+        )
+        self.backoff = backoff if backoff is not None else _env_float("QRL_HTTP_BACKOFF_SECONDS", DEFAULT_BACKOFF)
+        self.max_attempts = max_attempts
+        self.max_retry_after = max_retry_after
+        self.requests_made = 0
+        self._http = httpx.Client(
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json, text/javascript, */*; q=0.01",
+                "Accept-Language": "zh-TW,zh;q=0.9,en;q=0.8",
+            },
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------------------------------------ cache
+    def cache_file(self, url: str, date: dt.date) -> Path:
+        parts = urlsplit(url)
+        return self.cache_root / _safe(parts.netloc) / parts.path.strip("/") / f"{date.isoformat()}.json"
+
+    def keep(self, response: JsonResponse, *, no_data: bool = False) -> bool:
+        """Cache a parsed answer. Call only after the payload parsed; returns whether it was written."""
+        if response.from_cache:
+            return False
+        if no_data:
+            if response.date > taipei_today() - NO_DATA_KEPT_AFTER:
+                return False  # today's (or a recent) "no data" may only mean "not published yet"
+        elif not _stat_ok(response.payload):
+            return False  # belt and braces: only OK answers are kept
+        target = response.cache_file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_bytes(response.body)
+        os.replace(partial, target)  # atomic: a reader sees the old file or the whole new one
+        return True
+
+    def forget(self, response: JsonResponse) -> None:
+        response.cache_file.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------------- fetch
+    def get_json(self, base_url: str, path: str, params: dict[str, str], *, date: dt.date, label: str) -> JsonResponse:
+        """The JSON answer for one endpoint and date, from the cache when it holds one."""
+        url = base_url.rstrip("/") + path
+        cache_file = self.cache_file(url, date)
+        if cache_file.exists():
+            body = cache_file.read_bytes()
+            try:
+                return JsonResponse(label, url, date, _decode(body), body, True, cache_file, 0)
+            except ValueError:
+                log.warning("discarding unreadable cache entry %s", cache_file)
+                cache_file.unlink(missing_ok=True)
+        response, attempts = self._request(url, params, label=label, date=date)
+        try:
+            payload = _decode(response.content)
+        except ValueError:
+            snippet = response.content[:80].decode("utf-8", "replace").strip()
+            raise BadMarketData(
+                f"{label} {date}: the response body is not JSON (HTTP {response.status_code}, content-type "
+                f"{response.headers.get('content-type', '?')!r}, starts with {snippet!r})"
+            ) from None
+        return JsonResponse(label, str(response.url), date, payload, response.content, False, cache_file, attempts)
+
+    def _request(self, url: str, params: dict[str, str], *, label: str, date: dt.date) -> tuple[httpx.Response, int]:
+        host = urlsplit(url).netloc
+        problem = ""
+        for attempt in range(1, self.max_attempts + 1):
+            self._wait_turn(host)
+            self.requests_made += 1
+            wait = self.backoff * 2 ** (attempt - 1)
+            try:
+                response = self._http.get(url, params=params)
+            except httpx.TransportError as exc:  # timeouts, refused/reset connections, protocol errors
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response, attempt
+                if status != 429 and status < 500:
+                    raise ExchangeUnavailable(f"{label} {date}: HTTP {status} from {response.url} (not retried)")
+                problem = f"HTTP {status}"
+                retry_after = _retry_after(response)
+                if retry_after is not None:
+                    if retry_after > self.max_retry_after:
+                        raise ExchangeUnavailable(
+                            f"{label} {date}: {problem} with Retry-After {retry_after:.0f}s (more than the "
+                            f"{self.max_retry_after:.0f}s we wait); try again later"
+                        )
+                    wait = max(wait, retry_after)
+            if attempt < self.max_attempts:
+                log.warning(
+                    "%s %s: %s, retry %d/%d in %.1fs", label, date, problem, attempt, self.max_attempts - 1, wait
+                )
+                time.sleep(wait)
+        raise ExchangeUnavailable(f"{label} {date}: gave up after {self.max_attempts} attempts ({problem}) at {url}")
+
+    def _wait_turn(self, host: str) -> None:
+        """Sleep until `min_interval` has passed since the previous request to `host` (any process)."""
+        stamp = self.cache_root / ".throttle" / _safe(host)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        with _thread_lock(str(stamp)), open(stamp, "a+", encoding="ascii") as handle:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+            handle.seek(0)
+            previous = float(handle.read().strip() or 0.0)
+            delay = previous + self.min_interval - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{time.time():.6f}")
+            handle.flush()
+
+
+def _thread_lock(key: str) -> threading.Lock:
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(key, threading.Lock())
+
+
+def _decode(body: bytes) -> Any:
+    return json.loads(body.decode("utf-8-sig"))
+
+
+def _stat_ok(payload: Any) -> bool:
+    return isinstance(payload, dict) and str(payload.get("stat", "")).strip().lower() == "ok"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After as seconds or as an HTTP date."""
+    raw = response.headers.get("retry-after", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -1,0 +1,105 @@
+"""The live market source: TWSE + TPEx daily tables for one date, in the canonical schemas.
+
+For each table: ask TWSE first. TWSE's "no data" answer means the market was closed that day (typhoon
+closures the calendar missed, SPEC S3), and TPEx is not asked. Otherwise ask TPEx, combine and
+`conform()`. Every payload is parsed completely before it is cached or returned, so a bad answer
+raises `BadMarketData` and neither a partial frame nor a cache entry comes out of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from qrl_platform.market import schema
+from qrl_platform.market.live import tpex, twse
+from qrl_platform.market.live.http import JsonResponse, PoliteClient
+from qrl_platform.market.schema import BadMarketData
+from qrl_platform.market.sources import DAILY_TABLES, DayResult
+from qrl_platform.settings import MarketSourceSettings, qrl_home
+
+
+class NotPublishedYet(BadMarketData):
+    """A table has no data yet for a day the exchange traded (e.g. margin before ~21:00): retry later."""
+
+
+def default_cache_root() -> Path:
+    home = qrl_home()
+    if "://" in home:  # an object-store QRL_HOME: the raw cache still needs a local disk
+        return Path(".qrl").resolve() / "cache" / "raw"
+    return Path(home) / "cache" / "raw"
+
+
+class LiveMarketSource:
+    name = "live"
+
+    def __init__(
+        self, settings: MarketSourceSettings, cache_root: str | None = None, min_interval: float | None = None
+    ):
+        self.settings = settings
+        self.http = PoliteClient(Path(cache_root) if cache_root else default_cache_root(), min_interval=min_interval)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def fetch_day(self, table: str, date: dt.date) -> DayResult:
+        if table not in DAILY_TABLES:
+            raise ValueError(f"live source: unknown daily table {table!r} (expected one of {DAILY_TABLES})")
+        details: dict = {"source": self.name, "endpoints": [], "requests": 0, "cache_hits": 0, "rows_per_market": {}}
+        listed, listed_answer = self._fetch(self.settings.twse_base_url, twse, table, date, details)
+        if not listed.no_data:
+            self.http.keep(listed_answer)  # valid on its own: never ask TWSE for it again, whatever TPEx says
+        else:
+            if table != "daily_quotes" and self.has_data(date):
+                # Not cached: it is not a closed day, only a table that comes out later (margin ~21:00).
+                raise NotPublishedYet(
+                    f"{twse.ENDPOINTS[table].label} {date}: no data yet ({listed.reason}) although TWSE has quotes "
+                    f"for the day; the table is published later — try again"
+                )
+            self.http.keep(listed_answer, no_data=True)
+            reason = f"TWSE has no data for {date}: {listed.reason}"
+            return DayResult(table, date, schema.empty(table), closed=True, reason=reason, details=details)
+        otc, otc_answer = self._fetch(self.settings.tpex_base_url, tpex, table, date, details)
+        if otc.no_data:
+            # Same calendar for both markets: empty TPEx on a TWSE trading day is "not yet", never "closed".
+            raise NotPublishedYet(
+                f"{tpex.ENDPOINTS[table].label} {date}: no rows ({otc.reason}) although TWSE has data for the day; "
+                f"try again later"
+            )
+        self.http.keep(otc_answer)
+        details["rows_per_market"] = {"TWSE": listed.frame.height, "TPEx": otc.frame.height}
+        frame = schema.conform(table, pl.concat([listed.frame, otc.frame], how="vertical"), context=f"{date}")
+        return DayResult(table, date, frame, details=details)
+
+    def has_data(self, date: dt.date) -> bool:
+        """Has TWSE published the day's closing quotes? (stat OK and the 每日收盤行情 table present)."""
+        details: dict = {"endpoints": [], "requests": 0, "cache_hits": 0}
+        try:
+            parsed, answer = self._fetch(self.settings.twse_base_url, twse, "daily_quotes", date, details)
+        except BadMarketData:
+            return False  # a half-published or throttled answer is not "published"
+        self.http.keep(answer, no_data=parsed.no_data)
+        return not parsed.no_data
+
+    def _fetch(
+        self, base_url: str, exchange, table: str, date: dt.date, details: dict
+    ) -> tuple[twse.Parsed, JsonResponse]:
+        """Fetch and parse one endpoint's answer; the caller decides whether to cache it (`keep`)."""
+        endpoint, parse = exchange.ENDPOINTS[table], exchange.PARSERS[table]
+        params = exchange.query(endpoint, date)
+        answer = self.http.get_json(base_url, endpoint.path, params, date=date, label=endpoint.label)
+        try:
+            parsed = parse(answer.payload, date)
+        except BadMarketData:
+            if not answer.from_cache:
+                raise
+            # A cached answer the parser now rejects (the parser got stricter): drop it and ask once more.
+            self.http.forget(answer)
+            answer = self.http.get_json(base_url, endpoint.path, params, date=date, label=endpoint.label)
+            parsed = parse(answer.payload, date)
+        details["endpoints"].append(endpoint.label)
+        details["requests"] += answer.requests
+        details["cache_hits"] += int(answer.from_cache)
+        return parsed, answer

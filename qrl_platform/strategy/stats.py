@@ -1,0 +1,249 @@
+"""UPDATE_STRATEGY_STATS (seed JOB-M11-003, SPEC S7): per-strategy counts, confidence and hit rate.
+
+Definitions (hand-checkable, see the tests):
+
+* A signal's **exit date** is the `horizon_days`-th trading day after its trade date (XTAI calendar
+  plus overrides); its **forward return** is close(exit) / close(trade date) − 1 — signals are made
+  after the close, so the close is the entry price.
+* A BUY **hits** when the forward return is > 0, a SELL when it is < 0 (0 is a miss for both). HOLD
+  rows are never judged.
+* For an as-of date D and a period of P calendar days (7/30/90), the window is the signals with
+  trade date in (D − P, D]. `signal_count` counts every stored signal row in it (BUY/SELL/HOLD);
+  `avg_confidence` averages the BUY and SELL rows (how sure the strategy is when it acts — HOLD
+  rows would drown it); `evaluated_signals` are the BUY/SELL rows whose exit date is on or before D
+  and whose two closes are known; `hit_rate` = hits / evaluated_signals (null when none).
+  Only signals whose horizon has elapsed count, so a 7-day window of a 20-day strategy has no hit
+  rate yet — by design, not a bug.
+* `total_executions`, `total_signals`, `last_execution_at` are as of D (executions and signals on
+  or before D), so a backfilled day shows what was known then. The `strategies` summary columns are
+  refreshed with the source's SQL (all time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from qrl_platform.partitions import trading_days
+from qrl_platform.storage.frames import FrameStore
+from qrl_platform.warehouse import Warehouse
+from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals, strategy_stats
+
+PERIODS = (7, 30, 90)
+
+
+# ------------------------------------------------------------------------------------- pure maths
+def signal_outcomes(
+    signals: pl.DataFrame, closes: pl.DataFrame, horizons: dict[str, int], open_days: Sequence[dt.date]
+) -> pl.DataFrame:
+    """Per BUY/SELL signal: exit_date, forward_return and hit (null when a close is missing).
+
+    `signals`: strategy_id, stock_id, trade_date, signal. `closes`: stock_id, trade_date, close.
+    `open_days`: the trading days covering the signals and their exits, sorted.
+    """
+    calendar = pl.DataFrame({"trade_date": sorted(open_days)}, schema={"trade_date": pl.Date}).with_row_index("day_index")
+    exits = calendar.select(pl.col("day_index").alias("exit_index"), pl.col("trade_date").alias("exit_date"))
+    horizon = pl.DataFrame(
+        {"strategy_id": list(horizons), "horizon_days": list(horizons.values())},
+        schema={"strategy_id": pl.Utf8, "horizon_days": pl.UInt32},
+    )
+    entry = closes.select("stock_id", "trade_date", pl.col("close").alias("entry_close"))
+    exit_close = closes.select("stock_id", pl.col("trade_date").alias("exit_date"), pl.col("close").alias("exit_close"))
+    forward_return = pl.col("exit_close") / pl.col("entry_close") - 1.0
+    return (
+        signals.filter(pl.col("signal").is_in(["BUY", "SELL"]))
+        .join(horizon, on="strategy_id", how="inner")
+        .join(calendar, on="trade_date", how="left")
+        .with_columns((pl.col("day_index") + pl.col("horizon_days")).alias("exit_index"))
+        .join(exits, on="exit_index", how="left")
+        .join(entry, on=["stock_id", "trade_date"], how="left")
+        .join(exit_close, on=["stock_id", "exit_date"], how="left")
+        .with_columns(
+            pl.when(pl.col("entry_close") > 0).then(forward_return).alias("forward_return"),
+        )
+        .with_columns(
+            pl.when(pl.col("signal") == "BUY").then(pl.col("forward_return") > 0)
+            .otherwise(pl.col("forward_return") < 0).alias("hit")
+        )
+        .select("strategy_id", "stock_id", "trade_date", "signal", "exit_date", "forward_return", "hit")
+    )
+
+
+def compute_stats(
+    as_of_dates: Sequence[dt.date],
+    strategy_ids: Sequence[str],
+    daily_signals: pl.DataFrame,
+    outcomes: pl.DataFrame,
+    daily_executions: pl.DataFrame,
+    *,
+    periods: Sequence[int] = PERIODS,
+    computed_at: dt.datetime | None = None,
+) -> pl.DataFrame:
+    """strategy_stats rows for every (strategy, as-of date, period).
+
+    `daily_signals`: strategy_id, trade_date, signal, n, confidence_sum (per day and signal type).
+    `outcomes`: from `signal_outcomes`. `daily_executions`: strategy_id, execution_date, n, last_started_at.
+    """
+    computed_at = computed_at or dt.datetime.now(dt.UTC)
+    # Judged signals collapse to one row per (strategy, trade date): they share an exit date.
+    judged = (
+        outcomes.filter(pl.col("hit").is_not_null())
+        .group_by("strategy_id", "trade_date", "exit_date")
+        .agg(pl.len().alias("evaluated"), pl.col("hit").sum().alias("hits"))
+    )
+    rows: list[dict] = []
+    for as_of in sorted(as_of_dates):
+        executions = daily_executions.filter(pl.col("execution_date") <= as_of).group_by("strategy_id").agg(
+            pl.col("n").sum().alias("total_executions"), pl.col("last_started_at").max().alias("last_execution_at")
+        )
+        totals = daily_signals.filter(pl.col("trade_date") <= as_of).group_by("strategy_id").agg(
+            pl.col("n").sum().alias("total_signals")
+        )
+        by_period = {}
+        for period in periods:
+            start = as_of - dt.timedelta(days=period)
+            window = daily_signals.filter((pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of))
+            acting = pl.col("signal").is_in(["BUY", "SELL"])
+            counts = window.group_by("strategy_id").agg(
+                pl.col("n").sum().alias("signal_count"),
+                pl.col("n").filter(pl.col("signal") == "BUY").sum().alias("buy_count"),
+                pl.col("n").filter(pl.col("signal") == "SELL").sum().alias("sell_count"),
+                pl.col("confidence_sum").filter(acting).sum().alias("confidence_sum"),
+                pl.col("n").filter(acting).sum().alias("acting"),
+            )
+            hits = judged.filter(
+                (pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of) & (pl.col("exit_date") <= as_of)
+            ).group_by("strategy_id").agg(pl.col("evaluated").sum(), pl.col("hits").sum())
+            by_period[period] = (
+                {r["strategy_id"]: r for r in counts.iter_rows(named=True)},
+                {r["strategy_id"]: r for r in hits.iter_rows(named=True)},
+            )
+        execution_rows = {r["strategy_id"]: r for r in executions.iter_rows(named=True)}
+        total_rows = {r["strategy_id"]: r for r in totals.iter_rows(named=True)}
+        for strategy_id in strategy_ids:
+            execution = execution_rows.get(strategy_id, {})
+            for period in periods:
+                counts, hits = (table.get(strategy_id, {}) for table in by_period[period])
+                acting_n = counts.get("acting") or 0
+                evaluated = hits.get("evaluated") or 0
+                rows.append({
+                    "strategy_id": strategy_id,
+                    "as_of_date": as_of,
+                    "period_days": period,
+                    "total_executions": execution.get("total_executions") or 0,
+                    "total_signals": (total_rows.get(strategy_id) or {}).get("total_signals") or 0,
+                    "last_execution_at": execution.get("last_execution_at"),
+                    "signal_count": counts.get("signal_count") or 0,
+                    "buy_count": counts.get("buy_count") or 0,
+                    "sell_count": counts.get("sell_count") or 0,
+                    "avg_confidence": round(counts["confidence_sum"] / acting_n, 6) if acting_n else None,
+                    "evaluated_signals": evaluated,
+                    "hit_rate": round(hits["hits"] / evaluated, 6) if evaluated else None,
+                    "computed_at": computed_at,
+                })
+    return pl.DataFrame(rows, schema=_STATS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=_STATS_SCHEMA)
+
+
+_STATS_SCHEMA = {
+    "strategy_id": pl.Utf8, "as_of_date": pl.Date, "period_days": pl.Int64, "total_executions": pl.Int64,
+    "total_signals": pl.Int64, "last_execution_at": pl.Datetime("us", "UTC"), "signal_count": pl.Int64,
+    "buy_count": pl.Int64, "sell_count": pl.Int64, "avg_confidence": pl.Float64, "evaluated_signals": pl.Int64,
+    "hit_rate": pl.Float64, "computed_at": pl.Datetime("us", "UTC"),
+}
+
+
+# ------------------------------------------------------------------------------------- warehouse
+@dataclass
+class StatsResult:
+    stats: pl.DataFrame
+    rows_written: int
+
+
+def update_strategy_stats(
+    warehouse: Warehouse, store: FrameStore, as_of_dates: Sequence[dt.date], *,
+    periods: Sequence[int] = PERIODS, now: dt.datetime | None = None, save: bool = True,
+) -> StatsResult:
+    """Compute the stats for `as_of_dates` in one pass and replace those dates' rows atomically."""
+    now = now or dt.datetime.now(dt.UTC)
+    as_of_dates = sorted(as_of_dates)
+    if not as_of_dates:
+        return StatsResult(pl.DataFrame(schema=_STATS_SCHEMA), 0)
+    first = as_of_dates[0] - dt.timedelta(days=max(periods))
+    last = as_of_dates[-1]
+    with warehouse.engine.connect() as conn:
+        horizons = dict(conn.execute(sa.select(strategies.c.strategy_id, strategies.c.horizon_days)).fetchall())
+        daily_signals = _frame(conn, sa.select(
+            strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal,
+            sa.func.count().label("n"), sa.func.sum(strategy_signals.c.confidence).label("confidence_sum"),
+        ).where(strategy_signals.c.trade_date <= last).group_by(
+            strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal
+        ), {"strategy_id": pl.Utf8, "trade_date": pl.Date, "signal": pl.Utf8, "n": pl.Int64, "confidence_sum": pl.Float64})
+        acting = _frame(conn, sa.select(
+            strategy_signals.c.strategy_id, strategy_signals.c.stock_id, strategy_signals.c.trade_date,
+            strategy_signals.c.signal,
+        ).where(
+            strategy_signals.c.trade_date > first, strategy_signals.c.trade_date <= last,
+            strategy_signals.c.signal.in_(["BUY", "SELL"]),
+        ), {"strategy_id": pl.Utf8, "stock_id": pl.Utf8, "trade_date": pl.Date, "signal": pl.Utf8})
+        daily_executions = _frame(conn, sa.select(
+            strategy_executions.c.strategy_id, strategy_executions.c.execution_date,
+            sa.func.count().label("n"), sa.func.max(strategy_executions.c.started_at).label("last_started_at"),
+        ).where(strategy_executions.c.execution_date <= last).group_by(
+            strategy_executions.c.strategy_id, strategy_executions.c.execution_date
+        ), {"strategy_id": pl.Utf8, "execution_date": pl.Date, "n": pl.Int64, "last_started_at": pl.Datetime("us", "UTC")})
+    closes = store.read_range("daily_quotes", first, last, columns=["stock_id", "trade_date", "close"])
+    if closes.is_empty():
+        closes = pl.DataFrame(schema={"stock_id": pl.Utf8, "trade_date": pl.Date, "close": pl.Float64})
+    outcomes = signal_outcomes(acting, closes, horizons, trading_days(first, last))
+    stats = compute_stats(
+        as_of_dates, sorted(horizons), daily_signals, outcomes, daily_executions, periods=periods, computed_at=now
+    )
+    if not save:
+        return StatsResult(stats, 0)
+    with warehouse.begin() as conn:
+        conn.execute(strategy_stats.delete().where(strategy_stats.c.as_of_date.in_(as_of_dates)))
+        if stats.height:
+            conn.execute(strategy_stats.insert(), stats.to_dicts())
+        refresh_strategy_summaries(conn, now)
+    return StatsResult(stats, stats.height)
+
+
+def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:
+    """The source's UPDATE strategies SET total_executions/total_signals/last_execution_at (JOB-M11-003)."""
+    executions = strategy_executions.alias("se")
+    signals = strategy_signals.alias("ss")
+    own = strategies.c.strategy_id
+    conn.execute(
+        strategies.update()
+        .where(strategies.c.status.in_(["ACTIVE", "INACTIVE"]))
+        .values(
+            total_executions=sa.select(sa.func.count()).select_from(executions)
+            .where(executions.c.strategy_id == own).scalar_subquery(),
+            total_signals=sa.select(sa.func.count()).select_from(signals)
+            .where(signals.c.strategy_id == own).scalar_subquery(),
+            last_execution_at=sa.select(sa.func.max(executions.c.started_at))
+            .where(executions.c.strategy_id == own).scalar_subquery(),
+            updated_at=now,
+        )
+    )
+
+
+def _frame(conn: Connection, query: sa.Select, schema: dict) -> pl.DataFrame:
+    rows = conn.execute(query).fetchall()
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    frame = pl.DataFrame([tuple(r) for r in rows], schema=list(schema), orient="row", infer_schema_length=None)
+    # SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones.
+    fixes = []
+    for name, dtype in schema.items():
+        if isinstance(dtype, pl.Datetime) and frame.schema[name] != dtype:
+            column = pl.col(name)
+            if getattr(frame.schema[name], "time_zone", None) is None:
+                column = column.dt.replace_time_zone("UTC")
+            fixes.append(column.dt.convert_time_zone("UTC").cast(dtype).alias(name))
+    return frame.with_columns(fixes).cast(schema) if fixes else frame.cast(schema)

@@ -1,0 +1,283 @@
+"""The M07/M08/M09 indicator assets through Dagster: one run for raw + indicators over a range, closed
+days, blocking checks, what a one-day run reads, and factor_metadata on SQLite and PostgreSQL."""
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+
+import dagster as dg
+import polars as pl
+import pytest
+
+import qrl_platform
+from qrl_platform import chip, fundamental
+from qrl_platform.definitions import RESOURCES
+from qrl_platform.indicators import INDICATOR_ASSETS, INDICATOR_CHECKS, INDICATOR_JOBS, INDICATOR_SCHEDULES, registry
+from qrl_platform.indicators.assets import chip_indicators, factor_metadata, fundamental_indicators, technical_indicators
+from qrl_platform.indicators.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
+from qrl_platform.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
+from qrl_platform.market.demo import demo_market
+from qrl_platform.market.ingest import ingest_days, store_frame
+from qrl_platform.partitions import previous_trading_days, trading_day
+from qrl_platform.resources.warehouse import WarehouseResource
+from qrl_platform.storage.frames import FrameStore
+from qrl_platform.warehouse import Warehouse, schema
+
+DAILY_RAW = [daily_quotes, institutional_flows, margin_balances, valuations]
+INDICATORS = [technical_indicators, fundamental_indicators, chip_indicators]
+NAMES = [a.key.path[-1] for a in INDICATORS]
+RANGE = ("2024-10-28", "2024-11-08")  # includes the 2024-10-31 typhoon closure XTAI misses
+HISTORY_END = dt.date(2024, 10, 25)  # raw history before the range is prepared outside Dagster
+CLOSED = "2024-10-31"
+
+
+def _range_tags(start: str, end: str) -> dict:
+    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+
+
+@pytest.fixture(scope="module")
+def raw_history(tmp_path_factory):
+    """A year and a bit of demo raw frames before the range (what earlier daily runs would have stored),
+    built once per module with the same ingest functions the raw assets use."""
+    root = tmp_path_factory.mktemp("raw_history")
+    store = FrameStore(str(root))
+    market = demo_market(int(os.environ.get("QRL_DEMO_SEED", "7")), int(os.environ.get("QRL_TEST_DEMO_UNIVERSE", "120")))
+    days = previous_trading_days(HISTORY_END, 290)
+    for table in ("daily_quotes", "institutional_flows", "margin_balances", "valuations"):
+        ingest_days(market, store, table, days)
+    month = dt.date(2022, 6, 1)
+    while month <= dt.date(2024, 10, 1):
+        store_frame(store, "monthly_revenue", month.isoformat(), market.monthly_revenue(month))
+        if month.month in (1, 4, 7, 10) and month <= dt.date(2024, 7, 1):
+            store_frame(store, "financials", month.isoformat(), market.financials(month))
+        month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    week = dt.date(2024, 8, 30)
+    while week <= dt.date(2024, 11, 8):
+        store_frame(store, "shareholding_distribution", week.isoformat(), market.shareholding_distribution(week))
+        week += dt.timedelta(days=7)
+    return root
+
+
+@pytest.fixture
+def indicator_home(qrl_home, raw_history):
+    shutil.copytree(raw_history / "frames", qrl_home / "frames")
+    return qrl_home
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Every partition file FrameStore reads, as (asset, key) in order."""
+    seen: list[tuple[str, str]] = []
+    original = FrameStore._read_paths
+
+    def recording(self, asset, partitions, columns):
+        seen.extend((asset, key) for key in partitions)
+        return original(self, asset, partitions, columns)
+
+    monkeypatch.setattr(FrameStore, "_read_paths", recording)
+    return seen
+
+
+def _keys(reads: list[tuple[str, str]], asset: str) -> list[str]:
+    return [key for name, key in reads if name == asset]
+
+
+def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [*DAILY_RAW, *INDICATORS, *INDICATOR_CHECKS], resources=RESOURCES, instance=instance, tags=_range_tags(*RANGE)
+    )
+    assert result.success
+    assert len(instance.get_runs()) == 1
+
+    open_days = [d for d in pl.date_range(dt.date(2024, 10, 28), dt.date(2024, 11, 8), eager=True).to_list()
+                 if d.weekday() < 5 and d.isoformat() != CLOSED]
+    for name in NAMES:
+        ids = registry.factor_ids(name)
+        for day in open_days:
+            frame = qrl_platform.load(name, day.isoformat())
+            quotes = qrl_platform.load("daily_quotes", day.isoformat())
+            assert frame.columns == ["stock_id", "trade_date", *ids]
+            assert all(frame.schema[c] == pl.Float64 for c in ids)
+            assert frame["stock_id"].to_list() == sorted(quotes["stock_id"].to_list())  # one row per listed stock
+            assert frame["trade_date"].unique().to_list() == [day]
+        closed = qrl_platform.load(name, CLOSED)
+        assert closed.height == 0 and closed.columns == ["stock_id", "trade_date", *ids]
+
+        events = {m.partition: m.metadata for m in result.asset_materializations_for_node(name)}
+        assert len(events) == 10
+        assert events[CLOSED]["market_closed"].value is True
+        assert "Typhoon" in events[CLOSED]["closed_reason"].value
+        day = events["2024-11-05"]
+        assert day["market_closed"].value is False
+        assert day["dagster/row_count"].value == qrl_platform.load(name, "2024-11-05").height
+        assert list(day["missing_rates"].value) == ids
+        assert day["days"].value == 10 and day["closed_days"].value == 1
+        assert day["compute_seconds"].value >= 0
+        assert {r.data["factor"] for r in day["factor_missing_rates"].value.records} == set(ids)
+
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 12  # four blocking checks on each of the three assets
+    failed = [(e.asset_key.to_user_string(), e.check_name, e.description) for e in evaluations if not e.passed]
+    assert not failed
+    for evaluation in evaluations:
+        assert evaluation.blocking
+        assert evaluation.metadata["days_checked"].value == 9  # every open partition of the range
+        assert evaluation.metadata["closed_days_skipped"].value == 1
+
+
+def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
+    day = HISTORY_END
+    stored_days = len(FrameStore().partitions("daily_quotes"))
+
+    dg.materialize([technical_indicators], resources=RESOURCES, partition_key=day.isoformat())
+    window = [d.isoformat() for d in previous_trading_days(day, registry.module_lookback("M07") + 1 + TECHNICAL_SLACK_DAYS)]
+    assert _keys(reads, "daily_quotes") == window
+    assert len(window) == 250 < stored_days
+    assert {asset for asset, _ in reads} == {"daily_quotes"}
+
+    reads.clear()
+    dg.materialize([fundamental_indicators], resources=RESOURCES, partition_key=day.isoformat())
+    assert _keys(reads, "daily_quotes") == [day.isoformat()]
+    assert _keys(reads, "valuations") == [day.isoformat()]
+    windows = fundamental.history_window(day, day)
+    for table in ("monthly_revenue", "financials"):
+        first, last = (d.isoformat() for d in windows[table])
+        stored = FrameStore().partitions(table)
+        assert _keys(reads, table) == [k for k in stored if first <= k <= last]
+        assert len(_keys(reads, table)) < len(stored)  # older periods could only ever give null
+    assert _keys(reads, "monthly_revenue")[0] == "2023-05-01"  # 17 months before October 2024
+    assert _keys(reads, "financials")[0] == "2023-01-01"  # 7 quarters before 2024Q4
+
+    reads.clear()
+    dg.materialize([chip_indicators], resources=RESOURCES, partition_key=day.isoformat())
+    window = [d.isoformat() for d in previous_trading_days(day, chip.LOOKBACK + 1)]
+    for table in ("daily_quotes", "institutional_flows", "margin_balances"):
+        assert _keys(reads, table) == window
+    first, last = (d.isoformat() for d in chip.history_window(day, day)["shareholding_distribution"])
+    stored = FrameStore().partitions("shareholding_distribution")
+    assert _keys(reads, "shareholding_distribution") == [k for k in stored if first <= k <= last]
+
+
+def test_a_one_day_run_gives_the_same_values_as_the_range_run(indicator_home):
+    dg.materialize([*DAILY_RAW, *INDICATORS], resources=RESOURCES, tags=_range_tags(*RANGE))
+    day = "2024-11-05"
+    from_range = {name: qrl_platform.load(name, day) for name in NAMES}
+    dg.materialize(INDICATORS, resources=RESOURCES, partition_key=day)
+    for name in ("fundamental_indicators", "chip_indicators"):
+        assert qrl_platform.load(name, day).equals(from_range[name]), name
+    # M07: recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) forget their seed after ~250 bars, to a
+    # few 1e-6 TWD on prices in the hundreds (MACD near zero shows it as a larger relative error). OBV is a running sum from the first bar read, so it depends on where the run's
+    # history starts; it is excluded here (see the report to the M07 owner).
+    single = qrl_platform.load("technical_indicators", day)
+    for factor in registry.factor_ids("M07"):
+        if factor == "obv":
+            continue
+        a, b = single[factor], from_range["technical_indicators"][factor]
+        assert a.is_null().to_list() == b.is_null().to_list(), factor
+        assert a.drop_nulls().to_list() == pytest.approx(b.drop_nulls().to_list(), rel=1e-6, abs=1e-5), factor
+
+
+def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indicator_home, monkeypatch):
+    real = registry.factors
+
+    def strict(module=None):  # pretend margin utilisation may not exceed 1 %
+        return tuple(
+            dataclasses.replace(f, max_value=1.0) if f.factor_id == "margin_utilization" else f for f in real(module)
+        )
+
+    monkeypatch.setattr(registry, "factors", strict)
+
+    @dg.asset(partitions_def=trading_day, deps=["chip_indicators"])
+    def strategy_probe() -> None:
+        """Stands in for strategy_signals, which must not run on a day whose chip factors failed."""
+
+    chip_checks = [c for c in INDICATOR_CHECKS if "chip_indicators" in {k.asset_key.path[-1] for k in c.check_keys}]
+    result = dg.materialize(
+        [chip_indicators, *chip_checks, strategy_probe], resources=RESOURCES, partition_key=HISTORY_END.isoformat(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert result.asset_materializations_for_node("chip_indicators")
+    assert not result.asset_materializations_for_node("strategy_probe")
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    failed = evaluations["within_ranges"]
+    assert not failed.passed and failed.blocking
+    assert failed.metadata["failing_factors"].value == "margin_utilization"
+    worst = failed.metadata["worst_stocks"].value.split(", ")
+    assert len(worst) == 10 and all(worst)
+    assert "margin_utilization values outside [0, 1]" in failed.description and worst[0] in failed.description
+    assert evaluations["missing_rate"].passed and evaluations["coverage"].passed
+
+
+def test_missing_upstream_partition_fails_naming_table_and_date(indicator_home):
+    with pytest.raises(MissingUpstream, match=r"technical_indicators: upstream daily_quotes partition\(s\) 2024-11-12 not materialised"):
+        dg.materialize([technical_indicators], resources=RESOURCES, partition_key="2024-11-12")
+
+
+def test_factor_metadata_rows_equal_the_registry(warehouse_url, qrl_home):
+    warehouse = Warehouse(warehouse_url)
+    stale = {**registry.ALL_FACTORS[0].as_row(), "factor_id": "retired_factor", "updated_at": dt.datetime.now(dt.UTC)}
+    with warehouse.begin() as connection:
+        connection.execute(schema.factor_metadata.insert(), [stale])
+
+    defs = dg.Definitions(
+        assets=INDICATOR_ASSETS, jobs=INDICATOR_JOBS, schedules=INDICATOR_SCHEDULES,
+        resources={**RESOURCES, "warehouse": WarehouseResource(url=warehouse_url)},
+    )
+    result = defs.resolve_job_def("refresh_factor_metadata_job").execute_in_process()
+    assert result.success
+    [event] = result.asset_materializations_for_node("factor_metadata")
+    assert event.metadata["dagster/row_count"].value == len(registry.ALL_FACTORS)
+
+    stored = warehouse.read_table("factor_metadata").drop("updated_at").sort("factor_id")
+    expected = pl.DataFrame([f.as_row() for f in registry.ALL_FACTORS]).sort("factor_id")
+    assert stored["factor_id"].to_list() == expected["factor_id"].to_list()  # the retired row is gone
+    assert stored.select(expected.columns).to_dicts() == expected.to_dicts()
+    assert set(stored["module"].unique()) == {"M07", "M08", "M09"}
+    # Twice is the same as once.
+    dg.materialize([factor_metadata], resources={"warehouse": WarehouseResource(url=warehouse_url)})
+    assert warehouse.read_table("factor_metadata").height == len(registry.ALL_FACTORS)
+    warehouse.dispose()
+
+
+def test_definitions_wire_groups_deps_job_and_schedule():
+    defs = dg.Definitions(
+        assets=[*DAILY_RAW, *INDICATORS, factor_metadata], asset_checks=INDICATOR_CHECKS, jobs=INDICATOR_JOBS,
+        schedules=INDICATOR_SCHEDULES, resources=RESOURCES,
+    )
+    graph = defs.resolve_asset_graph()
+    for asset, group, module in zip(INDICATORS, ("technical", "fundamental", "chip"), ("M07", "M08", "M09"), strict=True):
+        spec = next(iter(asset.specs))
+        assert spec.group_name == group and module in spec.description
+        assert asset.backfill_policy == dg.BackfillPolicy.single_run()
+        assert asset.partitions_def == trading_day
+    parents = {name: {k.path[-1] for k in graph.get(dg.AssetKey(name)).parent_keys} for name in NAMES}
+    assert parents == {
+        "technical_indicators": {"daily_quotes"},
+        "fundamental_indicators": {"daily_quotes", "valuations", "monthly_revenue", "financials"},
+        "chip_indicators": {"daily_quotes", "institutional_flows", "margin_balances", "shareholding_distribution"},
+    }
+    mapping = fundamental_indicators.get_partition_mapping(dg.AssetKey("monthly_revenue"))
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping) and mapping.start_offset < 0
+    assert {k.name for c in INDICATOR_CHECKS for k in c.check_keys} == {
+        "missing_rate", "coverage", "no_infinities", "within_ranges"
+    }
+    assert all(spec.blocking for c in INDICATOR_CHECKS for spec in c.check_specs)
+    [schedule] = INDICATOR_SCHEDULES
+    assert schedule.name == "refresh_factor_metadata_schedule"
+    assert schedule.cron_schedule == "0 7 * * 1" and schedule.execution_timezone == "Asia/Taipei"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    job = defs.resolve_job_def("refresh_factor_metadata_job")
+    assert job.asset_layer.executable_asset_keys == {dg.AssetKey("factor_metadata")}
+
+
+def test_registry_is_one_list_with_unique_ids():
+    ids = registry.factor_ids()
+    assert len(ids) == len(set(ids)) == len(registry.ALL_FACTORS)
+    assert registry.factor_ids("M08") == list(fundamental.FACTOR_COLUMNS)
+    assert registry.factor_ids("chip") == list(chip.FACTOR_COLUMNS)
+    assert registry.factor_ids("technical_indicators") == registry.factor_ids("M07")
+    with pytest.raises(KeyError, match="unknown indicator module"):
+        registry.factor_ids("M99")

@@ -1,0 +1,165 @@
+"""Strategy definitions as data: the built-ins validate, and every kind of bad definition is rejected
+with a message naming the strategy (and file) and the field."""
+
+import copy
+import json
+
+import pytest
+
+from qrl_platform.strategy.definition import (
+    _FALLBACK_FACTOR_IDS,
+    BUILTIN_DIR,
+    Condition,
+    InvalidStrategy,
+    ScoredTerm,
+    load_definitions,
+    parse_definition,
+    registry_factor_ids,
+)
+
+VALID = {
+    "strategy_id": "STG_TEST_001",
+    "name": "Test",
+    "status": "ACTIVE",
+    "version": 1,
+    "horizon_days": 5,
+    "rules": [
+        {"factor": "ret_20", "transform": "rank", "weight": 2},
+        {"factor": "close", "op": ">", "other": "sma_20", "weight": 1},
+        {"factor": "rsi_14", "op": "between", "value": [30, 70], "weight": 1},
+    ],
+    "signal": {"buy_above": 0.7, "sell_below": 0.3},
+}
+
+
+def _with(path: str, value, base=VALID) -> dict:
+    """VALID with one field replaced (dotted path, list indexes allowed); value=... deletes it."""
+    raw = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = raw
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    key = int(last) if last.isdigit() else last
+    if value is ...:
+        del node[key]
+    else:
+        node[key] = value
+    return raw
+
+
+def _error(raw) -> str:
+    with pytest.raises(InvalidStrategy) as info:
+        parse_definition(raw)
+    return str(info.value)
+
+
+def test_builtin_strategies_are_valid_and_cover_the_ten_families():
+    definitions = load_definitions(BUILTIN_DIR)
+    ids = {d.strategy_id for d in definitions}
+    assert ids == {
+        "STG_MOMENTUM_001", "STG_MEAN_REVERSION_001", "STG_VALUE_001", "STG_QUALITY_GROWTH_001",
+        "STG_FOREIGN_FLOW_001", "STG_TRUST_FLOW_001", "STG_MARGIN_SQUEEZE_001", "STG_BREAKOUT_001",
+        "STG_LOW_VOLATILITY_001", "STG_MULTI_FACTOR_001",
+    }
+    assert all(d.is_active for d in definitions)
+    # Between them the built-ins exercise every rule type the engine offers.
+    kinds = {r.op for d in definitions for r in d.rules if isinstance(r, Condition)}
+    kinds |= {r.transform for d in definitions for r in d.rules if isinstance(r, ScoredTerm)}
+    assert kinds >= {">", ">=", "<", "<=", "between", "rank", "zscore", "raw"}
+
+
+def test_valid_definition_round_trips_through_its_stored_json():
+    definition = parse_definition(VALID)
+    again = parse_definition(json.loads(definition.to_json()))
+    assert again == definition
+    assert definition.fields() == ["ret_20", "close", "sma_20", "rsi_14"]
+
+
+def test_unknown_factor_names_strategy_field_and_suggests():
+    message = _error(_with("rules.0.factor", "pe_ratio"))
+    assert message == "STG_TEST_001: rules[0].factor 'pe_ratio' is not a known factor (did you mean 'pe'?)"
+
+
+def test_unknown_other_factor_is_rejected():
+    assert "rules[1].other 'sma20' is not a known factor (did you mean 'sma_20'?)" in _error(_with("rules.1.other", "sma20"))
+
+
+def test_bad_operator():
+    message = _error(_with("rules.1.op", "=="))
+    assert "STG_TEST_001: rules[1].op '==' is not a supported operator; use one of >, >=, <, <=, between" in message
+
+
+def test_negative_weight_and_weights_summing_to_zero():
+    assert "rules[0].weight -1 is negative" in _error(_with("rules.0.weight", -1))
+    zero = copy.deepcopy(VALID)
+    for rule in zero["rules"]:
+        rule["weight"] = 0
+    assert "STG_TEST_001: rules weights sum to 0" in _error(zero)
+
+
+def test_confidence_range_must_lie_in_zero_one():
+    message = _error(_with("signal", {"buy_above": 0.7, "confidence_range": [-0.2, 1.0]}))
+    assert "STG_TEST_001: signal.confidence_range must lie within [0, 1], got [-0.2, 1]" in message
+
+
+def test_missing_required_fields_are_named():
+    assert "STG_TEST_001: horizon_days must be an integer between 1 and 250" in _error(_with("horizon_days", ...))
+    assert "STG_TEST_001: name is required" in _error(_with("name", ...))
+    assert "<missing strategy_id>: strategy_id must match" in _error(_with("strategy_id", ...))
+    assert "STG_TEST_001: signal is required" in _error(_with("signal", ...))
+    assert "STG_TEST_001: rules must be a non-empty list" in _error(_with("rules", []))
+
+
+def test_thresholds_must_make_sense():
+    assert "sell_below (0.8) must be below buy_above (0.7)" in _error(_with("signal.sell_below", 0.8))
+    assert "signal.buy_above must be in (0, 1]" in _error(_with("signal.buy_above", 1.5))
+    assert "signal needs buy_above and/or sell_below" in _error(_with("signal", {}))
+
+
+def test_rule_shape_errors():
+    assert "needs exactly one of 'op'" in _error(_with("rules.0", {"factor": "ret_20", "weight": 1}))
+    assert "rules[2].value must be a list of two numbers" in _error(_with("rules.2.value", 30))
+    assert "rules[2].value low 70 is above high 30" in _error(_with("rules.2.value", [70, 30]))
+    raw_without_bounds = _with("rules.0", {"factor": "rsi_14", "transform": "raw", "weight": 1})
+    assert "rules[0].bounds is required for transform 'raw'" in _error(raw_without_bounds)
+    assert "rules[0].transform 'log' is not a supported transform" in _error(_with("rules.0.transform", "log"))
+    assert "rules[1].scale must be > 0" in _error(_with("rules.1.scale", 0))
+
+
+def test_typo_in_a_field_name_is_rejected_not_ignored():
+    rule = {"factor": "ret_20", "transform": "rank", "wieght": 2, "weight": 1}
+    assert "rules[0].wieght is not a known field (did you mean 'weight'?)" in _error(_with("rules.0", rule))
+
+
+def test_status_and_universe_values():
+    assert "status must be one of ACTIVE/INACTIVE, got 'RUNNING'" in _error(_with("status", "RUNNING"))
+    assert "universe.market_type must be one of ALL/TWSE/TPEx" in _error(_with("universe", {"market_type": "OTC"}))
+
+
+def test_all_errors_reported_at_once():
+    raw = _with("rules.0.factor", "nope")
+    raw["version"] = 0
+    lines = _error(raw).splitlines()
+    assert len(lines) == 2 and all(line.startswith("STG_TEST_001: ") for line in lines)
+
+
+def test_files_name_the_file_and_duplicate_ids_are_rejected(tmp_path):
+    (tmp_path / "a.yaml").write_text(json.dumps(VALID))
+    (tmp_path / "b.yaml").write_text(json.dumps(VALID))
+    with pytest.raises(InvalidStrategy, match=r"b.yaml: STG_TEST_001: strategy_id is also declared in a.yaml"):
+        load_definitions(tmp_path)
+    (tmp_path / "b.yaml").write_text(json.dumps(_with("rules.1.op", "~")))
+    with pytest.raises(InvalidStrategy, match=r"b.yaml: STG_TEST_001: rules\[1\].op '~' is not a supported operator"):
+        load_definitions(tmp_path)
+
+
+def test_factor_ids_can_be_given_explicitly():
+    with pytest.raises(InvalidStrategy, match="'ret_20' is not a known factor"):
+        parse_definition(VALID, factor_ids={"sma_20", "rsi_14"})
+
+
+def test_fallback_factor_list_matches_the_registry_once_it_exists():
+    registry = registry_factor_ids()
+    if registry is None:
+        pytest.skip("qrl_platform.indicators.registry is not built yet")
+    assert set(_FALLBACK_FACTOR_IDS) == set(registry)
