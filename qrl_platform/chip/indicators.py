@@ -2,7 +2,7 @@
 
 Windows count *rows* per stock, and a stock has one daily_quotes row per trading day it is listed
 (suspended days included, with zero volume and zero flows), so "the last N rows" is "the last N trading
-days". Everything is a polars window expression over `stock_id`; no per-stock loops.
+days". Everything is a polars expression over the whole sorted panel; no per-stock loops.
 
 Weekly TDCC shareholding is attached point in time like the M08 statements: the latest week whose
 `published_on` (else the Saturday after the Friday data date) is on or before the day.
@@ -58,23 +58,36 @@ def _daily_panel(quotes: pl.DataFrame, flows: pl.DataFrame, margin: pl.DataFrame
     return panel.sort("stock_id", "trade_date")
 
 
+# The panel is sorted by (stock_id, trade_date), so a rolling sum or shift over the whole column is right
+# for every row whose window stays inside its own stock, i.e. whose position in the stock `_idx` is at
+# least the window; earlier rows are warm-up and masked to null. This avoids a group-by per factor
+# (the same trick as the M07 module) and is several times faster than `.over("stock_id")`.
+_idx = pl.col("_idx")
+
+
+def _position_in_stock() -> pl.Expr:
+    return pl.int_range(pl.len()).over(pl.col("stock_id").rle_id()).alias("_idx")
+
+
 def _flow_factors() -> list[pl.Expr]:
     exprs = []
     volume = pl.col("volume").cast(pl.Float64)
     for days in FLOW_WINDOWS:
-        traded = volume.rolling_sum(days, min_samples=days).over("stock_id")
+        warm = _idx >= days - 1
+        traded = volume.rolling_sum(days, min_samples=days)
         for who in ("foreign", "trust", "dealer"):
-            net = pl.col(f"{who}_net").rolling_sum(days, min_samples=days).over("stock_id")
-            exprs.append(pl.when(traded > 0).then(net / traded * 100.0).alias(f"{who}_net_pct_{days}"))
+            net = pl.col(f"{who}_net").rolling_sum(days, min_samples=days)
+            exprs.append(pl.when(warm & (traded > 0)).then(net / traded * 100.0).alias(f"{who}_net_pct_{days}"))
     return exprs
 
 
 def _trust_streak() -> pl.Expr:
-    buying = pl.col("trust_net") > 0
-    # Each non-buying day (or unknown day) starts a new run; the running count of buying days within
-    # the run is the streak. Null trust_net (no flow data that day) gives a null streak.
-    run = (~buying).fill_null(True).cast(pl.Int32).cum_sum().over("stock_id")
-    streak = buying.fill_null(False).cast(pl.Int32).cum_sum().over("stock_id", run)
+    buying = (pl.col("trust_net") > 0).fill_null(False).cast(pl.Int32)
+    # Running count of buying days over the whole column; the streak is that count minus its value at
+    # the last reset — a non-buying (or unknown) day, or the row before the stock's first row.
+    count = buying.cum_sum()
+    reset = pl.when(buying == 0).then(count).when(_idx == 0).then(count - buying)
+    streak = count - reset.forward_fill()
     return (
         pl.when(pl.col("trust_net").is_null())
         .then(None)
@@ -91,8 +104,10 @@ def _margin_factors() -> list[pl.Expr]:
         pl.when(balance > 0).then(pl.col("short_balance") / balance * 100.0).alias("short_margin_ratio"),
     ]
     for days in MARGIN_WINDOWS:
-        before = balance.shift(days).over("stock_id")
-        exprs.append(pl.when(before > 0).then((balance / before - 1.0) * 100.0).alias(f"margin_change_{days}"))
+        before = balance.shift(days)
+        exprs.append(
+            pl.when((_idx >= days) & (before > 0)).then((balance / before - 1.0) * 100.0).alias(f"margin_change_{days}")
+        )
     return exprs
 
 
@@ -133,7 +148,11 @@ def compute(
     Returns the rows of `quotes` sorted by stock_id, trade_date with one Float64 column per factor.
     """
     panel = _daily_panel(quotes, flows, margin)
-    out = panel.with_columns(*_flow_factors(), _trust_streak(), *_margin_factors())
+    out = (
+        panel.with_columns(_position_in_stock())
+        .with_columns(*_flow_factors(), _trust_streak(), *_margin_factors())
+        .drop("_idx")
+    )
     if shareholding is not None and shareholding.height:
         weeks = big_holder_weeks(shareholding)
         out = (

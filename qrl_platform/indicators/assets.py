@@ -4,6 +4,7 @@
 import math
 
 import dagster as dg
+import polars as pl
 
 from qrl_platform.chip.indicators import SHAREHOLDING_HISTORY_DAYS
 from qrl_platform.fundamental.indicators import FINANCIALS_HISTORY_QUARTERS, REVENUE_HISTORY_MONTHS
@@ -75,37 +76,39 @@ GROUPS = {"technical_indicators": "technical", "fundamental_indicators": "fundam
 MODULE_OF = {asset: module for module, asset in registry.MODULE_ASSETS.items()}
 
 
-def _partition_metadata(result: ranges.RangeResult, date) -> dict:
+def _missing_rates(result: ranges.RangeResult) -> pl.DataFrame:
+    """trade_date, factor, missing_rate over every open day of the run, computed once."""
+    frames = [result.frames[d] for d in result.open_dates]
+    return quality.missing_rates(pl.concat(frames) if frames else pl.DataFrame(), result.quotes, result.factors)
+
+
+def _partition_metadata(result: ranges.RangeResult, date, rates: pl.DataFrame) -> dict:
     frame = result.frames[date]
     meta: dict = {"dagster/row_count": frame.height, "stocks": frame.height, "market_closed": date in result.closed}
     if date in result.closed:
         meta["closed_reason"] = result.closed[date]
         return meta
-    rates = quality.missing_rates(frame, result.quotes.filter(result.quotes["trade_date"] == date), result.factors)
-    by_factor = dict(zip(rates["factor"], rates["missing_rate"], strict=True))
+    day = rates.filter(pl.col("trade_date") == date)
+    by_factor = dict(zip(day["factor"], day["missing_rate"], strict=True))
     meta["missing_rates"] = {f: round(by_factor.get(f, 0.0), 4) for f in result.factor_ids}  # registry order
     return meta
 
 
-def _missing_rate_table(result: ranges.RangeResult) -> dg.TableMetadataValue:
+def _missing_rate_table(result: ranges.RangeResult, rates: pl.DataFrame) -> dg.TableMetadataValue:
     """Per factor over the run's open days: declared threshold, mean and worst missing rate."""
-    frames = [result.frames[d] for d in result.open_dates]
-    by_factor: dict[str, list[float]] = {f: [] for f in result.factor_ids}
-    if frames:
-        import polars as pl
-
-        rates = quality.missing_rates(pl.concat(frames), result.quotes, result.factors)
-        for factor, rate in zip(rates["factor"], rates["missing_rate"], strict=True):
-            by_factor[factor].append(rate)
+    summary = {
+        factor: (mean, worst)
+        for factor, mean, worst in rates.group_by("factor")
+        .agg(pl.col("missing_rate").mean(), pl.col("missing_rate").max().alias("worst"))
+        .iter_rows()
+    }
     records = [
         dg.TableRecord(
             {
                 "factor": f.factor_id,
                 "max_missing_rate": f.max_missing_rate,
-                "mean_missing_rate": round(sum(by_factor[f.factor_id]) / len(by_factor[f.factor_id]), 4)
-                if by_factor[f.factor_id]
-                else 0.0,
-                "worst_missing_rate": round(max(by_factor[f.factor_id], default=0.0), 4),
+                "mean_missing_rate": round(summary.get(f.factor_id, (0.0, 0.0))[0], 4),
+                "worst_missing_rate": round(summary.get(f.factor_id, (0.0, 0.0))[1], 4),
             }
         )
         for f in result.factors
@@ -138,8 +141,9 @@ def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, frames: FrameStoreResource) -> dg.MaterializeResult:
         dates = partition_dates(context)
         result = ranges.materialize_range(frames.get(), asset_name, dates)
+        rates = _missing_rates(result)
         for date in dates:
-            context.add_asset_metadata(_partition_metadata(result, date), partition_key=date.isoformat())
+            context.add_asset_metadata(_partition_metadata(result, date, rates), partition_key=date.isoformat())
         for table, keys in result.history_missing.items():
             if keys:
                 context.log.warning(
@@ -160,7 +164,7 @@ def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
             "history_read": {
                 table: {"from": a, "to": b, "partitions": n} for table, (a, b, n) in result.history.items()
             },
-            "factor_missing_rates": _missing_rate_table(result),
+            "factor_missing_rates": _missing_rate_table(result, rates),
         }
         return dg.MaterializeResult(metadata=metadata)
 

@@ -1,25 +1,32 @@
 """Blocking data-quality checks on the M07/M08/M09 indicator assets (SPEC S5): thin wiring over `quality`.
 
-Each indicator asset gets four blocking checks — missing_rate, coverage, no_infinities, within_ranges
-— evaluated by one multi-asset check so the stored frames are read once. A failure (severity ERROR)
-stops every downstream asset in the same run, so strategies never score a day off broken factors.
+Each indicator asset gets four blocking checks — missing_rate, coverage, no_infinities, within_ranges —
+run by one multi-asset check so the stored frames are read once. A failure (severity ERROR) stops
+every downstream asset in the same run, so strategies never score a day off broken factors.
 
-The checks are unpartitioned on a partitioned asset: in a single-run backfill they see every
-partition key of the run and evaluate all of them; a failure names the days, the factor and the worst
-stocks. Run on their own (e.g. "Execute checks" in the UI), they evaluate the latest stored partition.
+The checks are partitioned like the assets and report one evaluation *per partition*, also in a
+single-run backfill: the quality rules run once, vectorised over the whole range, and each day gets
+its own pass/fail, so the UI, the schedules' readiness gate and the strategies see exactly which days
+failed. A failing day's evaluation names the factor and the worst stocks.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
-import json
 
 import dagster as dg
 import polars as pl
 
 from qrl_platform.indicators import quality, registry
-from qrl_platform.partitions import parse_date
+from qrl_platform.partitions import day_status, parse_date, trading_day
 from qrl_platform.resources.frames import FrameStoreResource
 from qrl_platform.storage.frames import FrameStore
+
+try:  # links each evaluation to the materialisation it judged (what AssetCheckResult does internally)
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+except ImportError:  # pragma: no cover - the link is a UI nicety, the evaluation stands without it
+    AssetCheckEvaluationTargetMaterializationData = None
 
 # Check name -> the quality rule it enforces.
 CHECK_RULES = {
@@ -38,12 +45,48 @@ CHECK_DESCRIPTIONS = {
 }
 
 
-def evaluate_stored(store: FrameStore, asset: str, dates: list[dt.date]) -> quality.QualityReport:
-    """The quality report of an indicator asset's stored partitions `dates` (plain function, no Dagster)."""
+def load_for_quality(store: FrameStore, asset: str, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The stored indicator rows of `dates` and the daily_quotes universe columns of the same days."""
     keys = [d.isoformat() for d in dates]
     frame = store.read_many(asset, keys)
     quotes = store.read_many("daily_quotes", keys, columns=["stock_id", "trade_date", "is_suspended"])
+    return frame, quotes
+
+
+def evaluate_stored(store: FrameStore, asset: str, dates: list[dt.date]) -> quality.QualityReport:
+    """The quality report of an indicator asset's stored partitions `dates` (plain function, no Dagster).
+
+    Also the cheapest way for a notebook or another job to ask "may I trade on these indicators?".
+    """
+    frame, quotes = load_for_quality(store, asset, dates)
     return quality.evaluate(frame, quotes, registry.factors(asset), dates=dates)
+
+
+def daily_reports(store: FrameStore, asset: str, dates: list[dt.date]) -> dict[dt.date, quality.QualityReport]:
+    """One report per day: the whole range is evaluated once; only failing days are re-evaluated on their
+    own, so their worst stocks are that day's."""
+    frame, quotes = load_for_quality(store, asset, dates)
+    factors = registry.factors(asset)
+    overall = quality.evaluate(frame, quotes, factors, dates=dates)
+    failing = {d for issue in overall.issues for d in issue.dates}
+    reports = {}
+    for date in dates:
+        if date in failing:
+            day = pl.col("trade_date") == date
+            reports[date] = quality.evaluate(
+                frame.filter(day) if frame.width else frame,
+                quotes.filter(day) if quotes.width else quotes,
+                factors,
+                dates=[date],
+            )
+        else:
+            reports[date] = quality.QualityReport(
+                dates=[date] if date in overall.dates else [],
+                closed_dates=[date] if date in overall.closed_dates else [],
+                missing_rates=overall.missing_rates.filter(pl.col("trade_date") == date),
+                coverage=overall.coverage.filter(pl.col("trade_date") == date),
+            )
+    return reports
 
 
 def _dates_to_check(context: dg.AssetCheckExecutionContext, store: FrameStore, asset: str) -> list[dt.date]:
@@ -54,43 +97,74 @@ def _dates_to_check(context: dg.AssetCheckExecutionContext, store: FrameStore, a
     return [parse_date(stored[-1], field="partition")] if stored else []
 
 
-def _result(asset: str, check: str, report: quality.QualityReport) -> dg.AssetCheckResult:
+def _unmaterialised_quotes(store: FrameStore, dates: list[dt.date]) -> set[dt.date]:
+    """Open days whose daily_quotes was never stored: no universe to judge against, which is a failure."""
+    stored = set(store.partitions("daily_quotes"))
+    return {d for d in dates if day_status(d).is_open and d.isoformat() not in stored}
+
+
+def _evaluation(
+    asset: str, check: str, date: dt.date, report: quality.QualityReport, no_quotes: bool, target
+) -> dg.AssetCheckEvaluation:
     issues = report.failures(CHECK_RULES[check])
-    metadata: dict = {
-        "days_checked": len(report.dates),
-        "closed_days_skipped": len(report.closed_dates),
-        "failing_factors": ", ".join(i.factor or "universe" for i in issues) or "none",
-    }
-    if issues:
-        metadata["failing_days"] = len({d for i in issues for d in i.dates})
-        worst = issues[0]
-        metadata["worst_stocks"] = ", ".join(sid for sid, _ in worst.worst_stocks)
+    passed = not issues
+    metadata: dict = {"market_closed": bool(report.closed_dates) and not no_quotes}
+    if no_quotes:
+        # The indicator asset refuses to run without the day's quotes; a check-only run can still get here.
+        passed = check != "coverage"
+        description = f"daily_quotes {date} is not materialised: there is no universe to check against."
+    elif report.closed_dates:
+        description = "Market closed: nothing to check."
+    elif issues:
+        description = "; ".join(i.message for i in issues)
+        metadata["failing_factors"] = ", ".join(i.factor or "universe" for i in issues)
+        metadata["worst_stocks"] = ", ".join(sid for sid, _ in issues[0].worst_stocks)
         metadata["issues"] = dg.MetadataValue.json([i.as_dict() for i in issues])
+    else:
+        description = f"{CHECK_DESCRIPTIONS[check]} Passed."
     if check == "missing_rate" and report.missing_rates.height:
-        worst_rates = (
-            report.missing_rates.group_by("factor")
-            .agg(pl.col("missing_rate").max(), pl.col("max_missing_rate").first())
-            .sort("factor")
-        )
-        metadata["worst_missing_rates"] = dg.MetadataValue.json(
-            {f: {"worst": round(r, 4), "allowed": m} for f, r, m in worst_rates.iter_rows()}
+        metadata["missing_rates"] = dg.MetadataValue.json(
+            {
+                f: round(r, 4)
+                for f, r in zip(report.missing_rates["factor"], report.missing_rates["missing_rate"], strict=True)
+            }
         )
     if check == "coverage" and report.coverage.height:
-        metadata["min_coverage"] = float(report.coverage["coverage"].min())
-    description = "; ".join(i.message for i in issues) if issues else f"{CHECK_DESCRIPTIONS[check]} Passed."
-    return dg.AssetCheckResult(
-        asset_key=asset,
+        metadata["coverage"] = float(report.coverage["coverage"][0])
+        metadata["universe"] = int(report.coverage["universe"][0])
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset),
         check_name=check,
-        passed=not issues,
-        severity=dg.AssetCheckSeverity.ERROR,
+        passed=passed,
         metadata=metadata,
+        target_materialization_data=target,
+        severity=dg.AssetCheckSeverity.ERROR,
         description=description[:2000],
+        blocking=True,
+        partition=date.isoformat(),
+    )
+
+
+def _target(instance: dg.DagsterInstance, asset: str, date: dt.date):
+    """The latest materialisation of the partition, so the UI ties the evaluation to it."""
+    if AssetCheckEvaluationTargetMaterializationData is None:
+        return None
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[date.isoformat()]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
     )
 
 
 def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
     specs = [
-        dg.AssetCheckSpec(name=check, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[check])
+        dg.AssetCheckSpec(
+            name=check, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[check], partitions_def=trading_day
+        )
         for check in CHECK_RULES
     ]
 
@@ -98,15 +172,18 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
     def _checks(context: dg.AssetCheckExecutionContext, frames: FrameStoreResource):
         store = frames.get()
         dates = _dates_to_check(context, store, asset)
-        report = evaluate_stored(store, asset, dates)
-        for issue in report.issues:
-            context.log.error(f"{asset}: {issue.message}")
-        context.log.info(
-            f"{asset}: quality evaluated on {len(report.dates)} open day(s): "
-            f"{json.dumps({c: report.passed(r) for c, r in CHECK_RULES.items()})}"
-        )
-        for check in CHECK_RULES:
-            yield _result(asset, check, report)
+        reports = daily_reports(store, asset, dates)
+        no_quotes = _unmaterialised_quotes(store, dates)
+        failed = 0
+        for date in dates:
+            target = _target(context.instance, asset, date)
+            for check in CHECK_RULES:
+                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, target)
+                if not evaluation.passed:
+                    failed += 1
+                    context.log.error(f"{asset} {date}: {evaluation.description}")
+                yield evaluation
+        context.log.info(f"{asset}: quality checked on {len(dates)} partition(s), {failed} failing evaluation(s)")
 
     return _checks
 

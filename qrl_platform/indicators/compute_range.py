@@ -25,6 +25,7 @@ import polars as pl
 from qrl_platform import chip, fundamental, technical
 from qrl_platform.factors import Factor
 from qrl_platform.indicators import registry
+from qrl_platform.market import schema
 from qrl_platform.partitions import day_status, previous_trading_days, trading_days
 from qrl_platform.storage.frames import FrameStore
 
@@ -49,10 +50,9 @@ class RangeResult:
     # daily_quotes rows (stock_id, trade_date, is_suspended) of the requested dates: the universe the
     # quality rules measure coverage and missing rates against.
     quotes: pl.DataFrame = field(default_factory=pl.DataFrame)
-    history: dict[str, tuple[str, str, int]] = field(
-        default_factory=dict
-    )  # table -> (first key, last key, partitions read)
-    history_missing: dict[str, list[str]] = field(default_factory=dict)  # daily table -> lookback keys not stored
+    # raw table -> (first key, last key, partitions read); daily table -> lookback keys not stored
+    history: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    history_missing: dict[str, list[str]] = field(default_factory=dict)
     read_seconds: float = 0.0
     compute_seconds: float = 0.0
 
@@ -127,16 +127,15 @@ def _window(dates: list[dt.date], lookback_days: int) -> tuple[list[dt.date], li
     return sorted(set(history) | set(trading_days(first, last))), open_dates
 
 
-def _as_date_frame(frame: pl.DataFrame, schema_table: str) -> pl.DataFrame:
-    from qrl_platform.market import schema
-
-    return frame if frame.width else schema.empty(schema_table)
+def _or_empty(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    # read_many of nothing stored has no columns at all; give it the table's schema.
+    return frame if frame.width else schema.empty(table)
 
 
 # ---------------------------------------------------------------- per module
 def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
     days, required = _window(dates, registry.module_lookback("M07") + TECHNICAL_SLACK_DAYS)
-    quotes = _as_date_frame(
+    quotes = _or_empty(
         reader.daily(
             "daily_quotes",
             days,
@@ -150,15 +149,13 @@ def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.
 
 def _fundamental(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
     days, required = _window(dates, registry.module_lookback("M08"))
-    quotes = _as_date_frame(
+    quotes = _or_empty(
         reader.daily("daily_quotes", days, required, ["stock_id", "trade_date", "is_suspended"]), "daily_quotes"
     )
-    valuations = _as_date_frame(
+    valuations = _or_empty(
         reader.daily("valuations", days, required, ["stock_id", "trade_date", "pe", "pb", "dividend_yield"]),
         "valuations",
     )
-    if not required:
-        return quotes, quotes
     windows = fundamental.history_window(required[0], required[-1])
     revenue = reader.periodic("monthly_revenue", *windows["monthly_revenue"])
     statements = reader.periodic("financials", *windows["financials"])
@@ -168,7 +165,7 @@ def _fundamental(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, p
 
 def _chip(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
     days, required = _window(dates, registry.module_lookback("M09"))
-    quotes = _as_date_frame(
+    quotes = _or_empty(
         reader.daily("daily_quotes", days, required, ["stock_id", "trade_date", "volume", "is_suspended"]),
         "daily_quotes",
     )
@@ -178,8 +175,6 @@ def _chip(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataF
     margin = reader.daily(
         "margin_balances", days, required, ["stock_id", "trade_date", "margin_balance", "margin_limit", "short_balance"]
     )
-    if not required:
-        return quotes, quotes
     start, end = chip.history_window(required[0], required[-1])["shareholding_distribution"]
     holders = reader.periodic("shareholding_distribution", start, end)
     return quotes, chip.compute(quotes, flows, margin, holders)
@@ -204,7 +199,11 @@ def compute_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeR
     dates = sorted(set(dates))
     reader = _Reader(store, asset)
     started = time.perf_counter()
-    quotes, computed = compute(reader, dates)
+    if any(day_status(d).is_open for d in dates):
+        quotes, computed = compute(reader, dates)
+    else:  # only closed days: nothing to read or compute
+        quotes = _or_empty(pl.DataFrame(), "daily_quotes")
+        computed = empty_frame(ids)
     compute_seconds = time.perf_counter() - started - reader.seconds
 
     closed: dict[dt.date, str] = {}

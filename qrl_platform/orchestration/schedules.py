@@ -10,6 +10,7 @@ the next day, and nothing runs twice.
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -25,7 +26,7 @@ TZ = ZoneInfo(TAIPEI)
 class Stage:
     """One step of the trading day: its job, its time, and what must be done before it."""
 
-    job: dg.UnresolvedAssetJobDefinition
+    job: Any  # an asset job from orchestration.jobs
     at: dt.time
     upstream: tuple[str, ...] = ()
     gate_on_upstream_checks: bool = False
@@ -136,6 +137,7 @@ def shareholding_schedule(context: dg.ScheduleEvaluationContext):
 
 
 cleanup_old_signals_schedule = dg.ScheduleDefinition(
+    name="cleanup_old_signals_schedule",
     job=jobs.cleanup_old_signals_job,
     cron_schedule="0 3 * * 0",
     execution_timezone=TAIPEI,

@@ -5,6 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
+from qrl_platform.notify.event_bus import EventBusError
 from qrl_platform.orchestration import jobs
 from qrl_platform.orchestration.readiness import is_materialized, run_in_flight_or_done
 from qrl_platform.orchestration.schedules import DAILY_STAGES, TZ, stage_gate
@@ -94,6 +95,11 @@ def m13_consumption_lag_sensor(
     try:
         relayed = event_bus.relay(wh, client)
         lagging = event_bus.unconsumed(wh, client, now=current_time())
+    except EventBusError as error:
+        # Redis down: the events are safe in the outbox; say so once an hour instead of failing every tick.
+        alerts.send("WARNING", "M13 event stream unreachable", str(error), source="m13_consumption_lag_sensor",
+                    dedupe_key="m13-stream-unreachable", dedupe_minutes=60)
+        return dg.SkipReason(f"event stream unreachable: {error}")
     finally:
         if client is not None:
             client.close()

@@ -14,9 +14,24 @@ import redis as redis_lib
 
 from qrl_platform.partitions import quarter_hour
 from qrl_platform.qrl.cost import load_trades, position_at, publish_position, store_position, sync_trades
-from qrl_platform.qrl.execution import UNKNOWN, execute_plan, past_orders_from_rows, peak_total_value
+from qrl_platform.qrl.execution import (
+    PLACED,
+    REJECTED,
+    UNKNOWN,
+    execute_plan,
+    past_orders_from_rows,
+    peak_total_value,
+)
 from qrl_platform.qrl.mexc_client import parse_balances, parse_price, parse_symbol_rules, taker_fee_rate
-from qrl_platform.qrl.rebalance import plan_rebalance, plan_row, publish_plan, recent_plans, store_plan, stored_plan
+from qrl_platform.qrl.rebalance import (
+    plan_rebalance,
+    plan_row,
+    publish_plan,
+    published_plan,
+    recent_plans,
+    store_plan,
+    stored_plan,
+)
 from qrl_platform.resources.mexc import MexcResource
 from qrl_platform.resources.redis import RedisResource
 from qrl_platform.resources.warehouse import WarehouseResource
@@ -69,14 +84,23 @@ def qrl_position(
     exchange = mexc.exchange(partition_end=window.end)
     store = warehouse.get()
 
-    synced = sync_trades(exchange, store, account=settings.mode, symbol=settings.symbol,
-                         since_ms=settings.trades_since_ms)
+    synced = sync_trades(
+        exchange, store, account=settings.mode, symbol=settings.symbol, since_ms=settings.trades_since_ms
+    )
     price = parse_price(exchange.ticker_price(settings.symbol), settings.symbol)
     trades = load_trades(store, account=settings.mode, symbol=settings.symbol)
     day_start = dt.datetime.combine(window.start.date(), dt.time(), tzinfo=dt.UTC)
-    position = position_at(trades, partition_key=context.partition_key, symbol=settings.symbol, mode=settings.mode,
-                           as_of=window.end, day_start=day_start, price=price,
-                           base_asset=settings.base_asset, quote_asset=settings.quote_asset)
+    position = position_at(
+        trades,
+        partition_key=context.partition_key,
+        symbol=settings.symbol,
+        mode=settings.mode,
+        as_of=window.end,
+        day_start=day_start,
+        price=price,
+        base_asset=settings.base_asset,
+        quote_asset=settings.quote_asset,
+    )
     row = position.row()
     rows = store_position(store, row)
     redis_status = _publish(redis, publish_position, row)
@@ -131,62 +155,72 @@ def rebalance_plan(
     store = warehouse.get()
     key = context.partition_key
 
-    rules = parse_symbol_rules(exchange.exchange_info(settings.symbol), settings.symbol)
-    account = exchange.account()
-    balances = parse_balances(account, rules.base_asset, rules.quote_asset)
-    price = parse_price(exchange.ticker_price(settings.symbol), settings.symbol)
-    fee_rate = settings.fee_rate_override or taker_fee_rate(account) or DEFAULT_FEE_RATE
-    # Simulated prices belong to the partition's end; paper/live prices are observed now.
-    observed_at = window.end if settings.mode == "simulated" else now
-    plan = plan_rebalance(symbol=settings.symbol, price=price, balances=balances, rules=rules,
-                          params=replace(settings.params, fee_rate=fee_rate), timestamp=observed_at)
-
-    history = recent_plans(store, symbol=settings.symbol, mode=settings.mode, since=now - GUARD_LOOKBACK)
-    outcome = execute_plan(
-        exchange, plan, rules, settings.limits,
-        account=settings.mode, partition_key=key, partition_end=window.end, now=now,
-        past_orders=past_orders_from_rows(history),
-        peak_total_value=peak_total_value([row for row in history if row["partition_key"] != key]),
-        previous=stored_plan(store, key, settings.symbol),
-    )
-    row = plan_row(plan, partition_key=key, mode=settings.mode, execution=outcome.as_dict(), created_at=now)
+    previous = stored_plan(store, key, settings.symbol)
+    if previous and previous["order_status"] == PLACED:
+        # This partition already traded: the executed plan is history. Re-running re-stores and
+        # re-publishes it unchanged instead of planning again against the post-fill balances.
+        row = previous
+        extra = {"note": "order already placed for this partition; the executed plan is kept"}
+        context.log.info(f"{key}: order {previous['order_id']} already placed; keeping the executed plan")
+    else:
+        rules = parse_symbol_rules(exchange.exchange_info(settings.symbol), settings.symbol)
+        account = exchange.account()
+        balances = parse_balances(account, rules.base_asset, rules.quote_asset)
+        price = parse_price(exchange.ticker_price(settings.symbol), settings.symbol)
+        fee_rate = settings.fee_rate_override or taker_fee_rate(account) or DEFAULT_FEE_RATE
+        # Simulated prices belong to the partition's end; paper/live prices are observed now.
+        observed_at = window.end if settings.mode == "simulated" else now
+        plan = plan_rebalance(
+            symbol=settings.symbol,
+            price=price,
+            balances=balances,
+            rules=rules,
+            params=replace(settings.params, fee_rate=fee_rate),
+            timestamp=observed_at,
+        )
+        history = recent_plans(store, symbol=settings.symbol, mode=settings.mode, since=now - GUARD_LOOKBACK)
+        outcome = execute_plan(
+            exchange,
+            plan,
+            rules,
+            settings.limits,
+            account=settings.mode,
+            partition_key=key,
+            partition_end=window.end,
+            now=now,
+            past_orders=past_orders_from_rows(history),
+            peak_total_value=peak_total_value([row for row in history if row["partition_key"] != key]),
+            previous=previous,
+        )
+        row = plan_row(plan, partition_key=key, mode=settings.mode, execution=outcome.as_dict(), created_at=now)
+        extra = {
+            "qrl_locked": float(plan.qrl_locked),
+            "usdt_locked": float(plan.usdt_locked),
+            "fee_rate": float(fee_rate),
+            "min_notional": float(rules.min_notional),
+            "qty_step": float(rules.qty_step),
+        }
     rows = store_plan(store, row)
-    published = {**plan.to_json_dict(), "partition_key": key, "mode": settings.mode,
-                 "order_status": outcome.order_status, "client_order_id": outcome.client_order_id}
+    published = published_plan(row)
     redis_status = _publish(redis, publish_plan, published)
 
-    log = context.log.warning if outcome.order_status in ("REJECTED", UNKNOWN) else context.log.info
-    log(f"{settings.symbol} {settings.mode}: {plan.action} {plan.quantity} ({plan.reason}); "
-        f"execution {outcome.order_status}: {outcome.order_message}")
+    status = row["order_status"]
+    log = context.log.warning if status in (REJECTED, UNKNOWN) else context.log.info
+    log(
+        f"{settings.symbol} {settings.mode}: {row['action']} {row['quantity']} ({row['reason']}); "
+        f"execution {status}: {row['order_message']}"
+    )
     metadata = {
         **settings.metadata(),
-        "price": row["price"],
-        "qrl_balance": row["qrl_balance"],
-        "usdt_balance": row["usdt_balance"],
-        "qrl_locked": float(plan.qrl_locked),
-        "usdt_locked": float(plan.usdt_locked),
-        "qrl_value": row["qrl_value"],
-        "total_value": row["total_value"],
-        "target_ratio": row["target_ratio"],
-        "current_ratio": row["current_ratio"],
-        "action": plan.action,
-        "quantity": row["quantity"],
-        "notional_usdt": row["notional_usdt"],
-        "reason": plan.reason,
-        "details": plan.details,
-        "fee_rate": float(fee_rate),
-        "min_notional": float(rules.min_notional),
-        "qty_step": float(rules.qty_step),
-        "order_status": outcome.order_status,
-        "order_message": outcome.order_message,
-        "client_order_id": outcome.client_order_id,
-        "order_id": outcome.order_id,
+        **{name: value for name, value in published.items() if name not in ("partition_key", "mode", "symbol")},
+        "order_message": row["order_message"],
+        **extra,
         "redis": redis_status,
         "dagster/row_count": rows,
     }
-    if outcome.order_status == UNKNOWN:
+    if status == UNKNOWN:
         # Recorded first, then failed: the retry looks the client order id up before anything else.
-        raise dg.Failure(description=f"order outcome unknown: {outcome.order_message}", metadata=metadata)
+        raise dg.Failure(description=f"order outcome unknown: {row['order_message']}", metadata=metadata)
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -50,8 +50,10 @@ def plan_problems(row: Mapping[str, Any]) -> list[str]:
         problems.append(f"BUY notional {notional} exceeds the free USDT balance {row['usdt_balance']}")
     if ratio is not None and not 0 <= ratio <= 1:
         problems.append(f"current_ratio {ratio} is outside [0, 1]")
-    if row["total_value"] is not None and row["qrl_value"] is not None and not _close(
-        row["total_value"], row["qrl_value"] + row["usdt_balance"]
+    if (
+        row["total_value"] is not None
+        and row["qrl_value"] is not None
+        and not _close(row["total_value"], row["qrl_value"] + row["usdt_balance"])
     ):
         problems.append(f"total_value {row['total_value']} != qrl_value + usdt_balance")
     return problems
@@ -81,9 +83,13 @@ def _stored_row(warehouse: WarehouseResource, mexc: MexcResource, table: sa.Tabl
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", category=dg.PreviewWarning)
 
-    @dg.asset_check(asset=rebalance_plan, partitions_def=quarter_hour, blocking=True,
-                    description="The stored plan is internally consistent: notional ≈ quantity·price, quantity "
-                    "within free balances, current ratio in [0, 1], HOLD has no quantity.")
+    @dg.asset_check(
+        asset=rebalance_plan,
+        partitions_def=quarter_hour,
+        blocking=True,
+        description="The stored plan is internally consistent: notional ≈ quantity·price, quantity "
+        "within free balances, current ratio in [0, 1], HOLD has no quantity.",
+    )
     def rebalance_plan_is_consistent(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, mexc: MexcResource
     ) -> dg.AssetCheckResult:
@@ -93,8 +99,11 @@ with warnings.catch_warnings():
         problems = plan_problems(row)
         return dg.AssetCheckResult(passed=not problems, metadata={"problems": problems, "action": row["action"]})
 
-    @dg.asset_check(asset=rebalance_plan, partitions_def=quarter_hour,
-                    description="Execution did not end REJECTED or UNKNOWN (a refused or unconfirmed order).")
+    @dg.asset_check(
+        asset=rebalance_plan,
+        partitions_def=quarter_hour,
+        description="Execution did not end REJECTED or UNKNOWN (a refused or unconfirmed order).",
+    )
     def rebalance_order_not_rejected(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, mexc: MexcResource
     ) -> dg.AssetCheckResult:
@@ -106,8 +115,11 @@ with warnings.catch_warnings():
             metadata={"order_status": status, "order_message": row.get("order_message") or ""},
         )
 
-    @dg.asset_check(asset=qrl_position, partitions_def=quarter_hour,
-                    description="The stored position is non-negative (quantity, invested, fees, average cost).")
+    @dg.asset_check(
+        asset=qrl_position,
+        partitions_def=quarter_hour,
+        description="The stored position is non-negative (quantity, invested, fees, average cost).",
+    )
     def qrl_position_is_non_negative(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, mexc: MexcResource
     ) -> dg.AssetCheckResult:

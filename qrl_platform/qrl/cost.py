@@ -331,8 +331,10 @@ def publish_position(client, row: Mapping[str, Any]) -> dict[str, Any]:
     """
     import redis
 
-    fields = {key: "" if value is None else (value.isoformat() if isinstance(value, dt.datetime) else str(value))
-              for key, value in row.items()}
+    fields = {
+        key: "" if value is None else (value.isoformat() if isinstance(value, dt.datetime) else str(value))
+        for key, value in row.items()
+    }
     with client.pipeline() as pipe:
         while True:
             try:

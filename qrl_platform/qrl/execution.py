@@ -101,7 +101,9 @@ def guard_reason(
     if plan.notional_usdt > limits.max_order_notional:
         return f"notional {plan.notional_usdt:.4f} exceeds the max order notional {limits.max_order_notional}"
     attempts = [order for order in past_orders if order.status in ORDER_ATTEMPTS]
-    today = [order for order in attempts if order.executed_at.astimezone(dt.UTC).date() == now.astimezone(dt.UTC).date()]
+    today = [
+        order for order in attempts if order.executed_at.astimezone(dt.UTC).date() == now.astimezone(dt.UTC).date()
+    ]
     if len(today) >= limits.daily_trade_cap:
         return f"daily trade cap reached ({len(today)} of {limits.daily_trade_cap} today, UTC)"
     if attempts:
@@ -111,8 +113,10 @@ def guard_reason(
     if peak_total_value and plan.total_value is not None and peak_total_value > 0:
         drawdown = (peak_total_value - plan.total_value) / peak_total_value
         if drawdown >= limits.max_drawdown:
-            return (f"kill switch: total value {plan.total_value:.2f} is {drawdown:.1%} below its peak "
-                    f"{peak_total_value:.2f} (limit {limits.max_drawdown:.0%})")
+            return (
+                f"kill switch: total value {plan.total_value:.2f} is {drawdown:.1%} below its peak "
+                f"{peak_total_value:.2f} (limit {limits.max_drawdown:.0%})"
+            )
     return None
 
 
@@ -147,23 +151,32 @@ def execute_plan(
     it and fails the run, and the retry looks the client order id up before doing anything else.
     Faults without an exchange answer (5xx/timeouts after retries) propagate and fail the run.
     """
+    coid = client_order_id(account=account, symbol=rules.symbol, partition_key=partition_key)
+    if previous and previous.get("order_status") == PLACED:
+        # Checked before anything else: a re-run after the fill may now plan HOLD, or run with
+        # execution switched off, and must still report (never forget) the order it placed.
+        return ExecutionOutcome(
+            PLACED,
+            "already placed by an earlier run of this partition; not placed again",
+            previous.get("client_order_id"),
+            previous.get("order_id"),
+            previous.get("executed_at"),
+        )
     if not limits.enabled:
         return ExecutionOutcome(NOT_EXECUTED, "execution disabled (QRL_EXECUTE_ORDERS=false): plan only")
     if plan.action == HOLD:
         return ExecutionOutcome(NOT_EXECUTED, "HOLD: nothing to execute")
 
-    coid = client_order_id(account=account, symbol=rules.symbol, partition_key=partition_key)
-    if previous and previous.get("order_status") == PLACED and previous.get("client_order_id") == coid:
-        return ExecutionOutcome(PLACED, "already placed by an earlier run of this partition; not placed again",
-                                coid, previous.get("order_id"), previous.get("executed_at"))
     existing = exchange.query_order(rules.symbol, coid)
     if existing is not None:
-        return ExecutionOutcome(PLACED, "the exchange already has this partition's order; not placed again",
-                                coid, _order_id(existing), now)
+        return ExecutionOutcome(
+            PLACED, "the exchange already has this partition's order; not placed again", coid, _order_id(existing), now
+        )
 
     others = [order for order in past_orders if order.partition_key != partition_key]
-    reason = guard_reason(plan, rules, limits, partition_end=partition_end, now=now, past_orders=others,
-                          peak_total_value=peak_total_value)
+    reason = guard_reason(
+        plan, rules, limits, partition_end=partition_end, now=now, past_orders=others, peak_total_value=peak_total_value
+    )
     if reason:
         return ExecutionOutcome(BLOCKED, reason, coid)
 
@@ -182,8 +195,13 @@ def execute_plan(
         if exc.code is None:
             raise
         return ExecutionOutcome(REJECTED, f"order refused: {exc}", coid)
-    return ExecutionOutcome(PLACED, f"{plan.action} {params['quantity']} {rules.base_asset} market order placed",
-                            coid, _order_id(placed), now)
+    return ExecutionOutcome(
+        PLACED,
+        f"{plan.action} {params['quantity']} {rules.base_asset} market order placed",
+        coid,
+        _order_id(placed),
+        now,
+    )
 
 
 def _order_id(order: Mapping[str, Any]) -> str | None:

@@ -189,8 +189,10 @@ class MexcClient:
         params.append(("limit", int(limit)))
         body = self._request("GET", "/api/v3/myTrades", params, signed=True)
         if not isinstance(body, list):
-            raise MexcError(f"MEXC GET /api/v3/myTrades: expected a JSON list, got {type(body).__name__}",
-                            endpoint="/api/v3/myTrades")
+            raise MexcError(
+                f"MEXC GET /api/v3/myTrades: expected a JSON list, got {type(body).__name__}",
+                endpoint="/api/v3/myTrades",
+            )
         return body
 
     def test_order(self, params: Mapping[str, str]) -> dict[str, Any]:
@@ -273,13 +275,17 @@ class MexcClient:
             except httpx.TimeoutException:
                 last_problem = f"timed out after {self.settings.timeout_seconds:g}s"
                 if not idempotent:
-                    raise MexcOutcomeUnknown(f"MEXC {endpoint}: {last_problem}; the order may exist", endpoint=path) from None
+                    raise MexcOutcomeUnknown(
+                        f"MEXC {endpoint}: {last_problem}; the order may exist", endpoint=path
+                    ) from None
                 self._sleep(self._backoff(attempt))
                 continue
             except httpx.TransportError as exc:
                 last_problem = f"connection failed ({type(exc).__name__})"
                 if not idempotent:
-                    raise MexcOutcomeUnknown(f"MEXC {endpoint}: {last_problem}; the order may exist", endpoint=path) from None
+                    raise MexcOutcomeUnknown(
+                        f"MEXC {endpoint}: {last_problem}; the order may exist", endpoint=path
+                    ) from None
                 self._sleep(self._backoff(attempt))
                 continue
 
@@ -291,7 +297,8 @@ class MexcClient:
                     raise MexcError(
                         f"MEXC {endpoint}: {last_problem}; waiting {wait:g}s exceeds the "
                         f"{self.settings.max_retry_after_seconds:g}s limit — MEXC bans clients that keep calling",
-                        http_status=429, endpoint=path,
+                        http_status=429,
+                        endpoint=path,
                     )
                 if attempt + 1 < attempts:
                     self._sleep(wait)
@@ -311,14 +318,18 @@ class MexcClient:
                 code = _int_or_none(body["code"])
                 raise MexcError(
                     f"MEXC {endpoint}: {explain_error(code, str(body['msg']))}",
-                    code=code, http_status=status, endpoint=path,
+                    code=code,
+                    http_status=status,
+                    endpoint=path,
                 )
             if status >= 400:
-                raise MexcError(f"MEXC {endpoint}: HTTP {status}: {_snippet(response.text)}", http_status=status,
-                                endpoint=path)
+                raise MexcError(
+                    f"MEXC {endpoint}: HTTP {status}: {_snippet(response.text)}", http_status=status, endpoint=path
+                )
             return body
-        raise MexcError(f"MEXC {endpoint}: gave up after {attempts} attempts; last problem: {last_problem}",
-                        endpoint=path)
+        raise MexcError(
+            f"MEXC {endpoint}: gave up after {attempts} attempts; last problem: {last_problem}", endpoint=path
+        )
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:

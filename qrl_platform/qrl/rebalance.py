@@ -154,7 +154,9 @@ def plan_rebalance(
             f"{balances.quote_locked:f} {rules.quote_asset}"
         )
 
-    def plan(action: str, reason: str, *, qty: Decimal = Decimal(0), values=(None, None, None), caps=()) -> RebalancePlan:
+    def plan(
+        action: str, reason: str, *, qty: Decimal = Decimal(0), values=(None, None, None), caps=()
+    ) -> RebalancePlan:
         qrl_value, total, ratio = values
         return RebalancePlan(
             timestamp=timestamp,
@@ -189,11 +191,15 @@ def plan_rebalance(
     delta = qrl_value - total * params.target_ratio
 
     if abs(delta) < rules.min_notional:
-        return plan(HOLD, f"within min notional (|delta| {abs(delta):.4f} < {rules.min_notional:f} "
-                          f"{rules.quote_asset})", values=values)
+        return plan(
+            HOLD,
+            f"within min notional (|delta| {abs(delta):.4f} < {rules.min_notional:f} {rules.quote_asset})",
+            values=values,
+        )
     if abs(delta) / total < params.threshold:
-        return plan(HOLD, f"within threshold (|delta|/total {abs(delta) / total:.4%} < {params.threshold:.2%})",
-                    values=values)
+        return plan(
+            HOLD, f"within threshold (|delta|/total {abs(delta) / total:.4%} < {params.threshold:.2%})", values=values
+        )
 
     action, reason = (SELL, REASON_SELL) if delta > 0 else (BUY, REASON_BUY)
     wanted = abs(delta) / price
@@ -269,6 +275,40 @@ def plan_row(
         "executed_at": execution.get("executed_at"),
         "created_at": created_at,
     }
+
+
+PUBLISHED_FIELDS = (
+    "partition_key",
+    "mode",
+    "timestamp",
+    "symbol",
+    "price",
+    "qrl_balance",
+    "usdt_balance",
+    "qrl_value",
+    "total_value",
+    "target_ratio",
+    "current_ratio",
+    "action",
+    "quantity",
+    "notional_usdt",
+    "reason",
+    "details",
+    "order_status",
+    "client_order_id",
+    "order_id",
+)
+
+
+def published_plan(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON published to Redis and shown as metadata, from a `rebalance_plans` row."""
+    out = {}
+    for name in PUBLISHED_FIELDS:
+        value = row.get(name)
+        if isinstance(value, dt.datetime):
+            value = (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).isoformat()
+        out[name] = value
+    return out
 
 
 def store_plan(warehouse: Warehouse, row: Mapping[str, Any]) -> int:

@@ -111,7 +111,14 @@ class PaperAccount:
     """Paper balances, fills and orders in one JSON file (see the module docstring)."""
 
     def __init__(
-        self, path: Path, *, symbol: str, base_asset: str, quote_asset: str, initial_base: Decimal, initial_quote: Decimal
+        self,
+        path: Path,
+        *,
+        symbol: str,
+        base_asset: str,
+        quote_asset: str,
+        initial_base: Decimal,
+        initial_quote: Decimal,
     ):
         self.path = Path(path)
         self.symbol = symbol
@@ -148,14 +155,25 @@ class PaperAccount:
         basis is meaningful from the first partition on; it costs no USDT (it was a deposit)."""
         trades = []
         if self.initial_base > 0:
-            trades.append({
-                "symbol": self.symbol,
-                "id": "0", "orderId": "opening-balance", "orderListId": -1,
-                "price": f"{opening_price:f}", "qty": f"{self.initial_base:f}",
-                "quoteQty": f"{opening_price * self.initial_base:f}", "commission": "0",
-                "commissionAsset": self.quote_asset, "time": int(opened_at.timestamp() * 1000),
-                "isBuyer": True, "isMaker": False, "isBestMatch": True, "isSelfTrade": False, "clientOrderId": None,
-            })
+            trades.append(
+                {
+                    "symbol": self.symbol,
+                    "id": "0",
+                    "orderId": "opening-balance",
+                    "orderListId": -1,
+                    "price": f"{opening_price:f}",
+                    "qty": f"{self.initial_base:f}",
+                    "quoteQty": f"{opening_price * self.initial_base:f}",
+                    "commission": "0",
+                    "commissionAsset": self.quote_asset,
+                    "time": int(opened_at.timestamp() * 1000),
+                    "isBuyer": True,
+                    "isMaker": False,
+                    "isBestMatch": True,
+                    "isSelfTrade": False,
+                    "clientOrderId": None,
+                }
+            )
         return {
             "balances": {
                 self.base_asset: {"free": f"{self.initial_base:f}", "locked": "0"},
@@ -175,7 +193,13 @@ class PaperAccount:
             return state
 
     def fill_market_order(
-        self, params: Mapping[str, str], *, symbol: str, price: Decimal, fee_rate: Decimal, at: dt.datetime,
+        self,
+        params: Mapping[str, str],
+        *,
+        symbol: str,
+        price: Decimal,
+        fee_rate: Decimal,
+        at: dt.datetime,
         dry_run: bool,
     ) -> dict[str, Any]:
         """Fill a MARKET order at `price` with a taker fee in USDT, as MEXC would answer it.
@@ -219,16 +243,37 @@ class PaperAccount:
             number = state["next_id"]
             state["next_id"] = number + 1
             order_id = f"paper-order-{number}"
-            state["trades"].append({
-                "symbol": symbol, "id": str(number), "orderId": order_id, "orderListId": -1,
-                "price": f"{price:f}", "qty": f"{qty:f}", "quoteQty": f"{notional:f}",
-                "commission": f"{fee:f}", "commissionAsset": self.quote_asset,
-                "time": int(at.timestamp() * 1000), "isBuyer": side == "BUY", "isMaker": False,
-                "isBestMatch": True, "isSelfTrade": False, "clientOrderId": coid or None,
-            })
-            order = {"symbol": symbol, "orderId": order_id, "orderListId": -1, "clientOrderId": coid,
-                     "side": side, "type": "MARKET", "status": "FILLED", "executedQty": f"{qty:f}",
-                     "price": f"{price:f}", "transactTime": int(at.timestamp() * 1000)}
+            state["trades"].append(
+                {
+                    "symbol": symbol,
+                    "id": str(number),
+                    "orderId": order_id,
+                    "orderListId": -1,
+                    "price": f"{price:f}",
+                    "qty": f"{qty:f}",
+                    "quoteQty": f"{notional:f}",
+                    "commission": f"{fee:f}",
+                    "commissionAsset": self.quote_asset,
+                    "time": int(at.timestamp() * 1000),
+                    "isBuyer": side == "BUY",
+                    "isMaker": False,
+                    "isBestMatch": True,
+                    "isSelfTrade": False,
+                    "clientOrderId": coid or None,
+                }
+            )
+            order = {
+                "symbol": symbol,
+                "orderId": order_id,
+                "orderListId": -1,
+                "clientOrderId": coid,
+                "side": side,
+                "type": "MARKET",
+                "status": "FILLED",
+                "executedQty": f"{qty:f}",
+                "price": f"{price:f}",
+                "transactTime": int(at.timestamp() * 1000),
+            }
             if coid:
                 state["orders"][coid] = order
             self._write(state)
@@ -276,8 +321,14 @@ class PaperExchange:
     def account(self) -> dict[str, Any]:
         state = self._snapshot()
         balances = [{"asset": asset, **amounts} for asset, amounts in state["balances"].items()]
-        return {"makerCommission": 0, "takerCommission": PAPER_TAKER_COMMISSION_BPS, "canTrade": True,
-                "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"]}
+        return {
+            "makerCommission": 0,
+            "takerCommission": PAPER_TAKER_COMMISSION_BPS,
+            "canTrade": True,
+            "accountType": "SPOT",
+            "balances": balances,
+            "permissions": ["SPOT"],
+        }
 
     def my_trades(
         self, symbol: str, *, start_time: int | None = None, from_id: str | None = None, limit: int = 100
@@ -298,8 +349,12 @@ class PaperExchange:
             raise MexcError(f"{self.mode} exchange: {explain_error(30019, 'market order disabled')}", code=30019)
         self._snapshot()  # opens the account on first use
         return self.account_store.fill_market_order(
-            params, symbol=symbol, price=self._price(symbol), fee_rate=Decimal(PAPER_TAKER_COMMISSION_BPS) / 10000,
-            at=self.at, dry_run=dry_run,
+            params,
+            symbol=symbol,
+            price=self._price(symbol),
+            fee_rate=Decimal(PAPER_TAKER_COMMISSION_BPS) / 10000,
+            at=self.at,
+            dry_run=dry_run,
         )
 
     def test_order(self, params: Mapping[str, str]) -> dict[str, Any]:

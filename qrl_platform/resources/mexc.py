@@ -85,10 +85,16 @@ class MexcResource(dg.ConfigurableResource):
     symbol: str = "QRLUSDT"
     base_asset: str = "QRL"
     quote_asset: str = "USDT"
-    target_ratio: float | None = Field(default=None, description="share of value in QRL; empty: QRL_TARGET_RATIO or 0.5")
-    threshold: float | None = Field(default=None, description="HOLD below this |delta|/total; QRL_REBALANCE_THRESHOLD or 0.01")
+    target_ratio: float | None = Field(
+        default=None, description="share of value in QRL; empty: QRL_TARGET_RATIO or 0.5"
+    )
+    threshold: float | None = Field(
+        default=None, description="HOLD below this |delta|/total; QRL_REBALANCE_THRESHOLD or 0.01"
+    )
     max_order_notional: float | None = Field(default=None, description="USDT per order; QRL_MAX_ORDER_NOTIONAL or 100")
-    fee_rate: float | None = Field(default=None, description="taker fee reserved on BUY; empty: the account's takerCommission")
+    fee_rate: float | None = Field(
+        default=None, description="taker fee reserved on BUY; empty: the account's takerCommission"
+    )
     execute_orders: bool | None = Field(default=None, description="empty: QRL_EXECUTE_ORDERS (default false)")
     daily_trade_cap: int | None = Field(default=None, description="QRL_DAILY_TRADE_CAP or 4")
     min_trade_interval_minutes: float | None = Field(default=None, description="QRL_MIN_TRADE_INTERVAL_MINUTES or 60")
@@ -100,7 +106,9 @@ class MexcResource(dg.ConfigurableResource):
     backoff_seconds: float = 0.5
     max_retry_after_seconds: float = 60.0
     min_request_interval_seconds: float = 0.1
-    trades_since: str = Field(default="", description="ISO date: where the first myTrades sync starts (empty: MEXC's default window)")
+    trades_since: str = Field(
+        default="", description="ISO date: where the first myTrades sync starts (empty: MEXC's default window)"
+    )
     paper_initial_qrl: float = 1000.0
     paper_initial_usdt: float = 500.0
     paper_account_dir: str = Field(default="", description="empty: $QRL_HOME/qrl")
@@ -177,8 +185,9 @@ class MexcResource(dg.ConfigurableResource):
         )
         if settings.mode == "simulated":
             market = SimulatedMarket(partition_end, seed=self.simulated_seed)
-            return PaperExchange(mode="simulated", market=market, account=account, at=partition_end,
-                                 opening=SIMULATION_EPOCH)
+            return PaperExchange(
+                mode="simulated", market=market, account=account, at=partition_end, opening=SIMULATION_EPOCH
+            )
         public = MexcClient(settings.client)  # unsigned: ticker/price and exchangeInfo only
         return PaperExchange(mode="paper", market=public, account=account, at=now, opening=now)
 

@@ -139,25 +139,35 @@ def build_strategy_checks(alerts_resource_key: str | None = None) -> list[dg.Ass
     def signals_not_all_zero(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         return zero_signal_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
 
-    @dg.asset_check(
-        asset=strategy_signals,
-        required_resource_keys={alerts_resource_key} if alerts_resource_key else None,
-        description="ERROR when more than 30 % of strategies failed on a day; above 50 % also alerts (M15).",
-    )
-    def strategy_failure_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def evaluate_failure_rate(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
         rates = failure_rates(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
-        result = failure_rate_result(rates)
         alert = failure_alert(rates, context.run.run_id)
         if alert is not None:
-            if alerts_resource_key:
-                level, title, message, tags = alert
+            level, title, message, tags = alert
+            if alerts is None:
+                context.log.error(f"{title} (no alerts resource wired): {message}")
+            else:
                 try:
-                    getattr(context.resources, alerts_resource_key).send(level, title, message, **tags)
+                    alerts.send(level, title, message, **tags)
                 except Exception as exc:  # an alert channel being down must not hide the check result
                     context.log.error(f"failure-rate alert could not be sent: {exc}")
-            else:
-                context.log.error(f"{alert[1]} (no alerts resource wired): {alert[2]}")
-        return result
+        return failure_rate_result(rates)
+
+    failure_rate_description = "ERROR when more than 30 % of strategies failed on a day; above 50 % also alerts (M15)."
+    if alerts_resource_key:
+        # Dagster resources are either all declared by key or all passed as arguments, not mixed.
+        @dg.asset_check(
+            asset=strategy_signals, name="strategy_failure_rate", description=failure_rate_description,
+            required_resource_keys={"warehouse", alerts_resource_key},
+        )
+        def strategy_failure_rate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+            return evaluate_failure_rate(
+                context, context.resources.warehouse, getattr(context.resources, alerts_resource_key)
+            )
+    else:
+        @dg.asset_check(asset=strategy_signals, name="strategy_failure_rate", description=failure_rate_description)
+        def strategy_failure_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+            return evaluate_failure_rate(context, warehouse, None)
 
     return [signals_match_executions, signals_not_all_zero, strategy_failure_rate]
 

@@ -49,6 +49,7 @@ PER_DAY_SCHEMA = {
 # Scores are weighted averages of a few terms; rounding removes float noise such as 2/3 stored as
 # 0.66666666666666663 so a threshold written as 0.6666666667 behaves as the author expects.
 SCORE_DECIMALS = 10
+FACTOR_VALUE_DIGITS = 8
 
 
 # ------------------------------------------------------------------------------------- the frame
@@ -219,7 +220,10 @@ def evaluate_strategy(
         .with_columns(*signal_exprs(definition))
     )
     if options.include_factor_values:
-        scored = scored.with_columns(pl.struct([pl.col(f) for f in fields]).struct.json_encode().alias("factor_values"))
+        # 8 significant digits: indicator values carry float noise beyond that, and the JSON is about
+        # half of every stored signal row (a year is ~4M rows), so the noise is worth dropping.
+        values = [pl.col(f).round_sig_figs(FACTOR_VALUE_DIGITS) for f in fields]
+        scored = scored.with_columns(pl.struct(values).struct.json_encode().alias("factor_values"))
     else:
         scored = scored.with_columns(pl.lit(None, dtype=pl.Utf8).alias("factor_values"))
     evaluated = scored.select(*KEYS, "score", "signal", "confidence", "factor_values", *fields).collect()

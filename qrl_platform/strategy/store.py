@@ -56,7 +56,7 @@ class RunRecords:
     """The rows one strategy run produces, ready for `save_run` (or for a dry run's metadata)."""
 
     dates: list[dt.date]
-    strategy_ids: list[str]
+    strategy_ids: list[str]  # whose signals on `dates` are replaced (the strategies that succeeded)
     signals: pl.DataFrame  # strategy_signals columns except consumed_at
     executions: list[dict] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
@@ -126,8 +126,10 @@ def build_records(
     else:
         signals = _empty_signals()
     signals = signals.select([c for c in SIGNAL_COLUMNS if c != "consumed_at"])
-    return RunRecords(dates=dates, strategy_ids=[o.strategy_id for o in outcomes], signals=signals,
-                      executions=executions, details=details)
+    # Only strategies that succeeded replace their stored signals: a strategy that failed or timed out
+    # keeps the day's previous signals (nothing stored is lost); its FAILED execution is recorded.
+    replaced = [o.strategy_id for o in outcomes if o.status == "SUCCESS"]
+    return RunRecords(dates=dates, strategy_ids=replaced, signals=signals, executions=executions, details=details)
 
 
 def _empty_signals() -> pl.DataFrame:
@@ -148,21 +150,24 @@ class SaveResult:
 
 
 def save_run(warehouse: Warehouse, records: RunRecords) -> SaveResult:
-    """Replace the run's (dates × strategies) signals and append its executions, atomically."""
-    if not records.dates or not records.strategy_ids:
+    """Replace the run's (dates × succeeded strategies) signals and append its executions, atomically."""
+    if not records.dates:
         return SaveResult(0, 0, 0, 0, 0)
     scope = sa.and_(
         strategy_signals.c.trade_date.in_(records.dates), strategy_signals.c.strategy_id.in_(records.strategy_ids)
     )
     with warehouse.begin() as conn:
-        signals = _keep_consumed(conn, scope, records.signals)
-        deleted = conn.execute(strategy_signals.delete().where(scope)).rowcount
-        _bulk_insert_signals(conn, signals)
+        deleted = 0
+        signals = records.signals
+        if records.strategy_ids:
+            signals = _keep_consumed(conn, scope, signals)
+            deleted = conn.execute(strategy_signals.delete().where(scope)).rowcount
+            _bulk_insert_signals(conn, signals)
         if records.executions:
             conn.execute(strategy_executions.insert(), records.executions)
         if records.details:
             conn.execute(job_execution_details.insert(), records.details)
-    kept = int(signals["consumed_at"].is_not_null().sum()) if signals.height else 0
+    kept = int(signals["consumed_at"].is_not_null().sum()) if "consumed_at" in signals.columns else 0
     return SaveResult(signals.height, deleted, len(records.executions), len(records.details), kept)
 
 

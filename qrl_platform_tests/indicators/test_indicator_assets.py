@@ -9,12 +9,26 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 import qrl_platform
 from qrl_platform import chip, fundamental
 from qrl_platform.definitions import RESOURCES
-from qrl_platform.indicators import INDICATOR_ASSETS, INDICATOR_CHECKS, INDICATOR_JOBS, INDICATOR_SCHEDULES, registry
-from qrl_platform.indicators.assets import chip_indicators, factor_metadata, fundamental_indicators, technical_indicators
+from qrl_platform.indicators import (
+    INDICATOR_ASSETS,
+    INDICATOR_CHECKS,
+    INDICATOR_JOBS,
+    INDICATOR_SCHEDULES,
+    quality,
+    registry,
+)
+from qrl_platform.indicators.assets import (
+    chip_indicators,
+    factor_metadata,
+    fundamental_indicators,
+    technical_indicators,
+)
 from qrl_platform.indicators.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
 from qrl_platform.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
 from qrl_platform.market.demo import demo_market
@@ -42,7 +56,9 @@ def raw_history(tmp_path_factory):
     built once per module with the same ingest functions the raw assets use."""
     root = tmp_path_factory.mktemp("raw_history")
     store = FrameStore(str(root))
-    market = demo_market(int(os.environ.get("QRL_DEMO_SEED", "7")), int(os.environ.get("QRL_TEST_DEMO_UNIVERSE", "120")))
+    market = demo_market(
+        int(os.environ.get("QRL_DEMO_SEED", "7")), int(os.environ.get("QRL_TEST_DEMO_UNIVERSE", "120"))
+    )
     days = previous_trading_days(HISTORY_END, 290)
     for table in ("daily_quotes", "institutional_flows", "margin_balances", "valuations"):
         ingest_days(market, store, table, days)
@@ -91,8 +107,11 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
     assert result.success
     assert len(instance.get_runs()) == 1
 
-    open_days = [d for d in pl.date_range(dt.date(2024, 10, 28), dt.date(2024, 11, 8), eager=True).to_list()
-                 if d.weekday() < 5 and d.isoformat() != CLOSED]
+    open_days = [
+        d
+        for d in pl.date_range(dt.date(2024, 10, 28), dt.date(2024, 11, 8), eager=True).to_list()
+        if d.weekday() < 5 and d.isoformat() != CLOSED
+    ]
     for name in NAMES:
         ids = registry.factor_ids(name)
         for day in open_days:
@@ -117,14 +136,28 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
         assert day["compute_seconds"].value >= 0
         assert {r.data["factor"] for r in day["factor_missing_rates"].value.records} == set(ids)
 
+    # Four blocking checks on each of the three assets, evaluated for every partition of the range.
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 12  # four blocking checks on each of the three assets
-    failed = [(e.asset_key.to_user_string(), e.check_name, e.description) for e in evaluations if not e.passed]
+    assert len(evaluations) == 4 * 3 * 10
+    failed = [
+        (e.asset_key.to_user_string(), e.check_name, e.partition, e.description) for e in evaluations if not e.passed
+    ]
     assert not failed
-    for evaluation in evaluations:
-        assert evaluation.blocking
-        assert evaluation.metadata["days_checked"].value == 9  # every open partition of the range
-        assert evaluation.metadata["closed_days_skipped"].value == 1
+    assert all(e.blocking for e in evaluations)
+    per_check = {}
+    for e in evaluations:
+        per_check.setdefault((e.asset_key.path[-1], e.check_name), set()).add(e.partition)
+    assert len(per_check) == 12 and all(len(p) == 10 for p in per_check.values())
+    closed_day = [e for e in evaluations if e.partition == CLOSED]
+    assert all(e.metadata["market_closed"].value for e in closed_day)
+    coverage = next(e for e in evaluations if e.check_name == "coverage" and e.partition == "2024-11-05")
+    assert coverage.metadata["coverage"].value == 1.0
+    # The schedules' readiness gate reads check status per partition from the instance.
+    key = dg.AssetCheckKey(dg.AssetKey("chip_indicators"), "within_ranges")
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=1, partition_filter=PartitionKeyFilter(key="2024-11-05")
+    )
+    assert history and history[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED
 
 
 def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
@@ -132,7 +165,9 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     stored_days = len(FrameStore().partitions("daily_quotes"))
 
     dg.materialize([technical_indicators], resources=RESOURCES, partition_key=day.isoformat())
-    window = [d.isoformat() for d in previous_trading_days(day, registry.module_lookback("M07") + 1 + TECHNICAL_SLACK_DAYS)]
+    window = [
+        d.isoformat() for d in previous_trading_days(day, registry.module_lookback("M07") + 1 + TECHNICAL_SLACK_DAYS)
+    ]
     assert _keys(reads, "daily_quotes") == window
     assert len(window) == 250 < stored_days
     assert {asset for asset, _ in reads} == {"daily_quotes"}
@@ -189,13 +224,15 @@ def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indi
 
     monkeypatch.setattr(registry, "factors", strict)
 
-    @dg.asset(partitions_def=trading_day, deps=["chip_indicators"])
+    @dg.asset(partitions_def=trading_day, deps=["chip_indicators"], backfill_policy=dg.BackfillPolicy.single_run())
     def strategy_probe() -> None:
         """Stands in for strategy_signals, which must not run on a day whose chip factors failed."""
 
     chip_checks = [c for c in INDICATOR_CHECKS if "chip_indicators" in {k.asset_key.path[-1] for k in c.check_keys}]
     result = dg.materialize(
-        [chip_indicators, *chip_checks, strategy_probe], resources=RESOURCES, partition_key=HISTORY_END.isoformat(),
+        [chip_indicators, *chip_checks, strategy_probe],
+        resources=RESOURCES,
+        partition_key=HISTORY_END.isoformat(),
         raise_on_error=False,
     )
     assert not result.success
@@ -203,7 +240,7 @@ def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indi
     assert not result.asset_materializations_for_node("strategy_probe")
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     failed = evaluations["within_ranges"]
-    assert not failed.passed and failed.blocking
+    assert not failed.passed and failed.blocking and failed.partition == HISTORY_END.isoformat()
     assert failed.metadata["failing_factors"].value == "margin_utilization"
     worst = failed.metadata["worst_stocks"].value.split(", ")
     assert len(worst) == 10 and all(worst)
@@ -211,8 +248,52 @@ def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indi
     assert evaluations["missing_rate"].passed and evaluations["coverage"].passed
 
 
+def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
+    """One bad partition in a backfill: that day's check fails, naming factor and stocks; the others pass."""
+    bad_day = dt.date(2024, 10, 23)
+    real = quality.evaluate
+
+    def with_a_broken_day(frame, quotes, factors, **kwargs):
+        if frame.width:  # what the check reads back: break one factor of one stock on one day
+            hit = (pl.col("stock_id") == frame["stock_id"][0]) & (pl.col("trade_date") == bad_day)
+            frame = frame.with_columns(pl.when(hit).then(float("inf")).otherwise(pl.col("pb")).alias("pb"))
+        return real(frame, quotes, factors, **kwargs)
+
+    monkeypatch.setattr(quality, "evaluate", with_a_broken_day)
+    checks = [c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}]
+    result = dg.materialize(
+        [fundamental_indicators, *checks],
+        resources=RESOURCES,
+        tags=_range_tags("2024-10-21", HISTORY_END.isoformat()),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failed = [(e.check_name, e.partition) for e in result.get_asset_check_evaluations() if not e.passed]
+    assert failed == [("no_infinities", bad_day.isoformat())]
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert evaluation.metadata["failing_factors"].value == "pb"
+    assert (
+        "non_finite: pb 1 non-finite value(s)" in evaluation.description
+        and "inf on 2024-10-23" in evaluation.description
+    )
+
+
+def test_a_closed_day_on_its_own_materialises_empty_with_market_closed(indicator_home, reads):
+    result = dg.materialize(INDICATORS, resources=RESOURCES, partition_key="2024-02-08")  # Lunar New Year
+    for name in NAMES:
+        [event] = result.asset_materializations_for_node(name)
+        assert event.metadata["market_closed"].value is True
+        assert "XTAI" in event.metadata["closed_reason"].value
+        assert event.metadata["dagster/row_count"].value == 0
+        stored = qrl_platform.load(name, "2024-02-08")
+        assert stored.height == 0 and stored.columns == ["stock_id", "trade_date", *registry.factor_ids(name)]
+    assert reads == []  # a closed day reads no raw history at all
+
+
 def test_missing_upstream_partition_fails_naming_table_and_date(indicator_home):
-    with pytest.raises(MissingUpstream, match=r"technical_indicators: upstream daily_quotes partition\(s\) 2024-11-12 not materialised"):
+    with pytest.raises(
+        MissingUpstream, match=r"technical_indicators: upstream daily_quotes partition\(s\) 2024-11-12 not materialised"
+    ):
         dg.materialize([technical_indicators], resources=RESOURCES, partition_key="2024-11-12")
 
 
@@ -223,7 +304,9 @@ def test_factor_metadata_rows_equal_the_registry(warehouse_url, qrl_home):
         connection.execute(schema.factor_metadata.insert(), [stale])
 
     defs = dg.Definitions(
-        assets=INDICATOR_ASSETS, jobs=INDICATOR_JOBS, schedules=INDICATOR_SCHEDULES,
+        assets=INDICATOR_ASSETS,
+        jobs=INDICATOR_JOBS,
+        schedules=INDICATOR_SCHEDULES,
         resources={**RESOURCES, "warehouse": WarehouseResource(url=warehouse_url)},
     )
     result = defs.resolve_job_def("refresh_factor_metadata_job").execute_in_process()
@@ -244,11 +327,16 @@ def test_factor_metadata_rows_equal_the_registry(warehouse_url, qrl_home):
 
 def test_definitions_wire_groups_deps_job_and_schedule():
     defs = dg.Definitions(
-        assets=[*DAILY_RAW, *INDICATORS, factor_metadata], asset_checks=INDICATOR_CHECKS, jobs=INDICATOR_JOBS,
-        schedules=INDICATOR_SCHEDULES, resources=RESOURCES,
+        assets=[*DAILY_RAW, *INDICATORS, factor_metadata],
+        asset_checks=INDICATOR_CHECKS,
+        jobs=INDICATOR_JOBS,
+        schedules=INDICATOR_SCHEDULES,
+        resources=RESOURCES,
     )
     graph = defs.resolve_asset_graph()
-    for asset, group, module in zip(INDICATORS, ("technical", "fundamental", "chip"), ("M07", "M08", "M09"), strict=True):
+    for asset, group, module in zip(
+        INDICATORS, ("technical", "fundamental", "chip"), ("M07", "M08", "M09"), strict=True
+    ):
         spec = next(iter(asset.specs))
         assert spec.group_name == group and module in spec.description
         assert asset.backfill_policy == dg.BackfillPolicy.single_run()
@@ -262,9 +350,12 @@ def test_definitions_wire_groups_deps_job_and_schedule():
     mapping = fundamental_indicators.get_partition_mapping(dg.AssetKey("monthly_revenue"))
     assert isinstance(mapping, dg.TimeWindowPartitionMapping) and mapping.start_offset < 0
     assert {k.name for c in INDICATOR_CHECKS for k in c.check_keys} == {
-        "missing_rate", "coverage", "no_infinities", "within_ranges"
+        "missing_rate",
+        "coverage",
+        "no_infinities",
+        "within_ranges",
     }
-    assert all(spec.blocking for c in INDICATOR_CHECKS for spec in c.check_specs)
+    assert all(spec.blocking and spec.partitions_def == trading_day for c in INDICATOR_CHECKS for spec in c.check_specs)
     [schedule] = INDICATOR_SCHEDULES
     assert schedule.name == "refresh_factor_metadata_schedule"
     assert schedule.cron_schedule == "0 7 * * 1" and schedule.execution_timezone == "Asia/Taipei"

@@ -11,8 +11,9 @@ from qrl_platform.indicators import quality
 D1, D2 = dt.date(2024, 3, 4), dt.date(2024, 3, 5)
 STOCKS = [f"S{i:02d}" for i in range(20)]
 
-PCT = Factor("pct", "M09", "pct", "a percentage", "%", 0, ("x",), min_value=-100.0, max_value=100.0,
-             max_missing_rate=0.1)
+PCT = Factor(
+    "pct", "M09", "pct", "a percentage", "%", 0, ("x",), min_value=-100.0, max_value=100.0, max_missing_rate=0.1
+)
 RATIO = Factor("ratio", "M08", "ratio", "a ratio", "x", 0, ("y",), min_value=0.0, max_missing_rate=0.2)
 FACTORS = (PCT, RATIO)
 
@@ -40,7 +41,9 @@ def _frame(dates=(D1, D2), pct=1.0, ratio=2.0) -> pl.DataFrame:
 
 def _set(frame: pl.DataFrame, column: str, value, stocks, dates=(D1, D2)) -> pl.DataFrame:
     hit = pl.col("stock_id").is_in(list(stocks)) & pl.col("trade_date").is_in(list(dates))
-    return frame.with_columns(pl.when(hit).then(pl.lit(value, dtype=pl.Float64)).otherwise(pl.col(column)).alias(column))
+    return frame.with_columns(
+        pl.when(hit).then(pl.lit(value, dtype=pl.Float64)).otherwise(pl.col(column)).alias(column)
+    )
 
 
 def test_clean_frame_passes_every_rule():
@@ -78,9 +81,9 @@ def test_nan_counts_as_missing_and_suspended_stocks_are_outside_the_universe():
     frame = _set(_frame(), "pct", float("nan"), ["S01", "S02"])
     frame = _set(frame, "pct", None, ["S11", "S12", "S13"])  # suspended: no value expected
     report = quality.evaluate(frame, _quotes(suspended={"S11", "S12", "S13"}), FACTORS)
-    assert report.missing_rates.filter(pl.col("factor") == "pct")["missing_rate"].to_list() == [
-        pytest.approx(2 / 17)
-    ] * 2
+    assert (
+        report.missing_rates.filter(pl.col("factor") == "pct")["missing_rate"].to_list() == [pytest.approx(2 / 17)] * 2
+    )
     assert [i.factor for i in report.failures("missing_rate")] == ["pct"]
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from qrl_platform.market.live import LiveMarketSource
-from qrl_platform.market.live.http import ExchangeUnavailable, taipei_today
+from qrl_platform.market.live.http import TAIPEI, ExchangeUnavailable, taipei_today
 from qrl_platform.market.live.source import NotPublishedYet
 from qrl_platform.market.live.twse import parse_any_date
 from qrl_platform.market.schema import RAW_TABLES, BadMarketData
@@ -224,8 +224,13 @@ def test_a_day_twse_has_no_data_for_is_closed_not_an_error(exchanges, source, ta
     assert source.has_data(DAY) is False
 
 
-def test_old_no_data_answers_are_cached_but_not_todays(exchanges, source):
+def at_taipei(monkeypatch, when: dt.datetime) -> None:
+    monkeypatch.setattr("qrl_platform.market.live.source.taipei_now", lambda: when.replace(tzinfo=TAIPEI))
+
+
+def test_old_no_data_answers_are_cached_but_not_todays(exchanges, source, monkeypatch):
     today = taipei_today()
+    at_taipei(monkeypatch, dt.datetime.combine(today, dt.time(16, 0)))  # after the closing data are out
     exchanges.close_day(DAY)
     exchanges.close_day(today)
     assert source.fetch_day("daily_quotes", DAY).closed
@@ -236,6 +241,19 @@ def test_old_no_data_answers_are_cached_but_not_todays(exchanges, source):
     assert again_old.closed and again_old.details["cache_hits"] == 1
     source.fetch_day("daily_quotes", today)
     assert exchanges.count(fx.MI_INDEX) == before + 1  # today's "no data" may be "not yet": asked again
+
+
+def test_no_data_before_publication_or_for_the_future_is_not_a_closure(exchanges, source, monkeypatch, cache_root):
+    today = taipei_today()
+    at_taipei(monkeypatch, dt.datetime.combine(today, dt.time(11, 0)))
+    exchanges.close_day(today)
+    with pytest.raises(NotPublishedYet, match=f"MI_INDEX {today}: no data yet"):
+        source.fetch_day("daily_quotes", today)
+    tomorrow = today + dt.timedelta(days=1)
+    exchanges.close_day(tomorrow)
+    with pytest.raises(NotPublishedYet, match=f"T86 {tomorrow}: no data yet"):
+        source.fetch_day("institutional_flows", tomorrow)
+    assert list(cache_root.rglob("*.json")) == []
 
 
 def test_a_table_published_later_is_not_a_closed_day(exchanges, source):
@@ -289,7 +307,7 @@ def test_consecutive_requests_to_one_host_are_min_interval_apart(exchanges, make
         times = exchanges.times(market)
         assert len(times) == 3
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        assert min(gaps) >= 0.29, (market, gaps)
+        assert min(gaps) >= 0.3, (market, gaps)
 
 
 def test_429_is_retried_after_retry_after(exchanges, source):

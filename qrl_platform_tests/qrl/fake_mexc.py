@@ -95,11 +95,28 @@ class FakeMexc:
                     return self._faults[path].pop(index)
         return None
 
-    def add_trade(self, *, price: str, qty: str, is_buyer: bool, time_ms: int, commission: str = "0",
-                  commission_asset: str = "USDT", trade_id: str | None = None) -> dict[str, Any]:
+    def add_trade(
+        self,
+        *,
+        price: str,
+        qty: str,
+        is_buyer: bool,
+        time_ms: int,
+        commission: str = "0",
+        commission_asset: str = "USDT",
+        trade_id: str | None = None,
+    ) -> dict[str, Any]:
         with self._lock:
-            trade = self._trade(Decimal(price), Decimal(qty), is_buyer, time_ms, Decimal(commission), commission_asset,
-                                order_id=f"o{self._next_id}", trade_id=trade_id)
+            trade = self._trade(
+                Decimal(price),
+                Decimal(qty),
+                is_buyer,
+                time_ms,
+                Decimal(commission),
+                commission_asset,
+                order_id=f"o{self._next_id}",
+                trade_id=trade_id,
+            )
         return trade
 
     def calls(self, path: str) -> list[dict[str, Any]]:
@@ -107,13 +124,26 @@ class FakeMexc:
 
     # ---- state helpers -------------------------------------------------------------------------
 
-    def _trade(self, price, qty, is_buyer, time_ms, commission, commission_asset, *, order_id, trade_id=None, coid=None):
+    def _trade(
+        self, price, qty, is_buyer, time_ms, commission, commission_asset, *, order_id, trade_id=None, coid=None
+    ):
         self._next_id += 1
         trade = {
-            "symbol": self.symbol, "id": trade_id or str(self._next_id), "orderId": order_id, "orderListId": -1,
-            "price": f"{price:f}", "qty": f"{qty:f}", "quoteQty": f"{price * qty:f}",
-            "commission": f"{commission:f}", "commissionAsset": commission_asset, "time": time_ms,
-            "isBuyer": is_buyer, "isMaker": False, "isBestMatch": True, "isSelfTrade": False, "clientOrderId": coid,
+            "symbol": self.symbol,
+            "id": trade_id or str(self._next_id),
+            "orderId": order_id,
+            "orderListId": -1,
+            "price": f"{price:f}",
+            "qty": f"{qty:f}",
+            "quoteQty": f"{price * qty:f}",
+            "commission": f"{commission:f}",
+            "commissionAsset": commission_asset,
+            "time": time_ms,
+            "isBuyer": is_buyer,
+            "isMaker": False,
+            "isBestMatch": True,
+            "isSelfTrade": False,
+            "clientOrderId": coid,
         }
         self.trades.append(trade)
         return trade
@@ -121,13 +151,27 @@ class FakeMexc:
     def symbol_info(self) -> dict[str, Any]:
         order_types = ["LIMIT", "MARKET", "LIMIT_MAKER"] if self.market_orders_enabled else ["LIMIT", "LIMIT_MAKER"]
         return {
-            "symbol": self.symbol, "status": self.symbol_status, "baseAsset": "QRL", "baseAssetPrecision": 2,
-            "quoteAsset": "USDT", "quotePrecision": 4, "quoteAssetPrecision": 4, "baseCommissionPrecision": 2,
-            "quoteCommissionPrecision": 4, "orderTypes": order_types, "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": False, "quoteAmountPrecision": "1.000000000000000000000000000000",
-            "baseSizePrecision": "0.1", "permissions": ["SPOT"], "filters": [],
-            "maxQuoteAmount": "2000000.000000000000000000000000000000", "makerCommission": "0",
-            "takerCommission": "0.002", "tradeSideType": "1", "fullName": "Quantum Resistant Ledger",
+            "symbol": self.symbol,
+            "status": self.symbol_status,
+            "baseAsset": "QRL",
+            "baseAssetPrecision": 2,
+            "quoteAsset": "USDT",
+            "quotePrecision": 4,
+            "quoteAssetPrecision": 4,
+            "baseCommissionPrecision": 2,
+            "quoteCommissionPrecision": 4,
+            "orderTypes": order_types,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "quoteAmountPrecision": "1.000000000000000000000000000000",
+            "baseSizePrecision": "0.1",
+            "permissions": ["SPOT"],
+            "filters": [],
+            "maxQuoteAmount": "2000000.000000000000000000000000000000",
+            "makerCommission": "0",
+            "takerCommission": "0.002",
+            "tradeSideType": "1",
+            "fullName": "Quantum Resistant Ledger",
         }
 
     def server_time_ms(self) -> int:
@@ -173,18 +217,28 @@ class _Handler(BaseHTTPRequestHandler):
         path, raw_query = parts.path, parts.query
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
-        fake.requests.append({"method": method, "path": path, "query": raw_query, "body": body,
-                              "api_key": self.headers.get("X-MEXC-APIKEY")})
+        fake.requests.append(
+            {
+                "method": method,
+                "path": path,
+                "query": raw_query,
+                "body": body,
+                "api_key": self.headers.get("X-MEXC-APIKEY"),
+            }
+        )
 
         fault = fake._take_fault(method, path)
         after_fault = None
         if fault:
             kind = fault["kind"]
             if kind == "429":
-                return self._send(429, {"code": 429, "msg": "Too Many Requests"},
-                                  {"Retry-After": str(fault.get("retry_after", 1))})
+                return self._send(
+                    429, {"code": 429, "msg": "Too Many Requests"}, {"Retry-After": str(fault.get("retry_after", 1))}
+                )
             if kind == "500":
-                return self._send(fault.get("status", 503), None, raw="<html><body>503 Service Unavailable</body></html>")
+                return self._send(
+                    fault.get("status", 503), None, raw="<html><body>503 Service Unavailable</body></html>"
+                )
             if kind == "timeout":
                 time.sleep(fault.get("seconds", 1.0))
             if kind == "malformed":
@@ -217,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             return _error(700002, "Signature for this request is not valid.")
         signed_part = "&".join(piece for piece in pieces if not piece.startswith("signature=")) + body
         expected = hmac.new(fake.api_secret.encode(), signed_part.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signatures[0][len("signature="):]):
+        if not hmac.compare_digest(expected, signatures[0][len("signature=") :]):
             return _error(700002, "Signature for this request is not valid.")
         try:
             timestamp = int(params["timestamp"])
@@ -238,15 +292,39 @@ class _Handler(BaseHTTPRequestHandler):
                 return _error(-1121, "Invalid symbol.")
             return 200, {"symbol": fake.symbol, "price": f"{fake.price:f}"}, {}
         if path == "/api/v3/exchangeInfo" and method == "GET":
-            return 200, {"timezone": "CST", "serverTime": fake.server_time_ms(), "rateLimits": [],
-                         "exchangeFilters": [], "symbols": [fake.symbol_info()]}, {}
+            return (
+                200,
+                {
+                    "timezone": "CST",
+                    "serverTime": fake.server_time_ms(),
+                    "rateLimits": [],
+                    "exchangeFilters": [],
+                    "symbols": [fake.symbol_info()],
+                },
+                {},
+            )
         if path == "/api/v3/account" and method == "GET":
-            balances = [{"asset": asset, "free": f"{amounts['free']:f}", "locked": f"{amounts['locked']:f}"}
-                        for asset, amounts in fake.balances.items()]
-            return 200, {"makerCommission": 0, "takerCommission": TAKER_COMMISSION_BPS, "buyerCommission": 0,
-                         "sellerCommission": 0, "canTrade": True, "canWithdraw": True, "canDeposit": True,
-                         "updateTime": None, "accountType": "SPOT", "balances": balances,
-                         "permissions": ["SPOT"]}, {}
+            balances = [
+                {"asset": asset, "free": f"{amounts['free']:f}", "locked": f"{amounts['locked']:f}"}
+                for asset, amounts in fake.balances.items()
+            ]
+            return (
+                200,
+                {
+                    "makerCommission": 0,
+                    "takerCommission": TAKER_COMMISSION_BPS,
+                    "buyerCommission": 0,
+                    "sellerCommission": 0,
+                    "canTrade": True,
+                    "canWithdraw": True,
+                    "canDeposit": True,
+                    "updateTime": None,
+                    "accountType": "SPOT",
+                    "balances": balances,
+                    "permissions": ["SPOT"],
+                },
+                {},
+            )
         if path == "/api/v3/myTrades" and method == "GET":
             return 200, self._my_trades(params), {}
         if path == "/api/v3/order/test" and method == "POST":
@@ -296,7 +374,10 @@ class _Handler(BaseHTTPRequestHandler):
             return _error(30002, "minimum transaction volume cannot be less than :1USDT")
         if params.get("side") == "SELL" and qty > fake.balances["QRL"]["free"]:
             return _error(30005, "Oversold")
-        if params.get("side") == "BUY" and notional * (1 + Decimal(TAKER_COMMISSION_BPS) / 10000) > fake.balances["USDT"]["free"]:
+        if (
+            params.get("side") == "BUY"
+            and notional * (1 + Decimal(TAKER_COMMISSION_BPS) / 10000) > fake.balances["USDT"]["free"]
+        ):
             return _error(30004, "Insufficient position")
         return None
 
@@ -321,11 +402,28 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.balances["USDT"]["free"] -= notional + fee
             fake._next_id += 1
             order_id = f"C02__{fake._next_id}"
-            fake._trade(fake.price, qty, params["side"] == "BUY", fake.server_time_ms(), fee, "USDT",
-                        order_id=order_id, coid=coid or None)
-            order = {"symbol": fake.symbol, "orderId": order_id, "orderListId": -1, "clientOrderId": coid,
-                     "price": f"{fake.price:f}", "origQty": f"{qty:f}", "executedQty": f"{qty:f}",
-                     "status": "FILLED", "type": "MARKET", "side": params["side"]}
+            fake._trade(
+                fake.price,
+                qty,
+                params["side"] == "BUY",
+                fake.server_time_ms(),
+                fee,
+                "USDT",
+                order_id=order_id,
+                coid=coid or None,
+            )
+            order = {
+                "symbol": fake.symbol,
+                "orderId": order_id,
+                "orderListId": -1,
+                "clientOrderId": coid,
+                "price": f"{fake.price:f}",
+                "origQty": f"{qty:f}",
+                "executedQty": f"{qty:f}",
+                "status": "FILLED",
+                "type": "MARKET",
+                "side": params["side"],
+            }
             if coid:
                 fake.orders[coid] = order
         return 200, {"symbol": fake.symbol, "orderId": order_id, "orderListId": -1}, {}

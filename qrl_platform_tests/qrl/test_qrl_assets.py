@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import logging
 import socket
+from decimal import Decimal as D
 
 import dagster as dg
 import pytest
@@ -20,13 +21,18 @@ from qrl_platform.resources.warehouse import WarehouseResource
 from qrl_platform.warehouse import Warehouse
 from qrl_platform_tests.qrl.fake_mexc import FakeMexc
 
-KEY = "2026-11-22-07:45"
+KEY = "2026-11-20-07:45"  # in the past whatever day the tests run
 FAST = {"timeout_seconds": 1.0, "backoff_seconds": 0.01, "max_retries": 1, "min_request_interval_seconds": 0.0}
 
 
 def materialize(resources, key=KEY, instance=None, raise_on_error=True):
-    return dg.materialize([*QRL_ASSETS, *QRL_CHECKS], partition_key=key, resources=resources, instance=instance,
-                          raise_on_error=raise_on_error)
+    return dg.materialize(
+        [*QRL_ASSETS, *QRL_CHECKS],
+        partition_key=key,
+        resources=resources,
+        instance=instance,
+        raise_on_error=raise_on_error,
+    )
 
 
 def metadata_of(result, asset: str) -> dict:
@@ -35,14 +41,17 @@ def metadata_of(result, asset: str) -> dict:
 
 
 def check_results(result) -> dict[str, bool]:
-    return {event.event_specific_data.asset_check_evaluation.check_name:
-            event.event_specific_data.asset_check_evaluation.passed
-            for event in result.all_events if event.event_type_value == "ASSET_CHECK_EVALUATION"}
+    return {
+        event.event_specific_data.check_name: event.event_specific_data.passed
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
 
 
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a socket fails the test: the simulated default must be fully offline."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args!r}")
 
@@ -52,8 +61,16 @@ def no_network(monkeypatch):
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in ("QRL_MEXC_MODE", "QRL_MEXC_BASE_URL", "MEXC_API_KEY", "MEXC_API_SECRET", "QRL_EXECUTE_ORDERS",
-                 "QRL_REDIS_URL", "QRL_TARGET_RATIO", "QRL_MAX_ORDER_NOTIONAL"):
+    for name in (
+        "QRL_MEXC_MODE",
+        "QRL_MEXC_BASE_URL",
+        "MEXC_API_KEY",
+        "MEXC_API_SECRET",
+        "QRL_EXECUTE_ORDERS",
+        "QRL_REDIS_URL",
+        "QRL_TARGET_RATIO",
+        "QRL_MAX_ORDER_NOTIONAL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -80,37 +97,47 @@ def test_simulated_mode_materialises_with_no_network_and_no_redis(qrl_home, clea
     assert warehouse.read_table("rebalance_plans").height == 1
     assert warehouse.read_table("qrl_positions").height == 1
     assert warehouse.read_table("qrl_trades")["account"].to_list() == ["simulated"]
-    other = materialize(resources, key="2026-11-22-12:00")
+    other = materialize(resources, key="2026-11-20-12:00")
     assert metadata_of(other, "rebalance_plan")["price"] != plan["price"]
 
 
 def test_simulated_mode_with_redis_keeps_one_history_entry_per_partition(qrl_home, clean_env, redis_url):
     resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(), "redis": RedisResource(url=redis_url)}
     materialize(resources)
-    materialize(resources, key="2026-11-22-08:00")
+    materialize(resources, key="2026-11-20-08:00")
     result = materialize(resources)  # the older partition again
     assert "replaced existing entry" in metadata_of(result, "rebalance_plan")["redis"]
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = [json.loads(entry)["partition_key"] for entry in client.lrange(REDIS_HISTORY_KEY, 0, -1)]
-    assert keys == ["2026-11-22-08:00", KEY]
-    assert json.loads(client.get(REDIS_LATEST_KEY))["partition_key"] == "2026-11-22-08:00"
-    assert client.hget("qrl:position", "partition_key") == "2026-11-22-08:00"
+    assert keys == ["2026-11-20-08:00", KEY]
+    assert json.loads(client.get(REDIS_LATEST_KEY))["partition_key"] == "2026-11-20-08:00"
+    assert client.hget("qrl:position", "partition_key") == "2026-11-20-08:00"
     assert client.hget("qrl:position", "mode") == "simulated"
 
 
 def test_simulated_paper_fills_change_the_next_plan(qrl_home, clean_env, monkeypatch):
     monkeypatch.setenv("QRL_EXECUTE_ORDERS", "true")
-    key = just_finished_quarter_hour(dt.datetime.now(dt.UTC))  # fresh, so the staleness guard allows it
-    resources = {"mexc": MexcResource(min_trade_interval_minutes=0), "warehouse": WarehouseResource(),
-                 "redis": RedisResource()}
+    now = dt.datetime.now(dt.UTC)
+    key = just_finished_quarter_hour(now)  # fresh, so the staleness guard lets it trade
+    # All QRL, no USDT: whatever the simulated price, the plan SELLs (capped at 100 USDT).
+    resources = {
+        "mexc": MexcResource(min_trade_interval_minutes=0, paper_initial_usdt=0),
+        "warehouse": WarehouseResource(),
+        "redis": RedisResource(),
+    }
     first = metadata_of(materialize(resources, key=key), "rebalance_plan")
-    if first["action"] == "HOLD":
-        pytest.skip("the simulated price made this partition a HOLD")
-    assert first["order_status"] == "PLACED"
+    assert (first["action"], first["order_status"], first["qrl_balance"]) == ("SELL", "PLACED", 1000.0)
+    assert first["notional_usdt"] <= 100.0
+
     rerun = metadata_of(materialize(resources, key=key), "rebalance_plan")
-    assert rerun["order_status"] == "PLACED" and "not placed again" in rerun["order_message"]
-    assert rerun["qrl_balance"] != first["qrl_balance"]  # the paper fill moved the balances
-    assert rerun["client_order_id"] == first["client_order_id"]
+    assert rerun["order_status"] == "PLACED" and "the executed plan is kept" in rerun["note"]
+    assert (rerun["quantity"], rerun["client_order_id"]) == (first["quantity"], first["client_order_id"])
+
+    earlier = just_finished_quarter_hour(now - dt.timedelta(hours=1))
+    later_plan = metadata_of(materialize(resources, key=earlier), "rebalance_plan")
+    assert later_plan["qrl_balance"] == pytest.approx(1000.0 - first["quantity"])  # the fill moved it
+    assert later_plan["usdt_balance"] == pytest.approx(first["notional_usdt"] * 0.999)  # minus the 0.1 % fee
+    assert later_plan["order_status"] in ("BLOCKED", "NOT_EXECUTED")  # a stale partition never trades
 
 
 @pytest.fixture
@@ -134,8 +161,11 @@ def test_live_mode_against_the_fake_server_on_both_warehouses(clean_env, monkeyp
     start = int((now - dt.timedelta(hours=2)).timestamp() * 1000)
     fake.add_trade(price="0.40", qty="1000", is_buyer=True, time_ms=start, commission="0.8")
     fake.add_trade(price="0.60", qty="100", is_buyer=False, time_ms=start + 60_000, commission="0.12")
-    resources = {"mexc": MexcResource(**FAST), "warehouse": WarehouseResource(url=warehouse_url),
-                 "redis": RedisResource()}
+    resources = {
+        "mexc": MexcResource(**FAST),
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "redis": RedisResource(),
+    }
     result = materialize(resources, key=key)
     position = metadata_of(result, "qrl_position")
     assert position["mode"] == "live" and position["trades_synced"] == 2
@@ -147,7 +177,9 @@ def test_live_mode_against_the_fake_server_on_both_warehouses(clean_env, monkeyp
     assert (plan["action"], plan["quantity"], plan["order_status"]) == ("SELL", 200.0, "PLACED")
     assert plan["fee_rate"] == 0.002  # from the account's takerCommission (20 bps)
     assert [call["path"] for call in fake.requests if call["method"] == "POST"] == [
-        "/api/v3/order/test", "/api/v3/order"]
+        "/api/v3/order/test",
+        "/api/v3/order",
+    ]
     assert all(check_results(result).values())
 
     again = materialize(resources, key=key)  # a retried run of the same partition
@@ -157,6 +189,23 @@ def test_live_mode_against_the_fake_server_on_both_warehouses(clean_env, monkeyp
     stored = Warehouse(warehouse_url)
     assert stored.read_table("rebalance_plans").height == 1
     assert stored.read_table("qrl_trades").height == 3
+
+
+def test_paper_mode_uses_public_prices_and_paper_balances(clean_env, monkeypatch, fake, qrl_home):
+    monkeypatch.setenv("QRL_MEXC_MODE", "paper")
+    monkeypatch.setenv("QRL_MEXC_BASE_URL", fake.url)
+    fake.price = D("0.25")
+    resources = {"mexc": MexcResource(**FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
+    result = materialize(resources, key=just_finished_quarter_hour(dt.datetime.now(dt.UTC)))
+    plan = metadata_of(result, "rebalance_plan")
+    assert plan["mode"] == "paper" and plan["price"] == 0.25
+    assert (plan["qrl_balance"], plan["usdt_balance"]) == (1000.0, 500.0)  # the paper account, not the fake's
+    # The paper account opened now, at the live price: its opening buy is in the paper ledger.
+    assert metadata_of(result, "qrl_position")["trades_synced"] == 1
+    ledger = Warehouse(f"sqlite:///{qrl_home / 'warehouse.sqlite'}").read_table("qrl_trades")
+    assert ledger["account"].to_list() == ["paper"] and ledger["price"].to_list() == [0.25]
+    signed = [call for call in fake.requests if call["path"] in ("/api/v3/account", "/api/v3/myTrades")]
+    assert signed == [] and all(call["api_key"] is None for call in fake.requests)
 
 
 def test_live_mode_plan_only_by_default_and_faults_fail_clearly(clean_env, monkeypatch, fake, qrl_home):
@@ -170,19 +219,21 @@ def test_live_mode_plan_only_by_default_and_faults_fail_clearly(clean_env, monke
     fake.inject("/api/v3/account", "500", times=5)
     failed = dg.materialize([QRL_ASSETS[1]], partition_key=KEY, resources=resources, raise_on_error=False)
     assert not failed.success
-    failure = failed.get_step_failure_events()[0].step_failure_data.error.message
-    assert "gave up after 2 attempts; last problem: server error HTTP 503" in failure
+    failure = failed.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert "MEXC GET /api/v3/account: gave up after 2 attempts; last problem: server error HTTP 503" in failure
 
 
 def _all_text(result, instance, caplog, capfd) -> str:
     records = instance.all_logs(result.run_id)
     captured = capfd.readouterr()
-    return "\n".join([
-        *(dg.serialize_value(record) for record in records),
-        *(record.getMessage() for record in caplog.records),
-        captured.out,
-        captured.err,
-    ])
+    return "\n".join(
+        [
+            *(dg.serialize_value(record) for record in records),
+            *(record.getMessage() for record in caplog.records),
+            captured.out,
+            captured.err,
+        ]
+    )
 
 
 def test_api_secrets_never_appear_in_logs_events_or_metadata(clean_env, monkeypatch, fake, qrl_home, caplog, capfd):
@@ -198,8 +249,10 @@ def test_api_secrets_never_appear_in_logs_events_or_metadata(clean_env, monkeypa
         for secret in (fake.api_key, fake.api_secret):
             assert secret not in text
         for asset in ("qrl_position", "rebalance_plan"):
-            assert all(secret not in json.dumps(metadata_of(result, asset), default=str)
-                       for secret in (fake.api_key, fake.api_secret))
+            assert all(
+                secret not in json.dumps(metadata_of(result, asset), default=str)
+                for secret in (fake.api_key, fake.api_secret)
+            )
 
         # A failing run (the exchange rejects the signature) must not leak them either.
         monkeypatch.setenv("MEXC_API_SECRET", "WRONGSECRET0a1b2c3d")
@@ -222,16 +275,23 @@ def test_schedules_target_the_just_finished_quarter_hour():
     every_15 = schedules["qrl_15min_schedule"]
     assert every_15.cron_schedule == "*/15 * * * *"
     assert every_15.default_status == dg.DefaultScheduleStatus.RUNNING
-    request = every_15.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=at)).run_requests[0]
-    assert request.partition_key == "2026-11-22-07:45"
+    request = every_15(dg.build_schedule_context(scheduled_execution_time=at))
+    assert request.partition_key == "2026-11-22-07:45" and request.run_key == "2026-11-22-07:45"
     daily = schedules["qrl_rebalance_daily_schedule"]
     assert daily.default_status == dg.DefaultScheduleStatus.STOPPED
     assert daily.job_name == "qrl_rebalance_job"
+    midnight = dt.datetime(2026, 11, 23, 0, 5, tzinfo=dt.UTC)
+    assert daily(dg.build_schedule_context(scheduled_execution_time=midnight)).partition_key == "2026-11-22-23:45"
 
 
 def test_definitions_load_with_the_shared_resource_keys():
-    defs = dg.Definitions(assets=QRL_ASSETS, asset_checks=QRL_CHECKS, jobs=QRL_JOBS, schedules=QRL_SCHEDULES,
-                          resources={**QRL_RESOURCES, "warehouse": WarehouseResource(), "redis": RedisResource()})
+    defs = dg.Definitions(
+        assets=QRL_ASSETS,
+        asset_checks=QRL_CHECKS,
+        jobs=QRL_JOBS,
+        schedules=QRL_SCHEDULES,
+        resources={**QRL_RESOURCES, "warehouse": WarehouseResource(), "redis": RedisResource()},
+    )
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     for name in ("qrl_position", "rebalance_plan"):
@@ -239,10 +299,10 @@ def test_definitions_load_with_the_shared_resource_keys():
         assert node.partitions_def == quarter_hour and node.group_name == "qrl" and node.description
     assert set(QRL_RESOURCES) == {"mexc"}
     job = defs.resolve_job_def("qrl_15min_job")
-    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {"qrl_position",
-                                                                                       "rebalance_plan"}
-    assert {key.to_user_string() for key in defs.resolve_job_def("qrl_rebalance_job").asset_layer
-            .executable_asset_keys} == {"rebalance_plan"}
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {"qrl_position", "rebalance_plan"}
+    assert {
+        key.to_user_string() for key in defs.resolve_job_def("qrl_rebalance_job").asset_layer.executable_asset_keys
+    } == {"rebalance_plan"}
 
 
 def test_secrets_are_not_resource_config_fields():

@@ -12,16 +12,28 @@ from qrl_platform_tests.qrl.fake_mexc import FakeMexc
 
 
 def trade(trade_id, side, price, qty, *, fee="0", fee_asset="USDT", time_ms=None):
-    return Trade(trade_id=str(trade_id), symbol="QRLUSDT", order_id=None, price=D(price), qty=D(qty),
-                 quote_qty=D(price) * D(qty), commission=D(fee), commission_asset=fee_asset,
-                 time_ms=time_ms if time_ms is not None else int(trade_id) * 1000, is_buyer=side == "BUY")
+    return Trade(
+        trade_id=str(trade_id),
+        symbol="QRLUSDT",
+        order_id=None,
+        price=D(price),
+        qty=D(qty),
+        quote_qty=D(price) * D(qty),
+        commission=D(fee),
+        commission_asset=fee_asset,
+        time_ms=time_ms if time_ms is not None else int(trade_id) * 1000,
+        is_buyer=side == "BUY",
+    )
 
 
 def test_weighted_average_cost_with_usdt_commissions():
-    state = apply_trades(CostState(), [
-        trade(1, "BUY", "0.50", "100", fee="0.10"),   # cost 50.10
-        trade(2, "BUY", "0.80", "100", fee="0.16"),   # cost 80.16 → 200 QRL for 130.26
-    ])
+    state = apply_trades(
+        CostState(),
+        [
+            trade(1, "BUY", "0.50", "100", fee="0.10"),  # cost 50.10
+            trade(2, "BUY", "0.80", "100", fee="0.16"),  # cost 80.16 → 200 QRL for 130.26
+        ],
+    )
     assert state.position_qty == D("200") and state.invested == D("130.26")
     assert state.avg_cost == D("0.6513")
     state = apply_trades(state, [trade(3, "SELL", "1.00", "50", fee="0.10")])  # proceeds 49.90, cost 32.565
@@ -59,7 +71,7 @@ def test_incremental_equals_all_at_once_and_repeated_trades_are_ignored():
     at_once = apply_trades(CostState(), trades)
     stepwise = CostState()
     for start in range(0, 12, 5):
-        stepwise = apply_trades(stepwise, trades[start:start + 5])
+        stepwise = apply_trades(stepwise, trades[start : start + 5])
     assert stepwise == at_once
     assert apply_trades(at_once, trades[-3:]) == at_once  # already counted: no double counting
     assert apply_trades(CostState(), list(reversed(trades))) == at_once  # order of arrival does not matter
@@ -73,8 +85,15 @@ def test_position_at_a_partition_end_and_the_daily_roll_up():
         trade(2, "SELL", "0.7", "50", time_ms=ms(day + dt.timedelta(hours=1))),
         trade(3, "SELL", "0.9", "50", time_ms=ms(day + dt.timedelta(hours=9))),  # after the partition
     ]
-    position = position_at(trades, partition_key="2026-11-22-07:45", symbol="QRLUSDT", mode="simulated",
-                           as_of=day + dt.timedelta(hours=8), day_start=day, price=D("0.8"))
+    position = position_at(
+        trades,
+        partition_key="2026-11-22-07:45",
+        symbol="QRLUSDT",
+        mode="simulated",
+        as_of=day + dt.timedelta(hours=8),
+        day_start=day,
+        price=D("0.8"),
+    )
     assert position.state.position_qty == D("50") and position.trades_today == 1
     assert position.realized_pnl_today == D("10.0")
     row = position.row()
@@ -82,9 +101,21 @@ def test_position_at_a_partition_end_and_the_daily_roll_up():
 
 
 def test_parse_trades_reads_mexc_strings_and_names_bad_fields():
-    rows = [{"symbol": "QRLUSDT", "id": "7", "orderId": "o", "price": "0.51", "qty": "12.5", "quoteQty": "6.375",
-             "commission": "0.01", "commissionAsset": "USDT", "time": 1764000000000, "isBuyer": True,
-             "isMaker": False}]
+    rows = [
+        {
+            "symbol": "QRLUSDT",
+            "id": "7",
+            "orderId": "o",
+            "price": "0.51",
+            "qty": "12.5",
+            "quoteQty": "6.375",
+            "commission": "0.01",
+            "commissionAsset": "USDT",
+            "time": 1764000000000,
+            "isBuyer": True,
+            "isMaker": False,
+        }
+    ]
     parsed = parse_trades(rows, "QRLUSDT")
     assert parsed[0].qty == D("12.5") and parsed[0].is_buyer is True
     with pytest.raises(ValueError, match=r"myTrades\[0\] QRLUSDT: field 'price' is not a number"):
@@ -100,8 +131,11 @@ def fake():
 
 
 def test_incremental_trade_sync_has_no_duplicates_across_runs(fake, warehouse):
-    client = MexcClient(ClientSettings(base_url=fake.url, min_request_interval_seconds=0),
-                        api_key=fake.api_key, api_secret=fake.api_secret)
+    client = MexcClient(
+        ClientSettings(base_url=fake.url, min_request_interval_seconds=0),
+        api_key=fake.api_key,
+        api_secret=fake.api_secret,
+    )
     base = int(time.time() * 1000) - 3_600_000
     for i in range(130):  # more than one page of 100
         fake.add_trade(price="0.5", qty="1", is_buyer=True, time_ms=base + i * 1000, commission="0.001")

@@ -25,8 +25,13 @@ from qrl_platform_tests.qrl.fake_mexc import FakeMexc
 KEY = "2026-11-22-07:45"
 END = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 NOW = END + dt.timedelta(minutes=1)
-ON = ExecutionLimits(enabled=True, daily_trade_cap=2, min_interval=dt.timedelta(minutes=30),
-                     max_order_notional=D("100"), max_drawdown=D("0.2"))
+ON = ExecutionLimits(
+    enabled=True,
+    daily_trade_cap=2,
+    min_interval=dt.timedelta(minutes=30),
+    max_order_notional=D("100"),
+    max_drawdown=D("0.2"),
+)
 
 
 @pytest.fixture
@@ -37,22 +42,42 @@ def fake():
 
 @pytest.fixture
 def client(fake):
-    return MexcClient(ClientSettings(base_url=fake.url, min_request_interval_seconds=0, backoff_seconds=0.01,
-                                     max_retries=1), api_key=fake.api_key, api_secret=fake.api_secret)
+    return MexcClient(
+        ClientSettings(base_url=fake.url, min_request_interval_seconds=0, backoff_seconds=0.01, max_retries=1),
+        api_key=fake.api_key,
+        api_secret=fake.api_secret,
+    )
 
 
 def make_plan(exchange, *, max_notional="100"):
     rules = parse_symbol_rules(exchange.exchange_info("QRLUSDT"), "QRLUSDT")
     balances = parse_balances(exchange.account(), "QRL", "USDT")
     price = D(exchange.ticker_price("QRLUSDT")["price"])
-    plan = plan_rebalance(symbol="QRLUSDT", price=price, balances=balances, rules=rules,
-                          params=RebalanceParams(max_order_notional=D(max_notional)), timestamp=NOW)
+    plan = plan_rebalance(
+        symbol="QRLUSDT",
+        price=price,
+        balances=balances,
+        rules=rules,
+        params=RebalanceParams(max_order_notional=D(max_notional)),
+        timestamp=NOW,
+    )
     return plan, rules
 
 
 def run(exchange, plan, rules, limits=ON, *, key=KEY, past=(), peak=None, previous=None, now=NOW):
-    return execute_plan(exchange, plan, rules, limits, account="live", partition_key=key, partition_end=END,
-                        now=now, past_orders=list(past), peak_total_value=peak, previous=previous)
+    return execute_plan(
+        exchange,
+        plan,
+        rules,
+        limits,
+        account="live",
+        partition_key=key,
+        partition_end=END,
+        now=now,
+        past_orders=list(past),
+        peak_total_value=peak,
+        previous=previous,
+    )
 
 
 def test_client_order_id_depends_on_partition_not_on_price_or_quantity():
@@ -145,8 +170,14 @@ def test_lost_order_answer_is_reconciled_and_unknown_outcome_is_reported(fake, c
 
 
 def test_paper_exchange_fills_change_balances_and_are_idempotent(tmp_path):
-    account = PaperAccount(tmp_path / "paper.json", symbol="QRLUSDT", base_asset="QRL", quote_asset="USDT",
-                           initial_base=D("1000"), initial_quote=D("100"))
+    account = PaperAccount(
+        tmp_path / "paper.json",
+        symbol="QRLUSDT",
+        base_asset="QRL",
+        quote_asset="USDT",
+        initial_base=D("1000"),
+        initial_quote=D("100"),
+    )
     opening = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     exchange = PaperExchange(mode="simulated", market=SimulatedMarket(END), account=account, at=END, opening=opening)
     plan, rules = make_plan(exchange)

@@ -26,11 +26,20 @@ class RecordingSleep:
 
 
 def client_for(fake, *, secret=None, sleep=None, **settings):
-    options = {"base_url": fake.url, "timeout_seconds": 2.0, "max_retries": 2, "backoff_seconds": 0.01,
-               "min_request_interval_seconds": 0.0, **settings}
-    return MexcClient(ClientSettings(**options), api_key=fake.api_key,
-                      api_secret=fake.api_secret if secret is None else secret,
-                      sleep=sleep or (lambda seconds: time.sleep(min(seconds, 0.05))))
+    options = {
+        "base_url": fake.url,
+        "timeout_seconds": 2.0,
+        "max_retries": 2,
+        "backoff_seconds": 0.01,
+        "min_request_interval_seconds": 0.0,
+        **settings,
+    }
+    return MexcClient(
+        ClientSettings(**options),
+        api_key=fake.api_key,
+        api_secret=fake.api_secret if secret is None else secret,
+        sleep=sleep or (lambda seconds: time.sleep(min(seconds, 0.05))),
+    )
 
 
 def test_signed_request_is_accepted_and_signs_the_exact_query_string(fake):

@@ -21,17 +21,31 @@ from qrl_platform.qrl.simulated import SIMULATED_EXCHANGE_INFO
 
 NOW = dt.datetime(2026, 11, 22, 7, 45, tzinfo=dt.UTC)
 RULES = SymbolRules(
-    symbol="QRLUSDT", base_asset="QRL", quote_asset="USDT", status="1", spot_trading_allowed=True,
-    order_types=("LIMIT", "MARKET"), base_precision=2, quote_precision=4, min_qty=D("0.1"),
-    min_notional=D("1"), max_notional=D("2000000"),
+    symbol="QRLUSDT",
+    base_asset="QRL",
+    quote_asset="USDT",
+    status="1",
+    spot_trading_allowed=True,
+    order_types=("LIMIT", "MARKET"),
+    base_precision=2,
+    quote_precision=4,
+    min_qty=D("0.1"),
+    min_notional=D("1"),
+    max_notional=D("2000000"),
 )
 PARAMS = RebalanceParams(max_order_notional=None, fee_rate=D("0.002"))
 
 
 def plan(price, qrl, usdt, *, rules=RULES, params=PARAMS, qrl_locked="0", usdt_locked="0"):
     balances = Balances(D(qrl), D(qrl_locked), D(usdt), D(usdt_locked))
-    return plan_rebalance(symbol="QRLUSDT", price=None if price is None else D(price), balances=balances,
-                          rules=rules, params=params, timestamp=NOW)
+    return plan_rebalance(
+        symbol="QRLUSDT",
+        price=None if price is None else D(price),
+        balances=balances,
+        rules=rules,
+        params=params,
+        timestamp=NOW,
+    )
 
 
 def test_sell_when_qrl_above_target_with_exact_numbers():
@@ -82,8 +96,9 @@ def test_buy_is_capped_by_free_usdt_after_fees_and_by_max_order_notional():
 
 def test_buy_never_spends_more_than_free_usdt_including_fees():
     # target 1.0: buy with all the USDT; the fee reserve must keep notional·(1+fee) ≤ free USDT.
-    result = plan("0.37", "0", "100", params=RebalanceParams(target_ratio=D("1"), max_order_notional=None,
-                                                            fee_rate=D("0.002")))
+    result = plan(
+        "0.37", "0", "100", params=RebalanceParams(target_ratio=D("1"), max_order_notional=None, fee_rate=D("0.002"))
+    )
     assert result.action == BUY and "free USDT balance after fees" in result.capped_by
     assert result.notional_usdt * D("1.002") <= D("100")
     assert (result.quantity + D("0.01")) * D("0.37") * D("1.002") > D("100")  # one more step would not fit
@@ -125,8 +140,12 @@ def test_locked_funds_are_excluded_from_values_and_caps():
 
 
 def test_locked_funds_come_from_the_account_payload():
-    account = {"balances": [{"asset": "QRL", "free": "10.5", "locked": "2"}, {"asset": "USDT", "free": "0.000000000674",
-                                                                               "locked": "0"}]}
+    account = {
+        "balances": [
+            {"asset": "QRL", "free": "10.5", "locked": "2"},
+            {"asset": "USDT", "free": "0.000000000674", "locked": "0"},
+        ]
+    }
     balances = parse_balances(account, "QRL", "USDT")
     assert balances == Balances(D("10.5"), D("2"), D("0.000000000674"), D("0"))
     assert parse_balances({"balances": []}, "QRL", "USDT") == Balances(D(0), D(0), D(0), D(0))
@@ -156,7 +175,20 @@ def test_invalid_parameters_are_rejected_by_name():
 
 def test_plan_json_has_the_published_fields():
     fields = plan("0.5", "1000", "300").to_json_dict()
-    for name in ("timestamp", "symbol", "price", "qrl_balance", "usdt_balance", "qrl_value", "total_value",
-                 "target_ratio", "current_ratio", "action", "quantity", "notional_usdt", "reason"):
+    for name in (
+        "timestamp",
+        "symbol",
+        "price",
+        "qrl_balance",
+        "usdt_balance",
+        "qrl_value",
+        "total_value",
+        "target_ratio",
+        "current_ratio",
+        "action",
+        "quantity",
+        "notional_usdt",
+        "reason",
+    ):
         assert name in fields
     assert fields["timestamp"] == "2026-11-22T07:45:00+00:00" and fields["quantity"] == 200.0

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from qrl_platform.qrl.cost import REDIS_POSITION_KEY, publish_position
+from qrl_platform.qrl.mexc_client import parse_symbol_rules
 from qrl_platform.qrl.rebalance import (
     REDIS_HISTORY_KEY,
     REDIS_LATEST_KEY,
@@ -21,7 +22,6 @@ from qrl_platform.qrl.rebalance import (
     stored_plan,
 )
 from qrl_platform.qrl.simulated import SIMULATED_EXCHANGE_INFO
-from qrl_platform.qrl.mexc_client import parse_symbol_rules
 
 START = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 RULES = parse_symbol_rules(SIMULATED_EXCHANGE_INFO, "QRLUSDT")
@@ -32,8 +32,14 @@ def key_at(index: int) -> str:
 
 
 def plan_json(index: int, price: str = "0.5") -> dict:
-    plan = plan_rebalance(symbol="QRLUSDT", price=D(price), balances=Balances(D("1000"), D(0), D("300"), D(0)),
-                          rules=RULES, params=RebalanceParams(), timestamp=START + dt.timedelta(minutes=15 * index))
+    plan = plan_rebalance(
+        symbol="QRLUSDT",
+        price=D(price),
+        balances=Balances(D("1000"), D(0), D("300"), D(0)),
+        rules=RULES,
+        params=RebalanceParams(),
+        timestamp=START + dt.timedelta(minutes=15 * index),
+    )
     return {**plan.to_json_dict(), "partition_key": key_at(index), "mode": "simulated"}
 
 
@@ -55,8 +61,21 @@ def test_latest_json_and_history_bounded_to_50_newest_first(client):
     assert history_keys(client) == [key_at(index) for index in range(59, 9, -1)]
     latest = json.loads(client.get(REDIS_LATEST_KEY))
     assert latest["partition_key"] == key_at(59)
-    for field in ("timestamp", "symbol", "price", "qrl_balance", "usdt_balance", "qrl_value", "total_value",
-                  "target_ratio", "current_ratio", "action", "quantity", "notional_usdt", "reason"):
+    for field in (
+        "timestamp",
+        "symbol",
+        "price",
+        "qrl_balance",
+        "usdt_balance",
+        "qrl_value",
+        "total_value",
+        "target_ratio",
+        "current_ratio",
+        "action",
+        "quantity",
+        "notional_usdt",
+        "reason",
+    ):
         assert field in latest
     assert latest["action"] == "SELL" and latest["reason"] == "QRL above target"
 
@@ -88,9 +107,20 @@ def test_backfilled_partitions_keep_the_history_ordered_and_latest_forward(clien
 
 
 def test_position_hash_is_written_whole_and_only_moves_forward(client):
-    row = {"partition_key": key_at(5), "symbol": "QRLUSDT", "mode": "live", "as_of": START, "price": 0.5,
-           "position_qty": 10.0, "avg_cost": None, "invested": 0.0, "realized_pnl": 1.5, "unrealized_pnl": None,
-           "fees_usdt": 0.01, "trades_count": 3}
+    row = {
+        "partition_key": key_at(5),
+        "symbol": "QRLUSDT",
+        "mode": "live",
+        "as_of": START,
+        "price": 0.5,
+        "position_qty": 10.0,
+        "avg_cost": None,
+        "invested": 0.0,
+        "realized_pnl": 1.5,
+        "unrealized_pnl": None,
+        "fees_usdt": 0.01,
+        "trades_count": 3,
+    }
     publish_position(client, row)
     stored = client.hgetall(REDIS_POSITION_KEY)
     assert stored["position_qty"] == "10.0" and stored["avg_cost"] == "" and stored["as_of"] == START.isoformat()
@@ -100,8 +130,14 @@ def test_position_hash_is_written_whole_and_only_moves_forward(client):
 
 
 def test_warehouse_audit_row_is_replaced_per_partition(warehouse):
-    plan = plan_rebalance(symbol="QRLUSDT", price=D("0.5"), balances=Balances(D("1000"), D(0), D("300"), D(0)),
-                          rules=RULES, params=RebalanceParams(), timestamp=START)
+    plan = plan_rebalance(
+        symbol="QRLUSDT",
+        price=D("0.5"),
+        balances=Balances(D("1000"), D(0), D("300"), D(0)),
+        rules=RULES,
+        params=RebalanceParams(),
+        timestamp=START,
+    )
     execution = {"order_status": "NOT_EXECUTED", "order_message": "execution disabled"}
     store_plan(warehouse, plan_row(plan, partition_key=key_at(0), mode="live", execution=execution, created_at=START))
     store_plan(warehouse, plan_row(plan, partition_key=key_at(0), mode="live", execution=execution, created_at=START))
@@ -111,5 +147,7 @@ def test_warehouse_audit_row_is_replaced_per_partition(warehouse):
     row = stored_plan(warehouse, key_at(0), "QRLUSDT")
     assert row["action"] == "SELL" and row["quantity"] == 200.0 and row["notional_usdt"] == 100.0
     assert row["reason"] == "QRL above target" and row["mode"] == "live"
-    assert [r["partition_key"] for r in recent_plans(warehouse, symbol="QRLUSDT", mode="live",
-                                                     since=START - dt.timedelta(days=1))] == [key_at(0)]
+    assert [
+        r["partition_key"]
+        for r in recent_plans(warehouse, symbol="QRLUSDT", mode="live", since=START - dt.timedelta(days=1))
+    ] == [key_at(0)]

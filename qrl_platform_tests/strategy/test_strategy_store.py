@@ -129,6 +129,21 @@ def test_failed_strategy_is_recorded_in_executions_and_details(warehouse):
     assert diagnostics["universe_size"] == 4
 
 
+def test_a_strategy_failing_on_a_rerun_keeps_its_previous_signals(warehouse):
+    definition = parse_definition(_definition("STG_A_001"))
+    save_run(warehouse, _run([definition], dates=(D1,)))
+    before = warehouse.read_table("strategy_signals").sort("signal_id")
+    # Same strategy, but the day's frame lacks its factor now: FAILED, recorded, old signals kept.
+    broken_frame = _frame((D1,)).drop("rsi_14")
+    records = build_records(run_strategies([definition], broken_frame, [D1]), [D1], run_id="run-2")
+    assert records.strategy_ids == []
+    result = save_run(warehouse, records)
+    assert (result.signals_deleted, result.signals_written, result.details_written) == (0, 0, 1)
+    assert warehouse.read_table("strategy_signals").sort("signal_id").equals(before)
+    latest = latest_executions(warehouse, [D1]).row(0, named=True)
+    assert latest["status"] == "FAILED" and latest["signals_generated"] == latest["stored_signals"] == 0
+
+
 def _write_yaml(directory, definition: dict, name: str | None = None):
     import yaml
 

@@ -1,12 +1,14 @@
 """A polite HTTP client for the exchanges: raw-response cache, per-host throttle, bounded retries.
 
-TWSE bans clients that hammer it (SPEC S4.4), so:
+TWSE bans clients that hammer it (SPEC S4.2), so:
 
 * every raw answer worth keeping is cached on disk at
-  `{cache_root}/<host>/<endpoint path>/<YYYY-MM-DD>.json`, and a backfill never fetches a date twice;
-* requests to one host are at least `min_interval` seconds apart (default 2 s, env
-  QRL_HTTP_MIN_INTERVAL_SECONDS). The last request time lives in a lock file under the cache root, so
-  the parallel processes of one Dagster run (one per daily table) share the budget;
+  `{cache_root}/<host>/<endpoint path>/<YYYY-MM-DD>.json` (each path is queried with one fixed set of
+  parameters, so path + date is the key), and a backfill never fetches a date twice;
+* a request to a host starts at least `min_interval` seconds (default 2 s, env
+  QRL_HTTP_MIN_INTERVAL_SECONDS) after the previous one to that host started *and* ended. The time
+  lives in a lock file under the cache root, so the parallel processes of one Dagster run (one per
+  daily table) share the budget;
 * timeouts, connection errors, 429 and 5xx are retried with exponential backoff (env
   QRL_HTTP_BACKOFF_SECONDS, default 1 s, doubling), honouring Retry-After, at most `max_attempts` times.
 
@@ -18,6 +20,7 @@ HTML page, a throttled or malformed answer, or TPEx answering another day never 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import json
@@ -75,8 +78,12 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def taipei_now() -> dt.datetime:
+    return dt.datetime.now(TAIPEI)
+
+
 def taipei_today() -> dt.date:
-    return dt.datetime.now(TAIPEI).date()
+    return taipei_now().date()
 
 
 def _safe(part: str) -> str:
@@ -172,7 +179,7 @@ class PoliteClient:
             self.requests_made += 1
             wait = self.backoff * 2 ** (attempt - 1)
             try:
-                response = self._http.get(url, params=params)
+                response = self._get(url, params, host)
             except httpx.TransportError as exc:  # timeouts, refused/reset connections, protocol errors
                 problem = f"{type(exc).__name__}: {exc}"
             else:
@@ -197,22 +204,46 @@ class PoliteClient:
                 time.sleep(wait)
         raise ExchangeUnavailable(f"{label} {date}: gave up after {self.max_attempts} attempts ({problem}) at {url}")
 
+    def _get(self, url: str, params: dict[str, str], host: str) -> httpx.Response:
+        try:
+            return self._http.get(url, params=params)
+        finally:
+            self._done(host)
+
     def _wait_turn(self, host: str) -> None:
-        """Sleep until `min_interval` has passed since the previous request to `host` (any process)."""
+        """Sleep until `min_interval` has passed since the previous request to `host` ended (any process)."""
+        with self._stamp(host) as handle:
+            delay = _read_stamp(handle) + self.min_interval - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            _write_stamp(handle, time.time())
+
+    def _done(self, host: str) -> None:
+        """Count the interval from the end of a request, so a slow answer does not shorten the pause."""
+        with self._stamp(host) as handle:
+            _write_stamp(handle, max(_read_stamp(handle), time.time()))
+
+    @contextlib.contextmanager
+    def _stamp(self, host: str):
+        """The host's last-request time, locked against other threads and processes sharing the cache."""
         stamp = self.cache_root / ".throttle" / _safe(host)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         with _thread_lock(str(stamp)), open(stamp, "a+", encoding="ascii") as handle:
             if fcntl is not None:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-            handle.seek(0)
-            previous = float(handle.read().strip() or 0.0)
-            delay = previous + self.min_interval - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{time.time():.6f}")
-            handle.flush()
+            yield handle
+
+
+def _read_stamp(handle) -> float:
+    handle.seek(0)
+    return float(handle.read().strip() or 0.0)
+
+
+def _write_stamp(handle, value: float) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{value:.6f}")
+    handle.flush()
 
 
 def _thread_lock(key: str) -> threading.Lock:

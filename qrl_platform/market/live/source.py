@@ -1,7 +1,9 @@
 """The live market source: TWSE + TPEx daily tables for one date, in the canonical schemas.
 
 For each table: ask TWSE first. TWSE's "no data" answer means the market was closed that day (typhoon
-closures the calendar missed, SPEC S3), and TPEx is not asked. Otherwise ask TPEx, combine and
+closures the calendar missed, SPEC S3), and TPEx is not asked — unless it cannot be a closure yet: a
+future date, today before the closing data are out, or a table published later than the quotes TWSE
+already has (those raise `NotPublishedYet`, a `BadMarketData`, so nothing is stored and a retry works). Otherwise ask TPEx, combine and
 `conform()`. Every payload is parsed completely before it is cached or returned, so a bad answer
 raises `BadMarketData` and neither a partial frame nor a cache entry comes out of it.
 """
@@ -15,7 +17,7 @@ import polars as pl
 
 from qrl_platform.market import schema
 from qrl_platform.market.live import tpex, twse
-from qrl_platform.market.live.http import JsonResponse, PoliteClient
+from qrl_platform.market.live.http import JsonResponse, PoliteClient, taipei_now
 from qrl_platform.market.schema import BadMarketData
 from qrl_platform.market.sources import DAILY_TABLES, DayResult
 from qrl_platform.settings import MarketSourceSettings, qrl_home
@@ -23,6 +25,15 @@ from qrl_platform.settings import MarketSourceSettings, qrl_home
 
 class NotPublishedYet(BadMarketData):
     """A table has no data yet for a day the exchange traded (e.g. margin before ~21:00): retry later."""
+
+
+# TWSE's closing quotes are out by about 14:30; before this time today's "no data" is not a closure.
+QUOTES_PUBLISHED_BY = dt.time(15, 0)
+
+
+def _may_still_publish(date: dt.date) -> bool:
+    now = taipei_now()
+    return date > now.date() or (date == now.date() and now.time() < QUOTES_PUBLISHED_BY)
 
 
 def default_cache_root() -> Path:
@@ -49,18 +60,23 @@ class LiveMarketSource:
             raise ValueError(f"live source: unknown daily table {table!r} (expected one of {DAILY_TABLES})")
         details: dict = {"source": self.name, "endpoints": [], "requests": 0, "cache_hits": 0, "rows_per_market": {}}
         listed, listed_answer = self._fetch(self.settings.twse_base_url, twse, table, date, details)
-        if not listed.no_data:
-            self.http.keep(listed_answer)  # valid on its own: never ask TWSE for it again, whatever TPEx says
-        else:
-            if table != "daily_quotes" and self.has_data(date):
-                # Not cached: it is not a closed day, only a table that comes out later (margin ~21:00).
+        if listed.no_data:
+            label = twse.ENDPOINTS[table].label
+            if _may_still_publish(date):
                 raise NotPublishedYet(
-                    f"{twse.ENDPOINTS[table].label} {date}: no data yet ({listed.reason}) although TWSE has quotes "
-                    f"for the day; the table is published later — try again"
+                    f"{label} {date}: no data yet ({listed.reason}); TWSE publishes the day's closing data by about "
+                    f"{QUOTES_PUBLISHED_BY:%H:%M} Taipei time — try again then"
+                )
+            if table != "daily_quotes" and self.has_data(date):
+                # Not cached: not a closed day, only a table that comes out later (margin in the evening).
+                raise NotPublishedYet(
+                    f"{label} {date}: no data yet ({listed.reason}) although TWSE has quotes for the day; "
+                    f"the table is published later — try again"
                 )
             self.http.keep(listed_answer, no_data=True)
             reason = f"TWSE has no data for {date}: {listed.reason}"
             return DayResult(table, date, schema.empty(table), closed=True, reason=reason, details=details)
+        self.http.keep(listed_answer)  # valid on its own: never ask TWSE for it again, whatever TPEx says
         otc, otc_answer = self._fetch(self.settings.tpex_base_url, tpex, table, date, details)
         if otc.no_data:
             # Same calendar for both markets: empty TPEx on a TWSE trading day is "not yet", never "closed".
