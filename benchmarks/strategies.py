@@ -35,23 +35,53 @@ from qrl_platform.strategy.store import build_records, save_run, seed_strategies
 # factor -> (distribution, a, b); "rel" = close × (1 + normal(0, a)); "u" uniform(a, b); "n" normal(a, b)
 FACTORS = {
     "technical_indicators": {
-        "sma_5": ("rel", 0.02), "sma_10": ("rel", 0.03), "sma_20": ("rel", 0.05), "sma_60": ("rel", 0.08),
-        "sma_120": ("rel", 0.1), "sma_240": ("rel", 0.15), "ema_12": ("rel", 0.03), "ema_26": ("rel", 0.05),
-        "rsi_14": ("u", 5, 95), "macd": ("n", 0, 1), "macd_signal": ("n", 0, 1), "macd_hist": ("n", 0, 0.5),
-        "bb_upper": ("rel", 0.06), "bb_middle": ("rel", 0.05), "bb_lower": ("rel", 0.06), "atr_14": ("atr",),
-        "obv": ("n", 0, 1e7), "kd_k": ("u", 0, 100), "kd_d": ("u", 0, 100), "kd_j": ("n", 50, 40),
-        "vol_ratio_5": ("u", 0.3, 3), "ret_1": ("n", 0, 0.02), "ret_5": ("n", 0, 0.05), "ret_20": ("n", 0, 0.1),
-        "ret_60": ("n", 0, 0.2), "dist_52w_high": ("u", -0.5, 0), "dist_52w_low": ("u", 0, 1),
+        "sma_5": ("rel", 0.02),
+        "sma_10": ("rel", 0.03),
+        "sma_20": ("rel", 0.05),
+        "sma_60": ("rel", 0.08),
+        "sma_120": ("rel", 0.1),
+        "sma_240": ("rel", 0.15),
+        "ema_12": ("rel", 0.03),
+        "ema_26": ("rel", 0.05),
+        "rsi_14": ("u", 5, 95),
+        "macd": ("n", 0, 1),
+        "macd_signal": ("n", 0, 1),
+        "macd_hist": ("n", 0, 0.5),
+        "bb_upper": ("rel", 0.06),
+        "bb_middle": ("rel", 0.05),
+        "bb_lower": ("rel", 0.06),
+        "atr_14": ("atr",),
+        "obv": ("n", 0, 1e7),
+        "kd_k": ("u", 0, 100),
+        "kd_d": ("u", 0, 100),
+        "kd_j": ("n", 50, 40),
+        "vol_ratio_5": ("u", 0.3, 3),
+        "ret_1": ("n", 0, 0.02),
+        "ret_5": ("n", 0, 0.05),
+        "ret_20": ("n", 0, 0.1),
+        "ret_60": ("n", 0, 0.2),
+        "dist_52w_high": ("u", -0.5, 0),
+        "dist_52w_low": ("u", 0, 1),
     },
     "fundamental_indicators": {
-        "pe": ("u", 5, 60), "pb": ("u", 0.5, 8), "dividend_yield": ("u", 0, 8), "eps_ttm": ("n", 3, 4),
-        "roe_ttm": ("n", 10, 8), "eps_yoy": ("n", 5, 40), "revenue_yoy": ("n", 5, 30), "revenue_mom": ("n", 0, 15),
+        "pe": ("u", 5, 60),
+        "pb": ("u", 0.5, 8),
+        "dividend_yield": ("u", 0, 8),
+        "eps_ttm": ("n", 3, 4),
+        "roe_ttm": ("n", 10, 8),
+        "eps_yoy": ("n", 5, 40),
+        "revenue_yoy": ("n", 5, 30),
+        "revenue_mom": ("n", 0, 15),
         "revenue_3m_yoy": ("n", 5, 25),
     },
     "chip_indicators": {
         **{f"{who}_net_pct_{n}": ("n", 0, 10) for who in ("foreign", "trust", "dealer") for n in (1, 5, 20)},
-        "trust_buy_streak": ("streak",), "margin_utilization": ("u", 0, 80), "short_margin_ratio": ("u", 0, 40),
-        "margin_change_5": ("n", 0, 5), "margin_change_20": ("n", 0, 10), "big_holder_pct": ("u", 20, 90),
+        "trust_buy_streak": ("streak",),
+        "margin_utilization": ("u", 0, 80),
+        "short_margin_ratio": ("u", 0, 40),
+        "margin_change_5": ("n", 0, 5),
+        "margin_change_20": ("n", 0, 10),
+        "big_holder_pct": ("u", 20, 90),
         "big_holder_pct_change_1w": ("n", 0, 0.5),
     },
 }
@@ -62,12 +92,17 @@ def synthetic_day(day: dt.date, stocks: int, seed: int = 11) -> dict[str, pl.Dat
     rng = np.random.default_rng([seed, day.toordinal()])
     ids = [f"{1101 + i}" for i in range(stocks)]
     close = np.round(np.exp(rng.normal(3.8, 0.9, stocks)), 2)
-    quotes = pl.DataFrame({
-        "stock_id": ids, "trade_date": [day] * stocks,
-        "market": np.where(np.arange(stocks) % 5 < 3, "TWSE", "TPEx"),
-        "close": close, "volume": (np.exp(rng.normal(14.5, 1.2, stocks))).astype(np.int64),
-        "is_etf": np.arange(stocks) % 33 == 0, "is_suspended": rng.random(stocks) < 0.005,
-    })
+    quotes = pl.DataFrame(
+        {
+            "stock_id": ids,
+            "trade_date": [day] * stocks,
+            "market": np.where(np.arange(stocks) % 5 < 3, "TWSE", "TPEx"),
+            "close": close,
+            "volume": (np.exp(rng.normal(14.5, 1.2, stocks))).astype(np.int64),
+            "is_etf": np.arange(stocks) % 33 == 0,
+            "is_suspended": rng.random(stocks) < 0.005,
+        }
+    )
     frames = {"daily_quotes": quotes}
     for asset, factors in FACTORS.items():
         columns = {}
@@ -113,10 +148,14 @@ def main() -> None:
     outcomes, compute = timed(lambda: run_strategies(definitions, frame, [day]), repeat=7)
     records = build_records(outcomes, [day])
     print(f"strategies: {len(definitions)} built-ins, {args.stocks} stocks, {frame.width - 2} columns")
-    print(f"one day  compute (10 strategies, median of 7): {statistics.median(compute) * 1000:8.1f} ms"
-          f"   [join of the 4 frames: {statistics.median(build) * 1000:.1f} ms]")
-    print("           per strategy: " + ", ".join(
-        f"{o.strategy_id.removeprefix('STG_')}={o.duration_ms:.1f}" for o in outcomes))
+    print(
+        f"one day  compute (10 strategies, median of 7): {statistics.median(compute) * 1000:8.1f} ms"
+        f"   [join of the 4 frames: {statistics.median(build) * 1000:.1f} ms]"
+    )
+    print(
+        "           per strategy: "
+        + ", ".join(f"{o.strategy_id.removeprefix('STG_')}={o.duration_ms:.1f}" for o in outcomes)
+    )
     print(f"           signals: {records.signals.height} rows, executions: {len(records.executions)}")
 
     from qrl_platform.warehouse import Warehouse
@@ -124,14 +163,18 @@ def main() -> None:
 
     server = start_postgres()
     try:
-        for backend, url in (("PostgreSQL", server.create_database("bench_day")),
-                             ("SQLite", f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite")):
+        for backend, url in (
+            ("PostgreSQL", server.create_database("bench_day")),
+            ("SQLite", f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite"),
+        ):
             warehouse = Warehouse(url)
             seed_strategies(warehouse)
             first, t_first = timed(lambda w=warehouse: save_run(w, build_records(outcomes, [day])))
             _, t_again = timed(lambda w=warehouse: save_run(w, build_records(outcomes, [day])), repeat=3)
-            print(f"one day  write on {backend:<10}: first {t_first[0] * 1000:7.1f} ms, "
-                  f"replace (median of 3) {statistics.median(t_again) * 1000:7.1f} ms  ({first.signals_written} signals)")
+            print(
+                f"one day  write on {backend:<10}: first {t_first[0] * 1000:7.1f} ms, "
+                f"replace (median of 3) {statistics.median(t_again) * 1000:7.1f} ms  ({first.signals_written} signals)"
+            )
             warehouse.dispose()
         if not args.no_year:
             year_backfill(args, server)
@@ -161,19 +204,25 @@ def year_backfill(args, server) -> None:
     resources = {"warehouse": WarehouseResource(url=url), "frames": FrameStoreResource(root=str(home))}
     instance = dg.DagsterInstance.ephemeral()
     dg.materialize([strategies], resources=resources, instance=instance)
-    tags = {"dagster/asset_partition_range_start": f"{args.year}-01-01",
-            "dagster/asset_partition_range_end": f"{args.year}-12-31"}
+    tags = {
+        "dagster/asset_partition_range_start": f"{args.year}-01-01",
+        "dagster/asset_partition_range_end": f"{args.year}-12-31",
+    }
     tick = time.perf_counter()
     result = dg.materialize([strategy_signals], resources=resources, instance=instance, tags=tags)
     wall = time.perf_counter() - tick
     meta = result.asset_materializations_for_node("strategy_signals")[0].metadata
-    print(f"year     strategy_signals single run: {wall:6.1f} s wall  (compute {meta['compute_ms'].value / 1000:.1f} s, "
-          f"write {meta['write_ms'].value / 1000:.1f} s; {meta['total_signals'].value} signals, "
-          f"{meta['trading_days'].value} trading days, runs: {len(instance.get_runs()) - 1})")
+    print(
+        f"year     strategy_signals single run: {wall:6.1f} s wall  (compute {meta['compute_ms'].value / 1000:.1f} s, "
+        f"write {meta['write_ms'].value / 1000:.1f} s; {meta['total_signals'].value} signals, "
+        f"{meta['trading_days'].value} trading days, runs: {len(instance.get_runs()) - 1})"
+    )
     tick = time.perf_counter()
     stats = dg.materialize([strategy_stats], resources=resources, instance=instance, tags=tags)
-    print(f"year     strategy_stats single run:   {time.perf_counter() - tick:6.1f} s wall  "
-          f"({stats.asset_materializations_for_node('strategy_stats')[0].metadata['dagster/row_count'].value} rows)")
+    print(
+        f"year     strategy_stats single run:   {time.perf_counter() - tick:6.1f} s wall  "
+        f"({stats.asset_materializations_for_node('strategy_stats')[0].metadata['dagster/row_count'].value} rows)"
+    )
 
 
 if __name__ == "__main__":

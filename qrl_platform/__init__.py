@@ -7,7 +7,7 @@ import warnings
 
 # BackfillPolicy and a few other parameters we rely on are marked beta in Dagster 1.13; the warning
 # repeats for every asset and drowns the useful output of the CLI and `dagster dev`.
-warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
+warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview).*")
 
 from qrl_platform.readback import load  # noqa: E402
 

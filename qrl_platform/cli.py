@@ -119,6 +119,89 @@ def _clamp(partitions_def, start: dt.date, stop: dt.date) -> tuple[str, str]:
     return first, inside[-1] if inside else first
 
 
+def _run_job(job_name: str, partition_or_range: tuple[str, str], *, run_config=None, tags=None) -> int:
+    """Execute one of the code location's jobs on the local instance, for one partition or a range."""
+    from qrl_platform.definitions import defs
+
+    start, end = partition_or_range
+    job = defs.resolve_job_def(job_name)
+    run_tags = dict(tags or {})
+    if start != end:
+        run_tags.update({RANGE_START: start, RANGE_END: end})
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        instance=_instance(), partition_key=start if start == end else None, tags=run_tags,
+        run_config={**QUIET, **(run_config or {})}, raise_on_error=False,
+    )
+    label = start if start == end else f"{start}..{end}"
+    print(f"{job_name} {label}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s "
+          f"(run {result.run_id})")
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            meta = event.step_materialization_data.materialization.metadata
+            shown = {k: v.value for k, v in meta.items() if k in SUMMARY_KEYS}
+            if shown:
+                print(f"  {event.asset_key.to_user_string()}: {shown}")
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            print(f"  step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+    return 0 if result.success else 1
+
+
+SUMMARY_KEYS = ("dagster/row_count", "strategies_run", "strategies_failed", "total_signals", "buy_signals",
+                "sell_signals", "hold_signals", "slowest_strategy", "events_published", "events_already_published",
+                "market_closed", "dry_run")
+
+
+def _strategy_config(strategy_ids: list[str], save: bool) -> dict:
+    return {"ops": {"strategy_signals": {"config": {"strategy_ids": strategy_ids, "save_results": save}}}}
+
+
+def cmd_run_strategy(args: argparse.Namespace) -> int:
+    date = parse_date(args.date, field="date").isoformat()
+    return _run_job("strategies_job", (date, date), run_config=_strategy_config([args.strategy_id], not args.dry_run),
+                    tags={"qrl/manual": "run-strategy"})
+
+
+def cmd_run_all(args: argparse.Namespace) -> int:
+    date = parse_date(args.date, field="date").isoformat()
+    # Re-running replaces the day's rows (deterministic signal ids), so "force" is always safe.
+    return _run_job("strategies_job", (date, date), run_config=_strategy_config([], True),
+                    tags={"qrl/manual": "run-all"})
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    start = parse_date(args.start, field="start").isoformat()
+    end = parse_date(args.end, field="end").isoformat()
+    if end < start:
+        raise SystemExit(f"backfill: end {end} is before start {start}")
+    ids = [s for s in (args.strategies or "").split(",") if s]
+    return _run_job("strategies_job", (start, end), run_config=_strategy_config(ids, True),
+                    tags={"qrl/manual": "backfill"})
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    date = parse_date(args.date, field="date").isoformat()
+    config = {"ops": {"m13_notification": {"config": {"force": args.force}}}}
+    return _run_job("notify_m13_job", (date, date), run_config=config, tags={"qrl/manual": "notify"})
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Re-run a failed run: same job, same partition(s), same config."""
+    instance = _instance()
+    run = instance.get_run_by_id(args.run_id)
+    if run is None:
+        raise SystemExit(f"retry: no run with id {args.run_id}")
+    if run.status != dg.DagsterRunStatus.FAILURE and not args.any_status:
+        raise SystemExit(f"retry: run {args.run_id} is {run.status.value}, not FAILURE (use --any-status)")
+    tags = run.tags
+    partition = tags.get("dagster/partition")
+    span = (partition, partition) if partition else (tags.get(RANGE_START), tags.get(RANGE_END))
+    if span[0] is None:
+        raise SystemExit(f"retry: run {args.run_id} has no partition to retry")
+    run_config = {k: v for k, v in (run.run_config or {}).items() if k != "loggers"}
+    return _run_job(run.job_name, span, run_config=run_config, tags={"qrl/manual": "retry", "qrl/retry_of": run.run_id})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +211,32 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--lookback-days", type=int, default=260, help="trading days of raw history before them")
     demo.add_argument("--end", help="last trading day (default: the latest with published closing data)")
     demo.set_defaults(func=cmd_demo)
+
+    one = sub.add_parser("run-strategy", help="run one strategy for one trading day")
+    one.add_argument("strategy_id")
+    one.add_argument("date")
+    one.add_argument("--dry-run", action="store_true", help="compute and report, write nothing")
+    one.set_defaults(func=cmd_run_strategy)
+
+    every = sub.add_parser("run-all", help="run every ACTIVE strategy for a day (replaces the day's signals)")
+    every.add_argument("date")
+    every.set_defaults(func=cmd_run_all)
+
+    backfill = sub.add_parser("backfill", help="run strategies over a date range as one run")
+    backfill.add_argument("start")
+    backfill.add_argument("end")
+    backfill.add_argument("--strategies", help="comma-separated strategy ids (default: every ACTIVE one)")
+    backfill.set_defaults(func=cmd_backfill)
+
+    notify = sub.add_parser("notify", help="(re-)publish STRATEGY_SIGNALS_READY to M13 for a day")
+    notify.add_argument("date")
+    notify.add_argument("--force", action="store_true", help="publish again even if already published")
+    notify.set_defaults(func=cmd_notify)
+
+    retry = sub.add_parser("retry", help="re-run a failed run (same job, partitions and config)")
+    retry.add_argument("run_id")
+    retry.add_argument("--any-status", action="store_true", help="also re-run a run that did not fail")
+    retry.set_defaults(func=cmd_retry)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -4,10 +4,13 @@ Each indicator asset gets four blocking checks — missing_rate, coverage, no_in
 run by one multi-asset check so the stored frames are read once. A failure (severity ERROR) stops
 every downstream asset in the same run, so strategies never score a day off broken factors.
 
-The checks are partitioned like the assets and report one evaluation *per partition*, also in a
-single-run backfill: the quality rules run once, vectorised over the whole range, and each day gets
-its own pass/fail, so the UI, the schedules' readiness gate and the strategies see exactly which days
-failed. A failing day's evaluation names the factor and the worst stocks.
+The checks report one evaluation *per partition* (AssetCheckEvaluation with `partition=` the day),
+also in a single-run backfill: the quality rules run once, vectorised over the whole range, and each
+day gets its own pass/fail, so the UI, the schedules' readiness gate (check history filtered by
+partition) and the strategies see exactly which days failed. A failing day's evaluation names the
+factor and the worst stocks. The specs themselves stay unpartitioned: partitioned check specs are a
+preview feature in Dagster 1.13, and Dagster already plans unpartitioned checks per partition of a
+partitioned run, which these evaluations then resolve.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
@@ -17,7 +20,7 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform.indicators import quality, registry
-from qrl_platform.partitions import day_status, parse_date, trading_day
+from qrl_platform.partitions import day_status, parse_date
 from qrl_platform.resources.frames import FrameStoreResource
 from qrl_platform.storage.frames import FrameStore
 
@@ -162,14 +165,17 @@ def _target(instance: dg.DagsterInstance, asset: str, date: dt.date):
 
 def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
     specs = [
-        dg.AssetCheckSpec(
-            name=check, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[check], partitions_def=trading_day
-        )
+        dg.AssetCheckSpec(name=check, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[check])
         for check in CHECK_RULES
     ]
 
-    @dg.multi_asset_check(specs=specs, name=f"{asset}_quality", can_subset=False)
+    # can_subset: the op yields AssetCheckEvaluation events (one per partition) instead of one output per
+    # check, which Dagster accepts only when the check outputs are optional.
+    @dg.multi_asset_check(specs=specs, name=f"{asset}_quality", can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, frames: FrameStoreResource):
+        selected = [
+            c for c in CHECK_RULES if dg.AssetCheckKey(dg.AssetKey(asset), c) in context.selected_asset_check_keys
+        ]
         store = frames.get()
         dates = _dates_to_check(context, store, asset)
         reports = daily_reports(store, asset, dates)
@@ -177,7 +183,7 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
         failed = 0
         for date in dates:
             target = _target(context.instance, asset, date)
-            for check in CHECK_RULES:
+            for check in selected:
                 evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, target)
                 if not evaluation.passed:
                     failed += 1

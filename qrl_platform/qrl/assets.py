@@ -22,7 +22,13 @@ from qrl_platform.qrl.execution import (
     past_orders_from_rows,
     peak_total_value,
 )
-from qrl_platform.qrl.mexc_client import parse_balances, parse_price, parse_symbol_rules, taker_fee_rate
+from qrl_platform.qrl.mexc_client import (
+    SpotExchange,
+    parse_balances,
+    parse_price,
+    parse_symbol_rules,
+    taker_fee_rate,
+)
 from qrl_platform.qrl.rebalance import (
     plan_rebalance,
     plan_row,
@@ -32,9 +38,10 @@ from qrl_platform.qrl.rebalance import (
     store_plan,
     stored_plan,
 )
-from qrl_platform.resources.mexc import MexcResource
+from qrl_platform.resources.mexc import MexcResource, QrlSettings
 from qrl_platform.resources.redis import RedisResource
 from qrl_platform.resources.warehouse import WarehouseResource
+from qrl_platform.warehouse import Warehouse
 
 GROUP = "qrl"
 GROUP_DESCRIPTION = (
@@ -53,14 +60,17 @@ def _publish(redis: RedisResource, publish, payload) -> str:
     """Write to Redis when configured; the warehouse row is already stored either way."""
     if not redis.configured:
         return "not configured"
+    client = redis.client()
     try:
-        return publish(redis.client(), payload)["redis"]
+        return publish(client, payload)["redis"]
     except redis_lib.RedisError as exc:
         # The URL may carry a password: name the failure, never the URL.
         raise dg.Failure(
             description=f"Redis write failed ({type(exc).__name__}: {exc}); the warehouse row is stored — "
             "re-run this partition once Redis is back (it replaces, never duplicates)",
         ) from exc
+    finally:
+        client.close()
 
 
 @dg.asset(
@@ -81,13 +91,12 @@ def qrl_position(
 ) -> dg.MaterializeResult:
     settings = mexc.settings()
     window = context.partition_time_window
-    exchange = mexc.exchange(partition_end=window.end)
     store = warehouse.get()
-
-    synced = sync_trades(
-        exchange, store, account=settings.mode, symbol=settings.symbol, since_ms=settings.trades_since_ms
-    )
-    price = parse_price(exchange.ticker_price(settings.symbol), settings.symbol)
+    with mexc.exchange(partition_end=window.end) as exchange:
+        synced = sync_trades(
+            exchange, store, account=settings.mode, symbol=settings.symbol, since_ms=settings.trades_since_ms
+        )
+        price = parse_price(exchange.ticker_price(settings.symbol), settings.symbol)
     trades = load_trades(store, account=settings.mode, symbol=settings.symbol)
     day_start = dt.datetime.combine(window.start.date(), dt.time(), tzinfo=dt.UTC)
     position = position_at(
@@ -129,6 +138,57 @@ def qrl_position(
     )
 
 
+def _plan_and_execute(
+    exchange: SpotExchange,
+    settings: QrlSettings,
+    store: Warehouse,
+    *,
+    key: str,
+    window: dg.TimeWindow,
+    now: dt.datetime,
+    previous: dict | None,
+) -> tuple[dict, dict]:
+    """Plan against the exchange's limits, balances and price, then execute if enabled and allowed."""
+    rules = parse_symbol_rules(exchange.exchange_info(settings.symbol), settings.symbol)
+    account = exchange.account()
+    balances = parse_balances(account, rules.base_asset, rules.quote_asset)
+    price = parse_price(exchange.ticker_price(settings.symbol), settings.symbol)
+    fee_rate = settings.fee_rate_override or taker_fee_rate(account) or DEFAULT_FEE_RATE
+    # Simulated prices belong to the partition's end; paper/live prices are observed now.
+    observed_at = window.end if settings.mode == "simulated" else now
+    plan = plan_rebalance(
+        symbol=settings.symbol,
+        price=price,
+        balances=balances,
+        rules=rules,
+        params=replace(settings.params, fee_rate=fee_rate),
+        timestamp=observed_at,
+    )
+    history = recent_plans(store, symbol=settings.symbol, mode=settings.mode, since=now - GUARD_LOOKBACK)
+    outcome = execute_plan(
+        exchange,
+        plan,
+        rules,
+        settings.limits,
+        account=settings.mode,
+        partition_key=key,
+        partition_end=window.end,
+        now=now,
+        past_orders=past_orders_from_rows(history),
+        peak_total_value=peak_total_value([row for row in history if row["partition_key"] != key]),
+        previous=previous,
+    )
+    row = plan_row(plan, partition_key=key, mode=settings.mode, execution=outcome.as_dict(), created_at=now)
+    extra = {
+        "qrl_locked": float(plan.qrl_locked),
+        "usdt_locked": float(plan.usdt_locked),
+        "fee_rate": float(fee_rate),
+        "min_notional": float(rules.min_notional),
+        "qty_step": float(rules.qty_step),
+    }
+    return row, extra
+
+
 @dg.asset(
     group_name=GROUP,
     partitions_def=quarter_hour,
@@ -151,7 +211,6 @@ def rebalance_plan(
     settings = mexc.settings()
     window = context.partition_time_window
     now = _now()
-    exchange = mexc.exchange(partition_end=window.end, now=now)
     store = warehouse.get()
     key = context.partition_key
 
@@ -163,43 +222,10 @@ def rebalance_plan(
         extra = {"note": "order already placed for this partition; the executed plan is kept"}
         context.log.info(f"{key}: order {previous['order_id']} already placed; keeping the executed plan")
     else:
-        rules = parse_symbol_rules(exchange.exchange_info(settings.symbol), settings.symbol)
-        account = exchange.account()
-        balances = parse_balances(account, rules.base_asset, rules.quote_asset)
-        price = parse_price(exchange.ticker_price(settings.symbol), settings.symbol)
-        fee_rate = settings.fee_rate_override or taker_fee_rate(account) or DEFAULT_FEE_RATE
-        # Simulated prices belong to the partition's end; paper/live prices are observed now.
-        observed_at = window.end if settings.mode == "simulated" else now
-        plan = plan_rebalance(
-            symbol=settings.symbol,
-            price=price,
-            balances=balances,
-            rules=rules,
-            params=replace(settings.params, fee_rate=fee_rate),
-            timestamp=observed_at,
-        )
-        history = recent_plans(store, symbol=settings.symbol, mode=settings.mode, since=now - GUARD_LOOKBACK)
-        outcome = execute_plan(
-            exchange,
-            plan,
-            rules,
-            settings.limits,
-            account=settings.mode,
-            partition_key=key,
-            partition_end=window.end,
-            now=now,
-            past_orders=past_orders_from_rows(history),
-            peak_total_value=peak_total_value([row for row in history if row["partition_key"] != key]),
-            previous=previous,
-        )
-        row = plan_row(plan, partition_key=key, mode=settings.mode, execution=outcome.as_dict(), created_at=now)
-        extra = {
-            "qrl_locked": float(plan.qrl_locked),
-            "usdt_locked": float(plan.usdt_locked),
-            "fee_rate": float(fee_rate),
-            "min_notional": float(rules.min_notional),
-            "qty_step": float(rules.qty_step),
-        }
+        with mexc.exchange(partition_end=window.end, now=now) as exchange:
+            row, extra = _plan_and_execute(
+                exchange, settings, store, key=key, window=window, now=now, previous=previous
+            )
     rows = store_plan(store, row)
     published = published_plan(row)
     redis_status = _publish(redis, publish_plan, published)

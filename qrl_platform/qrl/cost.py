@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import redis
 import sqlalchemy as sa
 
 from qrl_platform.warehouse import Warehouse
@@ -329,8 +330,6 @@ def publish_position(client, row: Mapping[str, Any]) -> dict[str, Any]:
     The hash is rewritten whole (DEL + HSET in one MULTI) so no field from an older snapshot lingers;
     None becomes "" because Redis hashes hold strings.
     """
-    import redis
-
     fields = {
         key: "" if value is None else (value.isoformat() if isinstance(value, dt.datetime) else str(value))
         for key, value in row.items()

@@ -118,6 +118,8 @@ class SpotExchange(Protocol):
 
     def query_order(self, symbol: str, client_order_id: str) -> dict[str, Any] | None: ...
 
+    def close(self) -> None: ...
+
 
 class _RateLimiter:
     """Spaces requests at least `interval` seconds apart across threads."""
@@ -166,6 +168,12 @@ class MexcClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> MexcClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ---- endpoints -------------------------------------------------------------------------------
 
@@ -251,6 +259,10 @@ class MexcClient:
     def _backoff(self, attempt: int) -> float:
         return min(self.settings.backoff_seconds * (2**attempt), self.settings.max_backoff_seconds)
 
+    def _wait_before_retry(self, attempt: int, attempts: int, seconds: float) -> None:
+        if attempt + 1 < attempts:  # no point waiting after the last attempt
+            self._sleep(seconds)
+
     def _request(
         self,
         method: str,
@@ -272,21 +284,20 @@ class MexcClient:
             self._limiter.wait()
             try:
                 response = self._http.request(method, url, headers=headers)
-            except httpx.TimeoutException:
-                last_problem = f"timed out after {self.settings.timeout_seconds:g}s"
-                if not idempotent:
-                    raise MexcOutcomeUnknown(
-                        f"MEXC {endpoint}: {last_problem}; the order may exist", endpoint=path
-                    ) from None
-                self._sleep(self._backoff(attempt))
-                continue
             except httpx.TransportError as exc:
-                last_problem = f"connection failed ({type(exc).__name__})"
-                if not idempotent:
+                timed_out = isinstance(exc, httpx.TimeoutException)
+                last_problem = (
+                    f"timed out after {self.settings.timeout_seconds:g}s"
+                    if timed_out
+                    else f"connection failed ({type(exc).__name__})"
+                )
+                # A connection that was never made sent nothing, so even an order may be retried.
+                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if not idempotent and not never_sent:
                     raise MexcOutcomeUnknown(
                         f"MEXC {endpoint}: {last_problem}; the order may exist", endpoint=path
                     ) from None
-                self._sleep(self._backoff(attempt))
+                self._wait_before_retry(attempt, attempts, self._backoff(attempt))
                 continue
 
             status = response.status_code
@@ -300,8 +311,7 @@ class MexcClient:
                         http_status=429,
                         endpoint=path,
                     )
-                if attempt + 1 < attempts:
-                    self._sleep(wait)
+                self._wait_before_retry(attempt, attempts, wait)
                 continue
             if status >= 500:
                 last_problem = f"server error HTTP {status}"
@@ -309,8 +319,7 @@ class MexcClient:
                     raise MexcOutcomeUnknown(
                         f"MEXC {endpoint}: {last_problem}; the order may exist", http_status=status, endpoint=path
                     )
-                if attempt + 1 < attempts:
-                    self._sleep(self._backoff(attempt))
+                self._wait_before_retry(attempt, attempts, self._backoff(attempt))
                 continue
 
             body = _parse_json(response, endpoint)
@@ -430,7 +439,9 @@ def parse_symbol_rules(payload: Mapping[str, Any], symbol: str) -> SymbolRules:
 
     MEXC has no Binance-style LOT_SIZE/MIN_NOTIONAL filters (`filters` is []): the quantity step is
     `baseAssetPrecision` decimals, the minimum quantity `baseSizePrecision`, the minimum order value
-    `quoteAmountPrecision` and the maximum `maxQuoteAmount`.
+    `quoteAmountPrecision` and the maximum `maxQuoteAmount`. We only place MARKET orders, so where MEXC
+    also publishes the market-order variants (`quoteAmountPrecisionMarket`, `maxQuoteAmountMarket`)
+    those win.
     """
     where = f"exchangeInfo {symbol}"
     symbols = payload.get("symbols") if isinstance(payload, Mapping) else None
@@ -443,7 +454,12 @@ def parse_symbol_rules(payload: Mapping[str, Any], symbol: str) -> SymbolRules:
     for field in ("baseAsset", "quoteAsset", "status", "baseAssetPrecision", "quoteAssetPrecision", "orderTypes"):
         if field not in row:
             raise ValueError(f"{where}: field {field!r} is missing")
-    max_quote = row.get("maxQuoteAmount")
+
+    def present(field: str) -> bool:
+        return row.get(field) not in (None, "")
+
+    min_field = "quoteAmountPrecisionMarket" if present("quoteAmountPrecisionMarket") else "quoteAmountPrecision"
+    max_field = "maxQuoteAmountMarket" if present("maxQuoteAmountMarket") else "maxQuoteAmount"
     return SymbolRules(
         symbol=symbol,
         base_asset=str(row["baseAsset"]),
@@ -454,8 +470,8 @@ def parse_symbol_rules(payload: Mapping[str, Any], symbol: str) -> SymbolRules:
         base_precision=int(decimal_field(row, "baseAssetPrecision", where=where)),
         quote_precision=int(decimal_field(row, "quoteAssetPrecision", where=where)),
         min_qty=decimal_field(row, "baseSizePrecision", where=where, default=Decimal(0)),
-        min_notional=decimal_field(row, "quoteAmountPrecision", where=where, default=Decimal(0)),
-        max_notional=decimal_field(row, "maxQuoteAmount", where=where) if max_quote not in (None, "") else None,
+        min_notional=decimal_field(row, min_field, where=where, default=Decimal(0)),
+        max_notional=decimal_field(row, max_field, where=where) if present(max_field) else None,
     )
 
 

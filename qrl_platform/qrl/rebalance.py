@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 
 from qrl_platform.warehouse import Warehouse
@@ -348,8 +349,6 @@ def publish_plan(client, plan_json: Mapping[str, Any]) -> dict[str, Any]:
     than the whole window. `latest` only moves forward, so a backfill never hides the newest plan.
     WATCH makes the read-decide-write atomic against a concurrent run.
     """
-    import redis
-
     partition_key = plan_json["partition_key"]
     payload = json.dumps(plan_json, sort_keys=True)
     with client.pipeline() as pipe:

@@ -293,6 +293,16 @@ class PaperExchange:
     def __repr__(self) -> str:
         return f"PaperExchange(mode={self.mode!r}, account={str(self.account_store.path)!r})"
 
+    def close(self) -> None:
+        if hasattr(self.market, "close"):
+            self.market.close()
+
+    def __enter__(self) -> PaperExchange:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _price(self, symbol: str) -> Decimal:
         from qrl_platform.qrl.mexc_client import parse_price
 

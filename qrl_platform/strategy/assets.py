@@ -30,7 +30,8 @@ TAGS = {"module": "M11"}
 # ------------------------------------------------------------------------------------- strategies
 class StrategiesConfig(dg.Config):
     directory: str = Field(
-        default="", description="Folder of strategy YAML files; empty = the built-ins shipped in qrl_platform/strategy/builtin."
+        default="",
+        description="Folder of strategy YAML files; empty = the built-ins shipped in qrl_platform/strategy/builtin.",
     )
 
 
@@ -42,7 +43,9 @@ class StrategiesConfig(dg.Config):
     "senseless weights are rejected naming the file and field) and upserted into the `strategies` table by "
     "strategy_id/version.",
 )
-def strategies(context: dg.AssetExecutionContext, config: StrategiesConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def strategies(
+    context: dg.AssetExecutionContext, config: StrategiesConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     directory = Path(config.directory) if config.directory else BUILTIN_DIR
     result = seed_strategies(warehouse.get(), directory)
     context.log.info(
@@ -50,26 +53,39 @@ def strategies(context: dg.AssetExecutionContext, config: StrategiesConfig, ware
     )
     table = dg.TableMetadataValue(
         records=[
-            dg.TableRecord({
-                "strategy_id": d.strategy_id, "name": d.name, "status": d.status, "version": d.version,
-                "horizon_days": d.horizon_days, "rules": "; ".join(r.describe() for r in d.rules),
-            })
+            dg.TableRecord(
+                {
+                    "strategy_id": d.strategy_id,
+                    "name": d.name,
+                    "status": d.status,
+                    "version": d.version,
+                    "horizon_days": d.horizon_days,
+                    "rules": "; ".join(r.describe() for r in d.rules),
+                }
+            )
             for d in result.definitions
         ],
-        schema=dg.TableSchema(columns=[
-            dg.TableColumn("strategy_id", "string"), dg.TableColumn("name", "string"),
-            dg.TableColumn("status", "string"), dg.TableColumn("version", "int"),
-            dg.TableColumn("horizon_days", "int"), dg.TableColumn("rules", "string"),
-        ]),
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("strategy_id", "string"),
+                dg.TableColumn("name", "string"),
+                dg.TableColumn("status", "string"),
+                dg.TableColumn("version", "int"),
+                dg.TableColumn("horizon_days", "int"),
+                dg.TableColumn("rules", "string"),
+            ]
+        ),
     )
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(result.definitions),
-        "active": sum(d.is_active for d in result.definitions),
-        "inserted": ", ".join(result.inserted) or "-",
-        "updated": ", ".join(result.updated) or "-",
-        "source": str(directory),
-        "strategies": table,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(result.definitions),
+            "active": sum(d.is_active for d in result.definitions),
+            "inserted": ", ".join(result.inserted) or "-",
+            "updated": ", ".join(result.updated) or "-",
+            "source": str(directory),
+            "strategies": table,
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------- signals
@@ -78,16 +94,22 @@ class StrategyRunConfig(dg.Config):
     (the built-ins use the job defaults: market_type ALL, min_volume 500 lots, no ETFs, no suspended)."""
 
     strategy_ids: list[str] = Field(default=[], description="Run only these strategies (empty: every ACTIVE one).")
-    save_results: bool = Field(default=True, description="false = dry run: compute and report in metadata, write nothing.")
+    save_results: bool = Field(
+        default=True, description="false = dry run: compute and report in metadata, write nothing."
+    )
     include_factor_values: bool = Field(default=True, description="Store the factor values each signal used (JSON).")
-    include_diagnostics: bool = Field(default=True, description="Store per-execution diagnostics (universe, rules, scores).")
+    include_diagnostics: bool = Field(
+        default=True, description="Store per-execution diagnostics (universe, rules, scores)."
+    )
     save_all_signals: bool = Field(default=True, description="false = store BUY/SELL only, not HOLD.")
     batch_size: int = Field(
         default=100,
         description="Trading days evaluated in one vectorised pass and written in one transaction. (The source "
         "batched 100 stocks; evaluation here is vectorised over all stocks, so batching is by day.)",
     )
-    timeout_minutes: float = Field(default=30, description="Strategies not started within this budget are recorded as TIMEOUT.")
+    timeout_minutes: float = Field(
+        default=30, description="Strategies not started within this budget are recorded as TIMEOUT."
+    )
     market_type: str | None = Field(default=None, description="Override: ALL | TWSE | TPEx.")
     min_volume: float | None = Field(default=None, description="Override: minimum day volume in lots (1,000 shares).")
     exclude_etf: bool | None = Field(default=None, description="Override: drop ETFs.")
@@ -95,16 +117,23 @@ class StrategyRunConfig(dg.Config):
 
     def settings(self) -> StrategyRunSettings:
         universe = UniverseOverride(
-            market_type=self.market_type, min_volume_lots=self.min_volume,
-            exclude_etf=self.exclude_etf, exclude_suspended=self.exclude_suspended,
+            market_type=self.market_type,
+            min_volume_lots=self.min_volume,
+            exclude_etf=self.exclude_etf,
+            exclude_suspended=self.exclude_suspended,
         )
         options = RunOptions(
-            include_factor_values=self.include_factor_values, include_diagnostics=self.include_diagnostics,
-            save_all_signals=self.save_all_signals, universe=universe,
+            include_factor_values=self.include_factor_values,
+            include_diagnostics=self.include_diagnostics,
+            save_all_signals=self.save_all_signals,
+            universe=universe,
         )
         return StrategyRunSettings(
-            strategy_ids=tuple(self.strategy_ids), save_results=self.save_results, options=options,
-            batch_size=self.batch_size, timeout_minutes=self.timeout_minutes,
+            strategy_ids=tuple(self.strategy_ids),
+            save_results=self.save_results,
+            options=options,
+            batch_size=self.batch_size,
+            timeout_minutes=self.timeout_minutes,
         )
 
 
@@ -182,7 +211,10 @@ def _latest_materialisation_runs(instance: dg.DagsterInstance, key: dg.AssetKey,
     "deterministic. Runs only when M07/M08/M09 are materialised for the day and their blocking checks passed.",
 )
 def strategy_signals(
-    context: dg.AssetExecutionContext, config: StrategyRunConfig, warehouse: WarehouseResource, frames: FrameStoreResource
+    context: dg.AssetExecutionContext,
+    config: StrategyRunConfig,
+    warehouse: WarehouseResource,
+    frames: FrameStoreResource,
 ) -> dg.MaterializeResult:
     dates = partition_dates(context)
     settings = config.settings()
@@ -219,34 +251,52 @@ def signals_metadata(summary: StrategyRunSummary) -> dict:
         return meta
     total = summary.total
     failed = summary.failed
-    meta.update({
-        "strategies_run": len(summary.strategies),
-        "strategies_succeeded": len(summary.strategies) - len(failed),
-        "strategies_failed": len(failed),
-        "total_signals": total["signals"],
-        "buy_signals": total["buy"],
-        "sell_signals": total["sell"],
-        "hold_signals": total["hold"],
-        "compute_ms": round(summary.compute_ms, 1),
-        "write_ms": round(summary.write_ms, 1),
-        "strategy_results": dg.TableMetadataValue(
-            records=[
-                dg.TableRecord({
-                    "strategy_id": s.strategy_id, "status": s.status, "stocks": s.stocks_evaluated, "signals": s.signals,
-                    "buy": s.buy, "sell": s.sell, "hold": s.hold,
-                    "buy_sell_ratio": round(s.buy / s.sell, 3) if s.sell else None,
-                    "duration_ms": round(s.duration_ms, 1), "error": (s.error_message or "")[:300],
-                })
-                for s in sorted(summary.strategies.values(), key=lambda s: s.strategy_id)
-            ],
-            schema=dg.TableSchema(columns=[
-                dg.TableColumn("strategy_id", "string"), dg.TableColumn("status", "string"),
-                dg.TableColumn("stocks", "int"), dg.TableColumn("signals", "int"), dg.TableColumn("buy", "int"),
-                dg.TableColumn("sell", "int"), dg.TableColumn("hold", "int"), dg.TableColumn("buy_sell_ratio", "float"),
-                dg.TableColumn("duration_ms", "float"), dg.TableColumn("error", "string"),
-            ]),
-        ),
-    })
+    meta.update(
+        {
+            "strategies_run": len(summary.strategies),
+            "strategies_succeeded": len(summary.strategies) - len(failed),
+            "strategies_failed": len(failed),
+            "total_signals": total["signals"],
+            "buy_signals": total["buy"],
+            "sell_signals": total["sell"],
+            "hold_signals": total["hold"],
+            "compute_ms": round(summary.compute_ms, 1),
+            "write_ms": round(summary.write_ms, 1),
+            "strategy_results": dg.TableMetadataValue(
+                records=[
+                    dg.TableRecord(
+                        {
+                            "strategy_id": s.strategy_id,
+                            "status": s.status,
+                            "stocks": s.stocks_evaluated,
+                            "signals": s.signals,
+                            "buy": s.buy,
+                            "sell": s.sell,
+                            "hold": s.hold,
+                            "buy_sell_ratio": round(s.buy / s.sell, 3) if s.sell else None,
+                            "duration_ms": round(s.duration_ms, 1),
+                            "error": (s.error_message or "")[:300],
+                        }
+                    )
+                    for s in sorted(summary.strategies.values(), key=lambda s: s.strategy_id)
+                ],
+                schema=dg.TableSchema(
+                    columns=[
+                        dg.TableColumn("strategy_id", "string"),
+                        dg.TableColumn("status", "string"),
+                        dg.TableColumn("stocks", "int"),
+                        dg.TableColumn("signals", "int"),
+                        dg.TableColumn("buy", "int"),
+                        dg.TableColumn("sell", "int"),
+                        dg.TableColumn("hold", "int"),
+                        dg.TableColumn("buy_sell_ratio", "float"),
+                        dg.TableColumn("duration_ms", "float"),
+                        dg.TableColumn("error", "string"),
+                    ]
+                ),
+            ),
+        }
+    )
     slowest = summary.slowest()
     if slowest is not None:
         meta["slowest_strategy"] = f"{slowest.strategy_id} ({slowest.duration_ms:.1f} ms)"
@@ -291,19 +341,32 @@ def strategy_stats(
         meta["as_of"] = str(last["as_of_date"][0])
         meta["stats"] = dg.TableMetadataValue(
             records=[
-                dg.TableRecord({
-                    "strategy_id": r["strategy_id"], "period_days": r["period_days"], "signals": r["signal_count"],
-                    "buy": r["buy_count"], "sell": r["sell_count"], "avg_confidence": r["avg_confidence"],
-                    "evaluated": r["evaluated_signals"], "hit_rate": r["hit_rate"],
-                })
+                dg.TableRecord(
+                    {
+                        "strategy_id": r["strategy_id"],
+                        "period_days": r["period_days"],
+                        "signals": r["signal_count"],
+                        "buy": r["buy_count"],
+                        "sell": r["sell_count"],
+                        "avg_confidence": r["avg_confidence"],
+                        "evaluated": r["evaluated_signals"],
+                        "hit_rate": r["hit_rate"],
+                    }
+                )
                 for r in last.sort("strategy_id", "period_days").iter_rows(named=True)
             ],
-            schema=dg.TableSchema(columns=[
-                dg.TableColumn("strategy_id", "string"), dg.TableColumn("period_days", "int"),
-                dg.TableColumn("signals", "int"), dg.TableColumn("buy", "int"), dg.TableColumn("sell", "int"),
-                dg.TableColumn("avg_confidence", "float"), dg.TableColumn("evaluated", "int"),
-                dg.TableColumn("hit_rate", "float"),
-            ]),
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("strategy_id", "string"),
+                    dg.TableColumn("period_days", "int"),
+                    dg.TableColumn("signals", "int"),
+                    dg.TableColumn("buy", "int"),
+                    dg.TableColumn("sell", "int"),
+                    dg.TableColumn("avg_confidence", "float"),
+                    dg.TableColumn("evaluated", "int"),
+                    dg.TableColumn("hit_rate", "float"),
+                ]
+            ),
         )
     return dg.MaterializeResult(metadata=meta)
 

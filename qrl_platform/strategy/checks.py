@@ -6,8 +6,7 @@
 * `signals_not_all_zero` (WARN): a day where every strategy produced no BUY/SELL (or no rows at
   all) usually means bad input data ("check the data source", seed §4.1).
 * `strategy_failure_rate` (ERROR above 30 %): share of FAILED/TIMEOUT strategies per day; above
-  50 % it also sends an alert through the alerts resource when one is wired (see
-  `build_strategy_checks(alerts_resource_key=...)`).
+  50 % it also sends an alert through the M15 alerts resource (resource key "alerts").
 
 The checks read the latest execution per (strategy, date): re-running a day adds executions and
 supersedes the older ones, whose signals were replaced.
@@ -27,6 +26,7 @@ from qrl_platform.strategy.store import latest_executions
 
 FAILURE_RATE_ERROR = 0.30
 FAILURE_RATE_ALERT = 0.50
+ALERTS_RESOURCE_KEY = "alerts"  # qrl_platform.resources.alerts.AlertsResource in the Definitions
 
 
 def _check_dates(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> list[dt.date]:
@@ -53,16 +53,21 @@ def consistency_result(executions: pl.DataFrame) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=mismatched.height == 0,
         metadata=metadata,
-        description=None if not mismatched.height else
-        f"{mismatched.height} execution(s) disagree with the stored signals; re-run those days",
+        description=None
+        if not mismatched.height
+        else f"{mismatched.height} execution(s) disagree with the stored signals; re-run those days",
     )
 
 
 def zero_signal_result(executions: pl.DataFrame) -> dg.AssetCheckResult:
-    per_day = executions.group_by("execution_date").agg(
-        pl.col("signals_generated").sum().alias("rows"),
-        (pl.col("buy_signals") + pl.col("sell_signals")).sum().alias("actionable"),
-    ).sort("execution_date")
+    per_day = (
+        executions.group_by("execution_date")
+        .agg(
+            pl.col("signals_generated").sum().alias("rows"),
+            (pl.col("buy_signals") + pl.col("sell_signals")).sum().alias("actionable"),
+        )
+        .sort("execution_date")
+    )
     empty = per_day.filter((pl.col("rows") == 0) | (pl.col("actionable") == 0))
     metadata = {"days_checked": per_day.height, "days_without_signals": empty.height}
     if empty.height:
@@ -71,17 +76,23 @@ def zero_signal_result(executions: pl.DataFrame) -> dg.AssetCheckResult:
         passed=empty.height == 0,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
-        description=None if not empty.height else
-        "every strategy produced zero BUY/SELL signals on these days — check the data source (indicators, quotes)",
+        description=None
+        if not empty.height
+        else "every strategy produced zero BUY/SELL signals on these days — check the data source (indicators, quotes)",
     )
 
 
 def failure_rates(executions: pl.DataFrame) -> pl.DataFrame:
-    return executions.group_by("execution_date").agg(
-        pl.len().alias("strategies"),
-        (pl.col("status") != "SUCCESS").sum().alias("failed"),
-        pl.col("strategy_id").filter(pl.col("status") != "SUCCESS").alias("failed_ids"),
-    ).with_columns((pl.col("failed") / pl.col("strategies")).alias("failure_rate")).sort("execution_date")
+    return (
+        executions.group_by("execution_date")
+        .agg(
+            pl.len().alias("strategies"),
+            (pl.col("status") != "SUCCESS").sum().alias("failed"),
+            pl.col("strategy_id").filter(pl.col("status") != "SUCCESS").alias("failed_ids"),
+        )
+        .with_columns((pl.col("failed") / pl.col("strategies")).alias("failure_rate"))
+        .sort("execution_date")
+    )
 
 
 def failure_rate_result(rates: pl.DataFrame) -> dg.AssetCheckResult:
@@ -100,8 +111,9 @@ def failure_rate_result(rates: pl.DataFrame) -> dg.AssetCheckResult:
         passed=over.height == 0,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
-        description=None if not over.height else
-        f"strategy failure rate above {FAILURE_RATE_ERROR:.0%} on {over.height} day(s) (worst {worst_rate:.0%})",
+        description=None
+        if not over.height
+        else f"strategy failure rate above {FAILURE_RATE_ERROR:.0%} on {over.height} day(s) (worst {worst_rate:.0%})",
     )
 
 
@@ -120,23 +132,27 @@ def failure_alert(rates: pl.DataFrame, run_id: str) -> tuple[str, str, str, dict
     return "ERROR", title, "\n".join(lines), tags
 
 
-def build_strategy_checks(alerts_resource_key: str | None = None) -> list[dg.AssetChecksDefinition]:
-    """The three checks; pass the alerts resource key (e.g. "alerts") once that resource is in the
-    Definitions, and the failure-rate check sends an alert above 50 %."""
+def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY) -> list[dg.AssetChecksDefinition]:
+    """The three checks. With an alerts resource key (default "alerts", the M15 `AlertsResource`) the
+    failure-rate check alerts above 50 %; with None it only logs (for Definitions without alerts)."""
 
     @dg.asset_check(
         asset=strategy_signals,
         blocking=True,
         description="Seed §6.2: each current execution's signals_generated equals its rows in strategy_signals.",
     )
-    def signals_match_executions(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def signals_match_executions(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
         return consistency_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
 
     @dg.asset_check(
         asset=strategy_signals,
         description="WARN when every strategy produced zero BUY/SELL signals on a day (check the data source).",
     )
-    def signals_not_all_zero(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def signals_not_all_zero(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
         return zero_signal_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
 
     def evaluate_failure_rate(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
@@ -148,7 +164,9 @@ def build_strategy_checks(alerts_resource_key: str | None = None) -> list[dg.Ass
                 context.log.error(f"{title} (no alerts resource wired): {message}")
             else:
                 try:
-                    alerts.send(level, title, message, **tags)
+                    # The dedupe key keeps a re-evaluated day from alerting twice.
+                    dedupe = f"m11-failure-rate:{tags['trade_date']}"
+                    alerts.send(level, title, message, source="strategy_signals", dedupe_key=dedupe, **tags)
                 except Exception as exc:  # an alert channel being down must not hide the check result
                     context.log.error(f"failure-rate alert could not be sent: {exc}")
         return failure_rate_result(rates)
@@ -157,7 +175,9 @@ def build_strategy_checks(alerts_resource_key: str | None = None) -> list[dg.Ass
     if alerts_resource_key:
         # Dagster resources are either all declared by key or all passed as arguments, not mixed.
         @dg.asset_check(
-            asset=strategy_signals, name="strategy_failure_rate", description=failure_rate_description,
+            asset=strategy_signals,
+            name="strategy_failure_rate",
+            description=failure_rate_description,
             required_resource_keys={"warehouse", alerts_resource_key},
         )
         def strategy_failure_rate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
@@ -165,8 +185,11 @@ def build_strategy_checks(alerts_resource_key: str | None = None) -> list[dg.Ass
                 context, context.resources.warehouse, getattr(context.resources, alerts_resource_key)
             )
     else:
+
         @dg.asset_check(asset=strategy_signals, name="strategy_failure_rate", description=failure_rate_description)
-        def strategy_failure_rate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        def strategy_failure_rate(
+            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+        ) -> dg.AssetCheckResult:
             return evaluate_failure_rate(context, warehouse, None)
 
     return [signals_match_executions, signals_not_all_zero, strategy_failure_rate]

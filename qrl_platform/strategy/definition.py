@@ -300,7 +300,9 @@ def parse_definition(
     defaults to the indicator registry; `source` (a file name) prefixes the messages.
     """
     if not isinstance(raw, Mapping):
-        raise InvalidStrategy("<unknown>", [f"a strategy definition must be a mapping, got {type(raw).__name__}"], source)
+        raise InvalidStrategy(
+            "<unknown>", [f"a strategy definition must be a mapping, got {type(raw).__name__}"], source
+        )
     strategy_id = raw.get("strategy_id")
     label = strategy_id if isinstance(strategy_id, str) and strategy_id else "<missing strategy_id>"
     errors = _Errors()
@@ -308,7 +310,9 @@ def parse_definition(
     fields = known_fields(factor_ids)
 
     if not isinstance(strategy_id, str) or not STRATEGY_ID_PATTERN.match(strategy_id):
-        errors.add("strategy_id", f"must match {STRATEGY_ID_PATTERN.pattern} (e.g. STG_MOMENTUM_001), got {strategy_id!r}")
+        errors.add(
+            "strategy_id", f"must match {STRATEGY_ID_PATTERN.pattern} (e.g. STG_MOMENTUM_001), got {strategy_id!r}"
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         errors.add("name", "is required (a non-empty string)")
@@ -324,7 +328,9 @@ def parse_definition(
         errors.add("version", f"must be an integer >= 1, got {version!r}")
     horizon = raw.get("horizon_days")
     if not (isinstance(horizon, int) and not isinstance(horizon, bool) and 1 <= horizon <= MAX_HORIZON_DAYS):
-        errors.add("horizon_days", f"must be an integer between 1 and {MAX_HORIZON_DAYS} (trading days), got {horizon!r}")
+        errors.add(
+            "horizon_days", f"must be an integer between 1 and {MAX_HORIZON_DAYS} (trading days), got {horizon!r}"
+        )
 
     universe = _parse_universe(raw.get("universe"), errors)
     rules = _parse_rules(raw.get("rules"), fields, errors)
@@ -408,7 +414,9 @@ def _parse_rules(raw: Any, fields: frozenset[str], errors: _Errors) -> list[Rule
     return rules
 
 
-def _parse_condition(item: Mapping, path: str, weight: float, fields: frozenset[str], errors: _Errors) -> Condition | None:
+def _parse_condition(
+    item: Mapping, path: str, weight: float, fields: frozenset[str], errors: _Errors
+) -> Condition | None:
     errors.unknown_fields(path, item, _CONDITION_FIELDS)
     op = item.get("op")
     if op not in CONDITION_OPS:
@@ -442,11 +450,15 @@ def _parse_condition(item: Mapping, path: str, weight: float, fields: frozenset[
     return Condition(factor=item.get("factor"), op=op, weight=weight, value=float(value))
 
 
-def _parse_scored(item: Mapping, path: str, weight: float, fields: frozenset[str], errors: _Errors) -> ScoredTerm | None:
+def _parse_scored(
+    item: Mapping, path: str, weight: float, fields: frozenset[str], errors: _Errors
+) -> ScoredTerm | None:
     errors.unknown_fields(path, item, _SCORED_FIELDS)
     transform = item.get("transform")
     if transform not in TRANSFORMS:
-        errors.add(f"{path}.transform", f"{transform!r} is not a supported transform; use one of {', '.join(TRANSFORMS)}")
+        errors.add(
+            f"{path}.transform", f"{transform!r} is not a supported transform; use one of {', '.join(TRANSFORMS)}"
+        )
         return None
     direction = item.get("direction", "higher")
     if direction not in DIRECTIONS:
@@ -510,7 +522,9 @@ def load_definition_file(path: Path, *, factor_ids: Iterable[str] | None = None)
     return parse_definition(raw, factor_ids=factor_ids, source=path.name)
 
 
-def load_definitions(directory: Path = BUILTIN_DIR, *, factor_ids: Iterable[str] | None = None) -> list[StrategyDefinition]:
+def load_definitions(
+    directory: Path = BUILTIN_DIR, *, factor_ids: Iterable[str] | None = None
+) -> list[StrategyDefinition]:
     """Every `*.yaml` in `directory`, validated; all files' errors are reported together."""
     files = sorted(Path(directory).glob("*.yaml"))
     if not files:
@@ -525,9 +539,13 @@ def load_definitions(directory: Path = BUILTIN_DIR, *, factor_ids: Iterable[str]
             problems.append(exc)
             continue
         if definition.strategy_id in owners:
-            problems.append(InvalidStrategy(
-                definition.strategy_id, [f"strategy_id is also declared in {owners[definition.strategy_id]}"], path.name
-            ))
+            problems.append(
+                InvalidStrategy(
+                    definition.strategy_id,
+                    [f"strategy_id is also declared in {owners[definition.strategy_id]}"],
+                    path.name,
+                )
+            )
             continue
         owners[definition.strategy_id] = path.name
         definitions.append(definition)

@@ -164,7 +164,9 @@ def score_expr(definition: StrategyDefinition) -> pl.Expr:
     rules = [rule for rule in definition.rules if rule.weight > 0]
     total = sum(rule.weight for rule in rules)
     values = [rule_value(rule) for rule in rules]
-    available = pl.sum_horizontal([pl.when(v.is_not_null()).then(pl.lit(r.weight)).otherwise(0.0) for v, r in zip(values, rules, strict=True)])
+    available = pl.sum_horizontal(
+        [pl.when(v.is_not_null()).then(pl.lit(r.weight)).otherwise(0.0) for v, r in zip(values, rules, strict=True)]
+    )
     weighted = pl.sum_horizontal([v * r.weight for v, r in zip(values, rules, strict=True)])
     needed = definition.signal.min_coverage * total - 1e-12
     return pl.when((available > 0) & (available >= needed)).then((weighted / available).round(SCORE_DECIMALS))
@@ -191,9 +193,9 @@ def signal_exprs(definition: StrategyDefinition) -> tuple[pl.Expr, pl.Expr]:
     band_hi = buy if buy is not None else 1.0
     middle, half = (band_lo + band_hi) / 2.0, (band_hi - band_lo) / 2.0
     hold_frac = 1.0 - (score - middle).abs() / half
-    frac = (
-        pl.when(signal == "BUY").then(buy_frac).when(signal == "SELL").then(sell_frac).otherwise(hold_frac)
-    ).clip(0.0, 1.0)
+    frac = (pl.when(signal == "BUY").then(buy_frac).when(signal == "SELL").then(sell_frac).otherwise(hold_frac)).clip(
+        0.0, 1.0
+    )
     low, high = mapping.confidence_range
     confidence = (low + (high - low) * frac).clip(0.0, 1.0).round(6)
     return signal.alias("signal"), confidence.alias("confidence")
@@ -256,29 +258,38 @@ def _per_day(evaluated: pl.DataFrame, signals: pl.DataFrame, dates: Sequence[dt.
 
 
 def _diagnostics(
-    definition: StrategyDefinition, universe: Universe, frame: pl.DataFrame, evaluated: pl.DataFrame,
+    definition: StrategyDefinition,
+    universe: Universe,
+    frame: pl.DataFrame,
+    evaluated: pl.DataFrame,
     dates: Sequence[dt.date],
 ) -> dict[dt.date, dict]:
     """Per day: why stocks left the universe, each rule's data availability and pass rate, the scores."""
     excluded = frame.group_by("trade_date").agg(
         pl.len().alias("quotes"),
-        (pl.col("market") != universe.market_type).sum().alias("other_market") if universe.market_type != "ALL" else pl.lit(0).alias("other_market"),
+        (pl.col("market") != universe.market_type).sum().alias("other_market")
+        if universe.market_type != "ALL"
+        else pl.lit(0).alias("other_market"),
         (pl.col("volume_lots").fill_null(0.0) < universe.min_volume_lots).sum().alias("below_min_volume"),
         pl.col("is_etf").fill_null(False).sum().alias("etf"),
         pl.col("is_suspended").fill_null(False).sum().alias("suspended"),
     )
     rules = [rule for rule in definition.rules if rule.weight > 0]
-    rule_stats = evaluated.lazy().with_columns(
-        rule_value(rule).alias(f"__rule_{i}") for i, rule in enumerate(rules)
-    ).group_by("trade_date").agg(
-        *[pl.col(f"__rule_{i}").count().alias(f"available_{i}") for i in range(len(rules))],
-        *[pl.col(f"__rule_{i}").mean().alias(f"mean_{i}") for i in range(len(rules))],
-        pl.col("score").min().alias("score_min"),
-        pl.col("score").median().alias("score_median"),
-        pl.col("score").max().alias("score_max"),
-        pl.col("score").is_null().sum().alias("insufficient_data"),
-        pl.len().alias("universe_size"),
-    ).collect()
+    rule_stats = (
+        evaluated.lazy()
+        .with_columns(rule_value(rule).alias(f"__rule_{i}") for i, rule in enumerate(rules))
+        .group_by("trade_date")
+        .agg(
+            *[pl.col(f"__rule_{i}").count().alias(f"available_{i}") for i in range(len(rules))],
+            *[pl.col(f"__rule_{i}").mean().alias(f"mean_{i}") for i in range(len(rules))],
+            pl.col("score").min().alias("score_min"),
+            pl.col("score").median().alias("score_median"),
+            pl.col("score").max().alias("score_max"),
+            pl.col("score").is_null().sum().alias("insufficient_data"),
+            pl.len().alias("universe_size"),
+        )
+        .collect()
+    )
     by_day_excluded = {row["trade_date"]: row for row in excluded.iter_rows(named=True)}
     by_day_rules = {row["trade_date"]: row for row in rule_stats.iter_rows(named=True)}
     out: dict[dt.date, dict] = {}
@@ -346,21 +357,42 @@ def run_strategies(
     for definition in definitions:
         started_at = _utcnow()
         if deadline is not None and clock() >= deadline:
-            outcomes.append(StrategyOutcome(
-                definition.strategy_id, "TIMEOUT", started_at, started_at, 0.0, error_type="Timeout",
-                error_message="the run exceeded timeout_minutes before this strategy started",
-            ))
+            outcomes.append(
+                StrategyOutcome(
+                    definition.strategy_id,
+                    "TIMEOUT",
+                    started_at,
+                    started_at,
+                    0.0,
+                    error_type="Timeout",
+                    error_message="the run exceeded timeout_minutes before this strategy started",
+                )
+            )
             continue
         tick = time.perf_counter()
         try:
             evaluation = evaluate_strategy(definition, frame, dates, options)
         except Exception as exc:  # isolation: one broken strategy never stops the others
-            outcomes.append(StrategyOutcome(
-                definition.strategy_id, "FAILED", started_at, _utcnow(), (time.perf_counter() - tick) * 1000,
-                error_type=type(exc).__name__, error_message=f"{type(exc).__name__}: {exc}"[:4000],
-            ))
+            outcomes.append(
+                StrategyOutcome(
+                    definition.strategy_id,
+                    "FAILED",
+                    started_at,
+                    _utcnow(),
+                    (time.perf_counter() - tick) * 1000,
+                    error_type=type(exc).__name__,
+                    error_message=f"{type(exc).__name__}: {exc}"[:4000],
+                )
+            )
             continue
-        outcomes.append(StrategyOutcome(
-            definition.strategy_id, "SUCCESS", started_at, _utcnow(), (time.perf_counter() - tick) * 1000, evaluation
-        ))
+        outcomes.append(
+            StrategyOutcome(
+                definition.strategy_id,
+                "SUCCESS",
+                started_at,
+                _utcnow(),
+                (time.perf_counter() - tick) * 1000,
+                evaluation,
+            )
+        )
     return outcomes

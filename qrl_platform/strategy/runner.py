@@ -82,8 +82,10 @@ class StrategyRunSummary:
     def total(self) -> dict[str, int]:
         values = self.strategies.values()
         return {
-            "signals": sum(s.signals for s in values), "buy": sum(s.buy for s in values),
-            "sell": sum(s.sell for s in values), "hold": sum(s.hold for s in values),
+            "signals": sum(s.signals for s in values),
+            "buy": sum(s.buy for s in values),
+            "sell": sum(s.sell for s in values),
+            "hold": sum(s.hold for s in values),
         }
 
     def slowest(self) -> StrategyTotals | None:
@@ -113,7 +115,7 @@ def run_strategy_days(
 
     deadline = time.monotonic() + settings.timeout_minutes * 60.0
     for start in range(0, len(open_dates), settings.batch_size):
-        chunk = open_dates[start:start + settings.batch_size]
+        chunk = open_dates[start : start + settings.batch_size]
         tick = time.perf_counter()
         frame = load_frame(store, chunk)
         outcomes = run_strategies(definitions, frame, chunk, settings.options, deadline=deadline)
@@ -171,7 +173,9 @@ def _require_indicators(store: FrameStore, dates: Sequence[dt.date]) -> None:
         )
 
 
-def _select_strategies(warehouse: Warehouse, settings: StrategyRunSettings) -> tuple[list[StrategyDefinition], dict[str, str]]:
+def _select_strategies(
+    warehouse: Warehouse, settings: StrategyRunSettings
+) -> tuple[list[StrategyDefinition], dict[str, str]]:
     """The definitions to run, plus stored-but-invalid ones (recorded as FAILED executions)."""
     stored = load_strategies(warehouse)
     if not stored.status:

@@ -46,7 +46,9 @@ def signal_outcomes(
     `signals`: strategy_id, stock_id, trade_date, signal. `closes`: stock_id, trade_date, close.
     `open_days`: the trading days covering the signals and their exits, sorted.
     """
-    calendar = pl.DataFrame({"trade_date": sorted(open_days)}, schema={"trade_date": pl.Date}).with_row_index("day_index")
+    calendar = pl.DataFrame({"trade_date": sorted(open_days)}, schema={"trade_date": pl.Date}).with_row_index(
+        "day_index"
+    )
     exits = calendar.select(pl.col("day_index").alias("exit_index"), pl.col("trade_date").alias("exit_date"))
     horizon = pl.DataFrame(
         {"strategy_id": list(horizons), "horizon_days": list(horizons.values())},
@@ -67,8 +69,10 @@ def signal_outcomes(
             pl.when(pl.col("entry_close") > 0).then(forward_return).alias("forward_return"),
         )
         .with_columns(
-            pl.when(pl.col("signal") == "BUY").then(pl.col("forward_return") > 0)
-            .otherwise(pl.col("forward_return") < 0).alias("hit")
+            pl.when(pl.col("signal") == "BUY")
+            .then(pl.col("forward_return") > 0)
+            .otherwise(pl.col("forward_return") < 0)
+            .alias("hit")
         )
         .select("strategy_id", "stock_id", "trade_date", "signal", "exit_date", "forward_return", "hit")
     )
@@ -98,11 +102,17 @@ def compute_stats(
     )
     rows: list[dict] = []
     for as_of in sorted(as_of_dates):
-        executions = daily_executions.filter(pl.col("execution_date") <= as_of).group_by("strategy_id").agg(
-            pl.col("n").sum().alias("total_executions"), pl.col("last_started_at").max().alias("last_execution_at")
+        executions = (
+            daily_executions.filter(pl.col("execution_date") <= as_of)
+            .group_by("strategy_id")
+            .agg(
+                pl.col("n").sum().alias("total_executions"), pl.col("last_started_at").max().alias("last_execution_at")
+            )
         )
-        totals = daily_signals.filter(pl.col("trade_date") <= as_of).group_by("strategy_id").agg(
-            pl.col("n").sum().alias("total_signals")
+        totals = (
+            daily_signals.filter(pl.col("trade_date") <= as_of)
+            .group_by("strategy_id")
+            .agg(pl.col("n").sum().alias("total_signals"))
         )
         by_period = {}
         for period in periods:
@@ -116,9 +126,13 @@ def compute_stats(
                 pl.col("confidence_sum").filter(acting).sum().alias("confidence_sum"),
                 pl.col("n").filter(acting).sum().alias("acting"),
             )
-            hits = judged.filter(
-                (pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of) & (pl.col("exit_date") <= as_of)
-            ).group_by("strategy_id").agg(pl.col("evaluated").sum(), pl.col("hits").sum())
+            hits = (
+                judged.filter(
+                    (pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of) & (pl.col("exit_date") <= as_of)
+                )
+                .group_by("strategy_id")
+                .agg(pl.col("evaluated").sum(), pl.col("hits").sum())
+            )
             by_period[period] = (
                 {r["strategy_id"]: r for r in counts.iter_rows(named=True)},
                 {r["strategy_id"]: r for r in hits.iter_rows(named=True)},
@@ -131,29 +145,40 @@ def compute_stats(
                 counts, hits = (table.get(strategy_id, {}) for table in by_period[period])
                 acting_n = counts.get("acting") or 0
                 evaluated = hits.get("evaluated") or 0
-                rows.append({
-                    "strategy_id": strategy_id,
-                    "as_of_date": as_of,
-                    "period_days": period,
-                    "total_executions": execution.get("total_executions") or 0,
-                    "total_signals": (total_rows.get(strategy_id) or {}).get("total_signals") or 0,
-                    "last_execution_at": execution.get("last_execution_at"),
-                    "signal_count": counts.get("signal_count") or 0,
-                    "buy_count": counts.get("buy_count") or 0,
-                    "sell_count": counts.get("sell_count") or 0,
-                    "avg_confidence": round(counts["confidence_sum"] / acting_n, 6) if acting_n else None,
-                    "evaluated_signals": evaluated,
-                    "hit_rate": round(hits["hits"] / evaluated, 6) if evaluated else None,
-                    "computed_at": computed_at,
-                })
+                rows.append(
+                    {
+                        "strategy_id": strategy_id,
+                        "as_of_date": as_of,
+                        "period_days": period,
+                        "total_executions": execution.get("total_executions") or 0,
+                        "total_signals": (total_rows.get(strategy_id) or {}).get("total_signals") or 0,
+                        "last_execution_at": execution.get("last_execution_at"),
+                        "signal_count": counts.get("signal_count") or 0,
+                        "buy_count": counts.get("buy_count") or 0,
+                        "sell_count": counts.get("sell_count") or 0,
+                        "avg_confidence": round(counts["confidence_sum"] / acting_n, 6) if acting_n else None,
+                        "evaluated_signals": evaluated,
+                        "hit_rate": round(hits["hits"] / evaluated, 6) if evaluated else None,
+                        "computed_at": computed_at,
+                    }
+                )
     return pl.DataFrame(rows, schema=_STATS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=_STATS_SCHEMA)
 
 
 _STATS_SCHEMA = {
-    "strategy_id": pl.Utf8, "as_of_date": pl.Date, "period_days": pl.Int64, "total_executions": pl.Int64,
-    "total_signals": pl.Int64, "last_execution_at": pl.Datetime("us", "UTC"), "signal_count": pl.Int64,
-    "buy_count": pl.Int64, "sell_count": pl.Int64, "avg_confidence": pl.Float64, "evaluated_signals": pl.Int64,
-    "hit_rate": pl.Float64, "computed_at": pl.Datetime("us", "UTC"),
+    "strategy_id": pl.Utf8,
+    "as_of_date": pl.Date,
+    "period_days": pl.Int64,
+    "total_executions": pl.Int64,
+    "total_signals": pl.Int64,
+    "last_execution_at": pl.Datetime("us", "UTC"),
+    "signal_count": pl.Int64,
+    "buy_count": pl.Int64,
+    "sell_count": pl.Int64,
+    "avg_confidence": pl.Float64,
+    "evaluated_signals": pl.Int64,
+    "hit_rate": pl.Float64,
+    "computed_at": pl.Datetime("us", "UTC"),
 }
 
 
@@ -165,8 +190,13 @@ class StatsResult:
 
 
 def update_strategy_stats(
-    warehouse: Warehouse, store: FrameStore, as_of_dates: Sequence[dt.date], *,
-    periods: Sequence[int] = PERIODS, now: dt.datetime | None = None, save: bool = True,
+    warehouse: Warehouse,
+    store: FrameStore,
+    as_of_dates: Sequence[dt.date],
+    *,
+    periods: Sequence[int] = PERIODS,
+    now: dt.datetime | None = None,
+    save: bool = True,
 ) -> StatsResult:
     """Compute the stats for `as_of_dates` in one pass and replace those dates' rows atomically."""
     now = now or dt.datetime.now(dt.UTC)
@@ -177,25 +207,56 @@ def update_strategy_stats(
     last = as_of_dates[-1]
     with warehouse.engine.connect() as conn:
         horizons = dict(conn.execute(sa.select(strategies.c.strategy_id, strategies.c.horizon_days)).fetchall())
-        daily_signals = _frame(conn, sa.select(
-            strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal,
-            sa.func.count().label("n"), sa.func.sum(strategy_signals.c.confidence).label("confidence_sum"),
-        ).where(strategy_signals.c.trade_date <= last).group_by(
-            strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal
-        ), {"strategy_id": pl.Utf8, "trade_date": pl.Date, "signal": pl.Utf8, "n": pl.Int64, "confidence_sum": pl.Float64})
-        acting = _frame(conn, sa.select(
-            strategy_signals.c.strategy_id, strategy_signals.c.stock_id, strategy_signals.c.trade_date,
-            strategy_signals.c.signal,
-        ).where(
-            strategy_signals.c.trade_date > first, strategy_signals.c.trade_date <= last,
-            strategy_signals.c.signal.in_(["BUY", "SELL"]),
-        ), {"strategy_id": pl.Utf8, "stock_id": pl.Utf8, "trade_date": pl.Date, "signal": pl.Utf8})
-        daily_executions = _frame(conn, sa.select(
-            strategy_executions.c.strategy_id, strategy_executions.c.execution_date,
-            sa.func.count().label("n"), sa.func.max(strategy_executions.c.started_at).label("last_started_at"),
-        ).where(strategy_executions.c.execution_date <= last).group_by(
-            strategy_executions.c.strategy_id, strategy_executions.c.execution_date
-        ), {"strategy_id": pl.Utf8, "execution_date": pl.Date, "n": pl.Int64, "last_started_at": pl.Datetime("us", "UTC")})
+        daily_signals = _frame(
+            conn,
+            sa.select(
+                strategy_signals.c.strategy_id,
+                strategy_signals.c.trade_date,
+                strategy_signals.c.signal,
+                sa.func.count().label("n"),
+                sa.func.sum(strategy_signals.c.confidence).label("confidence_sum"),
+            )
+            .where(strategy_signals.c.trade_date <= last)
+            .group_by(strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal),
+            {
+                "strategy_id": pl.Utf8,
+                "trade_date": pl.Date,
+                "signal": pl.Utf8,
+                "n": pl.Int64,
+                "confidence_sum": pl.Float64,
+            },
+        )
+        acting = _frame(
+            conn,
+            sa.select(
+                strategy_signals.c.strategy_id,
+                strategy_signals.c.stock_id,
+                strategy_signals.c.trade_date,
+                strategy_signals.c.signal,
+            ).where(
+                strategy_signals.c.trade_date > first,
+                strategy_signals.c.trade_date <= last,
+                strategy_signals.c.signal.in_(["BUY", "SELL"]),
+            ),
+            {"strategy_id": pl.Utf8, "stock_id": pl.Utf8, "trade_date": pl.Date, "signal": pl.Utf8},
+        )
+        daily_executions = _frame(
+            conn,
+            sa.select(
+                strategy_executions.c.strategy_id,
+                strategy_executions.c.execution_date,
+                sa.func.count().label("n"),
+                sa.func.max(strategy_executions.c.started_at).label("last_started_at"),
+            )
+            .where(strategy_executions.c.execution_date <= last)
+            .group_by(strategy_executions.c.strategy_id, strategy_executions.c.execution_date),
+            {
+                "strategy_id": pl.Utf8,
+                "execution_date": pl.Date,
+                "n": pl.Int64,
+                "last_started_at": pl.Datetime("us", "UTC"),
+            },
+        )
     closes = store.read_range("daily_quotes", first, last, columns=["stock_id", "trade_date", "close"])
     if closes.is_empty():
         closes = pl.DataFrame(schema={"stock_id": pl.Utf8, "trade_date": pl.Date, "close": pl.Float64})
@@ -222,12 +283,17 @@ def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:
         strategies.update()
         .where(strategies.c.status.in_(["ACTIVE", "INACTIVE"]))
         .values(
-            total_executions=sa.select(sa.func.count()).select_from(executions)
-            .where(executions.c.strategy_id == own).scalar_subquery(),
-            total_signals=sa.select(sa.func.count()).select_from(signals)
-            .where(signals.c.strategy_id == own).scalar_subquery(),
+            total_executions=sa.select(sa.func.count())
+            .select_from(executions)
+            .where(executions.c.strategy_id == own)
+            .scalar_subquery(),
+            total_signals=sa.select(sa.func.count())
+            .select_from(signals)
+            .where(signals.c.strategy_id == own)
+            .scalar_subquery(),
             last_execution_at=sa.select(sa.func.max(executions.c.started_at))
-            .where(executions.c.strategy_id == own).scalar_subquery(),
+            .where(executions.c.strategy_id == own)
+            .scalar_subquery(),
             updated_at=now,
         )
     )

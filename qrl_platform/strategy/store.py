@@ -63,7 +63,10 @@ class RunRecords:
 
 
 def build_records(
-    outcomes: Sequence[StrategyOutcome], dates: Sequence[dt.date], *, run_id: str | None = None,
+    outcomes: Sequence[StrategyOutcome],
+    dates: Sequence[dt.date],
+    *,
+    run_id: str | None = None,
     now: dt.datetime | None = None,
 ) -> RunRecords:
     """One execution per (strategy, date) with a fresh id; signals tagged with it; failure details."""
@@ -75,7 +78,8 @@ def build_records(
     for outcome in outcomes:
         per_day = (
             {row["trade_date"]: row for row in outcome.evaluation.per_day.iter_rows(named=True)}
-            if outcome.evaluation is not None else {}
+            if outcome.evaluation is not None
+            else {}
         )
         diagnostics = outcome.evaluation.diagnostics if outcome.evaluation is not None else {}
         ids: dict[dt.date, str] = {}
@@ -83,36 +87,40 @@ def build_records(
             ids[date] = execution_id = new_execution_id()
             counts = per_day.get(date, {})
             diag = diagnostics.get(date)
-            executions.append({
-                "execution_id": execution_id,
-                "strategy_id": outcome.strategy_id,
-                "execution_date": date,
-                "run_id": run_id,
-                "started_at": outcome.started_at,
-                "finished_at": outcome.finished_at,
-                # A multi-day pass is timed once; each day's execution carries its share.
-                "duration_ms": round(outcome.duration_ms / len(dates), 3),
-                "status": outcome.status,
-                "stocks_evaluated": counts.get("stocks_evaluated", 0),
-                "signals_generated": counts.get("signals_generated", 0),
-                "buy_signals": counts.get("buy_signals", 0),
-                "sell_signals": counts.get("sell_signals", 0),
-                "hold_signals": counts.get("hold_signals", 0),
-                "error_message": outcome.error_message,
-                "diagnostics": json.dumps(diag, default=str, sort_keys=True) if diag is not None else None,
-            })
-            if outcome.status != "SUCCESS":
-                details.append({
-                    "job_name": JOB_NAME,
-                    "run_id": run_id,
-                    "trade_date": date,
-                    "strategy_id": outcome.strategy_id,
+            executions.append(
+                {
                     "execution_id": execution_id,
+                    "strategy_id": outcome.strategy_id,
+                    "execution_date": date,
+                    "run_id": run_id,
+                    "started_at": outcome.started_at,
+                    "finished_at": outcome.finished_at,
+                    # A multi-day pass is timed once; each day's execution carries its share.
+                    "duration_ms": round(outcome.duration_ms / len(dates), 3),
                     "status": outcome.status,
-                    "error_type": outcome.error_type,
+                    "stocks_evaluated": counts.get("stocks_evaluated", 0),
+                    "signals_generated": counts.get("signals_generated", 0),
+                    "buy_signals": counts.get("buy_signals", 0),
+                    "sell_signals": counts.get("sell_signals", 0),
+                    "hold_signals": counts.get("hold_signals", 0),
                     "error_message": outcome.error_message,
-                    "recorded_at": now,
-                })
+                    "diagnostics": json.dumps(diag, default=str, sort_keys=True) if diag is not None else None,
+                }
+            )
+            if outcome.status != "SUCCESS":
+                details.append(
+                    {
+                        "job_name": JOB_NAME,
+                        "run_id": run_id,
+                        "trade_date": date,
+                        "strategy_id": outcome.strategy_id,
+                        "execution_id": execution_id,
+                        "status": outcome.status,
+                        "error_type": outcome.error_type,
+                        "error_message": outcome.error_message,
+                        "recorded_at": now,
+                    }
+                )
         if outcome.evaluation is not None and outcome.evaluation.signals.height:
             id_frame = pl.DataFrame(
                 {"trade_date": list(ids), "execution_id": list(ids.values())},
@@ -133,11 +141,20 @@ def build_records(
 
 
 def _empty_signals() -> pl.DataFrame:
-    return pl.DataFrame(schema={
-        "signal_id": pl.Utf8, "strategy_id": pl.Utf8, "stock_id": pl.Utf8, "trade_date": pl.Date,
-        "execution_id": pl.Utf8, "signal": pl.Utf8, "confidence": pl.Float64, "score": pl.Float64,
-        "factor_values": pl.Utf8, "created_at": pl.Datetime("us", "UTC"),
-    })
+    return pl.DataFrame(
+        schema={
+            "signal_id": pl.Utf8,
+            "strategy_id": pl.Utf8,
+            "stock_id": pl.Utf8,
+            "trade_date": pl.Date,
+            "execution_id": pl.Utf8,
+            "signal": pl.Utf8,
+            "confidence": pl.Float64,
+            "score": pl.Float64,
+            "factor_values": pl.Utf8,
+            "created_at": pl.Datetime("us", "UTC"),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -175,19 +192,26 @@ def _keep_consumed(conn: Connection, scope: sa.ColumnElement[bool], signals: pl.
     """Carry consumed_at over to a re-generated signal when it is unchanged, so M13 does not see it as
     new; a signal that changed (BUY -> SELL) is new to M13 and starts unconsumed again."""
     rows = conn.execute(
-        sa.select(strategy_signals.c.signal_id, strategy_signals.c.signal, strategy_signals.c.consumed_at)
-        .where(scope, strategy_signals.c.consumed_at.is_not(None))
+        sa.select(strategy_signals.c.signal_id, strategy_signals.c.signal, strategy_signals.c.consumed_at).where(
+            scope, strategy_signals.c.consumed_at.is_not(None)
+        )
     ).fetchall()
-    consumed = pl.DataFrame(
-        [tuple(row) for row in rows],
-        schema={"signal_id": pl.Utf8, "previous_signal": pl.Utf8, "consumed_at": pl.Datetime("us", "UTC")},
-        orient="row",
-    ) if rows else None
+    consumed = (
+        pl.DataFrame(
+            [tuple(row) for row in rows],
+            schema={"signal_id": pl.Utf8, "previous_signal": pl.Utf8, "consumed_at": pl.Datetime("us", "UTC")},
+            orient="row",
+        )
+        if rows
+        else None
+    )
     if consumed is None:
         return signals.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("consumed_at"))
     return (
         signals.join(consumed, on="signal_id", how="left")
-        .with_columns(pl.when(pl.col("signal") == pl.col("previous_signal")).then(pl.col("consumed_at")).alias("consumed_at"))
+        .with_columns(
+            pl.when(pl.col("signal") == pl.col("previous_signal")).then(pl.col("consumed_at")).alias("consumed_at")
+        )
         .drop("previous_signal")
     )
 
@@ -200,7 +224,10 @@ def _bulk_insert_signals(conn: Connection, signals: pl.DataFrame) -> None:
         # COPY in the same transaction: ~10x faster than executemany for tens of thousands of rows.
         raw = conn.connection.driver_connection
         columns = ", ".join(SIGNAL_COLUMNS)
-        with raw.cursor() as cursor, cursor.copy(f"COPY {strategy_signals.name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {strategy_signals.name} ({columns}) FROM STDIN (FORMAT csv)") as copy,
+        ):
             for chunk in signals.iter_slices(200_000):
                 copy.write(chunk.write_csv(include_header=False))
         return
@@ -231,7 +258,10 @@ class SeedResult:
 
 
 def seed_strategies(
-    warehouse: Warehouse, directory: Path = BUILTIN_DIR, *, factor_ids: Iterable[str] | None = None,
+    warehouse: Warehouse,
+    directory: Path = BUILTIN_DIR,
+    *,
+    factor_ids: Iterable[str] | None = None,
     now: dt.datetime | None = None,
 ) -> SeedResult:
     """Validate every YAML file in `directory` and upsert it into `strategies` by strategy_id/version.
@@ -245,7 +275,10 @@ def seed_strategies(
     now = now or dt.datetime.now(dt.UTC)
     stored = {
         row.strategy_id: row
-        for row in _fetch(warehouse, sa.select(strategies.c.strategy_id, strategies.c.version, strategies.c.status, strategies.c.definition))
+        for row in _fetch(
+            warehouse,
+            sa.select(strategies.c.strategy_id, strategies.c.version, strategies.c.status, strategies.c.definition),
+        )
     }
     problems: list[InvalidStrategy] = []
     plan: list[tuple[str, StrategyDefinition]] = []
@@ -256,13 +289,27 @@ def seed_strategies(
             continue
         same_content = _content(row.definition) == json.loads(definition.content_key())
         if definition.version < row.version:
-            problems.append(InvalidStrategy(definition.strategy_id, [
-                f"version {definition.version} is older than the stored version {row.version}; "
-                "a definition's version only goes up"], definition.source))
+            problems.append(
+                InvalidStrategy(
+                    definition.strategy_id,
+                    [
+                        f"version {definition.version} is older than the stored version {row.version}; "
+                        "a definition's version only goes up"
+                    ],
+                    definition.source,
+                )
+            )
         elif definition.version == row.version and not same_content:
-            problems.append(InvalidStrategy(definition.strategy_id, [
-                f"version: the rules changed but version is still {row.version}; bump version so existing "
-                "signals stay attributable to the rules that produced them"], definition.source))
+            problems.append(
+                InvalidStrategy(
+                    definition.strategy_id,
+                    [
+                        f"version: the rules changed but version is still {row.version}; bump version so existing "
+                        "signals stay attributable to the rules that produced them"
+                    ],
+                    definition.source,
+                )
+            )
         elif definition.version > row.version or definition.status != row.status:
             plan.append(("update", definition))
         else:
@@ -307,8 +354,12 @@ def load_strategies(warehouse: Warehouse, *, factor_ids: Iterable[str] | None = 
     A stored definition that no longer validates (say, a factor was retired) is reported, not
     raised: the run records it as a FAILED execution and the other strategies still run.
     """
-    rows = _fetch(warehouse, sa.select(strategies.c.strategy_id, strategies.c.status, strategies.c.definition)
-                  .order_by(strategies.c.strategy_id))
+    rows = _fetch(
+        warehouse,
+        sa.select(strategies.c.strategy_id, strategies.c.status, strategies.c.definition).order_by(
+            strategies.c.strategy_id
+        ),
+    )
     definitions: list[StrategyDefinition] = []
     invalid: dict[str, str] = {}
     for row in rows:
@@ -330,24 +381,45 @@ def latest_executions(warehouse: Warehouse, dates: Sequence[dt.date]) -> pl.Data
     latest per (strategy, date) is expected to match.
     """
     schema = {
-        "execution_id": pl.Utf8, "strategy_id": pl.Utf8, "execution_date": pl.Date, "started_at": pl.Utf8,
-        "status": pl.Utf8, "signals_generated": pl.Int64, "buy_signals": pl.Int64, "sell_signals": pl.Int64,
-        "hold_signals": pl.Int64, "stored_signals": pl.Int64,
+        "execution_id": pl.Utf8,
+        "strategy_id": pl.Utf8,
+        "execution_date": pl.Date,
+        "started_at": pl.Utf8,
+        "status": pl.Utf8,
+        "signals_generated": pl.Int64,
+        "buy_signals": pl.Int64,
+        "sell_signals": pl.Int64,
+        "hold_signals": pl.Int64,
+        "stored_signals": pl.Int64,
     }
     if not dates:
         return pl.DataFrame(schema=schema)
     se, ss = strategy_executions, strategy_signals
     query = (
         sa.select(
-            se.c.execution_id, se.c.strategy_id, se.c.execution_date, se.c.started_at, se.c.status,
-            se.c.signals_generated, se.c.buy_signals, se.c.sell_signals, se.c.hold_signals,
+            se.c.execution_id,
+            se.c.strategy_id,
+            se.c.execution_date,
+            se.c.started_at,
+            se.c.status,
+            se.c.signals_generated,
+            se.c.buy_signals,
+            se.c.sell_signals,
+            se.c.hold_signals,
             sa.func.count(ss.c.signal_id).label("stored_signals"),
         )
         .select_from(se.outerjoin(ss, ss.c.execution_id == se.c.execution_id))
         .where(se.c.execution_date.in_(sorted(set(dates))))
         .group_by(
-            se.c.execution_id, se.c.strategy_id, se.c.execution_date, se.c.started_at, se.c.status,
-            se.c.signals_generated, se.c.buy_signals, se.c.sell_signals, se.c.hold_signals,
+            se.c.execution_id,
+            se.c.strategy_id,
+            se.c.execution_date,
+            se.c.started_at,
+            se.c.status,
+            se.c.signals_generated,
+            se.c.buy_signals,
+            se.c.sell_signals,
+            se.c.hold_signals,
         )
     )
     rows = _fetch(warehouse, query)

@@ -80,6 +80,13 @@ _A_WILDER = 1 / 14  # RSI 14 and ATR 14
 _A_KD = 1 / 3  # Taiwan KD: K = 2/3 K' + 1/3 RSV
 _T0_EMA12, _T0_EMA26, _T0_WILDER, _T0_KD, _T0_SIGNAL = 11, 25, 14, 7, 33
 
+# Stocks are processed in batches of about this many rows (whole stocks): a batch's ~60 intermediate
+# columns stay in CPU cache and the memory freed by one batch is reused by the next, which on a
+# 1,800 x 1,000 frame is 2-3x faster than one pass over everything (fresh pages are expensive).
+BATCH_ROWS = 100_000
+# The plans name every intermediate explicitly, so common-subexpression elimination only costs time.
+_OPTIMIZATIONS = pl.QueryOptFlags(comm_subexpr_elim=False, comm_subplan_elim=False)
+
 _idx = pl.col("_idx")
 _c, _h, _l = pl.col("close"), pl.col("high"), pl.col("low")
 
@@ -143,6 +150,10 @@ def _rolling_extremes(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 def _factors_on_traded_bars(bars: pl.DataFrame) -> pl.DataFrame:
     """All factors for a frame of traded bars sorted by (stock_id, trade_date), one row per bar."""
+    return _factor_plan(bars).collect(engine="in-memory", optimizations=_OPTIMIZATIONS)
+
+
+def _factor_plan(bars: pl.DataFrame) -> pl.LazyFrame:
     lf = _rolling_extremes(_with_position(bars))
     prev_close = _c.shift(1)
     change = _c - prev_close
@@ -258,7 +269,7 @@ def _factors_on_traded_bars(bars: pl.DataFrame) -> pl.DataFrame:
         *(f"ret_{n}" for n in RETURN_HORIZONS),
         "dist_52w_high",
         "dist_52w_low",
-    ).collect()
+    )
 
 
 def _is_strictly_sorted(frame: pl.DataFrame) -> bool:
@@ -269,13 +280,38 @@ def _is_strictly_sorted(frame: pl.DataFrame) -> bool:
     return bool(frame.select(ordered.slice(1).all()).item())
 
 
-def compute(bars: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+def _batch_bounds(frame: pl.DataFrame, rows: int) -> list[tuple[int, int]]:
+    """(offset, length) slices of about `rows` rows that never split a stock."""
+    starts = np.flatnonzero(frame["stock_id"].ne_missing(frame["stock_id"].shift(1)).to_numpy())
+    cuts = np.unique(starts[np.searchsorted(starts, np.arange(0, frame.height, rows))])
+    ends = np.append(cuts[1:], frame.height)
+    return [(int(a), int(b - a)) for a, b in zip(cuts, ends, strict=True)]
+
+
+def _compute_batch(batch: pl.DataFrame) -> pl.DataFrame:
+    traded = _c.is_not_null() & _h.is_not_null() & _l.is_not_null()
+    mask = batch.select(traded).to_series()
+    if mask.all():
+        factors = _factors_on_traded_bars(batch)
+    elif not mask.any():
+        factors = pl.DataFrame({f: pl.Series(f, [None] * batch.height, pl.Float64) for f in FACTOR_IDS})
+    else:
+        # Compute on the traded bars only, then put the rows back: row i takes traded row
+        # position[i] (the last traded row at or before it), nulled where row i was not traded.
+        factors = _factors_on_traded_bars(batch.filter(mask))
+        position = (mask.cast(pl.Int64).cum_sum() - 1).clip(0, None)
+        factors = factors[position].with_columns(pl.when(mask).then(pl.all()).name.keep())
+    return pl.concat([batch.select(KEYS), factors], how="horizontal")
+
+
+def compute(bars: pl.DataFrame | pl.LazyFrame, *, batch_rows: int = BATCH_ROWS) -> pl.DataFrame:
     """Every M07 factor for every (stock_id, trade_date) row of `bars`.
 
     `bars` needs `stock_id` (Utf8), `trade_date` (Date), `high`, `low`, `close` (Float64, null on a
     suspended day) and `volume` (Int64 shares); other columns are ignored. Returns the same rows
     sorted by (stock_id, trade_date): the key columns, then one Float64 column per id in
-    `FACTOR_IDS`, null during each indicator's warm-up and on rows without a traded bar.
+    `FACTOR_IDS`, null during each indicator's warm-up and on rows without a traded bar. The result
+    is made of one chunk per batch of stocks (`rechunk()` it if you need one contiguous chunk).
     Raises ValueError on duplicate (stock_id, trade_date) rows.
     """
     lf = bars.lazy() if isinstance(bars, pl.DataFrame) else bars
@@ -287,7 +323,7 @@ def compute(bars: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
             *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in ("high", "low", "close")),
             pl.col("volume").cast(pl.Int64),
         )
-        .collect()
+        .collect(engine="in-memory")
         .rechunk()  # rolling / ewm kernels are much slower across many chunks
     )
 
@@ -296,15 +332,8 @@ def compute(bars: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         frame = frame.sort(KEYS)
         if not _is_strictly_sorted(frame):
             raise ValueError("bars has duplicate (stock_id, trade_date) rows")
+    if frame.height == 0:
+        return frame.select(KEYS).with_columns(pl.lit(None, pl.Float64).alias(f) for f in FACTOR_IDS)
 
-    traded = _c.is_not_null() & _h.is_not_null() & _l.is_not_null()
-    mask = frame.select(traded).to_series()
-    if mask.all():
-        factors = _factors_on_traded_bars(frame)
-    else:
-        # Compute on the traded bars only, then put the rows back: input row i takes traded row
-        # position[i] (the last traded row at or before it), nulled where row i was not traded.
-        factors = _factors_on_traded_bars(frame.filter(mask))
-        position = (mask.cum_sum() - 1).clip(0, None)
-        factors = factors[position].with_columns(pl.when(mask).then(pl.all()).name.keep())
-    return pl.concat([frame.select(KEYS), factors], how="horizontal")
+    batches = [_compute_batch(frame.slice(offset, length)) for offset, length in _batch_bounds(frame, batch_rows)]
+    return pl.concat(batches, how="vertical", rechunk=False)

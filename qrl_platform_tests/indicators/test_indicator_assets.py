@@ -261,9 +261,11 @@ def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
 
     monkeypatch.setattr(quality, "evaluate", with_a_broken_day)
     checks = [c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}]
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [fundamental_indicators, *checks],
         resources=RESOURCES,
+        instance=instance,
         tags=_range_tags("2024-10-21", HISTORY_END.isoformat()),
         raise_on_error=False,
     )
@@ -355,7 +357,7 @@ def test_definitions_wire_groups_deps_job_and_schedule():
         "no_infinities",
         "within_ranges",
     }
-    assert all(spec.blocking and spec.partitions_def == trading_day for c in INDICATOR_CHECKS for spec in c.check_specs)
+    assert all(spec.blocking for c in INDICATOR_CHECKS for spec in c.check_specs)
     [schedule] = INDICATOR_SCHEDULES
     assert schedule.name == "refresh_factor_metadata_schedule"
     assert schedule.cron_schedule == "0 7 * * 1" and schedule.execution_timezone == "Asia/Taipei"

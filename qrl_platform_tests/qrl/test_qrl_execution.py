@@ -42,11 +42,12 @@ def fake():
 
 @pytest.fixture
 def client(fake):
-    return MexcClient(
+    with MexcClient(
         ClientSettings(base_url=fake.url, min_request_interval_seconds=0, backoff_seconds=0.01, max_retries=1),
         api_key=fake.api_key,
         api_secret=fake.api_secret,
-    )
+    ) as signed_client:
+        yield signed_client
 
 
 def make_plan(exchange, *, max_notional="100"):

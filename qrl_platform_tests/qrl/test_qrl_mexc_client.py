@@ -159,6 +159,21 @@ def test_order_5xx_without_an_order_is_outcome_unknown(fake):
     assert fake.orders == {}
 
 
+def test_an_order_that_never_reached_the_server_is_retried_not_unknown():
+    from qrl_platform_tests.servers import free_port
+
+    client = MexcClient(
+        ClientSettings(base_url=f"http://127.0.0.1:{free_port()}", max_retries=2, min_request_interval_seconds=0),
+        api_key="k",
+        api_secret="s",
+        sleep=RecordingSleep(),
+    )
+    params = {"symbol": "QRLUSDT", "side": "SELL", "type": "MARKET", "quantity": "1.00", "newClientOrderId": "z"}
+    with pytest.raises(MexcError, match="gave up after 3 attempts; last problem: connection failed") as raised:
+        client.place_order(params)
+    assert not isinstance(raised.value, MexcOutcomeUnknown)
+
+
 def test_client_side_rate_limit_spaces_requests(fake):
     client = client_for(fake, min_request_interval_seconds=0.05, sleep=time.sleep)
     started = time.monotonic()

@@ -159,6 +159,13 @@ def test_symbol_rules_come_from_exchange_info_not_constants():
     rules = parse_symbol_rules(SIMULATED_EXCHANGE_INFO, "QRLUSDT")
     assert rules.qty_step == D("0.01") and rules.min_qty == D("0.1") and rules.min_notional == D("1")
     assert rules.market_orders_allowed and rules.trading
+    market = {
+        **SIMULATED_EXCHANGE_INFO["symbols"][0],
+        "quoteAmountPrecisionMarket": "5",
+        "maxQuoteAmountMarket": "1000",
+    }
+    market_rules = parse_symbol_rules({"symbols": [market]}, "QRLUSDT")
+    assert (market_rules.min_notional, market_rules.max_notional) == (D("5"), D("1000"))  # we place MARKET orders
     with pytest.raises(ValueError, match="symbol not listed"):
         parse_symbol_rules(SIMULATED_EXCHANGE_INFO, "BTCUSDT")
     broken = {"symbols": [{k: v for k, v in SIMULATED_EXCHANGE_INFO["symbols"][0].items() if k != "orderTypes"}]}

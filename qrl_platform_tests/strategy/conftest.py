@@ -35,20 +35,44 @@ def synthetic_indicators(quotes: pl.DataFrame, seed: int = 0) -> dict[str, pl.Da
         return close * (1 + rng.normal(0, scale, n))
 
     values: dict[str, np.ndarray] = {
-        "sma_5": around(0.02), "sma_10": around(0.03), "sma_20": around(0.05), "sma_60": around(0.08),
-        "sma_120": around(0.1), "sma_240": around(0.15), "ema_12": around(0.03), "ema_26": around(0.05),
-        "rsi_14": rng.uniform(5, 95, n), "macd": rng.normal(0, 1, n), "macd_signal": rng.normal(0, 1, n),
-        "macd_hist": rng.normal(0, 0.5, n), "atr_14": close * rng.uniform(0.005, 0.05, n),
-        "obv": rng.normal(0, 1e7, n), "kd_k": rng.uniform(0, 100, n), "kd_d": rng.uniform(0, 100, n),
-        "vol_ratio_5": rng.lognormal(0, 0.4, n), "ret_1": rng.normal(0, 0.02, n), "ret_5": rng.normal(0, 0.05, n),
-        "ret_20": rng.normal(0, 0.1, n), "ret_60": rng.normal(0, 0.2, n),
-        "dist_52w_high": -rng.uniform(0, 0.5, n), "dist_52w_low": rng.uniform(0, 1.0, n),
-        "pe": rng.uniform(5, 60, n), "pb": rng.uniform(0.5, 8, n), "dividend_yield": rng.uniform(0, 8, n),
-        "eps_ttm": rng.normal(3, 4, n), "roe_ttm": rng.normal(10, 8, n), "eps_yoy": rng.normal(5, 40, n),
-        "revenue_yoy": rng.normal(5, 30, n), "revenue_mom": rng.normal(0, 15, n), "revenue_3m_yoy": rng.normal(5, 25, n),
-        "trust_buy_streak": rng.integers(0, 8, n).astype(float), "margin_utilization": rng.uniform(0, 80, n),
-        "short_margin_ratio": rng.uniform(0, 40, n), "margin_change_5": rng.normal(0, 5, n),
-        "margin_change_20": rng.normal(0, 10, n), "big_holder_pct": rng.uniform(20, 90, n),
+        "sma_5": around(0.02),
+        "sma_10": around(0.03),
+        "sma_20": around(0.05),
+        "sma_60": around(0.08),
+        "sma_120": around(0.1),
+        "sma_240": around(0.15),
+        "ema_12": around(0.03),
+        "ema_26": around(0.05),
+        "rsi_14": rng.uniform(5, 95, n),
+        "macd": rng.normal(0, 1, n),
+        "macd_signal": rng.normal(0, 1, n),
+        "macd_hist": rng.normal(0, 0.5, n),
+        "atr_14": close * rng.uniform(0.005, 0.05, n),
+        "obv": rng.normal(0, 1e7, n),
+        "kd_k": rng.uniform(0, 100, n),
+        "kd_d": rng.uniform(0, 100, n),
+        "vol_ratio_5": rng.lognormal(0, 0.4, n),
+        "ret_1": rng.normal(0, 0.02, n),
+        "ret_5": rng.normal(0, 0.05, n),
+        "ret_20": rng.normal(0, 0.1, n),
+        "ret_60": rng.normal(0, 0.2, n),
+        "dist_52w_high": -rng.uniform(0, 0.5, n),
+        "dist_52w_low": rng.uniform(0, 1.0, n),
+        "pe": rng.uniform(5, 60, n),
+        "pb": rng.uniform(0.5, 8, n),
+        "dividend_yield": rng.uniform(0, 8, n),
+        "eps_ttm": rng.normal(3, 4, n),
+        "roe_ttm": rng.normal(10, 8, n),
+        "eps_yoy": rng.normal(5, 40, n),
+        "revenue_yoy": rng.normal(5, 30, n),
+        "revenue_mom": rng.normal(0, 15, n),
+        "revenue_3m_yoy": rng.normal(5, 25, n),
+        "trust_buy_streak": rng.integers(0, 8, n).astype(float),
+        "margin_utilization": rng.uniform(0, 80, n),
+        "short_margin_ratio": rng.uniform(0, 40, n),
+        "margin_change_5": rng.normal(0, 5, n),
+        "margin_change_20": rng.normal(0, 10, n),
+        "big_holder_pct": rng.uniform(20, 90, n),
         "big_holder_pct_change_1w": rng.normal(0, 0.5, n),
     }
     bb_mid = around(0.05)
@@ -65,7 +89,9 @@ def synthetic_indicators(quotes: pl.DataFrame, seed: int = 0) -> dict[str, pl.Da
     }
 
 
-def write_synthetic_indicators(store, dates: list[dt.date], *, seed: int = 0, drop: dict[str, list[str]] | None = None) -> None:
+def write_synthetic_indicators(
+    store, dates: list[dt.date], *, seed: int = 0, drop: dict[str, list[str]] | None = None
+) -> None:
     """Indicator frames for `dates` from the stored daily_quotes (materialise those first)."""
     for date in dates:
         quotes = store.read("daily_quotes", date.isoformat())

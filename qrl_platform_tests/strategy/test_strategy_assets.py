@@ -11,6 +11,7 @@ import yaml
 
 from qrl_platform.market.assets import daily_quotes
 from qrl_platform.partitions import trading_day
+from qrl_platform.resources.alerts import AlertsResource
 from qrl_platform.resources.frames import FrameStoreResource
 from qrl_platform.resources.market import MarketSourceResource
 from qrl_platform.resources.warehouse import WarehouseResource
@@ -26,7 +27,11 @@ DAYS = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8, 11, 12, 13, 14, 15)]
 
 def _resources(**extra) -> dict:
     return {
-        "market_source": MarketSourceResource(), "frames": FrameStoreResource(), "warehouse": WarehouseResource(), **extra
+        "market_source": MarketSourceResource(),
+        "frames": FrameStoreResource(),
+        "warehouse": WarehouseResource(),
+        "alerts": AlertsResource(dedupe_state_path="memory"),  # log channel only
+        **extra,
     }
 
 
@@ -57,7 +62,10 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
 
 def test_backfill_then_rerun_one_day(market):
     result = dg.materialize(
-        [*STRATEGY_ASSETS, *STRATEGY_CHECKS], resources=_resources(), instance=market, tags=_range("2024-03-04", "2024-03-06")
+        [*STRATEGY_ASSETS, *STRATEGY_CHECKS],
+        resources=_resources(),
+        instance=market,
+        tags=_range("2024-03-04", "2024-03-06"),
     )
     assert result.success
     assert len(market.get_runs()) == 2  # quotes + one run for the whole strategy range
@@ -79,7 +87,9 @@ def test_backfill_then_rerun_one_day(market):
     day = signals.filter(pl.col("trade_date") == dt.date(2024, 3, 5)).sort("signal_id")
 
     # Re-materialise one day: same rows and ids, a second execution per strategy for that day.
-    again = dg.materialize([strategy_signals, *STRATEGY_CHECKS], resources=_resources(), instance=market, partition_key="2024-03-05")
+    again = dg.materialize(
+        [strategy_signals, *STRATEGY_CHECKS], resources=_resources(), instance=market, partition_key="2024-03-05"
+    )
     assert again.success
     signals_after = warehouse.read_table("strategy_signals")
     assert signals_after.height == signals.height
@@ -95,7 +105,9 @@ def test_backfill_then_rerun_one_day(market):
 
 def test_stats_after_signals_have_a_hit_rate_once_horizons_elapse(market):
     assets = [*STRATEGY_ASSETS, *STRATEGY_CHECKS]
-    assert dg.materialize(assets, resources=_resources(), instance=market, tags=_range("2024-03-04", "2024-03-06")).success
+    assert dg.materialize(
+        assets, resources=_resources(), instance=market, tags=_range("2024-03-04", "2024-03-06")
+    ).success
     result = dg.materialize([strategy_stats], resources=_resources(), instance=market, partition_key="2024-03-15")
     assert result.success
     everything = _warehouse().read_table("strategy_stats")  # the first run also stored the 4th-6th
@@ -104,7 +116,9 @@ def test_stats_after_signals_have_a_hit_rate_once_horizons_elapse(market):
     assert stats.height == 10 * 3
     # Mean reversion (horizon 5): signals of the 4th–6th exit by the 13th, so they are judged as of the 15th;
     # value (horizon 60) has nothing judged yet.
-    row = stats.filter((pl.col("strategy_id") == "STG_MEAN_REVERSION_001") & (pl.col("period_days") == 30)).row(0, named=True)
+    row = stats.filter((pl.col("strategy_id") == "STG_MEAN_REVERSION_001") & (pl.col("period_days") == 30)).row(
+        0, named=True
+    )
     assert row["evaluated_signals"] == row["buy_count"] + row["sell_count"] > 0 and 0 <= row["hit_rate"] <= 1
     value = stats.filter((pl.col("strategy_id") == "STG_VALUE_001") & (pl.col("period_days") == 30)).row(0, named=True)
     assert value["evaluated_signals"] == 0 and value["hit_rate"] is None
@@ -117,7 +131,10 @@ def test_stats_after_signals_have_a_hit_rate_once_horizons_elapse(market):
 def test_dry_run_writes_nothing(market):
     assert dg.materialize([strategies], resources=_resources(), instance=market).success
     result = dg.materialize(
-        [strategy_signals], resources=_resources(), instance=market, partition_key="2024-03-05",
+        [strategy_signals],
+        resources=_resources(),
+        instance=market,
+        partition_key="2024-03-05",
         run_config=_signals_config(save_results=False, strategy_ids=["STG_MOMENTUM_001", "STG_VALUE_001"]),
     )
     assert result.success
@@ -131,10 +148,16 @@ def test_dry_run_writes_nothing(market):
 
 def test_run_config_subset_and_universe_override(market):
     assert dg.materialize([strategies], resources=_resources(), instance=market).success
-    config = _signals_config(strategy_ids=["STG_MOMENTUM_001"], market_type="TWSE", save_all_signals=False,
-                             include_factor_values=False, include_diagnostics=False)
-    result = dg.materialize([strategy_signals], resources=_resources(), instance=market, partition_key="2024-03-05",
-                            run_config=config)
+    config = _signals_config(
+        strategy_ids=["STG_MOMENTUM_001"],
+        market_type="TWSE",
+        save_all_signals=False,
+        include_factor_values=False,
+        include_diagnostics=False,
+    )
+    result = dg.materialize(
+        [strategy_signals], resources=_resources(), instance=market, partition_key="2024-03-05", run_config=config
+    )
     assert result.success
     signals = _warehouse().read_table("strategy_signals")
     assert signals["strategy_id"].unique().to_list() == ["STG_MOMENTUM_001"]
@@ -144,8 +167,14 @@ def test_run_config_subset_and_universe_override(market):
     assert set(signals["stock_id"]) <= twse
     assert _warehouse().read_table("strategy_executions")["diagnostics"].to_list() == [None]
 
-    bad = dg.materialize([strategy_signals], resources=_resources(), instance=market, partition_key="2024-03-05",
-                         run_config=_signals_config(strategy_ids=["STG_NOPE_001"]), raise_on_error=False)
+    bad = dg.materialize(
+        [strategy_signals],
+        resources=_resources(),
+        instance=market,
+        partition_key="2024-03-05",
+        run_config=_signals_config(strategy_ids=["STG_NOPE_001"]),
+        raise_on_error=False,
+    )
     assert not bad.success
     assert "strategy_ids: unknown strategies ['STG_NOPE_001']" in _failure_message(bad)
 
@@ -160,8 +189,13 @@ def _strategies_dir(tmp_path, broken: int) -> str:
     shutil.copytree(BUILTIN_DIR, directory)
     for i in range(broken):
         raw = {
-            "strategy_id": f"STG_BROKEN_{i:03d}", "name": "Broken", "status": "ACTIVE", "version": 1, "horizon_days": 5,
-            "rules": [{"factor": "big_holder_pct", "op": ">", "value": 50, "weight": 1}], "signal": {"buy_above": 1.0},
+            "strategy_id": f"STG_BROKEN_{i:03d}",
+            "name": "Broken",
+            "status": "ACTIVE",
+            "version": 1,
+            "horizon_days": 5,
+            "rules": [{"factor": "big_holder_pct", "op": ">", "value": 50, "weight": 1}],
+            "signal": {"buy_above": 1.0},
         }
         (directory / f"broken_{i}.yaml").write_text(yaml.safe_dump(raw))
     return str(directory)
@@ -170,12 +204,20 @@ def _strategies_dir(tmp_path, broken: int) -> str:
 def test_one_broken_strategy_is_recorded_and_the_others_complete(market, tmp_path, indicator_writer):
     indicator_writer(FrameStore(), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
     config = {"ops": {"strategies": {"config": {"directory": _strategies_dir(tmp_path, broken=1)}}}}
-    result = dg.materialize([*STRATEGY_ASSETS, *STRATEGY_CHECKS], resources=_resources(), instance=market,
-                            partition_key="2024-03-05", run_config=config)
+    result = dg.materialize(
+        [*STRATEGY_ASSETS, *STRATEGY_CHECKS],
+        resources=_resources(),
+        instance=market,
+        partition_key="2024-03-05",
+        run_config=config,
+    )
     assert result.success
     meta = result.asset_materializations_for_node("strategy_signals")[0].metadata
     assert (meta["strategies_run"].value, meta["strategies_failed"].value) == (11, 1)
-    assert "STG_BROKEN_000: FAILED" in meta["failed_strategies"].value and "big_holder_pct" in meta["failed_strategies"].value
+    assert (
+        "STG_BROKEN_000: FAILED" in meta["failed_strategies"].value
+        and "big_holder_pct" in meta["failed_strategies"].value
+    )
     checks = _checks(result)
     assert checks["strategy_failure_rate"].passed  # 1/11 < 30 %
     warehouse = _warehouse()
@@ -193,6 +235,13 @@ class RecordingAlerts(dg.ConfigurableResource):
         SENT.append((level, title, message, tags))
 
 
+class BrokenAlerts(dg.ConfigurableResource):
+    """An alert channel that is down: the check result must still be reported."""
+
+    def send(self, level: str, title: str, message: str, **tags) -> None:
+        raise ConnectionError("slack unreachable")
+
+
 SENT: list = []
 
 
@@ -200,9 +249,14 @@ def test_failure_rate_above_half_is_an_error_and_alerts(market, tmp_path, indica
     SENT.clear()
     indicator_writer(FrameStore(), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
     config = {"ops": {"strategies": {"config": {"directory": _strategies_dir(tmp_path, broken=11)}}}}
-    checks = build_strategy_checks(alerts_resource_key="alerts")
-    result = dg.materialize([*STRATEGY_ASSETS, *checks], resources=_resources(alerts=RecordingAlerts()), instance=market,
-                            partition_key="2024-03-05", run_config=config, raise_on_error=False)
+    result = dg.materialize(
+        [*STRATEGY_ASSETS, *STRATEGY_CHECKS],
+        resources=_resources(alerts=RecordingAlerts()),
+        instance=market,
+        partition_key="2024-03-05",
+        run_config=config,
+        raise_on_error=False,
+    )
     evaluation = _checks(result)["strategy_failure_rate"]
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.metadata["max_failure_rate"].value == pytest.approx(11 / 21, abs=1e-4)
@@ -210,6 +264,34 @@ def test_failure_rate_above_half_is_an_error_and_alerts(market, tmp_path, indica
     level, title, message, tags = SENT[0]
     assert level == "ERROR" and title == "M11 strategy failure rate 52% on 2024-03-05"
     assert "11/21 strategies failed" in message and tags["trade_date"] == "2024-03-05"
+    assert tags["source"] == "strategy_signals" and tags["dedupe_key"] == "m11-failure-rate:2024-03-05"
+
+    # Checks re-run on their own (no partition: they judge the latest executed day) with an alert
+    # channel that is down: the check result is still reported.
+    checks_only = dg.materialize(
+        [strategy_signals, *STRATEGY_CHECKS],
+        selection=dg.AssetSelection.checks(*STRATEGY_CHECKS),
+        resources=_resources(alerts=BrokenAlerts()),
+        instance=market,
+        raise_on_error=False,
+    )
+    assert not _checks(checks_only)["strategy_failure_rate"].passed
+
+
+def test_checks_without_an_alerts_resource_only_log(market, tmp_path, indicator_writer):
+    indicator_writer(FrameStore(), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
+    config = {"ops": {"strategies": {"config": {"directory": _strategies_dir(tmp_path, broken=11)}}}}
+    resources = _resources()
+    resources.pop("alerts")
+    result = dg.materialize(
+        [*STRATEGY_ASSETS, *build_strategy_checks(alerts_resource_key=None)],
+        resources=resources,
+        instance=market,
+        partition_key="2024-03-05",
+        run_config=config,
+        raise_on_error=False,
+    )
+    assert not _checks(result)["strategy_failure_rate"].passed
 
 
 def test_closed_day_writes_nothing(qrl_home):
@@ -224,8 +306,13 @@ def test_closed_day_writes_nothing(qrl_home):
 
 def test_missing_indicator_partition_is_refused_by_name(market):
     FrameStore().fs.rm(FrameStore().path("fundamental_indicators", "2024-03-06"))
-    result = dg.materialize([*STRATEGY_ASSETS], resources=_resources(), instance=market,
-                            tags=_range("2024-03-05", "2024-03-06"), raise_on_error=False)
+    result = dg.materialize(
+        [*STRATEGY_ASSETS],
+        resources=_resources(),
+        instance=market,
+        tags=_range("2024-03-05", "2024-03-06"),
+        raise_on_error=False,
+    )
     assert not result.success
     assert "fundamental_indicators is not materialised for 2024-03-06" in _failure_message(result)
     assert _warehouse().read_table("strategy_signals").height == 0
@@ -248,7 +335,9 @@ FAKES = [_fake_indicator(name) for name in ("technical_indicators", "fundamental
 
 @dg.asset_check(asset=FAKES[0], blocking=True)
 def no_infinities(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=CHECK_PASSES["value"], description=None if CHECK_PASSES["value"] else "3 infinite values in rsi_14")
+    return dg.AssetCheckResult(
+        passed=CHECK_PASSES["value"], description=None if CHECK_PASSES["value"] else "3 infinite values in rsi_14"
+    )
 
 
 UPSTREAM = dg.AssetSelection.assets(*FAKES) | dg.AssetSelection.checks(no_infinities)
@@ -257,12 +346,24 @@ UPSTREAM = dg.AssetSelection.assets(*FAKES) | dg.AssetSelection.checks(no_infini
 def test_strategies_refuse_indicators_whose_blocking_check_failed_in_an_earlier_run(market):
     everything = [*FAKES, no_infinities, *STRATEGY_ASSETS]
     CHECK_PASSES["value"] = False
-    upstream = dg.materialize(everything, selection=UPSTREAM,
-                              resources=_resources(), instance=market, partition_key="2024-03-05", raise_on_error=False)
+    upstream = dg.materialize(
+        everything,
+        selection=UPSTREAM,
+        resources=_resources(),
+        instance=market,
+        partition_key="2024-03-05",
+        raise_on_error=False,
+    )
     assert not upstream.success  # Dagster itself fails the run on the blocking check
 
-    refused = dg.materialize(everything, selection=["strategies", "strategy_signals"], resources=_resources(),
-                             instance=market, partition_key="2024-03-05", raise_on_error=False)
+    refused = dg.materialize(
+        everything,
+        selection=["strategies", "strategy_signals"],
+        resources=_resources(),
+        instance=market,
+        partition_key="2024-03-05",
+        raise_on_error=False,
+    )
     assert not refused.success
     message = _failure_message(refused)
     assert "technical_indicators 2024-03-05: blocking check 'no_infinities' failed" in message
@@ -270,10 +371,16 @@ def test_strategies_refuse_indicators_whose_blocking_check_failed_in_an_earlier_
     assert _warehouse().read_table("strategy_signals").height == 0
 
     CHECK_PASSES["value"] = True  # the indicators are fixed and re-materialised: strategies run
-    assert dg.materialize(everything, selection=UPSTREAM,
-                          resources=_resources(), instance=market, partition_key="2024-03-05").success
-    accepted = dg.materialize(everything, selection=["strategies", "strategy_signals"], resources=_resources(),
-                              instance=market, partition_key="2024-03-05")
+    assert dg.materialize(
+        everything, selection=UPSTREAM, resources=_resources(), instance=market, partition_key="2024-03-05"
+    ).success
+    accepted = dg.materialize(
+        everything,
+        selection=["strategies", "strategy_signals"],
+        resources=_resources(),
+        instance=market,
+        partition_key="2024-03-05",
+    )
     assert accepted.success
     meta = accepted.asset_materializations_for_node("strategy_signals")[0].metadata
     assert meta["indicator_partitions_unchecked"].value == 2  # the two fakes without checks

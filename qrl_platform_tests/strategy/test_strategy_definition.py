@@ -57,9 +57,16 @@ def test_builtin_strategies_are_valid_and_cover_the_ten_families():
     definitions = load_definitions(BUILTIN_DIR)
     ids = {d.strategy_id for d in definitions}
     assert ids == {
-        "STG_MOMENTUM_001", "STG_MEAN_REVERSION_001", "STG_VALUE_001", "STG_QUALITY_GROWTH_001",
-        "STG_FOREIGN_FLOW_001", "STG_TRUST_FLOW_001", "STG_MARGIN_SQUEEZE_001", "STG_BREAKOUT_001",
-        "STG_LOW_VOLATILITY_001", "STG_MULTI_FACTOR_001",
+        "STG_MOMENTUM_001",
+        "STG_MEAN_REVERSION_001",
+        "STG_VALUE_001",
+        "STG_QUALITY_GROWTH_001",
+        "STG_FOREIGN_FLOW_001",
+        "STG_TRUST_FLOW_001",
+        "STG_MARGIN_SQUEEZE_001",
+        "STG_BREAKOUT_001",
+        "STG_LOW_VOLATILITY_001",
+        "STG_MULTI_FACTOR_001",
     }
     assert all(d.is_active for d in definitions)
     # Between them the built-ins exercise every rule type the engine offers.
@@ -81,7 +88,9 @@ def test_unknown_factor_names_strategy_field_and_suggests():
 
 
 def test_unknown_other_factor_is_rejected():
-    assert "rules[1].other 'sma20' is not a known factor (did you mean 'sma_20'?)" in _error(_with("rules.1.other", "sma20"))
+    assert "rules[1].other 'sma20' is not a known factor (did you mean 'sma_20'?)" in _error(
+        _with("rules.1.other", "sma20")
+    )
 
 
 def test_bad_operator():

@@ -23,20 +23,30 @@ STOCKS = ["A", "B", "C", "D", "E"]
 def frame(factors: dict[str, list], *, day=D1, stocks=STOCKS, **quote_overrides) -> pl.DataFrame:
     n = len(stocks)
     quotes = {
-        "stock_id": stocks, "trade_date": [day] * n, "market": ["TWSE"] * n,
+        "stock_id": stocks,
+        "trade_date": [day] * n,
+        "market": ["TWSE"] * n,
         "close": [10.0, 20.0, 30.0, 40.0, 50.0][:n] if n <= 5 else [10.0] * n,
-        "volume": [1_000_000] * n, "is_etf": [False] * n, "is_suspended": [False] * n,
+        "volume": [1_000_000] * n,
+        "is_etf": [False] * n,
+        "is_suspended": [False] * n,
     }
     quotes.update(quote_overrides)
-    indicators = pl.DataFrame({"stock_id": stocks, "trade_date": [day] * n, **factors},
-                              schema_overrides={k: pl.Float64 for k in factors})
+    indicators = pl.DataFrame(
+        {"stock_id": stocks, "trade_date": [day] * n, **factors}, schema_overrides={k: pl.Float64 for k in factors}
+    )
     return build_frame(pl.DataFrame(quotes), [indicators])
 
 
 def strategy(rules: list[dict], signal: dict | None = None, **extra):
     raw = {
-        "strategy_id": extra.pop("strategy_id", "STG_T_001"), "name": "t", "status": "ACTIVE", "version": 1,
-        "horizon_days": 5, "rules": rules, "signal": signal or {"buy_above": 1.0, "sell_below": 0.0},
+        "strategy_id": extra.pop("strategy_id", "STG_T_001"),
+        "name": "t",
+        "status": "ACTIVE",
+        "version": 1,
+        "horizon_days": 5,
+        "rules": rules,
+        "signal": signal or {"buy_above": 1.0, "sell_below": 0.0},
         "universe": extra.pop("universe", {"min_volume_lots": 0}),
     }
     raw.update(extra)
@@ -61,13 +71,20 @@ def by_stock(evaluation, column: str) -> dict:
 def test_condition_operators(op, value, expected):
     # One condition: score 1 when true (BUY at buy_above 1.0), 0 when false (SELL at sell_below 0).
     # E has no rsi_14: the rule is unavailable, the stock gets no signal rather than a SELL.
-    result = evaluate_strategy(strategy([{"factor": "rsi_14", "op": op, "value": value, "weight": 1}]),
-                               frame({"rsi_14": [1, 2, 3, 4, None]}), [D1])
+    result = evaluate_strategy(
+        strategy([{"factor": "rsi_14", "op": op, "value": value, "weight": 1}]),
+        frame({"rsi_14": [1, 2, 3, 4, None]}),
+        [D1],
+    )
     assert by_stock(result, "signal") == expected
     assert result.per_day.row(0, named=True) == {
-        "trade_date": D1, "stocks_evaluated": 5, "signals_generated": 4,
+        "trade_date": D1,
+        "stocks_evaluated": 5,
+        "signals_generated": 4,
         "buy_signals": sum(s == "BUY" for s in expected.values()),
-        "sell_signals": sum(s == "SELL" for s in expected.values()), "hold_signals": 0, "insufficient_data": 1,
+        "sell_signals": sum(s == "SELL" for s in expected.values()),
+        "hold_signals": 0,
+        "insufficient_data": 1,
     }
 
 
@@ -75,7 +92,8 @@ def test_condition_against_another_factor_with_scale():
     # close 10, 20, 30, 40, 50 vs 1.1 × sma_20 = 9.9, 23.1, 31.9, 45.1, 44 → true, false, false, false, true
     result = evaluate_strategy(
         strategy([{"factor": "close", "op": ">", "other": "sma_20", "scale": 1.1, "weight": 1}]),
-        frame({"sma_20": [9, 21, 29, 41, 40]}), [D1],
+        frame({"sma_20": [9, 21, 29, 41, 40]}),
+        [D1],
     )
     assert by_stock(result, "score") == {"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 1.0}
 
@@ -94,8 +112,9 @@ def test_rank_is_a_percentile_with_average_ties_and_direction():
 
 def test_zscore_uses_population_std_and_maps_to_unit_interval():
     # pe = 1..5: mean 3, population std √2; z = ±1.41421, ±0.70711, 0 → (z + 3)/6
-    result = evaluate_strategy(strategy([{"factor": "pe", "transform": "zscore", "weight": 1}]),
-                               frame({"pe": [1, 2, 3, 4, 5]}), [D1])
+    result = evaluate_strategy(
+        strategy([{"factor": "pe", "transform": "zscore", "weight": 1}]), frame({"pe": [1, 2, 3, 4, 5]}), [D1]
+    )
     z = [(v - 3) / math.sqrt(2) for v in (1, 2, 3, 4, 5)]
     assert by_stock(result, "score") == pytest.approx({s: (zz + 3) / 6 for s, zz in zip(STOCKS, z, strict=True)})
 
@@ -114,11 +133,14 @@ def test_zscore_is_clipped_at_three_standard_deviations():
 def test_raw_transform_clips_to_bounds_and_can_invert():
     # rsi_14 = 10, 20, 50, 80, 95 with bounds [20, 80] → 0, 0, 0.5, 1, 1; lower → 1, 1, 0.5, 0, 0
     data = frame({"rsi_14": [10, 20, 50, 80, 95]})
-    raw = evaluate_strategy(strategy([{"factor": "rsi_14", "transform": "raw", "bounds": [20, 80], "weight": 1}]), data, [D1])
+    raw = evaluate_strategy(
+        strategy([{"factor": "rsi_14", "transform": "raw", "bounds": [20, 80], "weight": 1}]), data, [D1]
+    )
     assert by_stock(raw, "score") == {"A": 0.0, "B": 0.0, "C": 0.5, "D": 1.0, "E": 1.0}
     inverted = evaluate_strategy(
         strategy([{"factor": "rsi_14", "transform": "raw", "bounds": [20, 80], "direction": "lower", "weight": 1}]),
-        data, [D1],
+        data,
+        [D1],
     )
     assert by_stock(inverted, "score") == {"A": 1.0, "B": 1.0, "C": 0.5, "D": 0.0, "E": 0.0}
 
@@ -134,7 +156,10 @@ def test_weighted_score_coverage_signal_and_confidence():
     # D: only the condition is available: 1/3 of the weight < min_coverage 0.5 → no signal
     # E: only the rank (weight 2 of 3 ≥ 0.5): score 1 → BUY, confidence 1.0
     definition = strategy(
-        [{"factor": "ret_20", "transform": "rank", "weight": 2}, {"factor": "close", "op": ">", "other": "sma_20", "weight": 1}],
+        [
+            {"factor": "ret_20", "transform": "rank", "weight": 2},
+            {"factor": "close", "op": ">", "other": "sma_20", "weight": 1},
+        ],
         {"buy_above": 0.6, "sell_below": 0.3, "confidence_range": [0.5, 1.0], "min_coverage": 0.5},
     )
     data = frame({"ret_20": [0.1, -0.2, 0.05, None, 0.3], "sma_20": [9, 21, 29, 41, None]})
@@ -188,8 +213,10 @@ def test_cross_sectional_ranks_are_per_day():
 
 def test_save_all_signals_false_keeps_buy_and_sell_only_and_no_factor_values():
     options = RunOptions(save_all_signals=False, include_factor_values=False, include_diagnostics=False)
-    definition = strategy([{"factor": "rsi_14", "transform": "raw", "bounds": [0, 100], "weight": 1}],
-                          {"buy_above": 0.7, "sell_below": 0.3})
+    definition = strategy(
+        [{"factor": "rsi_14", "transform": "raw", "bounds": [0, 100], "weight": 1}],
+        {"buy_above": 0.7, "sell_below": 0.3},
+    )
     result = evaluate_strategy(definition, frame({"rsi_14": [10, 50, 50, 90, 60]}), [D1], options)
     assert by_stock(result, "signal") == {"A": "SELL", "D": "BUY"}
     assert result.signals["factor_values"].null_count() == 2

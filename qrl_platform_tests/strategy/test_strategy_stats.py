@@ -19,12 +19,12 @@ def d(day: int) -> dt.date:
 # So the exit of a signal on the 4th is the 6th, on the 5th the 7th, on the 7th the 11th.
 SIGNALS = [
     # stock, date, signal, confidence
-    ("X", 4, "BUY", 0.8),   # 100 → 103 (6th): +3 %  → hit
+    ("X", 4, "BUY", 0.8),  # 100 → 103 (6th): +3 %  → hit
     ("Y", 4, "SELL", 0.6),  # 50 → 49 (6th):   −2 %  → hit
     ("Z", 4, "HOLD", 0.7),  # never judged
-    ("X", 5, "BUY", 0.9),   # 102 → 101 (7th): −1 %  → miss
-    ("Y", 5, "BUY", 0.5),   # 50 → 50 (7th):    0 %  → miss (zero is not a gain)
-    ("W", 5, "BUY", 0.7),   # no close on the 7th   → not evaluated
+    ("X", 5, "BUY", 0.9),  # 102 → 101 (7th): −1 %  → miss
+    ("Y", 5, "BUY", 0.5),  # 50 → 50 (7th):    0 %  → miss (zero is not a gain)
+    ("W", 5, "BUY", 0.7),  # no close on the 7th   → not evaluated
     ("X", 7, "SELL", 1.0),  # 101 → 99 (11th): −2 %  → hit, but only once the 11th has passed
 ]
 CLOSES = {
@@ -38,14 +38,16 @@ CLOSES = {
 def _signals() -> pl.DataFrame:
     return pl.DataFrame(
         [("STG_S_001", stock, d(day), signal, confidence) for stock, day, signal, confidence in SIGNALS],
-        schema=["strategy_id", "stock_id", "trade_date", "signal", "confidence"], orient="row",
+        schema=["strategy_id", "stock_id", "trade_date", "signal", "confidence"],
+        orient="row",
     )
 
 
 def _closes() -> pl.DataFrame:
     return pl.DataFrame(
         [(stock, d(day), close) for stock, days in CLOSES.items() for day, close in days.items()],
-        schema=["stock_id", "trade_date", "close"], orient="row",
+        schema=["stock_id", "trade_date", "close"],
+        orient="row",
     )
 
 
@@ -70,10 +72,16 @@ def test_period_stats_by_hand():
     signals = _signals()
     outcomes = signal_outcomes(signals, _closes(), {"STG_S_001": 2}, trading_days(d(1), d(15)))
     executions = pl.DataFrame(
-        {"strategy_id": ["STG_S_001"] * 3, "execution_date": [d(4), d(5), d(7)], "n": [1, 2, 1],
-         "last_started_at": [dt.datetime(2024, 3, day, 8, 35, tzinfo=dt.UTC) for day in (4, 5, 7)]},
+        {
+            "strategy_id": ["STG_S_001"] * 3,
+            "execution_date": [d(4), d(5), d(7)],
+            "n": [1, 2, 1],
+            "last_started_at": [dt.datetime(2024, 3, day, 8, 35, tzinfo=dt.UTC) for day in (4, 5, 7)],
+        },
     )
-    stats = compute_stats([d(7), d(11)], ["STG_S_001", "STG_IDLE_001"], _daily(signals), outcomes, executions, periods=(7, 30))
+    stats = compute_stats(
+        [d(7), d(11)], ["STG_S_001", "STG_IDLE_001"], _daily(signals), outcomes, executions, periods=(7, 30)
+    )
     got = {(r["strategy_id"], r["as_of_date"].day, r["period_days"]): r for r in stats.iter_rows(named=True)}
 
     # As of the 7th, 7-day window (29 Feb, 7 Mar]: all 7 rows; BUY 4, SELL 2;
@@ -88,7 +96,10 @@ def test_period_stats_by_hand():
 
     # As of the 11th, 7-day window (4th, 11th] drops the 4th: X5 miss, Y5 miss, X7 hit (exit 11th) → 1/3.
     row = got[("STG_S_001", 11, 7)]
-    assert row["signal_count"] == 4 and (row["evaluated_signals"], row["hit_rate"]) == (3, pytest.approx(1 / 3, abs=1e-6))
+    assert row["signal_count"] == 4 and (row["evaluated_signals"], row["hit_rate"]) == (
+        3,
+        pytest.approx(1 / 3, abs=1e-6),
+    )
     # 30-day window keeps everything: 3 hits out of 5 judged.
     row = got[("STG_S_001", 11, 30)]
     assert (row["evaluated_signals"], row["hit_rate"]) == (5, 0.6)
@@ -106,27 +117,53 @@ def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
     now = dt.datetime(2024, 3, 11, 9, 0, tzinfo=dt.UTC)
     with warehouse.begin() as conn:
         for strategy_id, horizon in (("STG_S_001", 2), ("STG_IDLE_001", 5)):
-            conn.execute(strategies.insert().values(
-                strategy_id=strategy_id, name=strategy_id, status="ACTIVE", version=1, horizon_days=horizon,
-                definition="{}", created_at=now, updated_at=now,
-            ))
+            conn.execute(
+                strategies.insert().values(
+                    strategy_id=strategy_id,
+                    name=strategy_id,
+                    status="ACTIVE",
+                    version=1,
+                    horizon_days=horizon,
+                    definition="{}",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         executions = [
-            {"execution_id": f"E{day}", "strategy_id": "STG_S_001", "execution_date": d(day),
-             "started_at": dt.datetime(2024, 3, day, 8, 35, tzinfo=dt.UTC), "status": "SUCCESS"}
+            {
+                "execution_id": f"E{day}",
+                "strategy_id": "STG_S_001",
+                "execution_date": d(day),
+                "started_at": dt.datetime(2024, 3, day, 8, 35, tzinfo=dt.UTC),
+                "status": "SUCCESS",
+            }
             for day in (4, 5, 7)
         ]
         conn.execute(strategy_executions.insert(), executions)
-        conn.execute(strategy_signals.insert(), [
-            {"signal_id": f"STG_S_001-{d(day):%Y%m%d}-{stock}", "strategy_id": "STG_S_001", "stock_id": stock,
-             "trade_date": d(day), "execution_id": f"E{day}", "signal": signal, "confidence": confidence,
-             "score": 0.5, "created_at": now}
-            for stock, day, signal, confidence in SIGNALS
-        ])
+        conn.execute(
+            strategy_signals.insert(),
+            [
+                {
+                    "signal_id": f"STG_S_001-{d(day):%Y%m%d}-{stock}",
+                    "strategy_id": "STG_S_001",
+                    "stock_id": stock,
+                    "trade_date": d(day),
+                    "execution_id": f"E{day}",
+                    "signal": signal,
+                    "confidence": confidence,
+                    "score": 0.5,
+                    "created_at": now,
+                }
+                for stock, day, signal, confidence in SIGNALS
+            ],
+        )
 
     result = update_strategy_stats(warehouse, frames, [d(7), d(11)], now=now)
     assert result.rows_written == 2 * 2 * 3  # strategies × as-of days × periods
     stored = warehouse.read_table("strategy_stats")
-    row = stored.filter((pl.col("strategy_id") == "STG_S_001") & (pl.col("as_of_date") == d(11)) & (pl.col("period_days") == 30))
+    row = stored.filter(
+        (pl.col("strategy_id") == "STG_S_001") & (pl.col("as_of_date") == d(11)) & (pl.col("period_days") == 30)
+    )
     assert row["hit_rate"][0] == 0.6 and row["evaluated_signals"][0] == 5 and row["signal_count"][0] == 7
     assert row["total_executions"][0] == 3
 
@@ -138,5 +175,7 @@ def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
     summary = {r["strategy_id"]: r for r in warehouse.read_table("strategies").iter_rows(named=True)}
     assert summary["STG_S_001"]["total_executions"] == 3 and summary["STG_S_001"]["total_signals"] == 7
     last = summary["STG_S_001"]["last_execution_at"]
-    assert last.replace(tzinfo=None) == dt.datetime(2024, 3, 7, 8, 35) or last == dt.datetime(2024, 3, 7, 8, 35, tzinfo=dt.UTC)
+    assert last.replace(tzinfo=None) == dt.datetime(2024, 3, 7, 8, 35) or last == dt.datetime(
+        2024, 3, 7, 8, 35, tzinfo=dt.UTC
+    )
     assert summary["STG_IDLE_001"]["total_signals"] == 0 and summary["STG_IDLE_001"]["last_execution_at"] is None

@@ -25,10 +25,15 @@ D1, D2 = dt.date(2024, 3, 5), dt.date(2024, 3, 6)
 
 def _definition(strategy_id: str, factor: str = "rsi_14", version: int = 1, **extra) -> dict:
     return {
-        "strategy_id": strategy_id, "name": strategy_id.title(), "status": "ACTIVE", "version": version,
-        "horizon_days": 2, "universe": {"min_volume_lots": 0},
+        "strategy_id": strategy_id,
+        "name": strategy_id.title(),
+        "status": "ACTIVE",
+        "version": version,
+        "horizon_days": 2,
+        "universe": {"min_volume_lots": 0},
         "rules": [{"factor": factor, "op": ">", "value": 50, "weight": 1}],
-        "signal": {"buy_above": 1.0, "sell_below": 0.0}, **extra,
+        "signal": {"buy_above": 1.0, "sell_below": 0.0},
+        **extra,
     }
 
 
@@ -36,8 +41,18 @@ def _frame(dates=(D1, D2)) -> pl.DataFrame:
     rows = []
     for day in dates:
         for i, stock in enumerate(["1101", "2330", "2454", "3008"]):
-            rows.append({"stock_id": stock, "trade_date": day, "market": "TWSE", "close": 10.0 + i, "volume": 10**6,
-                         "is_etf": False, "is_suspended": False, "rsi_14": 30.0 + 20 * i})
+            rows.append(
+                {
+                    "stock_id": stock,
+                    "trade_date": day,
+                    "market": "TWSE",
+                    "close": 10.0 + i,
+                    "volume": 10**6,
+                    "is_etf": False,
+                    "is_suspended": False,
+                    "rsi_14": 30.0 + 20 * i,
+                }
+            )
     data = pl.DataFrame(rows)
     return build_frame(data.drop("rsi_14"), [data.select("stock_id", "trade_date", "rsi_14")])
 
@@ -74,8 +89,12 @@ def test_a_subset_run_replaces_only_its_strategies(warehouse):
     save_run(warehouse, _run([a], dates=(D1,), run_id="run-2"))
     signals = warehouse.read_table("strategy_signals")
     assert signals.height == 16
-    executions = dict(signals.group_by("strategy_id", "trade_date").agg(pl.col("execution_id").n_unique()).select(
-        pl.concat_str("strategy_id", pl.col("trade_date").cast(pl.Utf8), separator=" "), "execution_id").iter_rows())
+    executions = dict(
+        signals.group_by("strategy_id", "trade_date")
+        .agg(pl.col("execution_id").n_unique())
+        .select(pl.concat_str("strategy_id", pl.col("trade_date").cast(pl.Utf8), separator=" "), "execution_id")
+        .iter_rows()
+    )
     assert set(executions.values()) == {1}
 
 
@@ -164,7 +183,9 @@ def test_seed_inserts_updates_by_version_and_rejects_silent_changes(warehouse, t
     changed = _definition("STG_A_001")
     changed["rules"][0]["value"] = 60
     _write_yaml(tmp_path, changed)
-    with pytest.raises(InvalidStrategy, match=r"stg_a_001.yaml: STG_A_001: version: the rules changed but version is still 1"):
+    with pytest.raises(
+        InvalidStrategy, match=r"stg_a_001.yaml: STG_A_001: version: the rules changed but version is still 1"
+    ):
         seed_strategies(warehouse, tmp_path)
 
     changed["version"] = 2
@@ -174,7 +195,9 @@ def test_seed_inserts_updates_by_version_and_rejects_silent_changes(warehouse, t
     result = seed_strategies(warehouse, tmp_path)
     assert result.updated == ["STG_A_001", "STG_B_001"]
     stored = {r["strategy_id"]: r for r in warehouse.read_table("strategies").iter_rows(named=True)}
-    assert stored["STG_A_001"]["version"] == 2 and json.loads(stored["STG_A_001"]["definition"])["rules"][0]["value"] == 60
+    assert (
+        stored["STG_A_001"]["version"] == 2 and json.loads(stored["STG_A_001"]["definition"])["rules"][0]["value"] == 60
+    )
     assert stored["STG_B_001"]["status"] == "INACTIVE"
     assert stored["STG_A_001"]["total_executions"] == 0  # server default for the summary columns
 
@@ -189,7 +212,10 @@ def test_seed_aborts_on_an_invalid_file_without_writing(warehouse, tmp_path):
     _write_yaml(tmp_path, _definition("STG_VALUE_001", factor="pe_ratio"), name="value.yaml")
     with pytest.raises(InvalidStrategy) as info:
         seed_strategies(warehouse, tmp_path)
-    assert str(info.value) == "value.yaml: STG_VALUE_001: rules[0].factor 'pe_ratio' is not a known factor (did you mean 'pe'?)"
+    assert (
+        str(info.value)
+        == "value.yaml: STG_VALUE_001: rules[0].factor 'pe_ratio' is not a known factor (did you mean 'pe'?)"
+    )
     assert warehouse.read_table("strategies").height == 0
 
 
@@ -204,10 +230,14 @@ def test_builtin_seed_and_load_back(warehouse):
 def test_a_stored_definition_that_no_longer_validates_is_reported_not_raised(warehouse):
     seed_strategies(warehouse)
     with warehouse.begin() as conn:
-        stored = conn.execute(sa.select(strategies.c.definition).where(strategies.c.strategy_id == "STG_VALUE_001")).scalar()
+        stored = conn.execute(
+            sa.select(strategies.c.definition).where(strategies.c.strategy_id == "STG_VALUE_001")
+        ).scalar()
         raw = json.loads(stored)
         raw["rules"][0]["factor"] = "retired_factor"
-        conn.execute(strategies.update().where(strategies.c.strategy_id == "STG_VALUE_001").values(definition=json.dumps(raw)))
+        conn.execute(
+            strategies.update().where(strategies.c.strategy_id == "STG_VALUE_001").values(definition=json.dumps(raw))
+        )
     loaded = load_strategies(warehouse)
     assert "STG_VALUE_001" in loaded.invalid and "retired_factor" in loaded.invalid["STG_VALUE_001"]
     assert len(loaded.definitions) == 9
