@@ -10,8 +10,11 @@ The TA-Lib baseline computes the TA-Lib-defined factors: SMA x6, EMA x2, RSI, MA
 BBANDS (3), ATR, OBV, ROCR x4 (returns), MAX/MIN 240 (52-week distances), plus vol_ratio_5 in
 numpy. It does NOT compute the Taiwan KD (TA-Lib has no such function and a Python recurrence
 loop would make the baseline look worse than TA-Lib is), so ours does slightly more work.
-Timings are the best of --repeat runs; peak memory is the process's max RSS (ru_maxrss) after
-each phase: data generation, ours, then TA-Lib.
+The two run alternately --repeat times (the machine may be shared: both see the same load); the
+best and median wall times and the median process CPU time are printed. Ours uses polars' thread
+pool (batches of stocks on all cores); TA-Lib is single-threaded by nature, so the CPU-time ratio
+is the per-core comparison (or run with POLARS_MAX_THREADS=1). Peak memory is the process's max
+RSS (ru_maxrss) after data generation, after one run of ours, and at the end.
 """
 
 from __future__ import annotations
@@ -117,37 +120,52 @@ def talib_loop(bars: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([bars.select("stock_id", "trade_date"), pl.DataFrame(out, nan_to_null=True)], how="horizontal")
 
 
-def best_of(repeat: int, fn, *args):
-    times, result = [], None
+def interleaved(repeat: int, *fns):
+    """Run the functions alternately `repeat` times: on a shared machine both see the same load.
+    Returns per function (best wall seconds, median wall seconds, median CPU seconds, last result)."""
+    walls: list[list[float]] = [[] for _ in fns]
+    cpus: list[list[float]] = [[] for _ in fns]
+    results: list[object] = [None] * len(fns)
     for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn(*args)
-        times.append(time.perf_counter() - t)
-    return min(times), result
+        for i, fn in enumerate(fns):
+            results[i] = None  # free the previous result first, as a caller would
+            cpu, wall = time.process_time(), time.perf_counter()
+            results[i] = fn()
+            walls[i].append(time.perf_counter() - wall)
+            cpus[i].append(time.process_time() - cpu)
+    return [(min(w), float(np.median(w)), float(np.median(c)), r) for w, c, r in zip(walls, cpus, results, strict=True)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stocks", type=int, default=1800)
     parser.add_argument("--days", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--suspended", type=float, default=0.01, help="share of suspended (null price) rows")
     args = parser.parse_args()
 
     bars = synthetic_bars(args.stocks, args.days, args.suspended)
-    mem_data = peak_mb()
-    print(f"{args.stocks} stocks x {args.days} days = {bars.height:,} rows; polars {pl.__version__} "
-          f"({pl.thread_pool_size()} threads), TA-Lib {talib.__version__}, {os.cpu_count()} CPUs")
-    print(f"peak RSS after data generation: {mem_data:,.0f} MB")
+    print(
+        f"{args.stocks} stocks x {args.days} days = {bars.height:,} rows, {args.suspended:.0%} suspended; "
+        f"polars {pl.__version__} ({pl.thread_pool_size()} threads; POLARS_MAX_THREADS=1 for one core), "
+        f"TA-Lib {talib.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"peak RSS after data generation: {peak_mb():,.0f} MB")
+    ours = compute(bars)  # first call alone, so that the peak RSS below is data + ours only
+    print(f"peak RSS after ours:            {peak_mb():,.0f} MB  (output {ours.estimated_size() / 2**20:,.0f} MB)")
+    del ours
 
-    ours_s, ours = best_of(args.repeat, compute, bars)
-    mem_ours = peak_mb()
-    print(f"ours  (polars, all {ours.width - 2} factors):   {ours_s:7.3f} s   peak RSS {mem_ours:,.0f} MB")
-
-    talib_s, ref = best_of(args.repeat, talib_loop, bars)
-    mem_talib = peak_mb()
-    print(f"TA-Lib per-stock loop ({len(TALIB_COLUMNS)} factors): {talib_s:7.3f} s   peak RSS {mem_talib:,.0f} MB")
-    print(f"ratio ours / TA-Lib: {ours_s / talib_s:.2f}")
+    (o_best, o_med, o_cpu, ours), (t_best, t_med, t_cpu, ref) = interleaved(
+        args.repeat, lambda: compute(bars), lambda: talib_loop(bars)
+    )
+    print(f"peak RSS after TA-Lib too:      {peak_mb():,.0f} MB")
+    print(f"{'':34s} {'best':>8s} {'median':>8s} {'CPU (median)':>13s}")
+    print(f"ours, polars ({ours.width - 2} factors)          {o_best:7.3f}s {o_med:7.3f}s {o_cpu:12.3f}s")
+    print(f"TA-Lib per-stock loop ({len(TALIB_COLUMNS)} factors) {t_best:7.3f}s {t_med:7.3f}s {t_cpu:12.3f}s")
+    print(
+        f"ratio ours / TA-Lib: wall best {o_best / t_best:.2f}, wall median {o_med / t_med:.2f}, "
+        f"CPU {o_cpu / t_cpu:.2f}"
+    )
 
     # Sanity: both sides agree on what they both compute.
     worst = 0.0

@@ -41,3 +41,13 @@ def test_replace_rows_is_atomic(warehouse):
     except RuntimeError:
         pass
     assert sorted(warehouse.read_table("factor_metadata")["factor_id"].to_list()) == ["a", "b"]
+
+
+def test_migrations_match_the_schema_module(warehouse):
+    """A table or column added to schema.py without a migration fails here, on both backends."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with warehouse.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    assert diff == []

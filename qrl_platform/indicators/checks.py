@@ -20,7 +20,7 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform.indicators import quality, registry
-from qrl_platform.partitions import day_status, parse_date
+from qrl_platform.partitions import day_status, parse_date, trading_day
 from qrl_platform.resources.frames import FrameStoreResource
 from qrl_platform.storage.frames import FrameStore
 
@@ -93,10 +93,20 @@ def daily_reports(store: FrameStore, asset: str, dates: list[dt.date]) -> dict[d
 
 
 def _dates_to_check(context: dg.AssetCheckExecutionContext, store: FrameStore, asset: str) -> list[dt.date]:
+    """Every partition of the run; for a run of the checks alone, the partition(s) in the run's tags."""
     run = context.op_execution_context
+    tags = context.run.tags
     if run.has_partition_key or run.has_partition_key_range:
-        return sorted(parse_date(k, field="partition") for k in run.partition_keys)
-    stored = store.partitions(asset)
+        try:
+            keys = run.partition_keys
+        except dg.DagsterInvariantViolationError:  # checks-only run: no partitioned asset in the step
+            start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+            if start and end:
+                keys = trading_day.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+            else:
+                keys = [tags["dagster/partition"]]
+        return sorted(parse_date(k, field="partition") for k in keys)
+    stored = store.partitions(asset)  # no partition at all: judge the latest stored day
     return [parse_date(stored[-1], field="partition")] if stored else []
 
 

@@ -144,7 +144,32 @@ def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.
         ),
         "daily_quotes",
     )
-    return quotes, technical.compute(quotes)
+    return quotes, trailing_obv(quotes, technical.compute(quotes))
+
+
+# OBV is a running sum from the first bar read, so a one-day run and a backfill would store different
+# values for the same day. Stored OBV is therefore TA-Lib's OBV over the trailing OBV_WINDOW traded
+# bars — the same value however far back a run reads — and null before a stock has that many bars
+# (like sma_240, whose window it shares so a one-day run reads no extra history).
+OBV_WINDOW = 240
+
+
+def trailing_obv(quotes: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
+    traded = quotes.filter(pl.col("close").is_not_null()).sort("stock_id", "trade_date")
+    bar = pl.int_range(pl.len()).over("stock_id")
+    step = pl.when(bar == 0).then(pl.col("volume")).otherwise(
+        pl.col("close").diff().sign().cast(pl.Int64) * pl.col("volume")
+    )
+    window = traded.with_columns(step.over("stock_id").alias("_step"), bar.alias("_bar")).with_columns(
+        pl.when(pl.col("_bar") >= OBV_WINDOW - 1)
+        .then(
+            pl.col("_step").rolling_sum(OBV_WINDOW - 1).over("stock_id")
+            + pl.col("volume").shift(OBV_WINDOW - 1).over("stock_id")
+        )
+        .cast(pl.Float64)
+        .alias("obv")
+    )
+    return factors.drop("obv").join(window.select(*KEYS, "obv"), on=list(KEYS), how="left").select(factors.columns)
 
 
 def _fundamental(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -144,7 +144,9 @@ class DemoMarket:
         n = self.size
         start_price = np.exp(rng.uniform(np.log(12), np.log(600), n))
         close_raw = start_price * np.exp(np.cumsum(np.log1p(self._returns), axis=0))
-        close = tick_round(close_raw)
+        # Real listed shares rarely trade below 1 TWD for long (they get delisted); a floor keeps the
+        # decade-long demo grid free of zero prices (and so of infinite ratios).
+        close = tick_round(np.maximum(close_raw, 1.0))
         prev = np.vstack([close[:1], close[:-1]])
         gap = rng.normal(0, 0.004, close.shape)
         open_ = tick_round(np.clip(prev * (1 + gap), prev * 0.905, prev * 1.095))
@@ -289,11 +291,27 @@ class DemoMarket:
         columns["offset"] = np.minimum(m["offset"][t, listed], columns["margin_balance"])
         return pl.DataFrame(columns)
 
+    @cached_property
+    def _fair_value(self) -> np.ndarray:
+        """A slow (120-day mean) price path; earnings and book value follow it, so valuation ratios stay
+        realistic however far the price wanders over the decade-long grid."""
+        close = self._prices["close"]
+        cumulative = np.vstack([np.zeros((1, close.shape[1])), np.cumsum(close, axis=0)])
+        window = np.minimum(np.arange(1, close.shape[0] + 1), 120)[:, None]
+        rows = np.arange(1, close.shape[0] + 1)[:, None]
+        return (cumulative[rows[:, 0]] - cumulative[rows[:, 0] - window[:, 0]]) / window
+
+    def _eps_and_book(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Trailing annual EPS and book value per share on grid day `t` (all stocks)."""
+        f = self._fundamental_base
+        fair = self._fair_value[t]
+        eps = fair / f["base_pe"] * f["earnings_sign"] * (1 + 0.15 * np.sin(t / 250 + f["phase"]))
+        return eps, fair / f["base_pb"]
+
     def _valuations(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
         f = self._fundamental_base
         close = self._prices["close"][t, listed]
-        eps = f["annual_eps"][listed] * (1 + 0.15 * np.sin(t / 250 + f["phase"][listed]))
-        book = f["book_per_share"][listed] * (1 + 0.0002 * t)
+        eps, book = (values[listed] for values in self._eps_and_book(t))
         pe = np.where(eps > 0, np.round(close / np.where(eps > 0, eps, 1), 2), np.nan)
         dividend_yield = np.round(np.maximum(eps, 0) * f["payout"][listed] / close * 100, 2)
         etf = self.universe.is_etf[listed]
@@ -313,10 +331,10 @@ class DemoMarket:
     def _fundamental_base(self) -> dict[str, np.ndarray]:
         rng = self._rng("fundamentals")
         n = self.size
-        start_close = self._prices["close"][0]
         return {
-            "annual_eps": start_close / rng.uniform(8, 40, n) * np.where(rng.random(n) < 0.1, -0.5, 1.0),
-            "book_per_share": start_close / rng.uniform(0.7, 4.0, n),
+            "base_pe": rng.uniform(8, 40, n),
+            "base_pb": rng.uniform(0.7, 4.0, n),
+            "earnings_sign": np.where(rng.random(n) < 0.1, -0.5, 1.0),  # one in ten companies loses money
             "payout": rng.uniform(0.2, 0.9, n),
             "phase": rng.uniform(0, 2 * np.pi, n),
             "monthly_revenue": rng.lognormal(np.log(4e5), 1.2, n),  # thousand TWD
@@ -362,10 +380,14 @@ class DemoMarket:
         rng = np.random.default_rng([self.seed, self.size, _stable_hash("financials"), index])
         listed = self._listed_by(_first_weekday(quarter_start))
         years = index / 4
-        eps = f["annual_eps"] / 4 * (1 + f["growth"]) ** years * np.exp(rng.normal(0, 0.15, self.size))
+        quarter_end = min(_add_months(quarter_start, 3) - dt.timedelta(days=1), GRID_END)
+        while quarter_end.weekday() >= 5:
+            quarter_end -= dt.timedelta(days=1)
+        annual_eps, book = self._eps_and_book(self._index(quarter_end))
+        eps = annual_eps / 4 * np.exp(rng.normal(0, 0.15, self.size))
         shares = self.universe.shares_outstanding
         net_income = (eps * shares / 1000).astype(np.int64)  # thousand TWD
-        equity = (f["book_per_share"] * (1 + 0.02 * years) * shares / 1000).astype(np.int64)
+        equity = (book * shares / 1000).astype(np.int64)
         revenue = (f["monthly_revenue"] * 3 * (1 + f["growth"]) ** years).astype(np.int64)
         deadline = statutory_deadline(quarter_start.year, q)
         early = rng.integers(0, 30, self.size)

@@ -62,35 +62,18 @@ DERIVED_FIELDS = ("close", "volume_lots")
 STRATEGY_ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{2,31}$")
 MAX_HORIZON_DAYS = 250
 
-# Used only while `qrl_platform.indicators.registry` does not exist yet (the indicators are built in
-# parallel); once it does, the registry is the one list and this is ignored. A test keeps them equal.
-_FALLBACK_FACTOR_IDS = (
-    # M07 technical
-    "sma_5 sma_10 sma_20 sma_60 sma_120 sma_240 ema_12 ema_26 rsi_14 macd macd_signal macd_hist "
-    "bb_upper bb_middle bb_lower atr_14 obv kd_k kd_d kd_j vol_ratio_5 ret_1 ret_5 ret_20 ret_60 "
-    "dist_52w_high dist_52w_low "
-    # M08 fundamental
-    "pe pb dividend_yield eps_ttm roe_ttm eps_yoy revenue_yoy revenue_mom revenue_3m_yoy "
-    # M09 chip
-    "foreign_net_pct_1 foreign_net_pct_5 foreign_net_pct_20 trust_net_pct_1 trust_net_pct_5 trust_net_pct_20 "
-    "dealer_net_pct_1 dealer_net_pct_5 dealer_net_pct_20 trust_buy_streak margin_utilization "
-    "short_margin_ratio margin_change_5 margin_change_20 big_holder_pct big_holder_pct_change_1w"
-).split()
 
+def registry_factor_ids() -> frozenset[str]:
+    """Factor ids of the M07/M08/M09 registry — the one list (imported lazily: it lives with the indicators)."""
+    from qrl_platform.indicators import registry
 
-def registry_factor_ids() -> frozenset[str] | None:
-    """Factor ids of the M07/M08/M09 registry, or None while the registry module does not exist."""
-    try:
-        from qrl_platform.indicators import registry
-    except ImportError:
-        return None
     return frozenset(registry.factor_ids())
 
 
 def known_fields(factor_ids: Iterable[str] | None = None) -> frozenset[str]:
     """Everything a rule may reference: the registry's factors plus the derived quote fields."""
     if factor_ids is None:
-        factor_ids = registry_factor_ids() or _FALLBACK_FACTOR_IDS
+        factor_ids = registry_factor_ids()
     return frozenset(factor_ids) | frozenset(DERIVED_FIELDS)
 
 

@@ -203,12 +203,11 @@ def test_a_one_day_run_gives_the_same_values_as_the_range_run(indicator_home):
     for name in ("fundamental_indicators", "chip_indicators"):
         assert qrl_platform.load(name, day).equals(from_range[name]), name
     # M07: recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) forget their seed after ~250 bars, to a
-    # few 1e-6 TWD on prices in the hundreds (MACD near zero shows it as a larger relative error). OBV is a running sum from the first bar read, so it depends on where the run's
-    # history starts; it is excluded here (see the report to the M07 owner).
+    # few 1e-6 TWD on prices in the hundreds (MACD near zero shows it as a larger relative error).
+    # OBV is stored over a trailing window (compute_range.trailing_obv), so it must match exactly.
     single = qrl_platform.load("technical_indicators", day)
+    assert single["obv"].equals(from_range["technical_indicators"]["obv"])
     for factor in registry.factor_ids("M07"):
-        if factor == "obv":
-            continue
         a, b = single[factor], from_range["technical_indicators"][factor]
         assert a.is_null().to_list() == b.is_null().to_list(), factor
         assert a.drop_nulls().to_list() == pytest.approx(b.drop_nulls().to_list(), rel=1e-6, abs=1e-5), factor
@@ -278,6 +277,23 @@ def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
         "non_finite: pb 1 non-finite value(s)" in evaluation.description
         and "inf on 2024-10-23" in evaluation.description
     )
+
+
+def test_checks_run_on_their_own_judge_the_run_partitions_or_the_latest_day(indicator_home):
+    dg.materialize([fundamental_indicators], resources=RESOURCES, tags=_range_tags("2024-10-23", "2024-10-25"))
+    checks = [c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}]
+    only_checks = dg.AssetSelection.checks(*checks)
+    ranged = dg.materialize(
+        [fundamental_indicators, *checks],
+        selection=only_checks,
+        resources=RESOURCES,
+        tags=_range_tags("2024-10-23", "2024-10-25"),
+    )
+    assert not ranged.asset_materializations_for_node("fundamental_indicators")
+    assert {e.partition for e in ranged.get_asset_check_evaluations()} == {"2024-10-23", "2024-10-24", "2024-10-25"}
+    latest = dg.materialize([fundamental_indicators, *checks], selection=only_checks, resources=RESOURCES)
+    evaluations = latest.get_asset_check_evaluations()
+    assert {e.partition for e in evaluations} == {"2024-10-25"} and all(e.passed for e in evaluations)
 
 
 def test_a_closed_day_on_its_own_materialises_empty_with_market_closed(indicator_home, reads):
@@ -374,3 +390,24 @@ def test_registry_is_one_list_with_unique_ids():
     assert registry.factor_ids("technical_indicators") == registry.factor_ids("M07")
     with pytest.raises(KeyError, match="unknown indicator module"):
         registry.factor_ids("M99")
+
+
+def test_stored_obv_is_talib_obv_over_the_trailing_window():
+    import numpy as np
+    import polars as pl
+    import talib
+
+    from qrl_platform.indicators.compute_range import OBV_WINDOW, trailing_obv
+
+    rng = np.random.default_rng(3)
+    n = OBV_WINDOW + 40
+    close = 100 + np.cumsum(rng.normal(0, 1, n))
+    volume = rng.integers(1_000, 50_000, n).astype(float)
+    quotes = pl.DataFrame({"stock_id": ["2330"] * n, "trade_date": pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 1, 1) + pl.duration(days=n - 1), eager=True),
+                           "close": close, "volume": volume.astype(np.int64)})
+    factors = quotes.select("stock_id", "trade_date").with_columns(pl.lit(None, dtype=pl.Float64).alias("obv"))
+    stored = trailing_obv(quotes, factors)["obv"].to_numpy()
+    assert np.isnan(stored[: OBV_WINDOW - 1]).all()  # warm-up: fewer than OBV_WINDOW bars
+    for t in (OBV_WINDOW - 1, OBV_WINDOW + 5, n - 1):  # TA-Lib OBV over the last OBV_WINDOW bars
+        window = slice(t - OBV_WINDOW + 1, t + 1)
+        assert stored[t] == pytest.approx(talib.OBV(close[window], volume[window])[-1])

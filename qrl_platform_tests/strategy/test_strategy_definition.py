@@ -7,7 +7,6 @@ import json
 import pytest
 
 from qrl_platform.strategy.definition import (
-    _FALLBACK_FACTOR_IDS,
     BUILTIN_DIR,
     Condition,
     InvalidStrategy,
@@ -167,8 +166,8 @@ def test_factor_ids_can_be_given_explicitly():
         parse_definition(VALID, factor_ids={"sma_20", "rsi_14"})
 
 
-def test_fallback_factor_list_matches_the_registry_once_it_exists():
-    registry = registry_factor_ids()
-    if registry is None:
-        pytest.skip("qrl_platform.indicators.registry is not built yet")
-    assert set(_FALLBACK_FACTOR_IDS) == set(registry)
+def test_known_factors_come_from_the_indicator_registry():
+    from qrl_platform.indicators.registry import ALL_FACTORS
+
+    assert registry_factor_ids() == {factor.factor_id for factor in ALL_FACTORS}
+    assert {"pe", "rsi_14", "foreign_net_pct_5", "big_holder_pct_change_1w"} <= registry_factor_ids()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 07:44:25.955089
+Create Date: 2026-11-22 08:39:36.941322
 """
 
 from alembic import op
@@ -68,6 +68,7 @@ def upgrade() -> None:
     op.create_table('qrl_positions',
     sa.Column('partition_key', sa.String(length=32), nullable=False),
     sa.Column('symbol', sa.String(length=32), nullable=False),
+    sa.Column('mode', sa.String(length=16), nullable=False),
     sa.Column('as_of', sa.DateTime(timezone=True), nullable=False),
     sa.Column('price', sa.Float(), nullable=True),
     sa.Column('position_qty', sa.Float(), nullable=False),
@@ -80,6 +81,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('partition_key', 'symbol')
     )
     op.create_table('qrl_trades',
+    sa.Column('account', sa.String(length=16), nullable=False),
     sa.Column('trade_id', sa.String(length=64), nullable=False),
     sa.Column('symbol', sa.String(length=32), nullable=False),
     sa.Column('order_id', sa.String(length=64), nullable=True),
@@ -91,14 +93,15 @@ def upgrade() -> None:
     sa.Column('time_ms', sa.BigInteger(), nullable=False),
     sa.Column('is_buyer', sa.Boolean(), nullable=False),
     sa.Column('is_maker', sa.Boolean(), nullable=True),
-    sa.PrimaryKeyConstraint('trade_id')
+    sa.PrimaryKeyConstraint('account', 'trade_id')
     )
     with op.batch_alter_table('qrl_trades', schema=None) as batch_op:
-        batch_op.create_index('ix_qrl_trades_symbol_time', ['symbol', 'time_ms'], unique=False)
+        batch_op.create_index('ix_qrl_trades_account_symbol_time', ['account', 'symbol', 'time_ms'], unique=False)
 
     op.create_table('rebalance_plans',
     sa.Column('partition_key', sa.String(length=32), nullable=False),
     sa.Column('symbol', sa.String(length=32), nullable=False),
+    sa.Column('mode', sa.String(length=16), nullable=False),
     sa.Column('timestamp', sa.DateTime(timezone=True), nullable=False),
     sa.Column('price', sa.Float(), nullable=True),
     sa.Column('qrl_balance', sa.Float(), nullable=False),
@@ -111,12 +114,18 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Float(), nullable=False),
     sa.Column('notional_usdt', sa.Float(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('details', sa.Text(), nullable=True),
     sa.Column('client_order_id', sa.String(length=64), nullable=True),
     sa.Column('order_status', sa.String(length=32), nullable=True),
     sa.Column('order_id', sa.String(length=64), nullable=True),
+    sa.Column('order_message', sa.Text(), nullable=True),
+    sa.Column('executed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('partition_key', 'symbol')
     )
+    with op.batch_alter_table('rebalance_plans', schema=None) as batch_op:
+        batch_op.create_index('ix_rebalance_plans_mode_time', ['mode', 'timestamp'], unique=False)
+
     op.create_table('strategies',
     sa.Column('strategy_id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -205,9 +214,12 @@ def downgrade() -> None:
 
     op.drop_table('strategy_executions')
     op.drop_table('strategies')
+    with op.batch_alter_table('rebalance_plans', schema=None) as batch_op:
+        batch_op.drop_index('ix_rebalance_plans_mode_time')
+
     op.drop_table('rebalance_plans')
     with op.batch_alter_table('qrl_trades', schema=None) as batch_op:
-        batch_op.drop_index('ix_qrl_trades_symbol_time')
+        batch_op.drop_index('ix_qrl_trades_account_symbol_time')
 
     op.drop_table('qrl_trades')
     op.drop_table('qrl_positions')
