@@ -106,6 +106,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     chain = [k for k in _partitioned_selection(trading_day) if k not in raw]
     if chain:
         materialize_range(chain, chain_days[0].isoformat(), end.isoformat(), instance=instance)
+    # The QRL treasury side: the latest quarter hour on the simulated exchange (QRL_MEXC_MODE).
+    from qrl_platform.qrl.schedules import just_finished_quarter_hour
+
+    quarter = just_finished_quarter_hour(dt.datetime.now(dt.UTC))
+    materialize_range(["qrl_position", "rebalance_plan"], quarter, quarter, instance=instance)
     print("done.")
     return 0
 

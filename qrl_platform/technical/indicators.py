@@ -11,8 +11,8 @@ How it stays vectorised and fast
   window or shift computed over the whole column is correct for every row whose window lies inside
   its own stock, i.e. whose position in the stock `_idx` is at least the window's warm-up. Rows with
   a smaller `_idx` are exactly TA-Lib's warm-up rows and are set to null. `_idx` comes from a
-  forward fill of the row number at each stock's first row, so no `.over("stock_id")` group-by is
-  needed anywhere (it measured several times slower).
+  forward fill of the row number at each stock's first row (`_start`), so no `.over("stock_id")`
+  group-by is needed anywhere (it measured several times slower).
 * **Recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) as one global `ewm_mean` plus a
   correction.** Each is the linear recurrence  y[t] = r·y[t-1] + a·x[t]  (r = 1-a) started from a
   seed s at a fixed position t0 of each stock (TA-Lib: the SMA of the first N inputs; KD: 50).
@@ -20,7 +20,7 @@ How it stays vectorised and fast
   after t0, only from the wrong state (whatever leaked in from the previous stock). The difference
   of two solutions of the recurrence decays geometrically, so inside each stock
       y[t] = g[t] + r^(t-t0) · (s - g[t0])        for t >= t0,
-  with (s - g[t0]) forward-filled from the row t0. This is exact algebra; numerically it costs
+  with (s - g[t0]) read at row `_start + t0` by a gather. This is exact algebra; numerically it costs
   ~1e-15 relative (see the tests). r^k comes from a small lookup table (exactly 0 once it drops
   below 1e-30, which keeps denormals out of the arithmetic).
 * **Rolling max/min by doubling.** max over 2w bars = max(max over w, the same shifted by w):
@@ -93,7 +93,8 @@ _T0_EMA12, _T0_EMA26, _T0_WILDER, _T0_KD, _T0_SIGNAL = 11, 25, 14, 7, 33
 # The plans name every intermediate explicitly, so common-subexpression elimination only costs time.
 _OPTIMIZATIONS = pl.QueryOptFlags(comm_subexpr_elim=False, comm_subplan_elim=False)
 
-_idx = pl.col("_idx")
+_idx = pl.col("_idx")  # position of the row within its stock
+_start = pl.col("_start")  # row number (in the batch) of the stock's first row
 _c, _h, _l = pl.col("close"), pl.col("high"), pl.col("low")
 _TRADED = _c.is_not_null() & _h.is_not_null() & _l.is_not_null()
 
@@ -128,10 +129,14 @@ def _decay(alpha: float, t0: int) -> pl.Expr:
     return pl.lit(pl.Series(table)).gather((_idx - t0).clip(0, size))
 
 
+def _at_bar(expr: pl.Expr, t0: int) -> pl.Expr:
+    """The value of `expr` at bar t0 of each row's stock (garbage for stocks shorter than t0+1)."""
+    return expr.gather((_start + t0).clip(0, pl.len() - 1))
+
+
 def _seeded(g: str, seed: pl.Expr, t0: int, decay: str) -> pl.Expr:
     """The per-stock recurrence seeded with `seed` at bar t0, from the global ewm column `g`."""
-    gap = pl.when(_idx == t0).then(seed - pl.col(g)).forward_fill()
-    return _valid_from(t0, pl.col(g) + pl.col(decay) * gap)
+    return _valid_from(t0, pl.col(g) + pl.col(decay) * _at_bar(seed - pl.col(g), t0))
 
 
 @functools.cache
@@ -140,9 +145,8 @@ def _plan() -> tuple[tuple[tuple[pl.Expr, ...], ...], tuple[pl.Expr, ...]]:
     stages: list[tuple[pl.Expr, ...]] = []
     row = pl.int_range(pl.len(), dtype=pl.Int64)
     first_row = pl.col("stock_id").ne_missing(pl.col("stock_id").shift(1))
-    stages.append(
-        ((row - pl.when(first_row).then(row).forward_fill()).alias("_idx"), _h.alias("_hh1"), _l.alias("_ll1"))
-    )
+    stages.append((pl.when(first_row).then(row).forward_fill().alias("_start"), _h.alias("_hh1"), _l.alias("_ll1")))
+    stages.append(((pl.int_range(pl.len(), dtype=pl.Int64) - _start).alias("_idx"),))
 
     # Highest high / lowest low by doubling: _hh{2w} = max(_hh{w}, _hh{w} shifted by w).
     width = 1
@@ -221,7 +225,7 @@ def _plan() -> tuple[tuple[tuple[pl.Expr, ...], ...], tuple[pl.Expr, ...]]:
             _ewm(pl.col("_loss"), _A_WILDER).alias("_g_loss"),
             _ewm(pl.col("_tr"), _A_WILDER).alias("_g_tr"),
             _ewm(pl.col("_rsv"), _A_KD).alias("_g_k"),
-            (obv_sum - pl.when(_idx == 0).then(obv_sum - pl.col("_obv_step")).forward_fill()).alias("_obv"),
+            (obv_sum - _at_bar(obv_sum - pl.col("_obv_step"), 0)).alias("_obv"),
             (pl.col("_sq_mean_20") - pl.col("sma_20") * pl.col("sma_20")).alias("_var_20"),
         )
     )
