@@ -22,13 +22,15 @@ How it stays vectorised and fast
       y[t] = g[t] + r^(t-t0) · (s - g[t0])        for t >= t0,
   with (s - g[t0]) read at row `_start + t0` by a gather. This is exact algebra; numerically it costs
   ~1e-15 relative (see the tests). r^k comes from a small lookup table (exactly 0 once it drops
-  below 1e-30, which keeps denormals out of the arithmetic).
+  below 1e-30, which keeps denormals out of the arithmetic; null before t0, which is the warm-up
+  mask).
 * **Rolling max/min by doubling.** max over 2w bars = max(max over w, the same shifted by w):
   9 and 240 bars take 4 and 8 cheap element-wise steps instead of a `rolling_max` each.
 * **Explicit stages.** Expensive expressions are materialised in successive `with_columns` stages
   and referenced by name afterwards (no reliance on common-subexpression elimination, which is
-  switched off), on the in-memory engine (the streaming engine is far slower for these
-  order-dependent kernels and returns many small chunks).
+  switched off), intermediates are dropped as soon as nothing reads them, and plans run on the
+  in-memory engine (the streaming engine is far slower for these order-dependent kernels and
+  returns many small chunks).
 * **Batches of whole stocks.** The sorted frame is cut at stock boundaries into batches of about
   `BATCH_ROWS` rows, run on a few threads (polars releases the GIL). A batch's intermediates stay in
   CPU cache and its memory is reused by the next batch; one pass over 1.8M rows was 2-3x slower.
@@ -122,11 +124,12 @@ def _ewm(x: pl.Expr, alpha: float) -> pl.Expr:
 
 
 def _decay(alpha: float, t0: int) -> pl.Expr:
-    """(1-alpha)^(_idx - t0) for _idx >= t0 (1 before), from a lookup table; 0 once below 1e-30."""
+    """(1-alpha)^(_idx - t0) for _idx >= t0 and null before (which also masks the warm-up of
+    whatever it multiplies), from a lookup table; exactly 0 once below 1e-30."""
     r = 1.0 - alpha
     size = math.ceil(math.log(1e-30) / math.log(r))
-    table = np.append(r ** np.arange(size, dtype=np.float64), 0.0)
-    return pl.lit(pl.Series(table)).gather((_idx - t0).clip(0, size))
+    table = pl.Series([None, *(r ** np.arange(size, dtype=np.float64)), 0.0], dtype=pl.Float64)
+    return pl.lit(table).gather((_idx - (t0 - 1)).clip(0, size + 1))
 
 
 def _at_bar(expr: pl.Expr, t0: int) -> pl.Expr:
@@ -135,35 +138,40 @@ def _at_bar(expr: pl.Expr, t0: int) -> pl.Expr:
 
 
 def _seeded(g: str, seed: pl.Expr, t0: int, decay: str) -> pl.Expr:
-    """The per-stock recurrence seeded with `seed` at bar t0, from the global ewm column `g`."""
-    return _valid_from(t0, pl.col(g) + pl.col(decay) * _at_bar(seed - pl.col(g), t0))
+    """The per-stock recurrence seeded with `seed` at bar t0, from the global ewm column `g`
+    (null before t0, through the decay column)."""
+    return pl.col(g) + pl.col(decay) * _at_bar(seed - pl.col(g), t0)
 
 
 @functools.cache
-def _plan() -> tuple[tuple[tuple[pl.Expr, ...], ...], tuple[pl.Expr, ...]]:
-    """The `with_columns` stages and the final projection, built once (expressions are immutable)."""
-    stages: list[tuple[pl.Expr, ...]] = []
+def _plan() -> tuple[tuple[tuple[tuple[pl.Expr, ...], tuple[str, ...]], ...], tuple[pl.Expr, ...]]:
+    """The stages (`with_columns` expressions, intermediates to drop afterwards) and the final
+    projection, built once (expressions are immutable)."""
+    stages: list[tuple[tuple[pl.Expr, ...], tuple[str, ...]]] = []
+
+    def stage(*exprs: pl.Expr, drop: tuple[str, ...] = ()) -> None:
+        # Dropping intermediates as soon as no later stage reads them lets the next stage reuse
+        # their memory while it is still in cache.
+        stages.append((exprs, drop))
+
     row = pl.int_range(pl.len(), dtype=pl.Int64)
     first_row = pl.col("stock_id").ne_missing(pl.col("stock_id").shift(1))
-    stages.append((pl.when(first_row).then(row).forward_fill().alias("_start"), _h.alias("_hh1"), _l.alias("_ll1")))
-    stages.append(((pl.int_range(pl.len(), dtype=pl.Int64) - _start).alias("_idx"),))
+    stage(pl.when(first_row).then(row).forward_fill().alias("_start"), _h.alias("_hh1"), _l.alias("_ll1"))
+    stage((row - _start).alias("_idx"))
 
     # Highest high / lowest low by doubling: _hh{2w} = max(_hh{w}, _hh{w} shifted by w).
     width = 1
     while width < 128:
         hh, ll = pl.col(f"_hh{width}"), pl.col(f"_ll{width}")
-        stages.append(
-            (_max(hh, hh.shift(width)).alias(f"_hh{2 * width}"), _min(ll, ll.shift(width)).alias(f"_ll{2 * width}"))
-        )
+        stage(_max(hh, hh.shift(width)).alias(f"_hh{2 * width}"), _min(ll, ll.shift(width)).alias(f"_ll{2 * width}"))
         width *= 2
     hh128, ll128 = pl.col("_hh128"), pl.col("_ll128")
-    stages.append(
-        (
-            _max(pl.col("_hh8"), _h.shift(8)).alias("_hh9"),
-            _min(pl.col("_ll8"), _l.shift(8)).alias("_ll9"),
-            _max(hh128, hh128.shift(WINDOW_52W - 128)).alias("_hh240"),
-            _min(ll128, ll128.shift(WINDOW_52W - 128)).alias("_ll240"),
-        )
+    stage(
+        _max(pl.col("_hh8"), _h.shift(8)).alias("_hh9"),
+        _min(pl.col("_ll8"), _l.shift(8)).alias("_ll9"),
+        _max(hh128, hh128.shift(WINDOW_52W - 128)).alias("_hh240"),
+        _min(ll128, ll128.shift(WINDOW_52W - 128)).alias("_ll240"),
+        drop=tuple(f"_{hl}{w}" for hl in ("hh", "ll") for w in (1, 2, 4, 8, 16, 32, 64, 128)),
     )
 
     prev_close = _c.shift(1)
@@ -171,92 +179,87 @@ def _plan() -> tuple[tuple[tuple[pl.Expr, ...], ...], tuple[pl.Expr, ...]]:
     volume = pl.col("volume")
     hh9, ll9 = pl.col("_hh9"), pl.col("_ll9")
     # Stage 1: windows, shifts, the inputs of the recurrences and their global ewms.
-    stages.append(
-        (
-            *(_valid_from(n - 1, _c.rolling_mean(n)).alias(f"sma_{n}") for n in SMA_WINDOWS),
-            # EMA seeds: SMA of the first 12 / 26 closes. TA-Lib MACD seeds its fast EMA with the SMA
-            # of the 12 closes ending at bar 25 (both of its EMAs start at the slow one's first bar):
-            # the same `_sma_12` column, read at bar 25.
-            _c.rolling_mean(12).alias("_sma_12"),
-            _c.rolling_mean(26).alias("_sma_26"),
-            # Bollinger: TA-Lib's population variance is mean(x^2) - mean(x)^2 over the 20 bars.
-            (_c * _c).rolling_mean(20).alias("_sq_mean_20"),
-            change.clip(lower_bound=0.0).alias("_gain"),
-            (-change).clip(lower_bound=0.0).alias("_loss"),
-            # TA-Lib TRANGE: max(h-l, |h-prev_c|, |l-prev_c|), defined from bar 1.
-            _max(_max(_h - _l, (_h - prev_close).abs()), (_l - prev_close).abs()).alias("_tr"),
-            # Taiwan KD raw stochastic over 9 bars. A flat 9-bar range (H9 == L9) puts the close
-            # nowhere inside it, so RSV is defined as the neutral 50 rather than 0/0.
-            pl.when(hh9 == ll9).then(50.0).otherwise((_c - ll9) / (hh9 - ll9) * 100.0).alias("_rsv"),
-            # OBV: TA-Lib starts at +volume[0], then adds/subtracts the volume on up/down closes.
-            # Summed in Int64 (shares), so it is exact; each stock's offset is removed in stage 2.
-            pl.when(_idx == 0).then(volume).otherwise(change.sign().cast(pl.Int64) * volume).alias("_obv_step"),
-            # Mean volume of the 5 previous traded bars (today excluded).
-            _valid_from(5, volume.cast(pl.Float64).rolling_mean(5).shift(1)).alias("_vol_mean_5"),
-            *(_valid_from(n, _c / _c.shift(n) - 1.0).alias(f"ret_{n}") for n in RETURN_HORIZONS),
-            _valid_from(WINDOW_52W - 1, _c / pl.col("_hh240") - 1.0).alias("dist_52w_high"),
-            _valid_from(WINDOW_52W - 1, _c / pl.col("_ll240") - 1.0).alias("dist_52w_low"),
-            _ewm(_c, _A_EMA12).alias("_g_ema12"),
-            _ewm(_c, _A_EMA26).alias("_g_ema26"),
-            # Decay tables r^(t - t0), one per (alpha, t0).
-            _decay(_A_EMA12, _T0_EMA12).alias("_r_ema12"),
-            _decay(_A_EMA12, _T0_EMA26).alias("_r_macd_fast"),
-            _decay(_A_EMA26, _T0_EMA26).alias("_r_ema26"),
-            _decay(_A_WILDER, _T0_WILDER).alias("_r_wilder"),
-            _decay(_A_KD, _T0_KD).alias("_r_kd"),
-            _decay(_A_SIGNAL, _T0_SIGNAL).alias("_r_signal"),
-        )
+    stage(
+        *(_valid_from(n - 1, _c.rolling_mean(n)).alias(f"sma_{n}") for n in SMA_WINDOWS),
+        # EMA seeds: SMA of the first 12 / 26 closes. TA-Lib MACD seeds its fast EMA with the SMA of
+        # the 12 closes ending at bar 25 (both of its EMAs start at the slow one's first bar): the
+        # same `_sma_12` column, read at bar 25.
+        _c.rolling_mean(12).alias("_sma_12"),
+        _c.rolling_mean(26).alias("_sma_26"),
+        # Bollinger: TA-Lib's population variance is mean(x^2) - mean(x)^2 over the 20 bars.
+        (_c * _c).rolling_mean(20).alias("_sq_mean_20"),
+        change.clip(lower_bound=0.0).alias("_gain"),
+        (-change).clip(lower_bound=0.0).alias("_loss"),
+        # TA-Lib TRANGE: max(h-l, |h-prev_c|, |l-prev_c|), defined from bar 1.
+        _max(_max(_h - _l, (_h - prev_close).abs()), (_l - prev_close).abs()).alias("_tr"),
+        # Taiwan KD raw stochastic over 9 bars. A flat 9-bar range (H9 == L9) puts the close nowhere
+        # inside it, so RSV is defined as the neutral 50 rather than 0/0.
+        pl.when(hh9 == ll9).then(50.0).otherwise((_c - ll9) / (hh9 - ll9) * 100.0).alias("_rsv"),
+        # OBV: TA-Lib starts at +volume[0], then adds/subtracts the volume on up/down closes. Summed
+        # in Int64 (shares), so it is exact; each stock's offset is removed in stage 2.
+        pl.when(_idx == 0).then(volume).otherwise(change.sign().cast(pl.Int64) * volume).alias("_obv_step"),
+        # Mean volume of the 5 previous traded bars (today excluded).
+        _valid_from(5, volume.cast(pl.Float64).rolling_mean(5).shift(1)).alias("_vol_mean_5"),
+        *(_valid_from(n, _c / _c.shift(n) - 1.0).alias(f"ret_{n}") for n in RETURN_HORIZONS),
+        _valid_from(WINDOW_52W - 1, _c / pl.col("_hh240") - 1.0).alias("dist_52w_high"),
+        _valid_from(WINDOW_52W - 1, _c / pl.col("_ll240") - 1.0).alias("dist_52w_low"),
+        _ewm(_c, _A_EMA12).alias("_g_ema12"),
+        _ewm(_c, _A_EMA26).alias("_g_ema26"),
+        # Decay tables r^(t - t0), one per (alpha, t0).
+        _decay(_A_EMA12, _T0_EMA12).alias("_r_ema12"),
+        _decay(_A_EMA12, _T0_EMA26).alias("_r_macd_fast"),
+        _decay(_A_EMA26, _T0_EMA26).alias("_r_ema26"),
+        _decay(_A_WILDER, _T0_WILDER).alias("_r_wilder"),
+        _decay(_A_KD, _T0_KD).alias("_r_kd"),
+        _decay(_A_SIGNAL, _T0_SIGNAL).alias("_r_signal"),
+        drop=("_hh9", "_ll9", "_hh240", "_ll240"),
     )
 
     # Stage 2: seeded EMAs; global Wilder / KD averages and their seeds; OBV.
     obv_sum = pl.col("_obv_step").cum_sum()
-    stages.append(
-        (
-            # EMA N: seeded at bar N-1 with the SMA of the first N closes.
-            _seeded("_g_ema12", pl.col("_sma_12"), _T0_EMA12, "_r_ema12").alias("ema_12"),
-            _seeded("_g_ema26", pl.col("_sma_26"), _T0_EMA26, "_r_ema26").alias("ema_26"),
-            _seeded("_g_ema12", pl.col("_sma_12"), _T0_EMA26, "_r_macd_fast").alias("_macd_fast"),
-            # Wilder smoothing (alpha 1/14) seeded at bar 14 with the plain mean of the first 14
-            # changes / true ranges (bars 1..14), as TA-Lib RSI and ATR do.
-            pl.col("_gain").rolling_mean(14).alias("_seed_gain"),
-            pl.col("_loss").rolling_mean(14).alias("_seed_loss"),
-            pl.col("_tr").rolling_mean(14).alias("_seed_tr"),
-            _ewm(pl.col("_gain"), _A_WILDER).alias("_g_gain"),
-            _ewm(pl.col("_loss"), _A_WILDER).alias("_g_loss"),
-            _ewm(pl.col("_tr"), _A_WILDER).alias("_g_tr"),
-            _ewm(pl.col("_rsv"), _A_KD).alias("_g_k"),
-            (obv_sum - _at_bar(obv_sum - pl.col("_obv_step"), 0)).alias("_obv"),
-            (pl.col("_sq_mean_20") - pl.col("sma_20") * pl.col("sma_20")).alias("_var_20"),
-        )
+    stage(
+        # EMA N: seeded at bar N-1 with the SMA of the first N closes.
+        _seeded("_g_ema12", pl.col("_sma_12"), _T0_EMA12, "_r_ema12").alias("ema_12"),
+        _seeded("_g_ema26", pl.col("_sma_26"), _T0_EMA26, "_r_ema26").alias("ema_26"),
+        _seeded("_g_ema12", pl.col("_sma_12"), _T0_EMA26, "_r_macd_fast").alias("_macd_fast"),
+        # Wilder smoothing (alpha 1/14) seeded at bar 14 with the plain mean of the first 14 changes /
+        # true ranges (bars 1..14), as TA-Lib RSI and ATR do.
+        pl.col("_gain").rolling_mean(14).alias("_seed_gain"),
+        pl.col("_loss").rolling_mean(14).alias("_seed_loss"),
+        pl.col("_tr").rolling_mean(14).alias("_seed_tr"),
+        _ewm(pl.col("_gain"), _A_WILDER).alias("_g_gain"),
+        _ewm(pl.col("_loss"), _A_WILDER).alias("_g_loss"),
+        _ewm(pl.col("_tr"), _A_WILDER).alias("_g_tr"),
+        _ewm(pl.col("_rsv"), _A_KD).alias("_g_k"),
+        (obv_sum - _at_bar(obv_sum - pl.col("_obv_step"), 0)).alias("_obv"),
+        (pl.col("_sq_mean_20") - pl.col("sma_20") * pl.col("sma_20")).alias("_var_20"),
+        drop=("_g_ema12", "_g_ema26", "_r_ema12", "_r_macd_fast", "_r_ema26", "_sma_12", "_sma_26", "_gain")
+        + ("_loss", "_tr", "_rsv", "_obv_step", "_sq_mean_20"),
     )
 
     # Stage 3: apply the Wilder / KD seeds; the MACD line.
-    stages.append(
-        (
-            _seeded("_g_gain", pl.col("_seed_gain"), _T0_WILDER, "_r_wilder").alias("_avg_gain"),
-            _seeded("_g_loss", pl.col("_seed_loss"), _T0_WILDER, "_r_wilder").alias("_avg_loss"),
-            _seeded("_g_tr", pl.col("_seed_tr"), _T0_WILDER, "_r_wilder").alias("atr_14"),
-            # K[t] = 2/3·K[t-1] + 1/3·RSV[t] with K = 50 on the bar before the first RSV (bar 8), so
-            # the seed sits at bar 7; K is kept at bar 7 (masked at the end) so D starts there too.
-            _seeded("_g_k", pl.lit(50.0), _T0_KD, "_r_kd").alias("_k"),
-            (pl.col("_macd_fast") - pl.col("ema_26")).alias("_macd_line"),  # valid from bar 25
-        )
+    stage(
+        _seeded("_g_gain", pl.col("_seed_gain"), _T0_WILDER, "_r_wilder").alias("_avg_gain"),
+        _seeded("_g_loss", pl.col("_seed_loss"), _T0_WILDER, "_r_wilder").alias("_avg_loss"),
+        _seeded("_g_tr", pl.col("_seed_tr"), _T0_WILDER, "_r_wilder").alias("atr_14"),
+        # K[t] = 2/3·K[t-1] + 1/3·RSV[t] with K = 50 on the bar before the first RSV (bar 8), so the
+        # seed sits at bar 7; K is kept at bar 7 (masked at the end) so that D starts there too.
+        _seeded("_g_k", pl.lit(50.0), _T0_KD, "_r_kd").alias("_k"),
+        (pl.col("_macd_fast") - pl.col("ema_26")).alias("_macd_line"),  # valid from bar 25
+        drop=("_g_gain", "_g_loss", "_g_tr", "_g_k", "_seed_gain", "_seed_loss", "_seed_tr", "_r_wilder", "_macd_fast"),
     )
 
     # Stage 4: EMAs of stage-3 results. The MACD signal is an EMA 9 of the MACD line seeded with the
     # mean of its first 9 values (bars 25..33); D = 2/3·D' + 1/3·K seeded with 50 at bar 7.
-    stages.append(
-        (
-            pl.col("_macd_line").rolling_mean(9).alias("_seed_signal"),
-            _ewm(pl.col("_macd_line"), _A_SIGNAL).alias("_g_signal"),
-            _ewm(pl.col("_k"), _A_KD).alias("_g_d"),
-        )
+    stage(
+        pl.col("_macd_line").rolling_mean(9).alias("_seed_signal"),
+        _ewm(pl.col("_macd_line"), _A_SIGNAL).alias("_g_signal"),
+        _ewm(pl.col("_k"), _A_KD).alias("_g_d"),
     )
-    stages.append(
-        (
-            _seeded("_g_signal", pl.col("_seed_signal"), _T0_SIGNAL, "_r_signal").alias("macd_signal"),
-            _seeded("_g_d", pl.lit(50.0), _T0_KD, "_r_kd").alias("_d"),
-        )
+    stage(
+        _seeded("_g_signal", pl.col("_seed_signal"), _T0_SIGNAL, "_r_signal").alias("macd_signal"),
+        _seeded("_g_d", pl.lit(50.0), _T0_KD, "_r_kd").alias("_d"),
+        drop=("_g_signal", "_g_d", "_seed_signal", "_r_signal", "_r_kd"),
     )
 
     avg_up_down = pl.col("_avg_gain") + pl.col("_avg_loss")
@@ -265,7 +268,8 @@ def _plan() -> tuple[tuple[tuple[pl.Expr, ...], ...], tuple[pl.Expr, ...]]:
     # RSI, K, D and ATR are clipped to their natural ranges only to remove rounding-level excursions
     # of the seed correction (an exact 0 can come out as -1e-17), which the range checks would
     # flag. RSI and ATR are inside exactly for any input; K/D could only leave [0, 100] with a close
-    # outside [low, high], which dist_52w_high / dist_52w_low (not clipped) still expose.
+    # outside [low, high], which dist_52w_high / dist_52w_low (not clipped) still expose once their
+    # window is full.
     k = _valid_from(_T0_KD + 1, pl.col("_k").clip(0.0, 100.0))
     d = _valid_from(_T0_KD + 1, pl.col("_d").clip(0.0, 100.0))
     vol_mean_5 = pl.col("_vol_mean_5")
@@ -301,8 +305,8 @@ def _plan() -> tuple[tuple[tuple[pl.Expr, ...], ...], tuple[pl.Expr, ...]]:
 def _run_plan(bars: pl.DataFrame) -> pl.DataFrame:
     stages, final = _plan()
     lf = bars.lazy()
-    for exprs in stages:
-        lf = lf.with_columns(*exprs)
+    for exprs, drop in stages:
+        lf = lf.with_columns(*exprs).drop(drop)
     return lf.select(*final).collect(engine="in-memory", optimizations=_OPTIMIZATIONS)
 
 
@@ -335,7 +339,8 @@ def _batch_bounds(frame: pl.DataFrame, rows: int) -> list[tuple[int, int]]:
     """(offset, length) slices of about `rows` rows that never split a stock."""
     sid = frame["stock_id"]
     starts = np.flatnonzero(sid.ne_missing(sid.shift(1)).to_numpy())
-    cuts = np.unique(starts[np.searchsorted(starts, np.arange(0, frame.height, rows))])
+    first_at_or_after = np.searchsorted(starts, np.arange(0, frame.height, rows))  # cut at stock starts
+    cuts = np.unique(starts[first_at_or_after[first_at_or_after < len(starts)]])
     ends = np.append(cuts[1:], frame.height)
     return [(int(a), int(b - a)) for a, b in zip(cuts, ends, strict=True)]
 

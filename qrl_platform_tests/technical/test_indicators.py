@@ -223,6 +223,17 @@ def test_batching_and_lazy_input_do_not_change_results(bars, factors):
         _assert_same(one_pass[name], factors[name].to_numpy(), name=name, rtol=1e-12, atol=1e-12)
 
 
+def test_stock_without_any_traded_bar(bars):
+    """A stock suspended throughout, alone in its batch and next to others: all factors null."""
+    ghost = bars.filter(pl.col("stock_id") == "9999").with_columns(
+        pl.lit("0001").alias("stock_id"), *(pl.lit(None, pl.Float64).alias(c) for c in ("open", "high", "low", "close"))
+    )
+    for frame in (ghost, pl.concat([ghost, bars])):
+        out = compute(frame, batch_rows=20).filter(pl.col("stock_id") == "0001")
+        assert out.height == ghost.height
+        assert out.drop(KEYS).null_count().sum_horizontal().item() == ghost.height * len(FACTOR_IDS)
+
+
 def test_duplicate_rows_rejected(bars):
     with pytest.raises(ValueError, match="duplicate"):
         compute(pl.concat([bars, bars.head(3)]))
