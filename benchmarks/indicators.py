@@ -1,6 +1,6 @@
 """Benchmark M07 `compute` (polars, all stocks at once) against a per-stock TA-Lib loop.
 
-    python benchmarks/indicators.py [--stocks 1800 --days 1000 --repeat 3 --suspended 0.01]
+    python benchmarks/indicators.py [--stocks 1800 --days 1000 --repeat 5 --suspended 0.01]
 
 Both sides start from the same long polars frame (sorted by stock_id, trade_date, ~1% suspended
 rows with null prices) and end with a long polars frame of factors aligned to it, so the baseline

@@ -186,12 +186,15 @@ TECHNICAL_FACTORS: tuple[Factor, ...] = (
         name="On-balance volume",
         description=(
             "TA-Lib OBV: starts at the first traded bar's volume, then adds the volume on an up close and "
-            "subtracts it on a down close. Cumulative from the first bar in the input, so its level depends "
-            "on where the history starts; use its changes."
+            "subtracts it on a down close. `technical.compute` accumulates from the first bar of its input; "
+            "the stored technical_indicators column is TA-Lib OBV over the trailing 240 traded bars (null "
+            "before a stock's 240th bar), so a day's value does not depend on how much history a run read."
         ),
         unit="shares",
         lookback=0,
         source_columns=("close", "volume"),
+        # Stored values need 240 bars, like sma_240 (see compute_range.trailing_obv).
+        max_missing_rate=_missing_rate(239),
         tags=("volume",),
     ),
     Factor(

@@ -33,7 +33,8 @@ How it stays vectorised and fast
   returns many small chunks).
 * **Batches of whole stocks.** The sorted frame is cut at stock boundaries into batches of about
   `BATCH_ROWS` rows, run on a few threads (polars releases the GIL). A batch's intermediates stay in
-  CPU cache and its memory is reused by the next batch; one pass over 1.8M rows was 2-3x slower.
+  CPU cache and its memory is reused by the next batch (one pass over 1.8M rows measured ~2.5x
+  slower).
 * **Suspended days.** A stock's series is its *traded* bars only: rows with a missing close, high
   or low (suspended / no trade) are dropped before computing and get null factors when the result
   is put back. A suspension therefore neither blanks rolling windows for the next N days nor
@@ -188,8 +189,8 @@ def _plan() -> tuple[tuple[tuple[tuple[pl.Expr, ...], tuple[str, ...]], ...], tu
         drop=tuple(f"_{hl}{w}" for hl in ("hh", "ll") for w in (1, 2, 4, 8, 16, 32, 64, 128)),
     )
 
-    # Kernels take a much slower path on columns holding nulls, so the inputs of rolling windows and
-    # ewms are kept null-free: the batch's first row has no previous close; it is a warm-up row.
+    # Inputs of rolling windows and ewms are kept null-free (polars' null-aware kernels are ~10-15%
+    # slower): the batch's first row has no previous close, and it is a warm-up row anyway.
     prev_close = _c.shift(1).fill_null(_c)
     change = _c - prev_close
     volume = pl.col("volume")
@@ -250,7 +251,7 @@ def _plan() -> tuple[tuple[tuple[tuple[pl.Expr, ...], tuple[str, ...]], ...], tu
         pl.col("_obv_step").cum_sum().alias("_obv_sum"),
         (pl.col("_sq_mean_20") - pl.col("sma_20") * pl.col("sma_20")).alias("_var_20"),
         drop=("_g_ema12", "_g_ema26", "_r_ema12", "_r_macd_fast", "_r_ema26", "_sma_12", "_sma_26", "_gain")
-        + ("_loss", "_tr", "_rsv", "_obv_step", "_sq_mean_20"),
+        + ("_loss", "_tr", "_rsv", "_sq_mean_20"),
     )
 
     # Stage 3: apply the Wilder / KD seeds; the MACD line.
@@ -263,7 +264,8 @@ def _plan() -> tuple[tuple[tuple[tuple[pl.Expr, ...], tuple[str, ...]], ...], tu
         _seeded("_g_k", pl.lit(50.0), _T0_KD, "_r_kd").alias("_k"),
         (pl.col("_macd_fast") - pl.col("ema_26")).alias("_macd_line"),  # valid from bar 25
         (pl.col("_obv_sum") - _at_bar(pl.col("_obv_sum") - pl.col("_obv_step"), 0)).alias("_obv"),
-        drop=("_g_gain", "_g_loss", "_g_tr", "_g_k", "_seed_gain", "_seed_loss", "_seed_tr", "_r_wilder", "_macd_fast"),
+        drop=("_g_gain", "_g_loss", "_g_tr", "_g_k", "_seed_gain", "_seed_loss", "_seed_tr", "_r_wilder", "_macd_fast")
+        + ("_obv_step", "_obv_sum"),
     )
 
     # Stage 4: EMAs of stage-3 results. The MACD signal is an EMA 9 of the MACD line seeded with the
@@ -278,17 +280,19 @@ def _plan() -> tuple[tuple[tuple[tuple[pl.Expr, ...], tuple[str, ...]], ...], tu
         _seeded("_g_d", pl.lit(50.0), _T0_KD, "_r_kd").alias("_d"),
         drop=("_g_signal", "_g_d", "_seed_signal", "_r_signal", "_r_kd"),
     )
-
-    avg_up_down = pl.col("_avg_gain") + pl.col("_avg_loss")
-    var_20 = pl.col("_var_20")
-    std_20 = pl.when(var_20 < _TA_EPSILON).then(0.0).otherwise(var_20.sqrt())  # TA-Lib clamps at 0
     # RSI, K, D and ATR are clipped to their natural ranges only to remove rounding-level excursions
     # of the seed correction (an exact 0 can come out as -1e-17), which the range checks would
     # flag. RSI and ATR are inside exactly for any input; K/D could only leave [0, 100] with a close
     # outside [low, high], which dist_52w_high / dist_52w_low (not clipped) still expose once their
     # window is full.
-    k = _valid_from(_T0_KD + 1, pl.col("_k").clip(0.0, 100.0))
-    d = _valid_from(_T0_KD + 1, pl.col("_d").clip(0.0, 100.0))
+    stage(
+        _valid_from(_T0_KD + 1, pl.col("_k").clip(0.0, 100.0)).alias("kd_k"),
+        _valid_from(_T0_KD + 1, pl.col("_d").clip(0.0, 100.0)).alias("kd_d"),
+    )
+
+    avg_up_down = pl.col("_avg_gain") + pl.col("_avg_loss")
+    var_20 = pl.col("_var_20")
+    std_20 = pl.when(var_20 < _TA_EPSILON).then(0.0).otherwise(var_20.sqrt())  # TA-Lib clamps at 0
     vol_mean_5 = pl.col("_vol_mean_5")
     final = (
         *(pl.col(f"sma_{n}") for n in SMA_WINDOWS),
@@ -307,9 +311,9 @@ def _plan() -> tuple[tuple[tuple[tuple[pl.Expr, ...], tuple[str, ...]], ...], tu
         (pl.col("sma_20") - 2.0 * std_20).alias("bb_lower"),
         pl.col("atr_14").clip(lower_bound=0.0),
         pl.col("_obv").cast(pl.Float64).alias("obv"),
-        k.alias("kd_k"),
-        d.alias("kd_d"),
-        (3.0 * k - 2.0 * d).alias("kd_j"),
+        pl.col("kd_k"),
+        pl.col("kd_d"),
+        (3.0 * pl.col("kd_k") - 2.0 * pl.col("kd_d")).alias("kd_j"),
         # A zero mean (no shares traded in the previous 5 bars) gives null rather than infinity.
         pl.when(vol_mean_5 > 0).then(volume / vol_mean_5).alias("vol_ratio_5"),
         *(pl.col(f"ret_{n}") for n in RETURN_HORIZONS),
@@ -337,8 +341,7 @@ def _compute_batch(batch: pl.DataFrame) -> pl.DataFrame:
         # Compute on the traded bars plus one extra row that the plan sees as a one-bar stock (null
         # stock_id): at position 0 every factor is still in warm-up, hence null, except OBV. Input
         # row i then takes traded row position[i], or that extra row when it was not traded: one
-        # plain gather. The extra row holds numbers, not nulls, to keep the kernels on their fast
-        # null-free path.
+        # plain gather. The extra row holds numbers, not nulls, to keep the inputs null-free.
         extra = pl.DataFrame({"high": [1.0], "low": [1.0], "close": [1.0], "volume": [0]}).with_columns(
             pl.lit(None, dtype).alias(key) for key, dtype in batch.select(KEYS).schema.items()
         )
