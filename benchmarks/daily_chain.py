@@ -11,7 +11,6 @@ wall time of the day's run and of each step, and the ratio to the source documen
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
 from _common import isolated_home, peak_rss_mib, timed
 

@@ -40,7 +40,7 @@ class MarketSourceSettings:
     demo_universe: int
 
     @staticmethod
-    def from_env() -> "MarketSourceSettings":
+    def from_env() -> MarketSourceSettings:
         source = _env("QRL_MARKET_SOURCE", "demo").lower()
         if source not in {"demo", "live"}:
             raise ValueError(f"QRL_MARKET_SOURCE must be 'demo' or 'live', got {source!r}")

@@ -1,8 +1,7 @@
 import datetime as dt
 
-import pytest
-
 import dagster as dg
+import pytest
 
 from qrl_platform.partitions import day_status, previous_trading_days, quarter_hour, trading_day, trading_days
 

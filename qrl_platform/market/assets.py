@@ -1,11 +1,17 @@
 """Raw market assets (SPEC S4.1): thin Dagster wiring over `ingest` and the market sources."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
-
 import dagster as dg
 
 from qrl_platform.market.ingest import ingest_days, store_frame
-from qrl_platform.partitions import fiscal_quarter, parse_date, partition_dates, revenue_month, shareholding_week, trading_day
+from qrl_platform.partitions import (
+    fiscal_quarter,
+    parse_date,
+    partition_dates,
+    revenue_month,
+    shareholding_week,
+    trading_day,
+)
 from qrl_platform.resources.frames import FrameStoreResource
 from qrl_platform.resources.market import MarketSourceResource
 
@@ -104,6 +110,11 @@ financials = _periodic_raw_asset("financials")
 shareholding_distribution = _periodic_raw_asset("shareholding_distribution")
 
 MARKET_ASSETS = [
-    daily_quotes, institutional_flows, margin_balances, valuations,
-    monthly_revenue, financials, shareholding_distribution,
+    daily_quotes,
+    institutional_flows,
+    margin_balances,
+    valuations,
+    monthly_revenue,
+    financials,
+    shareholding_distribution,
 ]

@@ -50,6 +50,14 @@ GROUP_DESCRIPTION = (
 )
 DEFAULT_FEE_RATE = Decimal("0.001")
 GUARD_LOOKBACK = dt.timedelta(days=30)  # how far back the drawdown peak, daily cap and interval look
+# What both quarter-hour assets share: one MEXC pool so they never hit the exchange concurrently.
+QUARTER_HOUR_ASSET = dict(
+    group_name=GROUP,
+    partitions_def=quarter_hour,
+    kinds={"python", "sql", "redis"},
+    tags={"module": "qrl"},
+    pool="qrl_mexc",
+)
 
 
 def _now() -> dt.datetime:
@@ -74,14 +82,10 @@ def _publish(redis: RedisResource, publish, payload) -> str:
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=quarter_hour,
     description="QRL position at the end of each quarter hour: weighted-average cost from the account's own "
     "trades (synced incrementally, commissions included), invested USDT, realized and unrealized PnL, and "
     "the day's realized PnL. Warehouse `qrl_positions`; Redis hash `qrl:position`. " + GROUP_DESCRIPTION,
-    kinds={"python", "sql", "redis"},
-    tags={"module": "qrl"},
-    pool="qrl_mexc",
+    **QUARTER_HOUR_ASSET,
 )
 def qrl_position(
     context: dg.AssetExecutionContext,
@@ -190,17 +194,13 @@ def _plan_and_execute(
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=quarter_hour,
     deps=[qrl_position],
     description="Symmetric rebalance plan for each quarter hour: total = QRL·price + USDT (free balances), "
     "delta = QRL·price − total·target; HOLD within the exchange's min notional or the threshold, otherwise "
     "SELL (QRL above target) or BUY (QRL below target), rounded down to the exchange's precision and capped "
     "by balances, fees and the max order notional. Executed only when QRL_EXECUTE_ORDERS=true. Redis "
     "`qrl:rebalance:latest` + `qrl:rebalance:history` (50); warehouse `rebalance_plans`. " + GROUP_DESCRIPTION,
-    kinds={"python", "sql", "redis"},
-    tags={"module": "qrl"},
-    pool="qrl_mexc",
+    **QUARTER_HOUR_ASSET,
 )
 def rebalance_plan(
     context: dg.AssetExecutionContext,

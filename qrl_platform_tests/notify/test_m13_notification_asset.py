@@ -15,7 +15,7 @@ from qrl_platform.resources.event_bus import EventBusResource
 from qrl_platform.resources.redis import RedisResource
 from qrl_platform.resources.warehouse import WarehouseResource
 from qrl_platform.warehouse import Warehouse
-from qrl_platform.warehouse.schema import event_outbox, strategy_executions, strategy_signals
+from qrl_platform.warehouse.schema import strategy_executions, strategy_signals
 
 DAY = dt.date(2024, 12, 24)
 NOW = dt.datetime(2024, 12, 24, 8, 40, tzinfo=dt.UTC)

@@ -18,6 +18,7 @@ from qrl_platform.qrl.rebalance import (
     plan_rebalance,
 )
 from qrl_platform.qrl.simulated import SIMULATED_EXCHANGE_INFO
+from qrl_platform_tests.qrl.spec import SPEC_PLAN_FIELDS
 
 NOW = dt.datetime(2026, 11, 22, 7, 45, tzinfo=dt.UTC)
 RULES = SymbolRules(
@@ -182,20 +183,6 @@ def test_invalid_parameters_are_rejected_by_name():
 
 def test_plan_json_has_the_published_fields():
     fields = plan("0.5", "1000", "300").to_json_dict()
-    for name in (
-        "timestamp",
-        "symbol",
-        "price",
-        "qrl_balance",
-        "usdt_balance",
-        "qrl_value",
-        "total_value",
-        "target_ratio",
-        "current_ratio",
-        "action",
-        "quantity",
-        "notional_usdt",
-        "reason",
-    ):
+    for name in SPEC_PLAN_FIELDS:
         assert name in fields
     assert fields["timestamp"] == "2026-11-22T07:45:00+00:00" and fields["quantity"] == 200.0

@@ -22,6 +22,7 @@ from qrl_platform.qrl.rebalance import (
     stored_plan,
 )
 from qrl_platform.qrl.simulated import SIMULATED_EXCHANGE_INFO
+from qrl_platform_tests.qrl.spec import SPEC_PLAN_FIELDS
 
 START = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 RULES = parse_symbol_rules(SIMULATED_EXCHANGE_INFO, "QRLUSDT")
@@ -61,21 +62,7 @@ def test_latest_json_and_history_bounded_to_50_newest_first(client):
     assert history_keys(client) == [key_at(index) for index in range(59, 9, -1)]
     latest = json.loads(client.get(REDIS_LATEST_KEY))
     assert latest["partition_key"] == key_at(59)
-    for field in (
-        "timestamp",
-        "symbol",
-        "price",
-        "qrl_balance",
-        "usdt_balance",
-        "qrl_value",
-        "total_value",
-        "target_ratio",
-        "current_ratio",
-        "action",
-        "quantity",
-        "notional_usdt",
-        "reason",
-    ):
+    for field in SPEC_PLAN_FIELDS:
         assert field in latest
     assert latest["action"] == "SELL" and latest["reason"] == "QRL above target"
 

@@ -43,6 +43,7 @@ from qrl_platform.market.live.twse import (
     require_code,
     rows_of,
     text,
+    valuation_records,
 )
 from qrl_platform.market.schema import DAILY_QUOTES, INSTITUTIONAL_FLOWS, MARGIN_BALANCES, VALUATIONS
 
@@ -281,8 +282,6 @@ def parse_margin(payload: object, date: dt.date) -> Parsed:
 
 # --------------------------------------------------------------------------------------- valuations
 
-VALUATION_FIELDS = ["股票代號", "本益比", "股價淨值比", "殖利率(%)"]
-
 
 def parse_valuations(payload: object, date: dt.date) -> Parsed:
     """peQryDate, by name (財報年/季 only exists since 2025); 本益比 "N/A" (losses) → null."""
@@ -290,22 +289,9 @@ def parse_valuations(payload: object, date: dt.date) -> Parsed:
     tables = _tables(payload, where, "股票代號")
     if _no_rows(tables):
         return Parsed(None, no_data=True, reason=NO_ROWS)
-    records = []
-    for table in tables:
-        at = positions(table["fields"], VALUATION_FIELDS, where)
-        for i, row in enumerate(rows_of(table, where)):
-            code = require_code(text(row[at["股票代號"]]), i, where)
-            if _is_warrant(code):
-                continue
-            records.append(
-                {
-                    "stock_id": code,
-                    "trade_date": date,
-                    "pe": number(row[at["本益比"]], where, "本益比", code),
-                    "pb": number(row[at["股價淨值比"]], where, "股價淨值比", code),
-                    "dividend_yield": number(row[at["殖利率(%)"]], where, "殖利率(%)", code),
-                }
-            )
+    records = [
+        record for table in tables for record in valuation_records(table, where, date, "股票代號", skip=_is_warrant)
+    ]
     return Parsed(frame(records, VALUATIONS))
 
 

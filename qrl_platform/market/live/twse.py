@@ -480,20 +480,19 @@ def parse_margin(payload: object, date: dt.date) -> Parsed:
     return Parsed(frame(margin_rows(stock_tables[0], where, MARGIN_LAYOUT), MARGIN_BALANCES))
 
 
-VALUATION_FIELDS = ["證券代號", "本益比", "股價淨值比", "殖利率(%)"]
+VALUATION_RATIOS = ["本益比", "股價淨值比", "殖利率(%)"]
 
 
-def parse_valuations(payload: object, date: dt.date) -> Parsed:
-    """BWIBBU_d, mapped by name (older answers lack 收盤價); 本益比 "-" (negative earnings) → null."""
-    where = Where(VALUATION, date)
-    closed = _open(payload, where)
-    if closed:
-        return closed
-    table = _flat_table(payload, where)
-    at = positions(table.get("fields"), VALUATION_FIELDS, where)
+def valuation_records(
+    table: dict, where: Where, date: dt.date, code_field: str, skip: Callable[[str], bool] = lambda code: False
+) -> list[dict]:
+    """Valuation rows of one table, columns found by name (both exchanges publish the same three ratios)."""
+    at = positions(table.get("fields"), [code_field, *VALUATION_RATIOS], where)
     records = []
     for i, row in enumerate(rows_of(table, where)):
-        code = require_code(text(row[at["證券代號"]]), i, where)
+        code = require_code(text(row[at[code_field]]), i, where)
+        if skip(code):
+            continue
         records.append(
             {
                 "stock_id": code,
@@ -503,7 +502,17 @@ def parse_valuations(payload: object, date: dt.date) -> Parsed:
                 "dividend_yield": number(row[at["殖利率(%)"]], where, "殖利率(%)", code),
             }
         )
-    return Parsed(frame(records, VALUATIONS))
+    return records
+
+
+def parse_valuations(payload: object, date: dt.date) -> Parsed:
+    """BWIBBU_d, mapped by name (older answers lack 收盤價); 本益比 "-" (negative earnings) → null."""
+    where = Where(VALUATION, date)
+    closed = _open(payload, where)
+    if closed:
+        return closed
+    table = _flat_table(payload, where)
+    return Parsed(frame(valuation_records(table, where, date, "證券代號"), VALUATIONS))
 
 
 ENDPOINTS = {
