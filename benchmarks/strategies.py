@@ -203,13 +203,14 @@ def year_backfill(args, server) -> None:
     url = server.create_database("bench_year")
     resources = {"warehouse": WarehouseResource(url=url), "frames": FrameStoreResource(root=str(home))}
     instance = dg.DagsterInstance.ephemeral()
-    dg.materialize([strategies], resources=resources, instance=instance)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # keep the figures readable
+    dg.materialize([strategies], resources=resources, instance=instance, run_config=quiet)
     tags = {
         "dagster/asset_partition_range_start": f"{args.year}-01-01",
         "dagster/asset_partition_range_end": f"{args.year}-12-31",
     }
     tick = time.perf_counter()
-    result = dg.materialize([strategy_signals], resources=resources, instance=instance, tags=tags)
+    result = dg.materialize([strategy_signals], resources=resources, instance=instance, tags=tags, run_config=quiet)
     wall = time.perf_counter() - tick
     meta = result.asset_materializations_for_node("strategy_signals")[0].metadata
     print(
@@ -218,7 +219,7 @@ def year_backfill(args, server) -> None:
         f"{meta['trading_days'].value} trading days, runs: {len(instance.get_runs()) - 1})"
     )
     tick = time.perf_counter()
-    stats = dg.materialize([strategy_stats], resources=resources, instance=instance, tags=tags)
+    stats = dg.materialize([strategy_stats], resources=resources, instance=instance, tags=tags, run_config=quiet)
     print(
         f"year     strategy_stats single run:   {time.perf_counter() - tick:6.1f} s wall  "
         f"({stats.asset_materializations_for_node('strategy_stats')[0].metadata['dagster/row_count'].value} rows)"

@@ -2,7 +2,11 @@
 
 Each indicator asset gets four blocking checks — missing_rate, coverage, no_infinities, within_ranges —
 run by one multi-asset check so the stored frames are read once. A failure (severity ERROR) stops
-every downstream asset in the same run, so strategies never score a day off broken factors.
+every downstream asset in the same run (Dagster fails the check step on a failed blocking evaluation),
+so strategies never score a day off broken factors; `strategy_signals` also refuses a day whose checks
+failed in an earlier run. On a pass Dagster would log that a blocking check "emitted no result ...
+will proceed without gating": it looks for check outputs, and per-partition evaluations are not
+outputs. For these checks that line is wrong (a failure fails the step), so it is filtered out.
 
 The checks report one evaluation *per partition* (AssetCheckEvaluation with `partition=` the day),
 also in a single-run backfill: the quality rules run once, vectorised over the whole range, and each
@@ -15,6 +19,7 @@ partitioned run, which these evaluations then resolve.
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
+import logging
 
 import dagster as dg
 import polars as pl
@@ -30,6 +35,20 @@ try:  # links each evaluation to the materialisation it judged (what AssetCheckR
     )
 except ImportError:  # pragma: no cover - the link is a UI nicety, the evaluation stands without it
     AssetCheckEvaluationTargetMaterializationData = None
+
+_CHECKED_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
+
+
+class _DropNoResultWarningForQualityChecks(logging.Filter):
+    """Drops Dagster's "emitted no result ... without gating" warning for these checks only: they gate by
+    failing their step (see the module docstring), so the warning would mislead whoever reads the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("emitted no result" in message and any(f"'{asset}:" in message for asset in _CHECKED_ASSETS))
+
+
+logging.getLogger("dagster._core.execution.plan.active").addFilter(_DropNoResultWarningForQualityChecks())
 
 # Check name -> the quality rule it enforces.
 CHECK_RULES = {

@@ -3,6 +3,7 @@ days, blocking checks, what a one-day run reads, and factor_metadata on SQLite a
 
 import dataclasses
 import datetime as dt
+import logging
 import os
 import shutil
 
@@ -411,3 +412,16 @@ def test_stored_obv_is_talib_obv_over_the_trailing_window():
     for t in (OBV_WINDOW - 1, OBV_WINDOW + 5, n - 1):  # TA-Lib OBV over the last OBV_WINDOW bars
         window = slice(t - OBV_WINDOW + 1, t + 1)
         assert stored[t] == pytest.approx(talib.OBV(close[window], volume[window])[-1])
+
+
+def test_dagster_no_result_warning_is_dropped_only_for_the_indicator_quality_checks(caplog):
+    """These checks gate by failing their step, so Dagster's "proceed without gating" line would mislead."""
+    logger = logging.getLogger("dagster._core.execution.plan.active")
+    template = (
+        "Blocking asset check '{}:coverage' emitted no result in step 'x_quality'; downstream step "
+        "'strategy_signals' will proceed without gating on it."
+    )
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning(template.format("technical_indicators"))
+        logger.warning(template.format("some_other_asset"))
+    assert [r.getMessage() for r in caplog.records] == [template.format("some_other_asset")]
