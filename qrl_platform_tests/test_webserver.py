@@ -1,0 +1,142 @@
+"""What a user gets from `dagster dev`: dagster-webserver, started the way the README says (this
+repository's workspace.yaml and local dagster.yaml), loads the code location and its GraphQL API —
+the one the UI renders — shows the asset graph, the jobs, and the schedules and sensors with their
+default on/off state."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from qrl_platform_tests.servers import free_port
+from qrl_platform_tests.test_definitions import ASSET_GROUPS
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_SECONDS = 120
+
+QUERY = """
+{
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+          ... on RepositoryLocation {
+            repositories {
+              jobs { name }
+              schedules { name scheduleState { status } }
+              sensors { name sensorState { status } }
+              assetNodes { assetKey { path } groupName dependencyKeys { path } }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()
+
+
+def _graphql(base: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.loads(response.read())
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+@pytest.fixture
+def webserver(tmp_path):
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    # The README's set-up: the repository's dagster.yaml with its storage under DAGSTER_HOME.
+    config = (
+        (ROOT / "dagster.yaml")
+        .read_text()
+        .replace("base_dir: .qrl/dagster_storage", f"base_dir: {dagster_home}/storage")
+    )
+    (dagster_home / "dagster.yaml").write_text(config)
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "QRL_HOME": str(tmp_path / "qrl")}
+    env.pop("QRL_WAREHOUSE_URL", None)
+    port = free_port()
+    log = (tmp_path / "webserver.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            try:
+                _get(f"{base}/server_info")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        "dagster-webserver did not start:\n" + (tmp_path / "webserver.log").read_text()
+                    ) from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def test_the_ui_loads_the_code_location_with_its_graph_jobs_schedules_and_sensors(webserver):
+    assert b"<html" in _get(webserver).lower()  # the UI itself is served
+    workspace = _graphql(webserver, QUERY)["workspaceOrError"]
+    assert workspace["__typename"] == "Workspace"
+    [entry] = workspace["locationEntries"]
+    assert entry["name"] == "qrl_platform"
+    location = entry["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location.get("message")
+    [repository] = location["repositories"]
+
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in repository["assetNodes"]}
+    assert set(ASSET_GROUPS) <= set(nodes)
+    for name, group in ASSET_GROUPS.items():
+        assert nodes[name]["groupName"] == group, name
+    upstream = {"/".join(k["path"]) for k in nodes["strategy_signals"]["dependencyKeys"]}
+    assert {"technical_indicators", "fundamental_indicators", "chip_indicators"} <= upstream
+
+    jobs = {j["name"] for j in repository["jobs"]}
+    assert {
+        "daily_market_job",
+        "strategies_job",
+        "notify_m13_job",
+        "strategy_stats_job",
+        "cleanup_old_signals_job",
+        "refresh_factor_metadata_job",
+        "qrl_15min_job",
+        "qrl_rebalance_job",
+    } <= jobs
+    schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
+    assert schedules.pop("qrl_rebalance_daily_schedule") == "STOPPED"  # trading stays opt-in
+    assert schedules and set(schedules.values()) == {"RUNNING"}, schedules
+    sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
+    assert {"market_data_available_sensor", "m13_consumption_lag_sensor", "run_failure_alert_sensor"} <= set(sensors)
+    assert set(sensors.values()) == {"RUNNING"}, sensors
