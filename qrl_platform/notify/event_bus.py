@@ -39,8 +39,9 @@ Redis mode::
     XACK qrl:events:m13 m13 <stream id>
 
 ``M13Consumer(warehouse, redis, consumer_name=…)`` does exactly that; ``poll()`` first re-reads the
-consumer's own pending entries (``… STREAMS key 0``: delivered before a crash but never acked) and
-only then new ones (``>``); ``ack()`` sends ``XACK`` and also sets ``consumed_at`` in the outbox so
+consumer's own pending entries (``… STREAMS key 0``: delivered before a crash but never acked), then
+claims entries another consumer has left unacknowledged for 10 minutes (``XAUTOCLAIM``: that
+consumer is taken for dead), and only then reads new ones (``>``); ``ack()`` sends ``XACK`` and also sets ``consumed_at`` in the outbox so
 the warehouse shows what M13 has taken. A consumer without warehouse access just uses
 ``XREADGROUP``/``XACK`` and dedupes on ``event_id`` itself.
 
@@ -82,6 +83,11 @@ STREAM_KEY = "qrl:events:m13"
 STREAM_MAXLEN = 10_000
 M13_GROUP = "m13"
 DEFAULT_LAG_THRESHOLD = dt.timedelta(minutes=30)
+
+
+# A consumer that has not acknowledged an entry for this long is taken for dead and its entry is claimed
+# by the next consumer that polls (well under the 30-minute lag alert, far above a normal handling time).
+CLAIM_IDLE_MS = 10 * 60 * 1000
 
 
 class EventBusError(RuntimeError):
@@ -501,6 +507,7 @@ class M13Consumer:
         consumer_name: str = "m13-1",
         group: str = M13_GROUP,
         stream: str = STREAM_KEY,
+        claim_idle_ms: int | None = CLAIM_IDLE_MS,
     ):
         if warehouse is None and redis is None:
             raise EventBusError("M13Consumer needs a warehouse (outbox mode) or a Redis client (stream mode)")
@@ -509,6 +516,7 @@ class M13Consumer:
         self.consumer_name = consumer_name
         self.group = group
         self.stream = stream
+        self.claim_idle_ms = claim_idle_ms
 
     @property
     def mode(self) -> str:
@@ -521,8 +529,11 @@ class M13Consumer:
                 for e in unconsumed_outbox_events(self.warehouse, limit=count)
             ]
         ensure_consumer_group(self.redis, self.stream, self.group)
-        # Entries delivered to this consumer before a crash but never acknowledged come first.
+        # Entries delivered to this consumer before a crash but never acknowledged come first, then
+        # entries another consumer took and left unacknowledged for claim_idle_ms (it died), then new ones.
         events = self._read_group("0", count, None)
+        if not events:
+            events = self._claim_stale(count)
         if not events:
             events = self._read_group(">", count, block_ms)
         return events
@@ -531,9 +542,22 @@ class M13Consumer:
         response = self.redis.xreadgroup(
             self.group, self.consumer_name, {self.stream: start}, count=count, block=block_ms
         )
+        return self._received(_group_read_entries(response))
+
+    def _claim_stale(self, count: int) -> list[ReceivedEvent]:
+        """XAUTOCLAIM: take over entries pending on another consumer for at least claim_idle_ms."""
+        if self.claim_idle_ms is None:
+            return []
+        response = self.redis.xautoclaim(
+            self.stream, self.group, self.consumer_name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=count
+        )
+        # [next start id, claimed entries, ids deleted while pending (Redis 7; they leave the PEL by themselves)]
+        return self._received(_entries(response[1]))
+
+    def _received(self, entries: list[tuple[str, dict[str, str]]]) -> list[ReceivedEvent]:
         events: list[ReceivedEvent] = []
         seen: set[str] = set()
-        for stream_id, fields in _group_read_entries(response):
+        for stream_id, fields in entries:
             event_id = fields.get("event_id")
             if not event_id:  # trimmed away while pending: nothing left to deliver
                 self.redis.xack(self.stream, self.group, stream_id)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import time
 
 import pytest
 import redis
@@ -328,6 +329,23 @@ def test_consumer_group_read_and_ack_sets_consumed_at(warehouse, redis_client):
     [row] = _outbox_rows(warehouse)
     assert event_bus._utc(row.consumed_at) == acked_at and row.consumer == "m13-a"
     assert consumer.poll() == []
+
+
+def test_an_entry_left_pending_by_a_dead_consumer_is_claimed_after_the_idle_time(warehouse, redis_client):
+    published = publish_signals_ready(warehouse, "2024-12-24", SUMMARY, backend="redis", redis=redis_client)
+    [taken] = M13Consumer(warehouse, redis_client, consumer_name="m13-dead").poll()  # ... and never acked
+    # A live consumer leaves it alone while the owner may still be working on it,
+    assert M13Consumer(warehouse, redis_client, consumer_name="m13-live").poll() == []
+    # and takes it over once it has been idle for claim_idle_ms.
+    time.sleep(0.05)
+    live = M13Consumer(warehouse, redis_client, consumer_name="m13-live", claim_idle_ms=20)
+    [claimed] = live.poll()
+    assert (claimed.event_id, claimed.stream_id) == (taken.event_id, published.stream_id)
+    pending = redis_client.xpending_range(STREAM_KEY, M13_GROUP, min="-", max="+", count=10)
+    assert [event_bus._text(p["consumer"]) for p in pending] == ["m13-live"]
+    assert live.ack(claimed) is True
+    assert redis_client.xpending(STREAM_KEY, M13_GROUP)["pending"] == 0
+    assert live.poll() == [] and M13Consumer(warehouse, redis_client, consumer_name="m13-dead").poll() == []
 
 
 def test_redis_only_consumer_without_warehouse(warehouse, redis_client):
