@@ -25,6 +25,7 @@ Schema (every field is checked; unknown fields are rejected so a typo never sile
       - {factor: ret_20, transform: rank, weight: 2}            # scored: cross-sectional percentile
       - {factor: pe, transform: zscore, direction: lower, weight: 1}
       - {factor: kd_k, transform: raw, bounds: [20, 80], weight: 1}
+      - {factor: kd_k, op: cross_above, other: kd_d, weight: 1}   # crossed since the previous trading day
     signal:
       buy_above: 0.7                     # score >= buy_above -> BUY   (omit: never BUY)
       sell_below: 0.3                    # score <= sell_below -> SELL (omit: never SELL)
@@ -34,7 +35,9 @@ Schema (every field is checked; unknown fields are rejected so a typo never sile
 Scoring: every rule yields a value in [0, 1] per stock and day — a condition 1 or 0; `rank` the
 percentile (average rank − 1)/(n − 1) among the day's universe; `zscore` the z-score (population
 std) clipped to ±3 and mapped to (z + 3)/6; `raw` the value clipped to `bounds` and scaled to [0, 1];
-`direction: lower` uses 1 − value. Missing inputs make a rule unavailable (not 0), and the score is
+`direction: lower` uses 1 − value. `cross_above` is 1 when the factor was at or below the other side
+on the previous trading day and is above it today (`cross_below` mirrors it), so it also needs the
+previous day's values. Missing inputs make a rule unavailable (not 0), and the score is
 the weight-averaged value of the available rules. Validation errors name the strategy and the field:
 ``STG_VALUE_001: rules[2].factor 'pe_ratio' is not a known factor (did you mean 'pe'?)``.
 """
@@ -54,7 +57,10 @@ import yaml
 
 STATUSES = ("ACTIVE", "INACTIVE")
 MARKET_TYPES = ("ALL", "TWSE", "TPEx")
-CONDITION_OPS = (">", ">=", "<", "<=", "between")
+# cross_above / cross_below compare today with the previous trading day: `factor` crossed `other` (or
+# `value`) from at-or-below to above (from at-or-above to below).
+CROSS_OPS = ("cross_above", "cross_below")
+CONDITION_OPS = (">", ">=", "<", "<=", "between", *CROSS_OPS)
 TRANSFORMS = ("rank", "zscore", "raw")
 DIRECTIONS = ("higher", "lower")
 # Raw fields from daily_quotes that rules may use next to the indicator factors.
@@ -119,6 +125,11 @@ class Condition:
     def fields(self) -> tuple[str, ...]:
         return (self.factor, self.other) if self.other else (self.factor,)
 
+    @property
+    def previous_day_fields(self) -> tuple[str, ...]:
+        """Fields whose previous-trading-day value the rule also reads (the cross operators)."""
+        return self.fields if self.op in CROSS_OPS else ()
+
     def describe(self) -> str:
         if self.op == "between":
             lo, hi = self.value  # type: ignore[misc]
@@ -142,6 +153,10 @@ class ScoredTerm:
     @property
     def fields(self) -> tuple[str, ...]:
         return (self.factor,)
+
+    @property
+    def previous_day_fields(self) -> tuple[str, ...]:
+        return ()
 
     def describe(self) -> str:
         suffix = f" {self.bounds[0]:g}..{self.bounds[1]:g}" if self.bounds else ""
@@ -183,6 +198,10 @@ class StrategyDefinition:
             for name in rule.fields:
                 seen.setdefault(name, None)
         return list(seen)
+
+    def previous_day_fields(self) -> list[str]:
+        """Fields whose previous-trading-day values the rules read (cross operators), without duplicates."""
+        return list(dict.fromkeys(name for rule in self.rules for name in rule.previous_day_fields))
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-able form (stored in `strategies.definition`; `parse_definition` reads it back)."""

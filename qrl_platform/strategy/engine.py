@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import polars as pl
 
 from qrl_platform.strategy.definition import (
+    CROSS_OPS,
     MARKET_TYPES,
     Condition,
     Rule,
@@ -85,6 +86,35 @@ def build_frame(quotes: pl.DataFrame, indicators: Sequence[pl.DataFrame]) -> pl.
     )
 
 
+def previous_day_column(field_name: str) -> str:
+    """Name of the column holding `field_name` on the stock's previous trading day."""
+    return f"{field_name}@prev"
+
+
+def with_previous_day(
+    frame: pl.DataFrame, dates: Sequence[dt.date], previous: Mapping[dt.date, dt.date], fields: Sequence[str]
+) -> pl.DataFrame:
+    """The rows of `dates` with `<field>@prev` columns: each stock's value on `previous[date]`.
+
+    `frame` must also hold the previous days' rows (they are dropped from the result). A stock without a
+    row or a value that day (newly listed, suspended) gets null, which makes a cross rule unavailable.
+    """
+    days = pl.DataFrame({"trade_date": list(dates), "_previous": [previous[d] for d in dates]}, schema=_DAY_PAIRS)
+    lagged = frame.select(
+        "stock_id",
+        pl.col("trade_date").alias("_previous"),
+        *[pl.col(f).alias(previous_day_column(f)) for f in fields],
+    )
+    return (
+        frame.join(days, on="trade_date", how="inner")
+        .join(lagged, on=["stock_id", "_previous"], how="left")
+        .drop("_previous")
+    )
+
+
+_DAY_PAIRS = {"trade_date": pl.Date, "_previous": pl.Date}
+
+
 # ------------------------------------------------------------------------------------- options
 @dataclass(frozen=True)
 class UniverseOverride:
@@ -132,6 +162,8 @@ def rule_value(rule: Rule) -> pl.Expr:
     """The rule's value in [0, 1] per row, or null when its inputs are missing."""
     x = pl.col(rule.factor)
     if isinstance(rule, Condition):
+        if rule.op in CROSS_OPS:
+            return _crossed(rule)
         if rule.op == "between":
             lo, hi = rule.value  # type: ignore[misc]
             passed = x.is_between(lo, hi, closed="both")
@@ -141,6 +173,24 @@ def rule_value(rule: Rule) -> pl.Expr:
         return passed.cast(pl.Float64)
     value = _scored_value(rule, x)
     return 1.0 - value if rule.direction == "lower" else value
+
+
+def _crossed(rule: Condition) -> pl.Expr:
+    """1 when the factor went from at-or-below the other side (previous day) to above it (today), for
+    cross_above; mirrored for cross_below. Null when any of the four values is missing."""
+
+    def sides(column: Callable[[str], str]) -> tuple[pl.Expr, pl.Expr]:
+        rhs = pl.col(column(rule.other)) * rule.scale if rule.other else pl.lit(rule.value)
+        return pl.col(column(rule.factor)), rhs
+
+    x, rhs = sides(lambda name: name)
+    x_before, rhs_before = sides(previous_day_column)
+    if rule.op == "cross_above":
+        now, before = x > rhs, x_before <= rhs_before
+    else:
+        now, before = x < rhs, x_before >= rhs_before
+    # A product, not `&`: Kleene logic would turn (false & null) into false instead of "unavailable".
+    return now.cast(pl.Float64) * before.cast(pl.Float64)
 
 
 def _scored_value(term: ScoredTerm, x: pl.Expr) -> pl.Expr:
@@ -215,6 +265,12 @@ def evaluate_strategy(
     """Signals of one strategy over every date in `frame` (raises on any error; the caller isolates)."""
     universe = options.universe.apply(definition.universe)
     fields = definition.fields()
+    absent = [c for c in map(previous_day_column, definition.previous_day_fields()) if c not in frame.columns]
+    if absent:
+        raise ValueError(
+            f"{definition.strategy_id}: its cross rules need the previous trading day's values ({', '.join(absent)}); "
+            "build the frame with engine.with_previous_day"
+        )
     scored = (
         frame.lazy()
         .filter(universe_filter(universe))
@@ -228,7 +284,8 @@ def evaluate_strategy(
         scored = scored.with_columns(pl.struct(values).struct.json_encode().alias("factor_values"))
     else:
         scored = scored.with_columns(pl.lit(None, dtype=pl.Utf8).alias("factor_values"))
-    evaluated = scored.select(*KEYS, "score", "signal", "confidence", "factor_values", *fields).collect()
+    previous = [previous_day_column(f) for f in definition.previous_day_fields()]
+    evaluated = scored.select(*KEYS, "score", "signal", "confidence", "factor_values", *fields, *previous).collect()
 
     signals = evaluated.filter(pl.col("score").is_not_null())
     if not options.save_all_signals:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from qrl_platform.partitions import day_status
+from qrl_platform.partitions import day_status, previous_trading_days
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import StrategyDefinition
-from qrl_platform.strategy.engine import RunOptions, StrategyOutcome, build_frame, run_strategies
+from qrl_platform.strategy.engine import RunOptions, StrategyOutcome, build_frame, run_strategies, with_previous_day
 from qrl_platform.strategy.store import RunRecords, SaveResult, build_records, load_strategies, save_run
 from qrl_platform.warehouse import Warehouse
 
@@ -113,11 +113,12 @@ def run_strategy_days(
         summary.notes.append("no ACTIVE strategies in the strategies table")
         return summary
 
+    previous_day_fields = sorted({f for definition in definitions for f in definition.previous_day_fields()})
     deadline = time.monotonic() + settings.timeout_minutes * 60.0
     for start in range(0, len(open_dates), settings.batch_size):
         chunk = open_dates[start : start + settings.batch_size]
         tick = time.perf_counter()
-        frame = load_frame(store, chunk)
+        frame = load_frame(store, chunk, previous_day_fields=previous_day_fields)
         outcomes = run_strategies(definitions, frame, chunk, settings.options, deadline=deadline)
         outcomes += [_prefailed(strategy_id, message) for strategy_id, message in prefailed.items()]
         records = build_records(outcomes, chunk, run_id=run_id)
@@ -203,12 +204,18 @@ def _prefailed(strategy_id: str, message: str) -> StrategyOutcome:
     return StrategyOutcome(strategy_id, "FAILED", now, now, 0.0, error_type="InvalidStrategy", error_message=message)
 
 
-def load_frame(store: FrameStore, dates: Sequence[dt.date]) -> pl.DataFrame:
-    """daily_quotes + the three indicator frames for `dates`, joined into the engine's wide frame."""
-    keys = [d.isoformat() for d in dates]
+def load_frame(store: FrameStore, dates: Sequence[dt.date], *, previous_day_fields: Sequence[str] = ()) -> pl.DataFrame:
+    """daily_quotes + the three indicator frames for `dates`, joined into the engine's wide frame.
+
+    With `previous_day_fields` (cross rules) each date's previous trading day is read as well and its
+    values join as `<field>@prev` columns; a previous day that was never stored leaves them null.
+    """
+    previous = {d: previous_trading_days(d - dt.timedelta(days=1), 1)[0] for d in dates} if previous_day_fields else {}
+    keys = sorted({d.isoformat() for d in (*dates, *previous.values())})
     quotes = store.read_many("daily_quotes", keys, columns=QUOTE_COLUMNS)
     indicators = [store.read_many(asset, keys) for asset in INDICATOR_ASSETS]
-    return build_frame(quotes, indicators)
+    frame = build_frame(quotes, indicators)
+    return with_previous_day(frame, dates, previous, previous_day_fields) if previous_day_fields else frame
 
 
 def _accumulate(summary: StrategyRunSummary, outcomes: Sequence[StrategyOutcome], records: RunRecords) -> None:

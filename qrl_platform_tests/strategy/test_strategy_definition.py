@@ -171,3 +171,15 @@ def test_known_factors_come_from_the_indicator_registry():
 
     assert registry_factor_ids() == {factor.factor_id for factor in ALL_FACTORS}
     assert {"pe", "rsi_14", "foreign_net_pct_5", "big_holder_pct_change_1w"} <= registry_factor_ids()
+
+
+def test_cross_rules_parse_and_declare_the_previous_day_fields_they_read():
+    raw = _with("rules.1", {"factor": "kd_k", "op": "cross_above", "other": "kd_d", "weight": 1})
+    raw["rules"].append({"factor": "rsi_14", "op": "cross_below", "value": 70, "weight": 1})
+    definition = parse_definition(raw)
+    assert definition.rules[1].describe() == "kd_k cross_above kd_d"
+    assert definition.previous_day_fields() == ["kd_k", "kd_d", "rsi_14"]
+    assert parse_definition(definition.to_dict()) == definition
+    assert "rules[1].other 'kd_x' is not a known factor" in _error(_with("rules.1.other", "kd_x", raw))
+    message = _error(_with("rules.3.value", [60, 80], raw))
+    assert "STG_TEST_001: rules[3].value" in message

@@ -7,6 +7,7 @@ import math
 import polars as pl
 import pytest
 
+from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import parse_definition
 from qrl_platform.strategy.engine import (
     RunOptions,
@@ -14,7 +15,9 @@ from qrl_platform.strategy.engine import (
     build_frame,
     evaluate_strategy,
     run_strategies,
+    with_previous_day,
 )
+from qrl_platform.strategy.runner import INDICATOR_ASSETS, load_frame
 
 D1, D2 = dt.date(2024, 3, 5), dt.date(2024, 3, 6)
 STOCKS = ["A", "B", "C", "D", "E"]
@@ -96,6 +99,45 @@ def test_condition_against_another_factor_with_scale():
         [D1],
     )
     assert by_stock(result, "score") == {"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0, "E": 1.0}
+
+
+def two_days(previous: dict[str, list], today: dict[str, list]) -> pl.DataFrame:
+    """D2's rows with `<factor>@prev` columns holding D1's values (D1 is D2's previous trading day)."""
+    both = pl.concat([frame(previous, day=D1), frame(today, day=D2)])
+    return with_previous_day(both, [D2], {D2: D1}, list(today))
+
+
+def test_cross_above_another_factor_needs_yesterday_at_or_below_and_today_above():
+    # (k, d) yesterday -> today:  A (20,30)->(40,35) crossed;  B (40,30)->(50,35) was already above;
+    # C (30,30)->(31,30) from equal to above, crossed;  D (20,30)->(25,30) still below;
+    # E has no k yesterday: the rule is unavailable, no signal.
+    result = evaluate_strategy(
+        strategy([{"factor": "kd_k", "op": "cross_above", "other": "kd_d", "weight": 1}]),
+        two_days(
+            {"kd_k": [20, 40, 30, 20, None], "kd_d": [30, 30, 30, 30, 30]},
+            {"kd_k": [40, 50, 31, 25, 40], "kd_d": [35, 35, 30, 30, 30]},
+        ),
+        [D2],
+    )
+    assert by_stock(result, "signal") == {"A": "BUY", "B": "SELL", "C": "BUY", "D": "SELL"}
+    assert result.signals["trade_date"].unique().to_list() == [D2]  # yesterday only informs, it is not scored
+
+
+def test_cross_below_a_constant():
+    # kd_k crossing below 80: A 85->75 yes; B 75->70 was already below; C 85->80 not below yet; D 70->60 no;
+    # E 85->null unavailable.
+    result = evaluate_strategy(
+        strategy([{"factor": "kd_k", "op": "cross_below", "value": 80, "weight": 1}]),
+        two_days({"kd_k": [85, 75, 85, 70, 85]}, {"kd_k": [75, 70, 80, 60, None]}),
+        [D2],
+    )
+    assert by_stock(result, "score") == {"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0}
+
+
+def test_a_cross_rule_without_previous_day_values_is_a_clear_error():
+    definition = strategy([{"factor": "kd_k", "op": "cross_above", "other": "kd_d", "weight": 1}])
+    with pytest.raises(ValueError, match=r"STG_T_001: its cross rules need the previous trading day's values"):
+        evaluate_strategy(definition, frame({"kd_k": [1, 2, 3, 4, 5], "kd_d": [1, 2, 3, 4, 5]}), [D1])
 
 
 def test_rank_is_a_percentile_with_average_ties_and_direction():
@@ -245,3 +287,26 @@ def test_a_broken_strategy_fails_alone_and_a_late_one_times_out():
     timed = run_strategies([good, good], data, [D1], deadline=5.0, clock=clock)
     assert [o.status for o in timed] == ["SUCCESS", "TIMEOUT"]
     assert "timeout_minutes" in timed[1].error_message
+
+
+def test_runner_reads_the_previous_trading_day_across_a_closure(tmp_path):
+    """2024-11-01's previous trading day is 2024-10-30: 10-31 was the typhoon closure (calendar override)."""
+    store = FrameStore(str(tmp_path))
+    values = {dt.date(2024, 10, 29): 1.0, dt.date(2024, 10, 30): 2.0, dt.date(2024, 11, 1): 3.0}
+    for day, kd_k in values.items():
+        keys = {"stock_id": ["A"], "trade_date": [day]}
+        store.write(
+            "daily_quotes",
+            day.isoformat(),
+            pl.DataFrame(
+                {**keys, "market": ["TWSE"], "close": [10.0], "volume": [1_000_000], "is_etf": [False]}
+                | {"is_suspended": [False]}
+            ),
+        )
+        for asset in INDICATOR_ASSETS:
+            factors = {"kd_k": [kd_k]} if asset == "technical_indicators" else {f"{asset}_x": [0.0]}
+            store.write(asset, day.isoformat(), pl.DataFrame({**keys, **factors}))
+
+    loaded = load_frame(store, [dt.date(2024, 11, 1)], previous_day_fields=["kd_k"])
+    assert loaded.select("trade_date", "kd_k", "kd_k@prev").rows() == [(dt.date(2024, 11, 1), 3.0, 2.0)]
+    assert "kd_k@prev" not in load_frame(store, [dt.date(2024, 11, 1)]).columns  # read only when a rule needs it
