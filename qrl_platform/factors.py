@@ -27,6 +27,11 @@ class Factor:
     max_missing_rate: float = 0.2
     tags: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def source_tables(self) -> frozenset[str]:
+        """Raw tables the factor is computed from: `table.column` entries, bare columns are daily_quotes."""
+        return frozenset(c.split(".", 1)[0] if "." in c else "daily_quotes" for c in self.source_columns)
+
     def as_row(self) -> dict:
         return {
             "factor_id": self.factor_id,

@@ -27,6 +27,7 @@ import polars as pl
 from qrl_platform.indicators import quality, registry
 from qrl_platform.partitions import day_status, parse_date, trading_day
 from qrl_platform.resources.frames import FrameStoreResource
+from qrl_platform.resources.market import MarketSourceResource
 from qrl_platform.storage.frames import FrameStore
 
 try:  # links each evaluation to the materialisation it judged (what AssetCheckResult does internally)
@@ -84,11 +85,23 @@ def evaluate_stored(store: FrameStore, asset: str, dates: list[dt.date]) -> qual
     return quality.evaluate(frame, quotes, registry.factors(asset), dates=dates)
 
 
-def daily_reports(store: FrameStore, asset: str, dates: list[dt.date]) -> dict[dt.date, quality.QualityReport]:
+def judged_factors(asset: str, provided_tables: frozenset[str]) -> tuple[list, list[str]]:
+    """(factors the checks judge, ids of those left out): a factor built on a raw table the configured
+    market source cannot ingest (live: MOPS/TDCC tables) is empty by construction, not broken, so it
+    is reported but not held against the day."""
+    judged, left_out = [], []
+    for factor in registry.factors(asset):
+        (judged if factor.source_tables <= provided_tables else left_out).append(factor)
+    return judged, [f.factor_id for f in left_out]
+
+
+def daily_reports(
+    store: FrameStore, asset: str, dates: list[dt.date], factors: list | None = None
+) -> dict[dt.date, quality.QualityReport]:
     """One report per day: the whole range is evaluated once; only failing days are re-evaluated on their
-    own, so their worst stocks are that day's."""
+    own, so their worst stocks are that day's. `factors` defaults to all of the asset's factors."""
     frame, quotes = load_for_quality(store, asset, dates)
-    factors = registry.factors(asset)
+    factors = registry.factors(asset) if factors is None else factors
     overall = quality.evaluate(frame, quotes, factors, dates=dates)
     failing = {d for issue in overall.issues for d in issue.dates}
     reports = {}
@@ -136,11 +149,13 @@ def _unmaterialised_quotes(store: FrameStore, dates: list[dt.date]) -> set[dt.da
 
 
 def _evaluation(
-    asset: str, check: str, date: dt.date, report: quality.QualityReport, no_quotes: bool, target
+    asset: str, check: str, date: dt.date, report: quality.QualityReport, no_quotes: bool, target, left_out=()
 ) -> dg.AssetCheckEvaluation:
     issues = report.failures(CHECK_RULES[check])
     passed = not issues
     metadata: dict = {"market_closed": bool(report.closed_dates) and not no_quotes}
+    if left_out:
+        metadata["factors_not_provided_by_source"] = ", ".join(left_out)
     if no_quotes:
         # The indicator asset refuses to run without the day's quotes; a check-only run can still get here.
         passed = check != "coverage"
@@ -154,6 +169,8 @@ def _evaluation(
         metadata["issues"] = dg.MetadataValue.json([i.as_dict() for i in issues])
     else:
         description = f"{CHECK_DESCRIPTIONS[check]} Passed."
+    if left_out and not report.closed_dates:
+        description += f" Not judged (the market source does not provide their raw tables): {', '.join(left_out)}."
     if check == "missing_rate" and report.missing_rates.height:
         metadata["missing_rates"] = dg.MetadataValue.json(
             {
@@ -201,19 +218,24 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
     # can_subset: the op yields AssetCheckEvaluation events (one per partition) instead of one output per
     # check, which Dagster accepts only when the check outputs are optional.
     @dg.multi_asset_check(specs=specs, name=f"{asset}_quality", can_subset=True)
-    def _checks(context: dg.AssetCheckExecutionContext, frames: FrameStoreResource):
+    def _checks(
+        context: dg.AssetCheckExecutionContext, frames: FrameStoreResource, market_source: MarketSourceResource
+    ):
         selected = [
             c for c in CHECK_RULES if dg.AssetCheckKey(dg.AssetKey(asset), c) in context.selected_asset_check_keys
         ]
         store = frames.get()
         dates = _dates_to_check(context, store, asset)
-        reports = daily_reports(store, asset, dates)
+        factors, left_out = judged_factors(asset, market_source.provided_tables())
+        if left_out:
+            context.log.info(f"{asset}: not judged, their raw tables are not provided by the source: {left_out}")
+        reports = daily_reports(store, asset, dates, factors)
         no_quotes = _unmaterialised_quotes(store, dates)
         failed = 0
         for date in dates:
             target = _target(context.instance, asset, date)
             for check in selected:
-                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, target)
+                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, target, left_out)
                 if not evaluation.passed:
                     failed += 1
                     context.log.error(f"{asset} {date}: {evaluation.description}")

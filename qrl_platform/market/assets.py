@@ -90,7 +90,7 @@ def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, market_source: MarketSourceResource, frames: FrameStoreResource
     ) -> dg.MaterializeResult:
         source = market_source.get()
-        fetch = getattr(source, table, None)
+        fetch = getattr(source, table, None) if table in source.provides else None
         if fetch is None:
             raise NotImplementedError(
                 f"{table}: the {source.name} market source does not provide this table "

@@ -22,7 +22,7 @@ import polars as pl
 
 from qrl_platform.market import schema
 from qrl_platform.market.schema import BadMarketData
-from qrl_platform.market.sources import DAILY_TABLES, DayResult
+from qrl_platform.market.sources import DAILY_TABLES, PERIODIC_TABLES, DayResult
 from qrl_platform.partitions import day_status
 
 GRID_START = dt.date(2018, 1, 1)
@@ -63,6 +63,7 @@ class DemoMarket:
     """A seeded synthetic market; `fetch_day` matches the live source's interface."""
 
     name = "demo"
+    provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES))
 
     def __init__(self, seed: int = 7, universe_size: int = 1800):
         if universe_size < 10:

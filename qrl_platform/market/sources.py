@@ -15,6 +15,7 @@ from typing import Protocol
 import polars as pl
 
 DAILY_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations")
+PERIODIC_TABLES = ("monthly_revenue", "financials", "shareholding_distribution")
 
 
 @dataclass
@@ -30,6 +31,10 @@ class DayResult:
 
 class MarketSource(Protocol):
     name: str  # "demo" | "live"
+    # The raw tables this source can ingest: all DAILY_TABLES, plus each of PERIODIC_TABLES it has a
+    # method of that name for. Factors built on a table the source cannot provide are not held
+    # against the source by the quality checks, and the table's schedule skips.
+    provides: frozenset[str]
 
     def fetch_day(self, table: str, date: dt.date) -> DayResult:
         """One daily table (one of DAILY_TABLES) for one date, both markets."""

@@ -18,6 +18,7 @@ import dagster as dg
 from qrl_platform.orchestration import jobs
 from qrl_platform.orchestration.readiness import Readiness, run_in_flight_or_done, upstream_ready
 from qrl_platform.partitions import TAIPEI, day_status
+from qrl_platform.resources.market import MarketSourceResource
 
 TZ = ZoneInfo(TAIPEI)
 
@@ -88,6 +89,14 @@ def _daily_schedule(stage: Stage) -> dg.ScheduleDefinition:
 DAILY_SCHEDULES = [_daily_schedule(stage) for stage in DAILY_STAGES]
 
 
+def _unless_not_provided(market_source: MarketSourceResource, table: str) -> dg.SkipReason | None:
+    """A skip (not a failing run every period) when the configured source cannot ingest `table`."""
+    if table in market_source.provided_tables():
+        return None
+    source = market_source.settings().source
+    return dg.SkipReason(f"{table}: the {source} market source does not provide this table; nothing to ingest")
+
+
 def _previous_month_key(context: dg.ScheduleEvaluationContext) -> str:
     today = context.scheduled_execution_time.astimezone(TZ).date()
     last_month = today.replace(day=1) - dt.timedelta(days=1)
@@ -101,9 +110,11 @@ def _previous_month_key(context: dg.ScheduleEvaluationContext) -> str:
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="The 11th at 08:00: last month's revenue (companies publish by the 10th).",
 )
-def monthly_revenue_schedule(context: dg.ScheduleEvaluationContext):
+def monthly_revenue_schedule(context: dg.ScheduleEvaluationContext, market_source: MarketSourceResource):
     key = _previous_month_key(context)
-    return dg.RunRequest(run_key=f"monthly_revenue:{key}", partition_key=key)
+    return _unless_not_provided(market_source, "monthly_revenue") or dg.RunRequest(
+        run_key=f"monthly_revenue:{key}", partition_key=key
+    )
 
 
 # The day after each statutory deadline: Q4 (Mar 31) → Apr 1, Q1 → May 16, Q2 → Aug 15, Q3 → Nov 15.
@@ -117,7 +128,10 @@ _QUARTER_AFTER_DEADLINE = {(4, 1): (-1, 10), (5, 16): (0, 1), (8, 15): (0, 4), (
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="The day after each statutory filing deadline (Mar 31, May 15, Aug 14, Nov 14): that quarter's results.",
 )
-def financials_schedule(context: dg.ScheduleEvaluationContext):
+def financials_schedule(context: dg.ScheduleEvaluationContext, market_source: MarketSourceResource):
+    skip = _unless_not_provided(market_source, "financials")
+    if skip:
+        return skip
     today = context.scheduled_execution_time.astimezone(TZ).date()
     year_offset, quarter_month = _QUARTER_AFTER_DEADLINE[(today.month, today.day)]
     key = dt.date(today.year + year_offset, quarter_month, 1).isoformat()
@@ -131,9 +145,11 @@ def financials_schedule(context: dg.ScheduleEvaluationContext):
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Saturday 10:00: archive the TDCC shareholding distribution of Friday (TDCC keeps only the latest week).",
 )
-def shareholding_schedule(context: dg.ScheduleEvaluationContext):
+def shareholding_schedule(context: dg.ScheduleEvaluationContext, market_source: MarketSourceResource):
     friday = context.scheduled_execution_time.astimezone(TZ).date() - dt.timedelta(days=1)
-    return dg.RunRequest(run_key=f"shareholding:{friday}", partition_key=friday.isoformat())
+    return _unless_not_provided(market_source, "shareholding_distribution") or dg.RunRequest(
+        run_key=f"shareholding:{friday}", partition_key=friday.isoformat()
+    )
 
 
 cleanup_old_signals_schedule = dg.ScheduleDefinition(
@@ -146,6 +162,9 @@ cleanup_old_signals_schedule = dg.ScheduleDefinition(
 )
 
 ALL_SCHEDULES = [
-    *DAILY_SCHEDULES, monthly_revenue_schedule, financials_schedule, shareholding_schedule,
+    *DAILY_SCHEDULES,
+    monthly_revenue_schedule,
+    financials_schedule,
+    shareholding_schedule,
     cleanup_old_signals_schedule,
 ]

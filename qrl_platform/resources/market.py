@@ -27,14 +27,27 @@ class MarketSourceResource(dg.ConfigurableResource):
             demo_universe=env.demo_universe,
         )
 
+    def provided_tables(self) -> frozenset[str]:
+        """The raw tables the configured source can ingest (without connecting to anything)."""
+        return self._source_class().provides
+
+    def _source_class(self) -> type:
+        source = self.settings().source
+        if source == "demo":
+            from qrl_platform.market.demo import DemoMarket
+
+            return DemoMarket
+        if source == "live":
+            from qrl_platform.market.live import LiveMarketSource
+
+            return LiveMarketSource
+        raise ValueError(f"market source must be 'demo' or 'live', got {source!r}")
+
     def get(self) -> MarketSource:
         settings = self.settings()
-        if settings.source == "demo":
+        source_class = self._source_class()
+        if source_class.name == "demo":
             from qrl_platform.market.demo import demo_market
 
             return demo_market(settings.demo_seed, settings.demo_universe)
-        if settings.source == "live":
-            from qrl_platform.market.live import LiveMarketSource
-
-            return LiveMarketSource(settings)
-        raise ValueError(f"market source must be 'demo' or 'live', got {settings.source!r}")
+        return source_class(settings)

@@ -35,6 +35,7 @@ from qrl_platform.market.assets import daily_quotes, institutional_flows, margin
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
 from qrl_platform.partitions import previous_trading_days, trading_day
+from qrl_platform.resources.market import MarketSourceResource
 from qrl_platform.resources.warehouse import WarehouseResource
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
@@ -425,3 +426,33 @@ def test_dagster_no_result_warning_is_dropped_only_for_the_indicator_quality_che
         logger.warning(template.format("technical_indicators"))
         logger.warning(template.format("some_other_asset"))
     assert [r.getMessage() for r in caplog.records] == [template.format("some_other_asset")]
+
+
+@pytest.mark.parametrize("source", ["demo", "live"])
+def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source):
+    """Without revenue and financials stored, their factors are empty. For the demo source (which provides
+    them) that is a failed missing_rate check; for the live source (no MOPS ingestion) they are left out
+    of the judgement and named, and the checks pass — so live strategies are not blocked by them."""
+    for table in ("monthly_revenue", "financials"):
+        shutil.rmtree(indicator_home / "frames" / table)
+    fundamental_checks = [
+        c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}
+    ]
+    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source)}
+    result = dg.materialize(
+        [fundamental_indicators, *fundamental_checks],
+        resources=resources,
+        partition_key=HISTORY_END.isoformat(),
+        raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    missing = evaluations["missing_rate"]
+    statement_factors = {"eps_ttm", "roe_ttm", "eps_yoy", "revenue_yoy", "revenue_mom", "revenue_3m_yoy"}
+    if source == "demo":
+        assert not result.success and not missing.passed
+        assert statement_factors <= set(missing.metadata["failing_factors"].value.split(", "))
+    else:
+        assert result.success and all(e.passed for e in evaluations.values())
+        left_out = set(missing.metadata["factors_not_provided_by_source"].value.split(", "))
+        assert left_out == statement_factors
+        assert "Not judged" in missing.description and "pe" not in left_out

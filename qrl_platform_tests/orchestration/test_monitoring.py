@@ -90,8 +90,9 @@ def test_a_success_resets_the_consecutive_failure_count():
         job.execute_in_process(instance=instance, raise_on_error=False)
         assert consecutive_failures(instance, "flaky_job") == 1
         # A later success of the same job name resets the count.
-        dg.Definitions(jobs=[dg.JobDefinition(graph_def=dg.GraphDefinition(name="flaky_job", node_defs=[]))]) \
-            .get_job_def("flaky_job").execute_in_process(instance=instance)
+        dg.Definitions(
+            jobs=[dg.JobDefinition(graph_def=dg.GraphDefinition(name="flaky_job", node_defs=[]))]
+        ).get_job_def("flaky_job").execute_in_process(instance=instance)
         assert consecutive_failures(instance, "flaky_job") == 0
 
 

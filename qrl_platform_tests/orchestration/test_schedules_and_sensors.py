@@ -9,6 +9,7 @@ import pytest
 from qrl_platform.definitions import defs
 from qrl_platform.orchestration import sensors
 from qrl_platform.orchestration.schedules import indicator_check_keys
+from qrl_platform.resources.market import MarketSourceResource
 
 TZ = ZoneInfo("Asia/Taipei")
 DAY = "2024-03-05"  # a Tuesday
@@ -44,15 +45,23 @@ def test_each_schedule_has_its_cron_timezone_and_is_on(name):
 
 def test_quarter_hour_schedule_and_sensors_are_on_by_default():
     assert defs.get_schedule_def("qrl_15min_schedule").cron_schedule == "*/15 * * * *"
-    for name in ("market_data_available_sensor", "daily_flow_catchup_sensor", "m13_consumption_lag_sensor",
-                 "run_failure_alert_sensor", "job_duration_sensor"):
+    for name in (
+        "market_data_available_sensor",
+        "daily_flow_catchup_sensor",
+        "m13_consumption_lag_sensor",
+        "run_failure_alert_sensor",
+        "job_duration_sensor",
+    ):
         assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 
-def _evaluate_schedule(name: str, instance, when: dt.datetime):
+def _evaluate_schedule(name: str, instance, when: dt.datetime, market_source: str = "demo"):
     schedule = defs.get_schedule_def(name)
     repository = defs.get_repository_def()
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repository) as context:
+    resources = {"market_source": MarketSourceResource(source=market_source)}  # what Definitions binds
+    with dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when, repository_def=repository, resources=resources
+    ) as context:
         return schedule.evaluate_tick(context)
 
 
@@ -61,10 +70,15 @@ def _materialize(instance, asset: str, partition: str) -> None:
 
 
 def _check_result(instance, key: dg.AssetCheckKey, partition: str, passed: bool) -> None:
-    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
-        asset_key=key.asset_key, check_name=key.name, passed=passed, partition=partition,
-        severity=dg.AssetCheckSeverity.ERROR,
-    ))
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=passed,
+            partition=partition,
+            severity=dg.AssetCheckSeverity.ERROR,
+        )
+    )
 
 
 def test_market_schedule_runs_open_days_and_skips_closed_ones():
@@ -116,6 +130,22 @@ def test_slow_cadence_schedules_target_the_published_period():
         assert weekly.run_requests[0].partition_key == "2024-03-08"
 
 
+@pytest.mark.parametrize(
+    ("name", "when", "table"),
+    [
+        ("monthly_revenue_schedule", ("2024-04-11", "08:00"), "monthly_revenue"),
+        ("financials_schedule", ("2024-11-15", "08:00"), "financials"),
+        ("shareholding_schedule", ("2024-03-09", "10:00"), "shareholding_distribution"),
+    ],
+)
+def test_slow_cadence_schedules_skip_tables_the_live_source_does_not_provide(name, when, table):
+    """Live MOPS/TDCC ingestion is not built: a skip with the reason, not a failed run every period."""
+    with dg.instance_for_test() as instance:
+        result = _evaluate_schedule(name, instance, _at(*when), market_source="live")
+    assert not result.run_requests
+    assert result.skip_message == f"{table}: the live market source does not provide this table; nothing to ingest"
+
+
 def _evaluate_sensor(name: str, instance, now: dt.datetime, monkeypatch, **resources):
     monkeypatch.setattr(sensors, "current_time", lambda: now)
     sensor = defs.get_sensor_def(name)
@@ -141,17 +171,37 @@ def test_market_data_sensor_triggers_when_the_source_has_the_day(monkeypatch, qr
     from qrl_platform.resources.market import MarketSourceResource
 
     with dg.instance_for_test() as instance:
-        before = _evaluate_sensor("market_data_available_sensor", instance, _at(DAY, "14:00"), monkeypatch,
-                                  market_source=MarketSourceResource())
+        before = _evaluate_sensor(
+            "market_data_available_sensor",
+            instance,
+            _at(DAY, "14:00"),
+            monkeypatch,
+            market_source=MarketSourceResource(),
+        )
         assert not before.run_requests and "14:30" in before.skip_message
         monkeypatch.setattr("qrl_platform.market.demo.DemoMarket.has_data", lambda self, date: True)
-        after = _evaluate_sensor("market_data_available_sensor", instance, _at(DAY, "14:40"), monkeypatch,
-                                 market_source=MarketSourceResource())
+        after = _evaluate_sensor(
+            "market_data_available_sensor",
+            instance,
+            _at(DAY, "14:40"),
+            monkeypatch,
+            market_source=MarketSourceResource(),
+        )
         assert [r.partition_key for r in after.run_requests] == [DAY]
         _materialize(instance, "daily_quotes", DAY)
-        done = _evaluate_sensor("market_data_available_sensor", instance, _at(DAY, "14:50"), monkeypatch,
-                                market_source=MarketSourceResource())
+        done = _evaluate_sensor(
+            "market_data_available_sensor",
+            instance,
+            _at(DAY, "14:50"),
+            monkeypatch,
+            market_source=MarketSourceResource(),
+        )
         assert not done.run_requests and "already" in done.skip_message
-        closed = _evaluate_sensor("market_data_available_sensor", instance, _at("2024-10-31", "15:00"), monkeypatch,
-                                  market_source=MarketSourceResource())
+        closed = _evaluate_sensor(
+            "market_data_available_sensor",
+            instance,
+            _at("2024-10-31", "15:00"),
+            monkeypatch,
+            market_source=MarketSourceResource(),
+        )
         assert "closed" in closed.skip_message

@@ -45,6 +45,8 @@ def default_cache_root() -> Path:
 
 class LiveMarketSource:
     name = "live"
+    # TWSE/TPEx daily tables only: MOPS (revenue, financials) and TDCC (shareholding) are not built yet.
+    provides = frozenset(DAILY_TABLES)
 
     def __init__(
         self, settings: MarketSourceSettings, cache_root: str | None = None, min_interval: float | None = None
