@@ -28,6 +28,8 @@ import click
 import pytest
 import yaml
 
+from qrl_platform_tests.servers import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 INSTANCE_YAML = DEPLOY / "dagster.yaml"
@@ -844,12 +846,7 @@ def test_image_cmd_serves_the_code_location_and_passes_its_healthcheck(tmp_path)
             )
             time.sleep(1)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=30)
 
 
 def test_dockerignore_keeps_local_state_out_and_what_the_dockerfile_copies_in():

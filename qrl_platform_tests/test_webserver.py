@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qrl_platform_tests.servers import free_port
+from qrl_platform_tests.servers import free_port, stop_process
 from qrl_platform_tests.test_definitions import ASSET_GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,11 +98,7 @@ def webserver(tmp_path):
                 time.sleep(0.5)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, timeout=20)
         log.close()
 
 
