@@ -13,6 +13,7 @@ from pathlib import Path
 
 TWSE_DEFAULT_BASE_URL = "https://www.twse.com.tw"
 TPEX_DEFAULT_BASE_URL = "https://www.tpex.org.tw"
+TDCC_DEFAULT_BASE_URL = "https://opendata.tdcc.com.tw"
 
 
 def _env(name: str, default: str) -> str:
@@ -38,6 +39,7 @@ class MarketSourceSettings:
     tpex_base_url: str
     demo_seed: int
     demo_universe: int
+    tdcc_base_url: str = TDCC_DEFAULT_BASE_URL
 
     @staticmethod
     def from_env() -> MarketSourceSettings:
@@ -50,4 +52,5 @@ class MarketSourceSettings:
             tpex_base_url=_env("QRL_TPEX_BASE_URL", TPEX_DEFAULT_BASE_URL).rstrip("/"),
             demo_seed=int(_env("QRL_DEMO_SEED", "7")),
             demo_universe=int(_env("QRL_DEMO_UNIVERSE", "1800")),
+            tdcc_base_url=_env("QRL_TDCC_BASE_URL", TDCC_DEFAULT_BASE_URL).rstrip("/"),
         )

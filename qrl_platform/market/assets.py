@@ -94,7 +94,7 @@ def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
         if fetch is None:
             raise NotImplementedError(
                 f"{table}: the {source.name} market source does not provide this table "
-                "(only the demo market does; live MOPS/TDCC ingestion is not built yet)"
+                "(the demo market does; live MOPS ingestion of revenue and financials is not built yet)"
             )
         rows = 0
         for key in context.partition_keys:

@@ -30,12 +30,37 @@ GRID_END = dt.date(2028, 12, 29)
 DEMO_LABEL = "DEMO MARKET — synthetic data, not real quotes"
 
 SECTORS = (
-    "Semiconductors", "Electronics", "Computers", "Optoelectronics", "Communications", "Financials",
-    "Shipping", "Steel", "Plastics", "Biotech", "Food", "Construction",
+    "Semiconductors",
+    "Electronics",
+    "Computers",
+    "Optoelectronics",
+    "Communications",
+    "Financials",
+    "Shipping",
+    "Steel",
+    "Plastics",
+    "Biotech",
+    "Food",
+    "Construction",
 )
 # TDCC holding bands 1–15 by upper bound in shares; 16 is the adjustment row, 17 the total.
-TDCC_BAND_UPPER = (999, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000, 100_000, 200_000,
-                   400_000, 600_000, 800_000, 1_000_000, None)
+TDCC_BAND_UPPER = (
+    999,
+    5_000,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    40_000,
+    50_000,
+    100_000,
+    200_000,
+    400_000,
+    600_000,
+    800_000,
+    1_000_000,
+    None,
+)
 
 
 def tick_round(price: np.ndarray) -> np.ndarray:
@@ -70,9 +95,7 @@ class DemoMarket:
             raise ValueError(f"demo universe_size must be at least 10, got {universe_size}")
         self.seed = seed
         self.size = universe_size
-        self.days = np.array(
-            [d for d in _date_range(GRID_START, GRID_END) if d.weekday() < 5], dtype="datetime64[D]"
-        )
+        self.days = np.array([d for d in _date_range(GRID_START, GRID_END) if d.weekday() < 5], dtype="datetime64[D]")
 
     # ---------------------------------------------------------------- grid and universe
     def _rng(self, stream: str) -> np.random.Generator:
@@ -81,7 +104,9 @@ class DemoMarket:
 
     def _index(self, date: dt.date) -> int:
         if not GRID_START <= date <= GRID_END or date.weekday() >= 5:
-            raise BadMarketData(f"demo market: date {date} is outside the demo range {GRID_START}..{GRID_END} or a weekend")
+            raise BadMarketData(
+                f"demo market: date {date} is outside the demo range {GRID_START}..{GRID_END} or a weekend"
+            )
         return int(np.searchsorted(self.days, np.datetime64(date, "D")))
 
     @cached_property
@@ -235,8 +260,13 @@ class DemoMarket:
         def lots(x: np.ndarray) -> np.ndarray:
             return (np.round(x / 1000) * 1000).astype(np.int64)
 
-        return {"foreign": lots(foreign), "trust": lots(trust), "foreign_dealer": lots(foreign_dealer),
-                "dealer": lots(dealer), "gross": lots(gross)}
+        return {
+            "foreign": lots(foreign),
+            "trust": lots(trust),
+            "foreign_dealer": lots(foreign_dealer),
+            "dealer": lots(dealer),
+            "gross": lots(gross),
+        }
 
     def _institutional_flows(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
         f = self._flows
@@ -263,14 +293,23 @@ class DemoMarket:
         free_float_lots = u.shares_outstanding / 1000
         start = free_float_lots * rng.uniform(0.002, 0.04, self.size)
         margin = start * np.exp(np.cumsum(0.8 * r + rng.normal(0, 0.02, r.shape), axis=0))
-        short = start * rng.uniform(0.02, 0.4, self.size) * np.exp(np.cumsum(-0.5 * r + rng.normal(0, 0.05, r.shape), axis=0))
+        short = (
+            start
+            * rng.uniform(0.02, 0.4, self.size)
+            * np.exp(np.cumsum(-0.5 * r + rng.normal(0, 0.05, r.shape), axis=0))
+        )
         margin[:, u.is_etf] *= 0.2
         limit = np.broadcast_to((free_float_lots * 0.25).astype(np.int64), r.shape)
         margin = np.minimum(margin, limit * 0.95)
         short = np.minimum(short, limit * 0.5)
         churn = rng.uniform(0.005, 0.03, r.shape)
-        return {"margin": margin.astype(np.int64), "short": short.astype(np.int64), "limit": limit,
-                "churn": churn, "offset": rng.poisson(3, r.shape).astype(np.int64)}
+        return {
+            "margin": margin.astype(np.int64),
+            "short": short.astype(np.int64),
+            "limit": limit,
+            "churn": churn,
+            "offset": rng.poisson(3, r.shape).astype(np.int64),
+        }
 
     def _margin_balances(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
         m = self._margin
@@ -420,8 +459,25 @@ class DemoMarket:
         pct[:, 11:] *= tilt[:, None]  # bands 12–15 hold more than 400 lots
         pct /= pct.sum(axis=1, keepdims=True)
         shares = np.round(pct * self.universe.shares_outstanding[:, None]).astype(np.int64)
-        avg_holding = np.array([500, 3_000, 7_500, 12_500, 17_500, 25_000, 35_000, 45_000, 75_000, 150_000,
-                                300_000, 500_000, 700_000, 900_000, 5_000_000])
+        avg_holding = np.array(
+            [
+                500,
+                3_000,
+                7_500,
+                12_500,
+                17_500,
+                25_000,
+                35_000,
+                45_000,
+                75_000,
+                150_000,
+                300_000,
+                500_000,
+                700_000,
+                900_000,
+                5_000_000,
+            ]
+        )
         holders = np.maximum(1, shares // avg_holding).astype(np.int64)
         levels, stock_idx = np.meshgrid(np.arange(1, 16), listed)
         frame = pl.DataFrame(
@@ -436,8 +492,12 @@ class DemoMarket:
             }
         )
         totals = frame.group_by("stock_id", maintain_order=True).agg(
-            pl.col("week").first(), pl.lit(17, dtype=pl.Int8).alias("level"), pl.col("holders").sum(),
-            pl.col("shares").sum(), pl.lit(100.0).alias("pct"), pl.col("published_on").first(),
+            pl.col("week").first(),
+            pl.lit(17, dtype=pl.Int8).alias("level"),
+            pl.col("holders").sum(),
+            pl.col("shares").sum(),
+            pl.lit(100.0).alias("pct"),
+            pl.col("published_on").first(),
         )
         frame = pl.concat([frame, totals.select(frame.columns)]).sort("stock_id", "level")
         return schema.conform("shareholding_distribution", frame, context=str(week))
@@ -449,7 +509,9 @@ class DemoMarket:
 
 def statutory_deadline(year: int, quarter: int) -> dt.date:
     """Taiwan filing deadlines: Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual (Q4) Mar 31 next year."""
-    return {1: dt.date(year, 5, 15), 2: dt.date(year, 8, 14), 3: dt.date(year, 11, 14), 4: dt.date(year + 1, 3, 31)}[quarter]
+    return {1: dt.date(year, 5, 15), 2: dt.date(year, 8, 14), 3: dt.date(year, 11, 14), 4: dt.date(year + 1, 3, 31)}[
+        quarter
+    ]
 
 
 @lru_cache(maxsize=4)

@@ -16,6 +16,7 @@ class MarketSourceResource(dg.ConfigurableResource):
     source: str = ""
     twse_base_url: str = ""
     tpex_base_url: str = ""
+    tdcc_base_url: str = ""
 
     def settings(self) -> MarketSourceSettings:
         env = MarketSourceSettings.from_env()
@@ -25,6 +26,7 @@ class MarketSourceResource(dg.ConfigurableResource):
             tpex_base_url=(self.tpex_base_url or env.tpex_base_url).rstrip("/"),
             demo_seed=env.demo_seed,
             demo_universe=env.demo_universe,
+            tdcc_base_url=(self.tdcc_base_url or env.tdcc_base_url).rstrip("/"),
         )
 
     def provided_tables(self) -> frozenset[str]:

@@ -135,15 +135,16 @@ def test_slow_cadence_schedules_target_the_published_period():
     [
         ("monthly_revenue_schedule", ("2024-04-11", "08:00"), "monthly_revenue"),
         ("financials_schedule", ("2024-11-15", "08:00"), "financials"),
-        ("shareholding_schedule", ("2024-03-09", "10:00"), "shareholding_distribution"),
     ],
 )
 def test_slow_cadence_schedules_skip_tables_the_live_source_does_not_provide(name, when, table):
-    """Live MOPS/TDCC ingestion is not built: a skip with the reason, not a failed run every period."""
+    """Live MOPS ingestion is not built: a skip with the reason, not a failed run every period. TDCC is."""
     with dg.instance_for_test() as instance:
         result = _evaluate_schedule(name, instance, _at(*when), market_source="live")
+        weekly = _evaluate_schedule("shareholding_schedule", instance, _at("2024-03-09", "10:00"), "live")
     assert not result.run_requests
     assert result.skip_message == f"{table}: the live market source does not provide this table; nothing to ingest"
+    assert weekly.run_requests[0].partition_key == "2024-03-08"
 
 
 def _evaluate_sensor(name: str, instance, now: dt.datetime, monkeypatch, **resources):

@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,14 +130,16 @@ class PoliteClient:
         parts = urlsplit(url)
         return self.cache_root / _safe(parts.netloc) / parts.path.strip("/") / f"{date.isoformat()}.json"
 
-    def keep(self, response: JsonResponse, *, no_data: bool = False) -> bool:
-        """Cache a parsed answer. Call only after the payload parsed; returns whether it was written."""
+    def keep(self, response: JsonResponse, *, no_data: bool = False, verified: bool = False) -> bool:
+        """Cache a parsed answer. Call only after the payload parsed; returns whether it was written.
+
+        `verified`: the caller checked the answer is the one for its date (payloads without a `stat`)."""
         if response.from_cache:
             return False
         if no_data:
             if response.date > taipei_today() - NO_DATA_KEPT_AFTER:
                 return False  # today's (or a recent) "no data" may only mean "not published yet"
-        elif not _stat_ok(response.payload):
+        elif not verified and not _stat_ok(response.payload):
             return False  # belt and braces: only OK answers are kept
         target = response.cache_file
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,24 +152,36 @@ class PoliteClient:
         response.cache_file.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------------------- fetch
-    def get_json(self, base_url: str, path: str, params: dict[str, str], *, date: dt.date, label: str) -> JsonResponse:
-        """The JSON answer for one endpoint and date, from the cache when it holds one."""
+    def get_json(
+        self,
+        base_url: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        date: dt.date,
+        label: str,
+        decode: Callable[[bytes], Any] | None = None,
+        kind: str = "JSON",
+    ) -> JsonResponse:
+        """The decoded answer (JSON unless `decode` says otherwise) for one endpoint and date, from the
+        cache when it holds one. `decode` raises ValueError on a body that is not `kind`."""
+        decode = decode or _decode
         url = base_url.rstrip("/") + path
         cache_file = self.cache_file(url, date)
         if cache_file.exists():
             body = cache_file.read_bytes()
             try:
-                return JsonResponse(label, url, date, _decode(body), body, True, cache_file, 0)
+                return JsonResponse(label, url, date, decode(body), body, True, cache_file, 0)
             except ValueError:
                 log.warning("discarding unreadable cache entry %s", cache_file)
                 cache_file.unlink(missing_ok=True)
         response, attempts = self._request(url, params, label=label, date=date)
         try:
-            payload = _decode(response.content)
+            payload = decode(response.content)
         except ValueError:
             snippet = response.content[:80].decode("utf-8", "replace").strip()
             raise BadMarketData(
-                f"{label} {date}: the response body is not JSON (HTTP {response.status_code}, content-type "
+                f"{label} {date}: the response body is not {kind} (HTTP {response.status_code}, content-type "
                 f"{response.headers.get('content-type', '?')!r}, starts with {snippet!r})"
             ) from None
         return JsonResponse(label, str(response.url), date, payload, response.content, False, cache_file, attempts)

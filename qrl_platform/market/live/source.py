@@ -16,16 +16,12 @@ from pathlib import Path
 import polars as pl
 
 from qrl_platform.market import schema
-from qrl_platform.market.live import tpex, twse
+from qrl_platform.market.live import tdcc, tpex, twse
 from qrl_platform.market.live.http import JsonResponse, PoliteClient, taipei_now
+from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
 from qrl_platform.market.sources import DAILY_TABLES, DayResult
 from qrl_platform.settings import MarketSourceSettings, qrl_home
-
-
-class NotPublishedYet(BadMarketData):
-    """A table has no data yet for a day the exchange traded (e.g. margin before ~21:00): retry later."""
-
 
 # TWSE's closing quotes are out by about 14:30; before this time today's "no data" is not a closure.
 QUOTES_PUBLISHED_BY = dt.time(15, 0)
@@ -45,8 +41,8 @@ def default_cache_root() -> Path:
 
 class LiveMarketSource:
     name = "live"
-    # TWSE/TPEx daily tables only: MOPS (revenue, financials) and TDCC (shareholding) are not built yet.
-    provides = frozenset(DAILY_TABLES)
+    # TWSE/TPEx daily tables and TDCC shareholding; MOPS (revenue, financials) is not built yet.
+    provides = frozenset((*DAILY_TABLES, "shareholding_distribution"))
 
     def __init__(
         self, settings: MarketSourceSettings, cache_root: str | None = None, min_interval: float | None = None
@@ -90,6 +86,34 @@ class LiveMarketSource:
         details["rows_per_market"] = {"TWSE": listed.frame.height, "TPEx": otc.frame.height}
         frame = schema.conform(table, pl.concat([listed.frame, otc.frame], how="vertical"), context=f"{date}")
         return DayResult(table, date, frame, details=details)
+
+    def shareholding_distribution(self, week: dt.date) -> pl.DataFrame:
+        """TDCC's distribution for the week of Friday `week` — only while it is TDCC's latest (see tdcc.py)."""
+        if week.weekday() != 4:
+            raise BadMarketData(f"shareholding_distribution: week {week} is not a Friday (TDCC data date)")
+        answer = self._tdcc_answer(week)
+        try:
+            distribution = tdcc.parse(answer.payload, week)
+        except BadMarketData:
+            if not answer.from_cache:
+                raise
+            self.http.forget(answer)  # a cached answer the parser now rejects: ask once more
+            answer = self._tdcc_answer(week)
+            distribution = tdcc.parse(answer.payload, week)
+        self.http.keep(answer, verified=True)  # parsed, and its data date is this week's
+        return distribution
+
+    def _tdcc_answer(self, week: dt.date) -> JsonResponse:
+        endpoint = tdcc.ENDPOINT
+        return self.http.get_json(
+            self.settings.tdcc_base_url,
+            endpoint.path,
+            dict(endpoint.params),
+            date=week,
+            label=endpoint.label,
+            decode=tdcc.decode,
+            kind="CSV",
+        )
 
     def has_data(self, date: dt.date) -> bool:
         """Has TWSE published the day's closing quotes? (stat OK and the 每日收盤行情 table present)."""

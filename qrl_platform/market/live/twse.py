@@ -44,6 +44,10 @@ class Parsed:
     reason: str = ""  # the exchange's own words when it has no data
 
 
+class NotPublishedYet(BadMarketData):
+    """A table has no data yet for a day the exchange traded (e.g. margin before ~21:00): retry later."""
+
+
 @dataclass(frozen=True)
 class Where:
     """Endpoint + date, so every error message says where it comes from."""
