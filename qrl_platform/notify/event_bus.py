@@ -548,9 +548,18 @@ class M13Consumer:
         """XAUTOCLAIM: take over entries pending on another consumer for at least claim_idle_ms."""
         if self.claim_idle_ms is None:
             return []
-        response = self.redis.xautoclaim(
-            self.stream, self.group, self.consumer_name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=count
-        )
+        try:
+            response = self.redis.xautoclaim(
+                self.stream, self.group, self.consumer_name, min_idle_time=self.claim_idle_ms, start_id="0-0",
+                count=count,
+            )  # fmt: skip
+        except redis_lib.ResponseError as error:
+            if "unknown command" not in str(error).lower():
+                raise
+            # XAUTOCLAIM needs Redis >= 6.2; older servers still get own-pending and new entries.
+            log.warning("Redis has no XAUTOCLAIM (needs >= 6.2): entries of dead consumers are not claimed")
+            self.claim_idle_ms = None
+            return []
         # [next start id, claimed entries, ids deleted while pending (Redis 7; they leave the PEL by themselves)]
         return self._received(_entries(response[1]))
 

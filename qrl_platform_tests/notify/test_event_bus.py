@@ -348,6 +348,18 @@ def test_an_entry_left_pending_by_a_dead_consumer_is_claimed_after_the_idle_time
     assert live.poll() == [] and M13Consumer(warehouse, redis_client, consumer_name="m13-dead").poll() == []
 
 
+def test_a_redis_without_xautoclaim_still_delivers(warehouse, redis_client, monkeypatch):
+    publish_signals_ready(warehouse, "2024-12-24", SUMMARY, backend="redis", redis=redis_client)
+
+    def too_old(*args, **kwargs):
+        raise redis.ResponseError("ERR unknown command 'XAUTOCLAIM', with args beginning with: ")
+
+    monkeypatch.setattr(redis_client, "xautoclaim", too_old)
+    consumer = M13Consumer(warehouse, redis_client, consumer_name="m13-old")
+    [event] = consumer.poll()
+    assert event.trade_date == "2024-12-24" and consumer.claim_idle_ms is None
+
+
 def test_redis_only_consumer_without_warehouse(warehouse, redis_client):
     publish_signals_ready(warehouse, "2024-12-24", SUMMARY, backend="redis", redis=redis_client)
     consumer = M13Consumer(redis=redis_client, consumer_name="m13-b")

@@ -23,25 +23,47 @@ NOW = dt.datetime(2024, 12, 24, 8, 40, tzinfo=dt.UTC)
 
 def _seed_signals(wh: Warehouse, signals: dict[str, str], strategies=("STG_A", "STG_B")) -> None:
     with wh.begin() as conn:
-        conn.execute(strategy_signals.insert(), [
-            dict(signal_id=f"{sid}-{i}", strategy_id=strategies[i % len(strategies)], stock_id=sid, trade_date=DAY,
-                 execution_id="ex", signal=signal, confidence=0.7, score=1.0, created_at=NOW)
-            for i, (sid, signal) in enumerate(signals.items())
-        ])
-        conn.execute(strategy_executions.insert(), [
-            dict(execution_id=f"ex-{s}", strategy_id=s, execution_date=DAY, started_at=NOW, status="SUCCESS")
-            for s in strategies
-        ])
+        conn.execute(
+            strategy_signals.insert(),
+            [
+                dict(
+                    signal_id=f"{sid}-{i}",
+                    strategy_id=strategies[i % len(strategies)],
+                    stock_id=sid,
+                    trade_date=DAY,
+                    execution_id="ex",
+                    signal=signal,
+                    confidence=0.7,
+                    score=1.0,
+                    created_at=NOW,
+                )
+                for i, (sid, signal) in enumerate(signals.items())
+            ],
+        )
+        conn.execute(
+            strategy_executions.insert(),
+            [
+                dict(execution_id=f"ex-{s}", strategy_id=s, execution_date=DAY, started_at=NOW, status="SUCCESS")
+                for s in strategies
+            ],
+        )
 
 
 def _resources(url: str, backend: str = "outbox") -> dict:
-    return {"warehouse": WarehouseResource(url=url), "event_bus": EventBusResource(backend=backend),
-            "redis": RedisResource()}
+    return {
+        "warehouse": WarehouseResource(url=url),
+        "event_bus": EventBusResource(backend=backend),
+        "redis": RedisResource(),
+    }
 
 
 def _materialize(url: str, backend: str = "outbox", force: bool = False) -> dg.ExecuteInProcessResult:
-    return dg.materialize([m13_notification], partition_key=DAY.isoformat(), resources=_resources(url, backend),
-                          run_config={"ops": {"m13_notification": {"config": {"force": force}}}})
+    return dg.materialize(
+        [m13_notification],
+        partition_key=DAY.isoformat(),
+        resources=_resources(url, backend),
+        run_config={"ops": {"m13_notification": {"config": {"force": force}}}},
+    )
 
 
 def test_publishes_the_source_payload_once_per_day(warehouse_url):
@@ -54,8 +76,13 @@ def test_publishes_the_source_payload_once_per_day(warehouse_url):
     assert rows.height == 1
     payload = json.loads(rows["payload"][0])
     assert payload["event_type"] == "STRATEGY_SIGNALS_READY" and payload["trade_date"] == "2024-12-24"
-    assert payload["summary"] == {"total_signals": 4, "buy_signals": 2, "sell_signals": 1, "hold_signals": 1,
-                                  "strategies_executed": 2}
+    assert payload["summary"] == {
+        "total_signals": 4,
+        "buy_signals": 2,
+        "sell_signals": 1,
+        "hold_signals": 1,
+        "strategies_executed": 2,
+    }
     assert payload["timestamp"].endswith("+08:00")
     again = _materialize(warehouse_url)
     assert again.asset_materializations_for_node("m13_notification")[0].metadata["events_already_published"].value == 1
