@@ -62,10 +62,9 @@ def decode(body: bytes) -> dict:
     return {"fields": lines[0], "data": lines[1:]}
 
 
-def served_date(table: dict, where: Where) -> dt.date:
+def served_date(rows: list[list], at: dict[str, int], where: Where) -> dt.date:
     """The one data date of the answer (every row carries it)."""
-    at = positions(table.get("fields"), FIELDS, where)
-    dates = {text(row[at["資料日期"]]) for row in rows_of(table, where)}
+    dates = {text(row[at["資料日期"]]) for row in rows}
     if len(dates) != 1:
         raise where.bad(f"field '資料日期' holds {len(dates)} different dates ({sorted(dates)[:3]}), expected one")
     raw = dates.pop()
@@ -99,11 +98,12 @@ def parse(table: dict, week: dt.date) -> pl.DataFrame:
     where = Where(ENDPOINT, week)
     if not table.get("data"):
         raise where.bad("field 'data': the answer has a header but no rows")
-    served = served_date(table, where)
-    check_week(served, week, where)
     at = positions(table.get("fields"), FIELDS, where)
+    rows = rows_of(table, where)
+    served = served_date(rows, at, where)
+    check_week(served, week, where)
     records = []
-    for i, row in enumerate(rows_of(table, where)):
+    for i, row in enumerate(rows):
         code = require_code(text(row[at["證券代號"]]), i, where)
         level = number(row[at["持股分級"]], where, "持股分級", code, integer=True, required=True)
         if level == ADJUSTMENT_LEVEL:
