@@ -25,7 +25,7 @@ def main() -> None:
         import dagster as dg
 
         from qrl_platform import cli
-        from qrl_platform.partitions import parse_date, previous_trading_days
+        from qrl_platform.calendar import parse_date, previous_trading_days
 
         instance = dg.DagsterInstance.get()
         day = parse_date(args.day)

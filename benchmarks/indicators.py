@@ -33,7 +33,7 @@ import talib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qrl_platform.technical import compute  # noqa: E402
+from qrl_platform.factors.technical import compute  # noqa: E402
 
 TALIB_COLUMNS = (
     *(f"sma_{n}" for n in (5, 10, 20, 60, 120, 240)),

@@ -25,7 +25,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qrl_platform.partitions import trading_days  # noqa: E402
+from qrl_platform.calendar import trading_days  # noqa: E402
 from qrl_platform.storage.frames import FrameStore  # noqa: E402
 from qrl_platform.strategy.definition import load_definitions  # noqa: E402
 from qrl_platform.strategy.engine import build_frame, run_strategies  # noqa: E402
@@ -186,9 +186,8 @@ def year_backfill(args, server) -> None:
     """strategy_signals over a whole year as ONE Dagster run (BackfillPolicy.single_run), on PostgreSQL."""
     import dagster as dg
 
-    from qrl_platform.resources.frames import FrameStoreResource
-    from qrl_platform.resources.warehouse import WarehouseResource
-    from qrl_platform.strategy.assets import strategies, strategy_signals, strategy_stats
+    from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
+    from qrl_platform.defs.strategies.assets import strategies, strategy_signals, strategy_stats
 
     home = Path(tempfile.mkdtemp(prefix="qrl-bench-"))
     os.environ["QRL_HOME"] = str(home)

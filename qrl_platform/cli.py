@@ -10,7 +10,7 @@ import time
 
 import dagster as dg
 
-from qrl_platform.partitions import TAIPEI, day_status, parse_date, previous_trading_days
+from qrl_platform.calendar import TAIPEI, closing_data_out, day_status, parse_date, previous_trading_days, taipei_now
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -20,10 +20,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def latest_closed_trading_day(now: dt.datetime | None = None) -> dt.date:
     """The most recent trading day whose closing data is out (after 14:30 Taipei)."""
-    from zoneinfo import ZoneInfo
-
-    now = now or dt.datetime.now(ZoneInfo(TAIPEI))
-    day = now.date() if now.time() >= dt.time(14, 30) else now.date() - dt.timedelta(days=1)
+    now = (now or taipei_now()).astimezone(TAIPEI)
+    day = now.date() if closing_data_out(now) else now.date() - dt.timedelta(days=1)
     while not day_status(day).is_open:
         day -= dt.timedelta(days=1)
     return day
@@ -71,8 +69,8 @@ def _partitioned_selection(partitions_def) -> list[str]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Materialise the daily chain on the demo market: history for the lookback, then the chain."""
-    from qrl_platform.market.assets import DAILY_DESCRIPTIONS
-    from qrl_platform.partitions import fiscal_quarter, revenue_month, shareholding_week, trading_day
+    from qrl_platform.defs.market.assets import DAILY_DESCRIPTIONS
+    from qrl_platform.defs.partitions import fiscal_quarter, revenue_month, shareholding_week, trading_day
 
     instance = _instance()
     end = parse_date(args.end) if args.end else latest_closed_trading_day()
@@ -107,7 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if chain:
         materialize_range(chain, chain_days[0].isoformat(), end.isoformat(), instance=instance)
     # The QRL treasury side: the latest quarter hour on the simulated exchange (QRL_MEXC_MODE).
-    from qrl_platform.qrl.schedules import just_finished_quarter_hour
+    from qrl_platform.calendar import just_finished_quarter_hour
 
     quarter = just_finished_quarter_hour(dt.datetime.now(dt.UTC))
     materialize_range(["qrl_position", "rebalance_plan"], quarter, quarter, instance=instance)

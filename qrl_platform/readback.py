@@ -11,7 +11,7 @@ import datetime as dt
 import polars as pl
 import sqlalchemy as sa
 
-from qrl_platform.partitions import parse_date
+from qrl_platform.calendar import parse_date
 from qrl_platform.settings import warehouse_url
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema

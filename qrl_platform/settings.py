@@ -1,39 +1,178 @@
-"""Configuration from the environment, read in one place.
+"""Configuration from the environment: the one place that reads it.
 
-Every outside system is configured by environment variables (documented in the README) so the same
-code location runs on a laptop with embedded defaults and in production with Postgres/Redis/live
-exchanges. Secrets (MEXC keys, webhook URLs with tokens) are read here too but never echoed.
+Every outside system is configured by environment variables (documented in the README), so the same
+code location runs on a laptop with embedded defaults and in production with PostgreSQL, Redis and
+the live exchanges. `settings()` builds one validated `Settings` object (pydantic-settings); every
+other module asks it, never `os.environ`. It is read afresh at each call: a long-lived process (the
+Dagster daemon, a test that changes a variable) sees the current environment, and reading ~40
+variables costs well under a millisecond.
+
+Secrets (MEXC keys, webhook URLs that carry their token, the SMTP password, the SMS token, database
+URLs with a password) are `SecretStr`: their repr is `'**********'`, so a settings object that ends
+up in a log or in metadata shows no secret; `secret_values()` lists them for redaction.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TWSE_DEFAULT_BASE_URL = "https://www.twse.com.tw"
 TPEX_DEFAULT_BASE_URL = "https://www.tpex.org.tw"
 TDCC_DEFAULT_BASE_URL = "https://opendata.tdcc.com.tw"
+MEXC_DEFAULT_BASE_URL = "https://api.mexc.com"
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+def _env(name: str, default: str = "") -> str:
+    return Field(default=default, validation_alias=AliasChoices(name))
+
+
+def _secret(name: str) -> SecretStr:
+    return Field(default=SecretStr(""), validation_alias=AliasChoices(name))
+
+
+class Settings(BaseSettings):
+    """Every variable the platform reads, by its environment name. Empty values mean "default"."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=True, frozen=True)
+
+    # Where data lives
+    home: str = _env("QRL_HOME")
+    warehouse_url_raw: SecretStr = _secret("QRL_WAREHOUSE_URL")
+    calendar_overrides: str = _env("QRL_CALENDAR_OVERRIDES")
+
+    # Market data
+    market_source: str = _env("QRL_MARKET_SOURCE", "demo")
+    twse_base_url: str = _env("QRL_TWSE_BASE_URL", TWSE_DEFAULT_BASE_URL)
+    tpex_base_url: str = _env("QRL_TPEX_BASE_URL", TPEX_DEFAULT_BASE_URL)
+    tdcc_base_url: str = _env("QRL_TDCC_BASE_URL", TDCC_DEFAULT_BASE_URL)
+    http_min_interval_seconds: float = _env("QRL_HTTP_MIN_INTERVAL_SECONDS", "2.0")
+    http_backoff_seconds: float = _env("QRL_HTTP_BACKOFF_SECONDS", "1.0")
+    demo_seed: int = _env("QRL_DEMO_SEED", "7")
+    demo_universe: int = _env("QRL_DEMO_UNIVERSE", "1800")
+
+    # Redis and the M13 event bus
+    redis_url: SecretStr = _secret("QRL_REDIS_URL")
+    event_bus: str = _env("QRL_EVENT_BUS")
+
+    # M15 alert channels (validated by the channel builders, which report problems instead of raising)
+    alert_channels: str = _env("QRL_ALERT_CHANNELS")
+    log_min_level: str = _env("QRL_LOG_MIN_LEVEL")
+    slack_webhook_url: SecretStr = _secret("QRL_SLACK_WEBHOOK_URL")
+    slack_min_level: str = _env("QRL_SLACK_MIN_LEVEL")
+    smtp_host: str = _env("QRL_SMTP_HOST")
+    smtp_port: str = _env("QRL_SMTP_PORT")
+    smtp_user: str = _env("QRL_SMTP_USER")
+    smtp_password: SecretStr = _secret("QRL_SMTP_PASSWORD")
+    smtp_starttls: str = _env("QRL_SMTP_STARTTLS")
+    alert_email_from: str = _env("QRL_ALERT_EMAIL_FROM")
+    alert_email_to: str = _env("QRL_ALERT_EMAIL_TO")
+    email_min_level: str = _env("QRL_EMAIL_MIN_LEVEL")
+    sms_webhook_url: SecretStr = _secret("QRL_SMS_WEBHOOK_URL")
+    sms_token: SecretStr = _secret("QRL_SMS_TOKEN")
+    sms_to: str = _env("QRL_SMS_TO")
+    sms_min_level: str = _env("QRL_SMS_MIN_LEVEL")
+
+    # QRL/USDT on MEXC (numbers stay text here: the treasury resource names the variable in its errors)
+    mexc_mode: str = _env("QRL_MEXC_MODE")
+    mexc_base_url: str = _env("QRL_MEXC_BASE_URL")
+    mexc_api_key: SecretStr = _secret("MEXC_API_KEY")
+    mexc_api_secret: SecretStr = _secret("MEXC_API_SECRET")
+    execute_orders: str = _env("QRL_EXECUTE_ORDERS")
+    target_ratio: str = _env("QRL_TARGET_RATIO")
+    rebalance_threshold: str = _env("QRL_REBALANCE_THRESHOLD")
+    max_order_notional: str = _env("QRL_MAX_ORDER_NOTIONAL")
+    daily_trade_cap: str = _env("QRL_DAILY_TRADE_CAP")
+    min_trade_interval_minutes: str = _env("QRL_MIN_TRADE_INTERVAL_MINUTES")
+    max_drawdown: str = _env("QRL_MAX_DRAWDOWN")
+
+    @field_validator("market_source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"demo", "live"}:
+            raise ValueError(f"QRL_MARKET_SOURCE must be 'demo' or 'live', got {value!r}")
+        return value
+
+    @field_validator("twse_base_url", "tpex_base_url", "tdcc_base_url", "mexc_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def qrl_home(self) -> str:
+        """Data directory (local path or object-store URL) holding frames, caches and the SQLite files."""
+        return self.home or str(Path(".qrl").resolve())
+
+    @property
+    def warehouse_url(self) -> str:
+        explicit = self.warehouse_url_raw.get_secret_value()
+        if explicit:
+            return explicit
+        home = self.qrl_home
+        return f"sqlite:///{Path(home) / 'warehouse.sqlite'}" if "://" not in home else "sqlite:///warehouse.sqlite"
+
+    def variables(self) -> dict[str, str]:
+        """The set values by variable name (secrets revealed), for code that reports problems by the
+        variable's name, such as the alert channel builders."""
+        values = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            if text:
+                values[field.validation_alias.choices[0]] = text
+        return values
+
+    def secret_values(self) -> list[str]:
+        """Every secret value that is set, plus the password inside any URL, for redaction."""
+        values = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                secret = value.get_secret_value()
+                password = urlsplit(secret).password if "://" in secret else None
+                if name.endswith("_url") or name == "warehouse_url_raw":
+                    # Database and Redis URLs are secret only through their password.
+                    if name in {"warehouse_url_raw", "redis_url"}:
+                        if password:
+                            values.append(password)
+                        continue
+                values.append(secret)
+        return values
+
+
+def settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The current configuration: from the process environment, or from `environ` when given (tests,
+    a dry run of another deployment's variables)."""
+    if environ is None:
+        return Settings()
+    return Settings.model_validate({name: value for name, value in environ.items() if str(value).strip()})
 
 
 def qrl_home() -> str:
-    """Data directory (local path or object-store URL) holding frames, caches and the SQLite files."""
-    return _env("QRL_HOME", str(Path(".qrl").resolve()))
+    return settings().qrl_home
 
 
 def warehouse_url() -> str:
-    home = qrl_home()
-    default = f"sqlite:///{Path(home) / 'warehouse.sqlite'}" if "://" not in home else "sqlite:///warehouse.sqlite"
-    return _env("QRL_WAREHOUSE_URL", default)
+    return settings().warehouse_url
 
 
 @dataclass(frozen=True)
 class MarketSourceSettings:
+    """Where raw market data comes from, resolved (the live source and the resource take this)."""
+
     source: str  # "demo" | "live"
     twse_base_url: str
     tpex_base_url: str
@@ -43,14 +182,12 @@ class MarketSourceSettings:
 
     @staticmethod
     def from_env() -> MarketSourceSettings:
-        source = _env("QRL_MARKET_SOURCE", "demo").lower()
-        if source not in {"demo", "live"}:
-            raise ValueError(f"QRL_MARKET_SOURCE must be 'demo' or 'live', got {source!r}")
+        current = settings()
         return MarketSourceSettings(
-            source=source,
-            twse_base_url=_env("QRL_TWSE_BASE_URL", TWSE_DEFAULT_BASE_URL).rstrip("/"),
-            tpex_base_url=_env("QRL_TPEX_BASE_URL", TPEX_DEFAULT_BASE_URL).rstrip("/"),
-            demo_seed=int(_env("QRL_DEMO_SEED", "7")),
-            demo_universe=int(_env("QRL_DEMO_UNIVERSE", "1800")),
-            tdcc_base_url=_env("QRL_TDCC_BASE_URL", TDCC_DEFAULT_BASE_URL).rstrip("/"),
+            source=current.market_source,
+            twse_base_url=current.twse_base_url,
+            tpex_base_url=current.tpex_base_url,
+            demo_seed=current.demo_seed,
+            demo_universe=current.demo_universe,
+            tdcc_base_url=current.tdcc_base_url,
         )

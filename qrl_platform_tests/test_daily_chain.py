@@ -79,7 +79,7 @@ def test_retry_reruns_a_failed_run(chain, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("warehouse went away")
 
-    monkeypatch.setattr("qrl_platform.strategy.assets.run_strategy_days", broken)
+    monkeypatch.setattr("qrl_platform.defs.strategies.assets.run_strategy_days", broken)
     assert cli.main(["run-all", END]) == 1
     failed = chain.get_runs(limit=1)[0]
     assert failed.status == dg.DagsterRunStatus.FAILURE

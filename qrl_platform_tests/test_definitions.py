@@ -5,7 +5,7 @@ A rename or a dropped asset fails here instead of silently breaking the deployme
 import dagster as dg
 
 from qrl_platform.definitions import defs
-from qrl_platform.partitions import trading_day
+from qrl_platform.defs.partitions import trading_day
 
 RAW_DAILY = {"daily_quotes", "institutional_flows", "margin_balances", "valuations"}
 RAW_SLOW = {"monthly_revenue", "financials", "shareholding_distribution"}

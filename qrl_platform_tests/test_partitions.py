@@ -3,7 +3,8 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from qrl_platform.partitions import day_status, previous_trading_days, quarter_hour, trading_day, trading_days
+from qrl_platform.calendar import day_status, previous_trading_days, trading_days
+from qrl_platform.defs.partitions import quarter_hour, trading_day
 
 TAIPEI = dt.timezone(dt.timedelta(hours=8))
 

@@ -1,6 +1,6 @@
 """M15 alerts (S10): levels, channels (log, Slack, email, SMS webhook), redaction and dedupe.
 
-Pure code in `channels` (no Dagster imports); `qrl_platform.resources.alerts.AlertsResource` is the
+Pure code in `channels` (no Dagster imports); `qrl_platform.defs.resources.AlertsResource` is the
 Dagster face that builds the channels from the environment at send time.
 """
 

@@ -33,13 +33,15 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from qrl_platform.calendar import TAIPEI
+from qrl_platform.http_retry import NotRetryable, RetriesExhausted, RetryAfterTooLong, RetryPolicy, send_with_retries
+from qrl_platform.settings import settings
+
 log = logging.getLogger("qrl_platform.alerts")
 
-TAIPEI = ZoneInfo("Asia/Taipei")
 REDACTED = "[REDACTED]"
 SECRET_NAME_MARKERS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
 # Shorter values cannot be told apart from ordinary text ("1", "on"); redacting them would mangle
@@ -139,16 +141,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def secrets_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of variables named like credentials (MEXC_API_SECRET, QRL_SMS_TOKEN…) plus the
-    webhook URLs, which carry their token in the URL itself."""
-    environ = os.environ if environ is None else environ
-    secrets = [
-        value
-        for name, value in environ.items()
-        if value and any(marker in name.upper() for marker in SECRET_NAME_MARKERS)
-    ]
-    secrets += [environ.get(name, "") for name in ("QRL_SLACK_WEBHOOK_URL", "QRL_SMS_WEBHOOK_URL")]
-    return [secret for secret in secrets if secret]
+    """Every secret the settings hold (MEXC key and secret, SMS token, SMTP password, the webhook
+    URLs, which carry their token in the URL itself, and passwords inside database/Redis URLs)."""
+    return settings(environ).secret_values()
 
 
 class _RedactingLogFilter(logging.Filter):
@@ -216,16 +211,6 @@ class LogChannel(Channel):
         return 1
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
-
-
 def post_json(
     client: httpx.Client,
     url: str,
@@ -237,30 +222,24 @@ def post_json(
     max_retry_after: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[httpx.Response, int]:
-    """POST JSON with bounded retries on 429 (honouring Retry-After), 5xx and connection errors.
-    Other 4xx answers are final (a revoked Slack token will not come back by retrying)."""
-    for attempt in range(1, max_attempts + 1):
-        wait = backoff_seconds * 2 ** (attempt - 1)
-        try:
-            response = client.post(url, json=payload, headers=dict(headers or {}))
-        except httpx.TransportError as error:
-            problem = f"{type(error).__name__}: {error}"
-        else:
-            if response.status_code < 400:
-                return response, attempt
-            problem = f"HTTP {response.status_code}: {response.text[:200]}"
-            if response.status_code == 429:
-                retry_after = _retry_after_seconds(response)
-                if retry_after is not None:
-                    if retry_after > max_retry_after:
-                        raise DeliveryError(f"rate limited: Retry-After {retry_after:g}s exceeds {max_retry_after:g}s")
-                    wait = retry_after
-            elif response.status_code < 500:
-                raise DeliveryError(problem)
-        if attempt == max_attempts:
-            raise DeliveryError(f"{problem} (gave up after {attempt} attempts)")
-        sleep(wait)
-    raise AssertionError("unreachable")
+    """POST JSON with the shared retry policy: 429 (honouring Retry-After), 5xx and connection errors
+    are retried; other 4xx answers are final (a revoked Slack token will not come back by retrying)."""
+    policy = RetryPolicy(
+        max_attempts=max_attempts, backoff_seconds=backoff_seconds, max_retry_after_seconds=max_retry_after
+    )
+    try:
+        return send_with_retries(
+            lambda: client.post(url, json=payload, headers=dict(headers or {})),
+            policy,
+            sleep=sleep,
+            describe=lambda response: f"HTTP {response.status_code}: {response.text[:200]}",
+        )
+    except NotRetryable as final:
+        raise DeliveryError(f"HTTP {final.response.status_code}: {final.response.text[:200]}") from None
+    except RetryAfterTooLong as slow:
+        raise DeliveryError(f"rate limited: Retry-After {slow.seconds:g}s exceeds {slow.limit:g}s") from None
+    except RetriesExhausted as exhausted:
+        raise DeliveryError(f"{exhausted.problem} (gave up after {exhausted.attempts} attempts)") from None
 
 
 def _slack_escape(text: str) -> str:
@@ -556,7 +535,7 @@ _BUILDERS: dict[str, Callable[[Mapping[str, str]], Channel]] = {
 def channels_from_env(environ: Mapping[str, str] | None = None) -> list[Channel]:
     """The channels named in QRL_ALERT_CHANNELS (default `log`), each configured from its variables.
     A channel that cannot be configured is returned as a MisconfiguredChannel, never raised."""
-    environ = os.environ if environ is None else environ
+    environ = settings(environ).variables()
     names = [name.lower() for name in _split_list(environ.get("QRL_ALERT_CHANNELS", ""))] or ["log"]
     channels: list[Channel] = []
     for name in dict.fromkeys(names):

@@ -20,10 +20,10 @@ from functools import cached_property, lru_cache
 import numpy as np
 import polars as pl
 
+from qrl_platform.calendar import closing_data_out, day_status, taipei_now
 from qrl_platform.market import schema
 from qrl_platform.market.schema import BadMarketData
 from qrl_platform.market.sources import DAILY_TABLES, PERIODIC_TABLES, DayResult
-from qrl_platform.partitions import day_status
 
 GRID_START = dt.date(2018, 1, 1)
 GRID_END = dt.date(2028, 12, 29)
@@ -202,9 +202,8 @@ class DemoMarket:
         return DayResult(table, date, schema.conform(table, frame, context=str(date)), details=details)
 
     def has_data(self, date: dt.date) -> bool:
-        now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
-        closing_data_time = dt.time(14, 30)  # TWSE publishes the day's closing data after 14:30
-        if date > now.date() or (date == now.date() and now.time() < closing_data_time):
+        now = taipei_now()
+        if date > now.date() or (date == now.date() and not closing_data_out(now)):
             return False
         return day_status(date).is_open
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from qrl_platform.calendar import day_status
 from qrl_platform.market import schema
 from qrl_platform.market.sources import DayResult, MarketSource
-from qrl_platform.partitions import day_status
 from qrl_platform.storage.frames import FrameStore
 
 

@@ -55,24 +55,23 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from qrl_platform.calendar import TAIPEI
+from qrl_platform.settings import settings
 from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import event_outbox
 
 log = logging.getLogger(__name__)
 
-TAIPEI = ZoneInfo("Asia/Taipei")
 
 STRATEGY_SIGNALS_READY = "STRATEGY_SIGNALS_READY"
 SUMMARY_FIELDS = ("total_signals", "buy_signals", "sell_signals", "hold_signals", "strategies_executed")
@@ -404,7 +403,7 @@ def relay_pending(
 
 def resolve_backend(backend: str | None = None) -> str:
     """The backend name: explicit value, else QRL_EVENT_BUS, else 'outbox'."""
-    name = (backend or os.environ.get("QRL_EVENT_BUS", "") or DEFAULT_BACKEND).strip().lower()
+    name = (backend or settings().event_bus or DEFAULT_BACKEND).strip().lower()
     if name not in BACKENDS:
         raise EventBusError(f"unknown event bus backend {name!r} (QRL_EVENT_BUS): choose one of {', '.join(BACKENDS)}")
     return name

@@ -71,7 +71,7 @@ MAX_HORIZON_DAYS = 250
 
 def registry_factor_ids() -> frozenset[str]:
     """Factor ids of the M07/M08/M09 registry — the one list (imported lazily: it lives with the indicators)."""
-    from qrl_platform.indicators import registry
+    from qrl_platform.factors import registry
 
     return frozenset(registry.factor_ids())
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from qrl_platform.partitions import day_status, previous_trading_days
+from qrl_platform.calendar import day_status, previous_trading_days
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import StrategyDefinition
 from qrl_platform.strategy.engine import RunOptions, StrategyOutcome, build_frame, run_strategies, with_previous_day

@@ -29,7 +29,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from qrl_platform.partitions import trading_days
+from qrl_platform.calendar import trading_days
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals, strategy_stats

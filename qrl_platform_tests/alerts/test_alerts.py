@@ -21,7 +21,7 @@ from qrl_platform.alerts.channels import (
     secrets_from_env,
     send_alert,
 )
-from qrl_platform.resources.alerts import AlertsResource
+from qrl_platform.defs.resources import AlertsResource
 from qrl_platform_tests.alerts.local_servers import ScriptedResponse, SmtpServer, WebhookServer
 from qrl_platform_tests.servers import free_port
 
@@ -236,7 +236,8 @@ def test_slack_retries_are_bounded():
         waits: list[float] = []
         report = send_alert(Alert(Level.ERROR, "t", "m"), [SlackChannel(server.url(SLACK_PATH), sleep=waits.append)])
         assert len(server.requests) == 3
-        assert waits == [0.5, 1.0]
+        # Exponential backoff from 0.5 s plus up to 10 % jitter (the shared HTTP retry policy).
+        assert len(waits) == 2 and 0.5 <= waits[0] <= 0.55 and 1.0 <= waits[1] <= 1.1
         assert _by_channel(report)["slack"].detail == "DeliveryError: HTTP 500: rollup_error (gave up after 3 attempts)"
 
         # A Retry-After longer than an alert may wait is a failure, not a stall.

@@ -14,29 +14,25 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 import qrl_platform
-from qrl_platform import chip, fundamental
+from qrl_platform.calendar import previous_trading_days
 from qrl_platform.definitions import RESOURCES
-from qrl_platform.indicators import (
+from qrl_platform.defs.indicators.assets import (
     INDICATOR_ASSETS,
-    INDICATOR_CHECKS,
-    INDICATOR_JOBS,
-    INDICATOR_SCHEDULES,
-    quality,
-    registry,
-)
-from qrl_platform.indicators.assets import (
     chip_indicators,
     factor_metadata,
     fundamental_indicators,
     technical_indicators,
 )
-from qrl_platform.indicators.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
-from qrl_platform.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
+from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
+from qrl_platform.defs.indicators.jobs import INDICATOR_JOBS
+from qrl_platform.defs.indicators.schedules import INDICATOR_SCHEDULES
+from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
+from qrl_platform.defs.partitions import trading_day
+from qrl_platform.defs.resources import MarketSourceResource, WarehouseResource
+from qrl_platform.factors import chip, fundamental, quality, registry
+from qrl_platform.factors.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
-from qrl_platform.partitions import previous_trading_days, trading_day
-from qrl_platform.resources.market import MarketSourceResource
-from qrl_platform.resources.warehouse import WarehouseResource
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
 
@@ -399,7 +395,7 @@ def test_stored_obv_is_talib_obv_over_the_trailing_window():
     import polars as pl
     import talib
 
-    from qrl_platform.indicators.compute_range import OBV_WINDOW, trailing_obv
+    from qrl_platform.factors.compute_range import OBV_WINDOW, trailing_obv
 
     rng = np.random.default_rng(3)
     n = OBV_WINDOW + 40

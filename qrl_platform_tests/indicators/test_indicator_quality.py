@@ -5,8 +5,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from qrl_platform.factors import Factor
-from qrl_platform.indicators import quality
+from qrl_platform.factors import Factor, quality
 
 D1, D2 = dt.date(2024, 3, 4), dt.date(2024, 3, 5)
 STOCKS = [f"S{i:02d}" for i in range(20)]

@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from qrl_platform.calendar import TAIPEI, taipei_today
 from qrl_platform.market.live import LiveMarketSource
-from qrl_platform.market.live.http import TAIPEI, ExchangeUnavailable, taipei_today
+from qrl_platform.market.live.http import ExchangeUnavailable
 from qrl_platform.market.live.source import NotPublishedYet
 from qrl_platform.market.live.twse import parse_any_date
 from qrl_platform.market.schema import RAW_TABLES, BadMarketData

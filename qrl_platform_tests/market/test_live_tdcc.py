@@ -10,11 +10,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from qrl_platform.calendar import is_trading_day
 from qrl_platform.market.live import LiveMarketSource
 from qrl_platform.market.live.tdcc import WeekNoLongerServed
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
-from qrl_platform.partitions import is_trading_day
 from qrl_platform.settings import MarketSourceSettings
 
 WEEK = dt.date(2024, 3, 8)  # a Friday

@@ -11,11 +11,17 @@ import pytest
 
 import qrl_platform
 from qrl_platform.definitions import RESOURCES
-from qrl_platform.market.assets import MARKET_ASSETS, daily_quotes, institutional_flows, margin_balances, valuations
+from qrl_platform.defs.market.assets import (
+    MARKET_ASSETS,
+    daily_quotes,
+    institutional_flows,
+    margin_balances,
+    valuations,
+)
+from qrl_platform.defs.resources import MarketSourceResource
 from qrl_platform.market.demo import DEMO_LABEL
 from qrl_platform.market.schema import BadMarketData
 from qrl_platform.market.sources import DayResult
-from qrl_platform.resources.market import MarketSourceResource
 
 DAILY = [daily_quotes, institutional_flows, margin_balances, valuations]
 

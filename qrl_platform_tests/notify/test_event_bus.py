@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from qrl_platform.defs.resources import EventBusResource
 from qrl_platform.notify import event_bus
 from qrl_platform.notify.event_bus import (
     M13_GROUP,
@@ -23,7 +24,6 @@ from qrl_platform.notify.event_bus import (
     relay_pending,
     unconsumed_events,
 )
-from qrl_platform.resources.event_bus import EventBusResource
 from qrl_platform.warehouse.schema import event_outbox
 from qrl_platform_tests.servers import free_port
 

@@ -9,11 +9,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from qrl_platform.notify.assets import m13_notification
-from qrl_platform.resources.alerts import AlertsResource
-from qrl_platform.resources.event_bus import EventBusResource
-from qrl_platform.resources.redis import RedisResource
-from qrl_platform.resources.warehouse import WarehouseResource
+from qrl_platform.defs.notify.assets import m13_notification
+from qrl_platform.defs.resources import AlertsResource, EventBusResource, RedisResource, WarehouseResource
 from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import strategy_executions, strategy_signals
 
@@ -108,7 +105,7 @@ def test_redis_backend_relays_to_the_stream_and_the_lag_sensor_warns(tmp_path, r
     import redis
 
     from qrl_platform.definitions import defs
-    from qrl_platform.orchestration import sensors
+    from qrl_platform.defs import clock as sensors  # the clock every sensor reads
 
     url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
     monkeypatch.setenv("QRL_REDIS_URL", redis_url)
@@ -127,7 +124,8 @@ def test_redis_backend_relays_to_the_stream_and_the_lag_sensor_warns(tmp_path, r
     caplog.set_level(logging.INFO, logger="qrl_platform.alerts")
     resources = {**_resources(url, "redis"), "alerts": AlertsResource(dedupe_state_path="memory")}
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources=resources, definitions=defs)
-        defs.get_sensor_def("m13_consumption_lag_sensor").evaluate_tick(context)
+        # A context manager: the event bus holds nested resources, which Dagster opens in a scope.
+        with dg.build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:
+            defs.get_sensor_def("m13_consumption_lag_sensor").evaluate_tick(context)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("M13 has not consumed signals of 2024-12-24" in m for m in warnings)

@@ -9,16 +9,12 @@ import polars as pl
 import pytest
 import yaml
 
-from qrl_platform.market.assets import daily_quotes
-from qrl_platform.partitions import trading_day
-from qrl_platform.resources.alerts import AlertsResource
-from qrl_platform.resources.frames import FrameStoreResource
-from qrl_platform.resources.market import MarketSourceResource
-from qrl_platform.resources.warehouse import WarehouseResource
+from qrl_platform.defs.market.assets import daily_quotes
+from qrl_platform.defs.partitions import trading_day
+from qrl_platform.defs.resources import AlertsResource, FrameStoreResource, MarketSourceResource, WarehouseResource
+from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies, strategy_signals, strategy_stats
+from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS, build_strategy_checks
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy import STRATEGY_ASSETS, STRATEGY_CHECKS
-from qrl_platform.strategy.assets import strategies, strategy_signals, strategy_stats
-from qrl_platform.strategy.checks import build_strategy_checks
 from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform.warehouse import Warehouse
 

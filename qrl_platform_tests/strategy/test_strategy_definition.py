@@ -167,7 +167,7 @@ def test_factor_ids_can_be_given_explicitly():
 
 
 def test_known_factors_come_from_the_indicator_registry():
-    from qrl_platform.indicators.registry import ALL_FACTORS
+    from qrl_platform.factors.registry import ALL_FACTORS
 
     assert registry_factor_ids() == {factor.factor_id for factor in ALL_FACTORS}
     assert {"pe", "rsi_14", "foreign_net_pct_5", "big_holder_pct_change_1w"} <= registry_factor_ids()

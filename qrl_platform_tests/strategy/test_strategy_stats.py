@@ -5,7 +5,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from qrl_platform.partitions import trading_days
+from qrl_platform.calendar import trading_days
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.stats import compute_stats, signal_outcomes, update_strategy_stats
 from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import email.utils
 import json
 import logging
 import os
@@ -33,11 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from qrl_platform.calendar import taipei_today
+from qrl_platform.http_retry import NotRetryable, RetriesExhausted, RetryAfterTooLong, RetryPolicy, send_with_retries
 from qrl_platform.market.schema import BadMarketData
+from qrl_platform.settings import settings
 
 try:  # POSIX: share the throttle between processes; elsewhere only between threads
     import fcntl
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MIN_INTERVAL = 2.0
 DEFAULT_BACKOFF = 1.0
 NO_DATA_KEPT_AFTER = dt.timedelta(days=7)
-TAIPEI = ZoneInfo("Asia/Taipei")
 # TWSE answers scripts with a default User-Agent less kindly than browsers.
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
@@ -74,17 +74,8 @@ class JsonResponse:
     requests: int  # HTTP requests this answer cost (0 from the cache, >1 after retries)
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
 
 
-def taipei_now() -> dt.datetime:
-    return dt.datetime.now(TAIPEI)
-
-
-def taipei_today() -> dt.date:
-    return taipei_now().date()
 
 
 def _safe(part: str) -> str:
@@ -106,9 +97,9 @@ class PoliteClient:
         self.min_interval = (
             min_interval
             if min_interval is not None
-            else _env_float("QRL_HTTP_MIN_INTERVAL_SECONDS", DEFAULT_MIN_INTERVAL)
+            else settings().http_min_interval_seconds
         )
-        self.backoff = backoff if backoff is not None else _env_float("QRL_HTTP_BACKOFF_SECONDS", DEFAULT_BACKOFF)
+        self.backoff = backoff if backoff is not None else settings().http_backoff_seconds
         self.max_attempts = max_attempts
         self.max_retry_after = max_retry_after
         self.requests_made = 0
@@ -188,36 +179,32 @@ class PoliteClient:
 
     def _request(self, url: str, params: dict[str, str], *, label: str, date: dt.date) -> tuple[httpx.Response, int]:
         host = urlsplit(url).netloc
-        problem = ""
-        for attempt in range(1, self.max_attempts + 1):
+        policy = RetryPolicy(
+            max_attempts=self.max_attempts, backoff_seconds=self.backoff, max_retry_after_seconds=self.max_retry_after
+        )
+
+        def attempt() -> httpx.Response:
             self._wait_turn(host)
             self.requests_made += 1
-            wait = self.backoff * 2 ** (attempt - 1)
-            try:
-                response = self._get(url, params, host)
-            except httpx.TransportError as exc:  # timeouts, refused/reset connections, protocol errors
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response, attempt
-                if status != 429 and status < 500:
-                    raise ExchangeUnavailable(f"{label} {date}: HTTP {status} from {response.url} (not retried)")
-                problem = f"HTTP {status}"
-                retry_after = _retry_after(response)
-                if retry_after is not None:
-                    if retry_after > self.max_retry_after:
-                        raise ExchangeUnavailable(
-                            f"{label} {date}: {problem} with Retry-After {retry_after:.0f}s (more than the "
-                            f"{self.max_retry_after:.0f}s we wait); try again later"
-                        )
-                    wait = max(wait, retry_after)
-            if attempt < self.max_attempts:
-                log.warning(
-                    "%s %s: %s, retry %d/%d in %.1fs", label, date, problem, attempt, self.max_attempts - 1, wait
-                )
-                time.sleep(wait)
-        raise ExchangeUnavailable(f"{label} {date}: gave up after {self.max_attempts} attempts ({problem}) at {url}")
+            return self._get(url, params, host)
+
+        def log_retry(number: int, problem: str, wait: float) -> None:
+            log.warning("%s %s: %s, retry %d/%d in %.1fs", label, date, problem, number, self.max_attempts - 1, wait)
+
+        try:
+            return send_with_retries(attempt, policy, on_retry=log_retry)
+        except NotRetryable as final:
+            status, where = final.response.status_code, final.response.url
+            raise ExchangeUnavailable(f"{label} {date}: HTTP {status} from {where} (not retried)") from None
+        except RetryAfterTooLong as slow:
+            raise ExchangeUnavailable(
+                f"{label} {date}: {slow.problem} with Retry-After {slow.seconds:.0f}s (more than the "
+                f"{slow.limit:.0f}s we wait); try again later"
+            ) from None
+        except RetriesExhausted as exhausted:
+            raise ExchangeUnavailable(
+                f"{label} {date}: gave up after {exhausted.attempts} attempts ({exhausted.problem}) at {url}"
+            ) from None
 
     def _get(self, url: str, params: dict[str, str], host: str) -> httpx.Response:
         try:
@@ -272,21 +259,3 @@ def _decode(body: bytes) -> Any:
 
 def _stat_ok(payload: Any) -> bool:
     return isinstance(payload, dict) and str(payload.get("stat", "")).strip().lower() == "ok"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After as seconds or as an HTTP date."""
-    raw = response.headers.get("retry-after", "").strip()
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

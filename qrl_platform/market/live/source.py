@@ -15,21 +15,19 @@ from pathlib import Path
 
 import polars as pl
 
+from qrl_platform.calendar import CLOSING_DATA_OUT, closing_data_out, taipei_now
 from qrl_platform.market import schema
 from qrl_platform.market.live import tdcc, tpex, twse
-from qrl_platform.market.live.http import JsonResponse, PoliteClient, taipei_now
+from qrl_platform.market.live.http import JsonResponse, PoliteClient
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
 from qrl_platform.market.sources import DAILY_TABLES, DayResult
 from qrl_platform.settings import MarketSourceSettings, qrl_home
 
-# TWSE's closing quotes are out by about 14:30; before this time today's "no data" is not a closure.
-QUOTES_PUBLISHED_BY = dt.time(15, 0)
-
 
 def _may_still_publish(date: dt.date) -> bool:
     now = taipei_now()
-    return date > now.date() or (date == now.date() and now.time() < QUOTES_PUBLISHED_BY)
+    return date > now.date() or (date == now.date() and not closing_data_out(now))
 
 
 def default_cache_root() -> Path:
@@ -63,7 +61,7 @@ class LiveMarketSource:
             if _may_still_publish(date):
                 raise NotPublishedYet(
                     f"{label} {date}: no data yet ({listed.reason}); TWSE publishes the day's closing data by about "
-                    f"{QUOTES_PUBLISHED_BY:%H:%M} Taipei time — try again then"
+                    f"{CLOSING_DATA_OUT:%H:%M} Taipei time — try again then"
                 )
             if table != "daily_quotes" and self.has_data(date):
                 # Not cached: not a closed day, only a table that comes out later (margin in the evening).

@@ -25,6 +25,7 @@ import io
 
 import polars as pl
 
+from qrl_platform.calendar import is_trading_day
 from qrl_platform.market import schema
 from qrl_platform.market.live.twse import (
     Endpoint,
@@ -38,7 +39,6 @@ from qrl_platform.market.live.twse import (
     text,
 )
 from qrl_platform.market.schema import SHAREHOLDING_DISTRIBUTION, BadMarketData
-from qrl_platform.partitions import is_trading_day
 
 ENDPOINT = Endpoint("TDCC", "opendata 1-5", "/getOD.ashx", {"id": "1-5"})
 FIELDS = ["資料日期", "證券代號", "持股分級", "人數", "股數", "占集保庫存數比例%"]

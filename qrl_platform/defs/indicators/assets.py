@@ -1,0 +1,194 @@
+"""M07/M08/M09 indicator assets and `factor_metadata`: thin Dagster wiring over `compute_range` and the registry."""
+# No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import math
+
+import dagster as dg
+import polars as pl
+
+from qrl_platform.defs.partitions import partition_dates, trading_day
+from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
+from qrl_platform.factors import compute_range as ranges
+from qrl_platform.factors import quality, registry
+from qrl_platform.factors.chip.indicators import SHAREHOLDING_HISTORY_DAYS
+from qrl_platform.factors.fundamental.indicators import FINANCIALS_HISTORY_QUARTERS, REVENUE_HISTORY_MONTHS
+
+
+def _weekdays_back(calendar_days: float) -> int:
+    # TimeWindowPartitionMapping offsets count *downstream* (weekday) partitions, not upstream periods.
+    return math.ceil(calendar_days * 5 / 7)
+
+
+def _periodic_dep(table: str, calendar_days: float) -> dg.AssetDep:
+    # Honest lineage for the slower tables: day D reads the revenue months / fiscal quarters / TDCC weeks
+    # of roughly this window before it. Different partitions definitions can never share a run anyway, and
+    # allow_nonexistent_upstream_partitions keeps early days (and the current, not yet closed period) from
+    # erroring when the window reaches outside the upstream partitions.
+    return dg.AssetDep(
+        table,
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-_weekdays_back(calendar_days), allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
+# Daily raw tables use the default identity mapping on purpose: same partitions definition and backfill
+# policy, so a backfill of raw + indicators plans as ONE run (an offset mapping would make Dagster's
+# backfill daemon split parent and child into separate runs). The lookback history (up to ~250 earlier
+# trading days) is read by `compute_range` and stated in each description instead.
+DEPS: dict[str, list[dg.AssetDep]] = {
+    "technical_indicators": [dg.AssetDep("daily_quotes")],
+    "fundamental_indicators": [
+        dg.AssetDep("daily_quotes"),
+        dg.AssetDep("valuations"),
+        _periodic_dep("monthly_revenue", (REVENUE_HISTORY_MONTHS + 1) * 30.44),
+        _periodic_dep("financials", (FINANCIALS_HISTORY_QUARTERS + 1) * 91.31),
+    ],
+    "chip_indicators": [
+        dg.AssetDep("daily_quotes"),
+        dg.AssetDep("institutional_flows"),
+        dg.AssetDep("margin_balances"),
+        _periodic_dep("shareholding_distribution", SHAREHOLDING_HISTORY_DAYS),
+    ],
+}
+
+DESCRIPTIONS = {
+    "technical_indicators": (
+        "M07 technical indicators (TA-Lib definitions + Taiwan KD): one row per stock in the day's daily_quotes, "
+        f"one Float64 column per factor. Reads daily_quotes for the day and the "
+        f"{registry.module_lookback('M07') + ranges.TECHNICAL_SLACK_DAYS} trading days before it."
+    ),
+    "fundamental_indicators": (
+        "M08 fundamental indicators (PE/PB/yield, EPS TTM, ROE TTM, EPS and revenue growth), point in time: "
+        "day D uses only revenue and financials published on or before D. One row per stock in the day's "
+        f"daily_quotes. Reads the day's valuations and ~{REVENUE_HISTORY_MONTHS} months of revenue / "
+        f"{FINANCIALS_HISTORY_QUARTERS} quarters of financials."
+    ),
+    "chip_indicators": (
+        "M09 chip indicators (foreign/trust/dealer net buy % of volume, trust buy streak, margin utilisation, "
+        "券資比, margin changes, big-holder share): one row per stock in the day's daily_quotes. Reads flows, "
+        f"margin and quotes for the day and the {registry.module_lookback('M09')} trading days before it, and "
+        "the latest TDCC weeks."
+    ),
+}
+GROUPS = {"technical_indicators": "technical", "fundamental_indicators": "fundamental", "chip_indicators": "chip"}
+MODULE_OF = {asset: module for module, asset in registry.MODULE_ASSETS.items()}
+
+
+def _missing_rates(result: ranges.RangeResult) -> pl.DataFrame:
+    """trade_date, factor, missing_rate over every open day of the run, computed once."""
+    frames = [result.frames[d] for d in result.open_dates]
+    return quality.missing_rates(pl.concat(frames) if frames else pl.DataFrame(), result.quotes, result.factors)
+
+
+def _partition_metadata(result: ranges.RangeResult, date, rates: pl.DataFrame) -> dict:
+    frame = result.frames[date]
+    meta: dict = {"dagster/row_count": frame.height, "stocks": frame.height, "market_closed": date in result.closed}
+    if date in result.closed:
+        meta["closed_reason"] = result.closed[date]
+        return meta
+    day = rates.filter(pl.col("trade_date") == date)
+    by_factor = dict(zip(day["factor"], day["missing_rate"], strict=True))
+    meta["missing_rates"] = {f: round(by_factor.get(f, 0.0), 4) for f in result.factor_ids}  # registry order
+    return meta
+
+
+def _missing_rate_table(result: ranges.RangeResult, rates: pl.DataFrame) -> dg.TableMetadataValue:
+    """Per factor over the run's open days: declared threshold, mean and worst missing rate."""
+    summary = {
+        factor: (mean, worst)
+        for factor, mean, worst in rates.group_by("factor")
+        .agg(pl.col("missing_rate").mean(), pl.col("missing_rate").max().alias("worst"))
+        .iter_rows()
+    }
+    records = [
+        dg.TableRecord(
+            {
+                "factor": f.factor_id,
+                "max_missing_rate": f.max_missing_rate,
+                "mean_missing_rate": round(summary.get(f.factor_id, (0.0, 0.0))[0], 4),
+                "worst_missing_rate": round(summary.get(f.factor_id, (0.0, 0.0))[1], 4),
+            }
+        )
+        for f in result.factors
+    ]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("factor", "string"),
+            dg.TableColumn("max_missing_rate", "float"),
+            dg.TableColumn("mean_missing_rate", "float"),
+            dg.TableColumn("worst_missing_rate", "float"),
+        ]
+    )
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
+    module = MODULE_OF[asset_name]
+
+    @dg.asset(
+        name=asset_name,
+        group_name=GROUPS[asset_name],
+        partitions_def=trading_day,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=DEPS[asset_name],
+        description=DESCRIPTIONS[asset_name],
+        kinds={"polars", "parquet"},
+        tags={"module": module},
+        metadata={"factors": ", ".join(registry.factor_ids(module))},
+    )
+    def _asset(context: dg.AssetExecutionContext, frames: FrameStoreResource) -> dg.MaterializeResult:
+        dates = partition_dates(context)
+        result = ranges.materialize_range(frames.get(), asset_name, dates)
+        rates = _missing_rates(result)
+        for date in dates:
+            context.add_asset_metadata(_partition_metadata(result, date, rates), partition_key=date.isoformat())
+        for table, keys in result.history_missing.items():
+            if keys:
+                context.log.warning(
+                    f"{asset_name}: {len(keys)} lookback partition(s) of {table} not stored "
+                    f"(e.g. {keys[0]}); affected factors stay in warm-up"
+                )
+        context.log.info(
+            f"{asset_name}: {result.rows} rows over {len(dates)} partition(s) "
+            f"({len(result.closed)} closed) in {result.compute_seconds:.2f}s compute + {result.read_seconds:.2f}s read"
+        )
+        metadata = {
+            "days": len(dates),
+            "open_days": len(result.open_dates),
+            "closed_days": len(result.closed),
+            "stocks": result.quotes["stock_id"].n_unique() if result.quotes.height else 0,
+            "compute_seconds": round(result.compute_seconds, 3),
+            "read_seconds": round(result.read_seconds, 3),
+            "history_read": {
+                table: {"from": a, "to": b, "partitions": n} for table, (a, b, n) in result.history.items()
+            },
+            "factor_missing_rates": _missing_rate_table(result, rates),
+        }
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _asset
+
+
+technical_indicators = _indicator_asset("technical_indicators")
+fundamental_indicators = _indicator_asset("fundamental_indicators")
+chip_indicators = _indicator_asset("chip_indicators")
+
+
+@dg.asset(
+    name="factor_metadata",
+    group_name="factors",
+    description="The factor registry of M07 technical, M08 fundamental and M09 chip indicators (id, module, "
+    "description, unit, lookback, source columns, bounds, max missing rate, version), synced from the factor "
+    "definitions in code into the warehouse table factor_metadata (REFRESH_FACTOR_METADATA, M11-005).",
+    kinds={"sql"},
+    tags={"module": "M11"},
+)
+def factor_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    written = registry.sync_factor_metadata(warehouse.get())
+    per_module = {module: len(registry.factor_ids(module)) for module in registry.MODULE_ASSETS}
+    context.log.info(f"factor_metadata: {written} factors written ({per_module})")
+    return dg.MaterializeResult(metadata={"dagster/row_count": written, "factors_per_module": per_module})
+
+
+INDICATOR_ASSETS = [technical_indicators, fundamental_indicators, chip_indicators, factor_metadata]

@@ -1,0 +1,252 @@
+"""Blocking data-quality checks on the M07/M08/M09 indicator assets (SPEC S5): thin wiring over `quality`.
+
+Each indicator asset gets four blocking checks — missing_rate, coverage, no_infinities, within_ranges —
+run by one multi-asset check so the stored frames are read once. A failure (severity ERROR) stops
+every downstream asset in the same run (Dagster fails the check step on a failed blocking evaluation),
+so strategies never score a day off broken factors; `strategy_signals` also refuses a day whose checks
+failed in an earlier run. On a pass Dagster would log that a blocking check "emitted no result ...
+will proceed without gating": it looks for check outputs, and per-partition evaluations are not
+outputs. For these checks that line is wrong (a failure fails the step), so it is filtered out.
+
+The checks report one evaluation *per partition* (AssetCheckEvaluation with `partition=` the day),
+also in a single-run backfill: the quality rules run once, vectorised over the whole range, and each
+day gets its own pass/fail, so the UI, the schedules' readiness gate (check history filtered by
+partition) and the strategies see exactly which days failed. A failing day's evaluation names the
+factor and the worst stocks. The specs themselves stay unpartitioned: partitioned check specs are a
+preview feature in Dagster 1.13, and Dagster already plans unpartitioned checks per partition of a
+partitioned run, which these evaluations then resolve.
+"""
+# No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import datetime as dt
+import logging
+
+import dagster as dg
+import polars as pl
+
+from qrl_platform.calendar import day_status, parse_date
+from qrl_platform.defs.partitions import trading_day
+from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
+from qrl_platform.factors import quality, registry
+from qrl_platform.storage.frames import FrameStore
+
+try:  # links each evaluation to the materialisation it judged (what AssetCheckResult does internally)
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+except ImportError:  # pragma: no cover - the link is a UI nicety, the evaluation stands without it
+    AssetCheckEvaluationTargetMaterializationData = None
+
+_CHECKED_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
+
+
+class _DropNoResultWarningForQualityChecks(logging.Filter):
+    """Drops Dagster's "emitted no result ... without gating" warning for these checks only: they gate by
+    failing their step (see the module docstring), so the warning would mislead whoever reads the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("emitted no result" in message and any(f"'{asset}:" in message for asset in _CHECKED_ASSETS))
+
+
+logging.getLogger("dagster._core.execution.plan.active").addFilter(_DropNoResultWarningForQualityChecks())
+
+# Check name -> the quality rule it enforces.
+CHECK_RULES = {
+    "missing_rate": "missing_rate",
+    "coverage": "coverage",
+    "no_infinities": "non_finite",
+    "within_ranges": "out_of_range",
+}
+CHECK_DESCRIPTIONS = {
+    "missing_rate": "Per factor, the share of the day's universe without a value stays within the factor's "
+    "declared max_missing_rate.",
+    "coverage": f"At least {quality.MIN_COVERAGE:.0%} of the day's universe (listed, not suspended stocks in "
+    "daily_quotes) has a row.",
+    "no_infinities": "No factor value is +inf, -inf or NaN.",
+    "within_ranges": "Every finite factor value lies within the factor's declared [min_value, max_value].",
+}
+
+
+def load_for_quality(store: FrameStore, asset: str, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The stored indicator rows of `dates` and the daily_quotes universe columns of the same days."""
+    keys = [d.isoformat() for d in dates]
+    frame = store.read_many(asset, keys)
+    quotes = store.read_many("daily_quotes", keys, columns=["stock_id", "trade_date", "is_suspended"])
+    return frame, quotes
+
+
+def evaluate_stored(store: FrameStore, asset: str, dates: list[dt.date]) -> quality.QualityReport:
+    """The quality report of an indicator asset's stored partitions `dates` (plain function, no Dagster).
+
+    Also the cheapest way for a notebook or another job to ask "may I trade on these indicators?".
+    """
+    frame, quotes = load_for_quality(store, asset, dates)
+    return quality.evaluate(frame, quotes, registry.factors(asset), dates=dates)
+
+
+def judged_factors(asset: str, provided_tables: frozenset[str]) -> tuple[list, list[str]]:
+    """(factors the checks judge, ids of those left out): a factor built on a raw table the configured
+    market source cannot ingest (live: the MOPS revenue and financials tables) is empty by construction, not broken, so it
+    is reported but not held against the day."""
+    judged, left_out = [], []
+    for factor in registry.factors(asset):
+        (judged if factor.source_tables <= provided_tables else left_out).append(factor)
+    return judged, [f.factor_id for f in left_out]
+
+
+def daily_reports(
+    store: FrameStore, asset: str, dates: list[dt.date], factors: list | None = None
+) -> dict[dt.date, quality.QualityReport]:
+    """One report per day: the whole range is evaluated once; only failing days are re-evaluated on their
+    own, so their worst stocks are that day's. `factors` defaults to all of the asset's factors."""
+    frame, quotes = load_for_quality(store, asset, dates)
+    factors = registry.factors(asset) if factors is None else factors
+    overall = quality.evaluate(frame, quotes, factors, dates=dates)
+    failing = {d for issue in overall.issues for d in issue.dates}
+    reports = {}
+    for date in dates:
+        if date in failing:
+            day = pl.col("trade_date") == date
+            reports[date] = quality.evaluate(
+                frame.filter(day) if frame.width else frame,
+                quotes.filter(day) if quotes.width else quotes,
+                factors,
+                dates=[date],
+            )
+        else:
+            reports[date] = quality.QualityReport(
+                dates=[date] if date in overall.dates else [],
+                closed_dates=[date] if date in overall.closed_dates else [],
+                missing_rates=overall.missing_rates.filter(pl.col("trade_date") == date),
+                coverage=overall.coverage.filter(pl.col("trade_date") == date),
+            )
+    return reports
+
+
+def _dates_to_check(context: dg.AssetCheckExecutionContext, store: FrameStore, asset: str) -> list[dt.date]:
+    """Every partition of the run; for a run of the checks alone, the partition(s) in the run's tags."""
+    run = context.op_execution_context
+    tags = context.run.tags
+    if run.has_partition_key or run.has_partition_key_range:
+        try:
+            keys = run.partition_keys
+        except dg.DagsterInvariantViolationError:  # checks-only run: no partitioned asset in the step
+            start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+            if start and end:
+                keys = trading_day.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+            else:
+                keys = [tags["dagster/partition"]]
+        return sorted(parse_date(k, field="partition") for k in keys)
+    stored = store.partitions(asset)  # no partition at all: judge the latest stored day
+    return [parse_date(stored[-1], field="partition")] if stored else []
+
+
+def _unmaterialised_quotes(store: FrameStore, dates: list[dt.date]) -> set[dt.date]:
+    """Open days whose daily_quotes was never stored: no universe to judge against, which is a failure."""
+    stored = set(store.partitions("daily_quotes"))
+    return {d for d in dates if day_status(d).is_open and d.isoformat() not in stored}
+
+
+def _evaluation(
+    asset: str, check: str, date: dt.date, report: quality.QualityReport, no_quotes: bool, target, left_out=()
+) -> dg.AssetCheckEvaluation:
+    issues = report.failures(CHECK_RULES[check])
+    passed = not issues
+    metadata: dict = {"market_closed": bool(report.closed_dates) and not no_quotes}
+    if left_out:
+        metadata["factors_not_provided_by_source"] = ", ".join(left_out)
+    if no_quotes:
+        # The indicator asset refuses to run without the day's quotes; a check-only run can still get here.
+        passed = check != "coverage"
+        description = f"daily_quotes {date} is not materialised: there is no universe to check against."
+    elif report.closed_dates:
+        description = "Market closed: nothing to check."
+    elif issues:
+        description = "; ".join(i.message for i in issues)
+        metadata["failing_factors"] = ", ".join(i.factor or "universe" for i in issues)
+        metadata["worst_stocks"] = ", ".join(sid for sid, _ in issues[0].worst_stocks)
+        metadata["issues"] = dg.MetadataValue.json([i.as_dict() for i in issues])
+    else:
+        description = f"{CHECK_DESCRIPTIONS[check]} Passed."
+    if left_out and not report.closed_dates:
+        description += f" Not judged (the market source does not provide their raw tables): {', '.join(left_out)}."
+    if check == "missing_rate" and report.missing_rates.height:
+        metadata["missing_rates"] = dg.MetadataValue.json(
+            {
+                f: round(r, 4)
+                for f, r in zip(report.missing_rates["factor"], report.missing_rates["missing_rate"], strict=True)
+            }
+        )
+    if check == "coverage" and report.coverage.height:
+        metadata["coverage"] = float(report.coverage["coverage"][0])
+        metadata["universe"] = int(report.coverage["universe"][0])
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset),
+        check_name=check,
+        passed=passed,
+        metadata=metadata,
+        target_materialization_data=target,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description[:2000],
+        blocking=True,
+        partition=date.isoformat(),
+    )
+
+
+def _target(instance: dg.DagsterInstance, asset: str, date: dt.date):
+    """The latest materialisation of the partition, so the UI ties the evaluation to it."""
+    if AssetCheckEvaluationTargetMaterializationData is None:
+        return None
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[date.isoformat()]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+    )
+
+
+def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
+    specs = [
+        dg.AssetCheckSpec(name=check, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[check])
+        for check in CHECK_RULES
+    ]
+
+    # can_subset: the op yields AssetCheckEvaluation events (one per partition) instead of one output per
+    # check, which Dagster accepts only when the check outputs are optional.
+    @dg.multi_asset_check(specs=specs, name=f"{asset}_quality", can_subset=True)
+    def _checks(
+        context: dg.AssetCheckExecutionContext, frames: FrameStoreResource, market_source: MarketSourceResource
+    ):
+        selected = [
+            c for c in CHECK_RULES if dg.AssetCheckKey(dg.AssetKey(asset), c) in context.selected_asset_check_keys
+        ]
+        store = frames.get()
+        dates = _dates_to_check(context, store, asset)
+        factors, left_out = judged_factors(asset, market_source.provided_tables())
+        if left_out:
+            context.log.info(f"{asset}: not judged, their raw tables are not provided by the source: {left_out}")
+        reports = daily_reports(store, asset, dates, factors)
+        no_quotes = _unmaterialised_quotes(store, dates)
+        failed = 0
+        for date in dates:
+            target = _target(context.instance, asset, date)
+            for check in selected:
+                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, target, left_out)
+                if not evaluation.passed:
+                    failed += 1
+                    context.log.error(f"{asset} {date}: {evaluation.description}")
+                yield evaluation
+        context.log.info(f"{asset}: quality checked on {len(dates)} partition(s), {failed} failing evaluation(s)")
+
+    return _checks
+
+
+technical_indicators_quality = _quality_checks("technical_indicators")
+fundamental_indicators_quality = _quality_checks("fundamental_indicators")
+chip_indicators_quality = _quality_checks("chip_indicators")
+
+INDICATOR_CHECKS = [technical_indicators_quality, fundamental_indicators_quality, chip_indicators_quality]

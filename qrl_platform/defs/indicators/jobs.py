@@ -1,0 +1,16 @@
+"""REFRESH_FACTOR_METADATA (M11-005): sync the factor definitions in code into `factor_metadata`, Monday 07:00."""
+# No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import dagster as dg
+
+from qrl_platform.defs.indicators.assets import factor_metadata
+
+refresh_factor_metadata_job = dg.define_asset_job(
+    name="refresh_factor_metadata_job",
+    selection=dg.AssetSelection.assets(factor_metadata),
+    description="REFRESH_FACTOR_METADATA (M11-005): replace the warehouse factor_metadata table with the M07/M08/M09 "
+    "factor registry in code.",
+    tags={"module": "M11-005"},
+)
+
+INDICATOR_JOBS = [refresh_factor_metadata_job]

@@ -1,0 +1,23 @@
+"""Tags and retry policies every job shares: the duration estimate (S10: WARNING above 2×), the run
+queue tags deploy/dagster.yaml limits by, and the in-place step retry for transient faults."""
+
+import dagster as dg
+
+ESTIMATE_TAG = "qrl/estimate_seconds"
+MAX_RETRIES_TAG = "dagster/max_retries"
+
+RAW_DAILY = ["daily_quotes", "institutional_flows", "margin_balances", "valuations"]
+INDICATORS = ["technical_indicators", "fundamental_indicators", "chip_indicators"]
+
+
+def job_tags(estimate_seconds: int, retries: int = 2, **queue_tags: str) -> dict[str, str]:
+    """Estimate + retries, plus the tags deploy/dagster.yaml's run queue limits by (qrl/exchange,
+    qrl/warehouse-writer): one run per exchange (its rate limit lives in one process) and one writer
+    per warehouse table group."""
+    tags = {ESTIMATE_TAG: str(estimate_seconds), MAX_RETRIES_TAG: str(retries)}
+    tags.update({f"qrl/{name.replace('_', '-')}": value for name, value in queue_tags.items()})
+    return tags
+
+
+# Transient faults inside a step (exchange 5xx, database blip) are retried in place first.
+STEP_RETRY = dg.RetryPolicy(max_retries=2, delay=20, backoff=dg.Backoff.EXPONENTIAL)

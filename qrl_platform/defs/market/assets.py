@@ -1,0 +1,113 @@
+"""Raw market assets (SPEC S4.1): thin Dagster wiring over `ingest` and the market sources."""
+# No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import dagster as dg
+
+from qrl_platform.calendar import parse_date
+from qrl_platform.defs.partitions import fiscal_quarter, partition_dates, revenue_month, shareholding_week, trading_day
+from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
+from qrl_platform.market.ingest import ingest_days, store_frame
+
+GROUP = "market"
+
+DAILY_DESCRIPTIONS = {
+    "daily_quotes": "Daily OHLCV of every TWSE and TPEx stock (volume in shares, turnover in TWD; "
+    "missing prices are null). Closed days materialise empty with market_closed=true.",
+    "institutional_flows": "Foreign, investment-trust and dealer buy/sell/net per stock per day, in shares "
+    "(TWSE T86, TPEx 三大法人).",
+    "margin_balances": "Margin purchase and short sale activity and balances per stock per day, in lots of "
+    "1,000 shares as published (TWSE MI_MARGN, TPEx margin balance).",
+    "valuations": "PE, PB and dividend yield per stock per day (TWSE BWIBBU).",
+}
+
+
+def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=table,
+        group_name=GROUP,
+        partitions_def=trading_day,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=DAILY_DESCRIPTIONS[table],
+        kinds={"polars", "parquet"},
+        tags={"module": "market"},
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, market_source: MarketSourceResource, frames: FrameStoreResource
+    ) -> dg.MaterializeResult:
+        dates = partition_dates(context)
+        summary = ingest_days(market_source.get(), frames.get(), table, dates, log=context.log)
+        context.log.info(f"{table}: {summary.rows} rows over {len(dates)} partition(s) from {summary.source}")
+        return dg.MaterializeResult(metadata=summary.metadata())
+
+    return _asset
+
+
+daily_quotes = _daily_raw_asset("daily_quotes")
+institutional_flows = _daily_raw_asset("institutional_flows")
+margin_balances = _daily_raw_asset("margin_balances")
+valuations = _daily_raw_asset("valuations")
+
+
+PERIODIC_TABLES = {
+    "monthly_revenue": (
+        revenue_month,
+        "Monthly revenue per stock (thousand TWD), partitioned by the month it describes; published_on is the "
+        "first day it was public (by the 10th of the next month) — M08 reads it point-in-time.",
+    ),
+    "financials": (
+        fiscal_quarter,
+        "Quarterly EPS, net income, equity and revenue per stock; partition key is the first day of the fiscal "
+        "quarter; published_on bounded by the statutory deadlines (Q1 May 15, Q2 Aug 14, Q3 Nov 14, Q4 Mar 31).",
+    ),
+    "shareholding_distribution": (
+        shareholding_week,
+        "TDCC shareholding distribution (levels 1–15, 17 = total) per stock for the Friday data date. TDCC only "
+        "serves the latest week, so this asset archives every week from day one.",
+    ),
+}
+
+
+def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
+    partitions_def, description = PERIODIC_TABLES[table]
+
+    @dg.asset(
+        name=table,
+        group_name=GROUP,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=description,
+        kinds={"polars", "parquet"},
+        tags={"module": "market"},
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, market_source: MarketSourceResource, frames: FrameStoreResource
+    ) -> dg.MaterializeResult:
+        source = market_source.get()
+        fetch = getattr(source, table, None) if table in source.provides else None
+        if fetch is None:
+            raise NotImplementedError(
+                f"{table}: the {source.name} market source does not provide this table "
+                "(the demo market does; live MOPS ingestion of revenue and financials is not built yet)"
+            )
+        rows = 0
+        for key in context.partition_keys:
+            rows += store_frame(frames.get(), table, key, fetch(parse_date(key)))["dagster/row_count"]
+        metadata = {"dagster/row_count": rows, "partitions": len(context.partition_keys), "source": source.name}
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _asset
+
+
+monthly_revenue = _periodic_raw_asset("monthly_revenue")
+financials = _periodic_raw_asset("financials")
+shareholding_distribution = _periodic_raw_asset("shareholding_distribution")
+
+MARKET_ASSETS = [
+    daily_quotes,
+    institutional_flows,
+    margin_balances,
+    valuations,
+    monthly_revenue,
+    financials,
+    shareholding_distribution,
+]

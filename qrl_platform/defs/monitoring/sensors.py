@@ -1,0 +1,98 @@
+"""Monitoring of S10: job duration against its estimate, run failures, consecutive failures.
+
+* a run that took more than 2× its job's estimate (tag `qrl/estimate_seconds`) → WARNING;
+* a failed run → ERROR alert;
+* the same job failing 3 times in a row → CRITICAL alert and its schedules are paused (stopped), so a
+  broken job stops hammering the exchanges or the warehouse until a person looks at it.
+"""
+# No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import dagster as dg
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+from dagster._core.storage.tags import WILL_RETRY_TAG
+
+from qrl_platform.defs.job_tags import ESTIMATE_TAG
+from qrl_platform.defs.resources import AlertsResource
+
+SLOW_FACTOR = 2.0
+CONSECUTIVE_FAILURES_TO_PAUSE = 3
+
+
+def run_duration_seconds(instance: dg.DagsterInstance, run_id: str) -> float | None:
+    record = instance.get_run_record_by_id(run_id)
+    if record is None or record.start_time is None or record.end_time is None:
+        return None
+    return record.end_time - record.start_time
+
+
+def consecutive_failures(instance: dg.DagsterInstance, job_name: str, limit: int = CONSECUTIVE_FAILURES_TO_PAUSE) -> int:
+    """How many of the job's most recent finished runs failed in a row."""
+    finished = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=finished), limit=limit * 3)
+    count = 0
+    for run in runs:  # newest first
+        if run.tags.get(WILL_RETRY_TAG) == "true":
+            continue  # Dagster re-launches it: the retry's outcome is what counts
+        if run.status != dg.DagsterRunStatus.FAILURE:
+            break
+        count += 1
+    return count
+
+
+def pause_schedules_of_job(instance: dg.DagsterInstance, schedule_names: list[str]) -> list[str]:
+    """Stop the named schedules in the instance (the UI shows them as stopped; a person restarts them)."""
+    paused = []
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE):
+        if state.instigator_name in schedule_names and state.status != InstigatorStatus.STOPPED:
+            instance.update_instigator_state(state.with_status(InstigatorStatus.STOPPED))
+            paused.append(state.instigator_name)
+    return paused
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="ERROR alert on every failed run; CRITICAL alert and pause of the job's schedules after 3 "
+    "consecutive failures of the same job.",
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition", "")
+    error = context.failure_event.message or "run failed"
+    alerts.send("ERROR", f"{run.job_name} failed{' for ' + partition if partition else ''}", error,
+                source="run_failure_alert_sensor", run_id=run.run_id)
+    failures = consecutive_failures(context.instance, run.job_name)
+    if failures >= CONSECUTIVE_FAILURES_TO_PAUSE:
+        schedules = [
+            s.name for s in (context.repository_def.schedule_defs if context.repository_def else [])
+            if s.job_name == run.job_name
+        ]
+        paused = pause_schedules_of_job(context.instance, schedules)
+        alerts.send(
+            "CRITICAL",
+            f"{run.job_name} failed {failures} times in a row",
+            f"Schedules paused: {', '.join(paused) or 'none running'}. Last error: {error}",
+            source="run_failure_alert_sensor", dedupe_key=f"consecutive-failures:{run.job_name}:{run.run_id}",
+        )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="WARNING alert when a run took more than 2× its job's estimate (tag qrl/estimate_seconds).",
+)
+def job_duration_sensor(context: dg.RunStatusSensorContext, alerts: AlertsResource):
+    run = context.dagster_run
+    estimate = run.tags.get(ESTIMATE_TAG)
+    duration = run_duration_seconds(context.instance, run.run_id)
+    if not estimate or duration is None:
+        return dg.SkipReason(f"{run.job_name}: no estimate or duration")
+    if duration > SLOW_FACTOR * float(estimate):
+        alerts.send(
+            "WARNING", f"{run.job_name} is slow",
+            f"Run {run.run_id[:8]} took {duration:.0f}s, more than {SLOW_FACTOR:g}× its estimate of {estimate}s.",
+            source="job_duration_sensor", run_id=run.run_id,
+        )
+    return None
+
+
+MONITORING_SENSORS = [run_failure_alert_sensor, job_duration_sensor]

@@ -1,0 +1,12 @@
+"""JOB-M11-002: tell M13 the day's signals are ready."""
+
+import dagster as dg
+
+from qrl_platform.defs.job_tags import job_tags
+
+notify_m13_job = dg.define_asset_job(
+    "notify_m13_job",
+    selection=dg.AssetSelection.assets("m13_notification"),
+    description="JOB-M11-002 (16:45): publish STRATEGY_SIGNALS_READY to M13 if the day has unconsumed signals.",
+    tags=job_tags(estimate_seconds=30),
+)

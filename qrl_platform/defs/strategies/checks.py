@@ -1,0 +1,198 @@
+"""Asset checks on `strategy_signals` (SPEC S6/S10), evaluated over the run's partition dates.
+
+* `signals_match_executions` (blocking, ERROR): every current execution's `signals_generated`
+  equals the rows stored under its execution_id — the seed's §6.2 SQL as a check. Blocking, so
+  M13 notification and stats never run on an inconsistent day.
+* `signals_not_all_zero` (WARN): a day where every strategy produced no BUY/SELL (or no rows at
+  all) usually means bad input data ("check the data source", seed §4.1).
+* `strategy_failure_rate` (ERROR above 30 %): share of FAILED/TIMEOUT strategies per day; above
+  50 % it also sends an alert through the M15 alerts resource (resource key "alerts").
+
+The checks read the latest execution per (strategy, date): re-running a day adds executions and
+supersedes the older ones, whose signals were replaced.
+"""
+# No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import sqlalchemy as sa
+
+from qrl_platform.calendar import parse_date
+from qrl_platform.defs.resources import WarehouseResource
+from qrl_platform.defs.strategies.assets import strategy_signals
+from qrl_platform.strategy.store import latest_executions
+
+FAILURE_RATE_ERROR = 0.30
+FAILURE_RATE_ALERT = 0.50
+ALERTS_RESOURCE_KEY = "alerts"  # qrl_platform.defs.resources.AlertsResource in the Definitions
+
+
+def _check_dates(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> list[dt.date]:
+    """The run's partition dates; for a check launched on its own, the latest executed date."""
+    try:
+        return sorted(parse_date(key, field="partition") for key in context.partition_keys)
+    except Exception:  # no partition in this run
+        from qrl_platform.warehouse.schema import strategy_executions
+
+        with warehouse.get().engine.connect() as conn:
+            latest = conn.execute(sa.select(sa.func.max(strategy_executions.c.execution_date))).scalar()
+        return [latest] if latest else []
+
+
+def consistency_result(executions: pl.DataFrame) -> dg.AssetCheckResult:
+    mismatched = executions.filter(pl.col("signals_generated") != pl.col("stored_signals"))
+    metadata = {"executions_checked": executions.height, "mismatched": mismatched.height}
+    if mismatched.height:
+        metadata["mismatches"] = "\n".join(
+            f"{r['execution_date']} {r['strategy_id']} {r['execution_id']}: signals_generated="
+            f"{r['signals_generated']}, stored={r['stored_signals']}"
+            for r in mismatched.head(20).iter_rows(named=True)
+        )
+    return dg.AssetCheckResult(
+        passed=mismatched.height == 0,
+        metadata=metadata,
+        description=None
+        if not mismatched.height
+        else f"{mismatched.height} execution(s) disagree with the stored signals; re-run those days",
+    )
+
+
+def zero_signal_result(executions: pl.DataFrame) -> dg.AssetCheckResult:
+    per_day = (
+        executions.group_by("execution_date")
+        .agg(
+            pl.col("signals_generated").sum().alias("rows"),
+            (pl.col("buy_signals") + pl.col("sell_signals")).sum().alias("actionable"),
+        )
+        .sort("execution_date")
+    )
+    empty = per_day.filter((pl.col("rows") == 0) | (pl.col("actionable") == 0))
+    metadata = {"days_checked": per_day.height, "days_without_signals": empty.height}
+    if empty.height:
+        metadata["dates"] = ", ".join(str(d) for d in empty["execution_date"].to_list()[:30])
+    return dg.AssetCheckResult(
+        passed=empty.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=None
+        if not empty.height
+        else "every strategy produced zero BUY/SELL signals on these days — check the data source (indicators, quotes)",
+    )
+
+
+def failure_rates(executions: pl.DataFrame) -> pl.DataFrame:
+    return (
+        executions.group_by("execution_date")
+        .agg(
+            pl.len().alias("strategies"),
+            (pl.col("status") != "SUCCESS").sum().alias("failed"),
+            pl.col("strategy_id").filter(pl.col("status") != "SUCCESS").alias("failed_ids"),
+        )
+        .with_columns((pl.col("failed") / pl.col("strategies")).alias("failure_rate"))
+        .sort("execution_date")
+    )
+
+
+def failure_rate_result(rates: pl.DataFrame) -> dg.AssetCheckResult:
+    worst = rates.sort("failure_rate", descending=True).head(1)
+    worst_rate = float(worst["failure_rate"][0]) if worst.height else 0.0
+    over = rates.filter(pl.col("failure_rate") > FAILURE_RATE_ERROR)
+    metadata: dict = {"days_checked": rates.height, "max_failure_rate": round(worst_rate, 4)}
+    if worst.height:
+        metadata["worst_day"] = str(worst["execution_date"][0])
+    if over.height:
+        metadata["days_over_30pct"] = "\n".join(
+            f"{r['execution_date']}: {r['failed']}/{r['strategies']} failed ({', '.join(r['failed_ids'])})"
+            for r in over.head(20).iter_rows(named=True)
+        )
+    return dg.AssetCheckResult(
+        passed=over.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=None
+        if not over.height
+        else f"strategy failure rate above {FAILURE_RATE_ERROR:.0%} on {over.height} day(s) (worst {worst_rate:.0%})",
+    )
+
+
+def failure_alert(rates: pl.DataFrame, run_id: str) -> tuple[str, str, str, dict] | None:
+    """(level, title, message, tags) when a day's failure rate exceeds 50 %, else None."""
+    over = rates.filter(pl.col("failure_rate") > FAILURE_RATE_ALERT)
+    if not over.height:
+        return None
+    lines = [
+        f"{r['execution_date']}: {r['failed']}/{r['strategies']} strategies failed ({', '.join(r['failed_ids'])})"
+        for r in over.iter_rows(named=True)
+    ]
+    first = over.row(0, named=True)
+    title = f"M11 strategy failure rate {first['failure_rate']:.0%} on {first['execution_date']}"
+    tags = {"module": "M11", "job": "EXEC_ALL_STRATEGIES", "trade_date": str(first["execution_date"]), "run_id": run_id}
+    return "ERROR", title, "\n".join(lines), tags
+
+
+def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY) -> list[dg.AssetChecksDefinition]:
+    """The three checks. With an alerts resource key (default "alerts", the M15 `AlertsResource`) the
+    failure-rate check alerts above 50 %; with None it only logs (for Definitions without alerts)."""
+
+    @dg.asset_check(
+        asset=strategy_signals,
+        blocking=True,
+        description="Seed §6.2: each current execution's signals_generated equals its rows in strategy_signals.",
+    )
+    def signals_match_executions(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        return consistency_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
+
+    @dg.asset_check(
+        asset=strategy_signals,
+        description="WARN when every strategy produced zero BUY/SELL signals on a day (check the data source).",
+    )
+    def signals_not_all_zero(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        return zero_signal_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
+
+    def evaluate_failure_rate(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
+        rates = failure_rates(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
+        alert = failure_alert(rates, context.run.run_id)
+        if alert is not None:
+            level, title, message, tags = alert
+            if alerts is None:
+                context.log.error(f"{title} (no alerts resource wired): {message}")
+            else:
+                try:
+                    # The dedupe key keeps a re-evaluated day from alerting twice.
+                    dedupe = f"m11-failure-rate:{tags['trade_date']}"
+                    alerts.send(level, title, message, source="strategy_signals", dedupe_key=dedupe, **tags)
+                except Exception as exc:  # an alert channel being down must not hide the check result
+                    context.log.error(f"failure-rate alert could not be sent: {exc}")
+        return failure_rate_result(rates)
+
+    failure_rate_description = "ERROR when more than 30 % of strategies failed on a day; above 50 % also alerts (M15)."
+    if alerts_resource_key:
+        # Dagster resources are either all declared by key or all passed as arguments, not mixed.
+        @dg.asset_check(
+            asset=strategy_signals,
+            name="strategy_failure_rate",
+            description=failure_rate_description,
+            required_resource_keys={"warehouse", alerts_resource_key},
+        )
+        def strategy_failure_rate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+            return evaluate_failure_rate(
+                context, context.resources.warehouse, getattr(context.resources, alerts_resource_key)
+            )
+    else:
+
+        @dg.asset_check(asset=strategy_signals, name="strategy_failure_rate", description=failure_rate_description)
+        def strategy_failure_rate(
+            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+        ) -> dg.AssetCheckResult:
+            return evaluate_failure_rate(context, warehouse, None)
+
+    return [signals_match_executions, signals_not_all_zero, strategy_failure_rate]
+
+
+STRATEGY_CHECKS = build_strategy_checks()

@@ -1,0 +1,22 @@
+"""The QRL jobs (S8): the quarter-hour cost/PnL + plan, and the plan alone."""
+
+import dagster as dg
+
+from qrl_platform.defs.treasury.assets import qrl_position, rebalance_plan
+
+qrl_15min_job = dg.define_asset_job(
+    "qrl_15min_job",
+    selection=[qrl_position, rebalance_plan],
+    description="QRL cost/PnL then the rebalance plan for one quarter hour (S8; the source's 15-min-job).",
+    # One MEXC run at a time (deploy/dagster.yaml queue limit) and never longer than a period.
+    tags={"qrl/exchange": "mexc", "dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
+)
+
+qrl_rebalance_job = dg.define_asset_job(
+    "qrl_rebalance_job",
+    selection=[rebalance_plan],
+    description="The rebalance plan alone (the source's standalone /tasks/rebalance/symmetric).",
+    tags={"qrl/exchange": "mexc", "dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
+)
+
+QRL_JOBS = [qrl_15min_job, qrl_rebalance_job]

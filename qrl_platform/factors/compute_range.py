@@ -1,0 +1,263 @@
+"""Compute an indicator asset for a set of partition dates in one pass, reading only the history it needs.
+
+This is what makes a one-day run cheap and a one-year backfill a single pass (SPEC S3, S11):
+
+* daily raw tables are read for the open days of the range plus the module's lookback before the
+  first one — `previous_trading_days(first, lookback + 1 + slack)` — never the whole store;
+* monthly revenue, quarterly financials and weekly shareholding are read for the periods the range
+  can use (`fundamental.history_window`, `chip.history_window`);
+* the module's pure `compute` runs once over that history, and the result is sliced per date:
+  one row per stock in the day's daily_quotes, factor columns Float64, an empty typed frame for a
+  closed day.
+
+Plain functions over a FrameStore, so a notebook or the CLI computes exactly what the assets store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from qrl_platform.calendar import day_status, previous_trading_days, trading_days
+from qrl_platform.factors import Factor, chip, fundamental, registry, technical
+from qrl_platform.market import schema
+from qrl_platform.storage.frames import FrameStore
+
+KEYS = ("stock_id", "trade_date")
+
+# Technical windows count *traded* bars: a stock suspended for a few days in the last year needs that
+# many more trading days to fill sma_240. Ten extra days (≈250 in all, SPEC S3) keep the usual short
+# suspensions from pushing long-window factors back into warm-up on a one-day run.
+TECHNICAL_SLACK_DAYS = 10
+
+
+class MissingUpstream(RuntimeError):
+    """A raw partition the requested days cannot do without has not been materialised."""
+
+
+@dataclass
+class RangeResult:
+    asset: str
+    factors: tuple[Factor, ...]
+    frames: dict[dt.date, pl.DataFrame]  # every requested date; closed days map to an empty typed frame
+    closed: dict[dt.date, str]  # closed date -> reason
+    # daily_quotes rows (stock_id, trade_date, is_suspended) of the requested dates: the universe the
+    # quality rules measure coverage and missing rates against.
+    quotes: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # raw table -> (first key, last key, partitions read); daily table -> lookback keys not stored
+    history: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    history_missing: dict[str, list[str]] = field(default_factory=dict)
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+
+    @property
+    def factor_ids(self) -> list[str]:
+        return [f.factor_id for f in self.factors]
+
+    @property
+    def open_dates(self) -> list[dt.date]:
+        return sorted(d for d in self.frames if d not in self.closed)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.height for f in self.frames.values())
+
+
+def empty_frame(factor_ids: list[str]) -> pl.DataFrame:
+    """The schema of every indicator partition, with no rows (closed days)."""
+    return pl.DataFrame(schema={"stock_id": pl.Utf8, "trade_date": pl.Date, **dict.fromkeys(factor_ids, pl.Float64)})
+
+
+# ---------------------------------------------------------------- reading
+class _Reader:
+    """Reads raw partitions for one range and remembers what it read (for metadata and tests)."""
+
+    def __init__(self, store: FrameStore, asset: str):
+        self.store, self.asset = store, asset
+        self.history: dict[str, tuple[str, str, int]] = {}
+        self.missing: dict[str, list[str]] = {}
+        self.seconds = 0.0
+        self._stored: dict[str, set[str]] = {}
+
+    def stored(self, table: str) -> set[str]:
+        if table not in self._stored:
+            self._stored[table] = set(self.store.partitions(table))
+        return self._stored[table]
+
+    def daily(self, table: str, days: list[dt.date], required: list[dt.date], columns: list[str]) -> pl.DataFrame:
+        """`days` of a daily table; each of `required` must be stored, the rest is lookback (may be absent)."""
+        keys = [d.isoformat() for d in days]
+        stored = self.stored(table)
+        absent_required = [d.isoformat() for d in required if d.isoformat() not in stored]
+        if absent_required:
+            raise MissingUpstream(
+                f"{self.asset}: upstream {table} partition(s) {', '.join(absent_required[:5])}"
+                f"{' …' if len(absent_required) > 5 else ''} not materialised; materialise {table} for those days first"
+            )
+        self.missing[table] = [k for k in keys if k not in stored]
+        started = time.perf_counter()
+        frame = self.store.read_many(table, keys, columns=columns)
+        self.seconds += time.perf_counter() - started
+        if keys:
+            self.history[table] = (keys[0], keys[-1], len(keys) - len(self.missing[table]))
+        return frame
+
+    def periodic(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        started = time.perf_counter()
+        frame = self.store.read_range(table, start.isoformat(), end.isoformat())
+        self.seconds += time.perf_counter() - started
+        keys = [k for k in self.stored(table) if start.isoformat() <= k <= end.isoformat()]
+        self.history[table] = (start.isoformat(), end.isoformat(), len(keys))
+        return frame
+
+
+def _window(dates: list[dt.date], lookback_days: int) -> tuple[list[dt.date], list[dt.date]]:
+    """(all open days to read, the open days among `dates`): `lookback_days` open days before the first."""
+    open_dates = [d for d in dates if day_status(d).is_open]
+    if not open_dates:
+        return [], []
+    first, last = open_dates[0], open_dates[-1]
+    history = previous_trading_days(first, lookback_days + 1)
+    return sorted(set(history) | set(trading_days(first, last))), open_dates
+
+
+def _or_empty(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    # read_many of nothing stored has no columns at all; give it the table's schema.
+    return frame if frame.width else schema.empty(table)
+
+
+# ---------------------------------------------------------------- per module
+def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    days, required = _window(dates, registry.module_lookback("M07") + TECHNICAL_SLACK_DAYS)
+    quotes = _or_empty(
+        reader.daily(
+            "daily_quotes",
+            days,
+            required,
+            ["stock_id", "trade_date", "open", "high", "low", "close", "volume", "is_suspended"],
+        ),
+        "daily_quotes",
+    )
+    return quotes, trailing_obv(quotes, technical.compute(quotes))
+
+
+# OBV is a running sum from the first bar read, so a one-day run and a backfill would store different
+# values for the same day. Stored OBV is therefore TA-Lib's OBV over the trailing OBV_WINDOW traded
+# bars — the same value however far back a run reads — and null before a stock has that many bars
+# (like sma_240, whose window it shares so a one-day run reads no extra history).
+OBV_WINDOW = 240
+
+
+def trailing_obv(quotes: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
+    traded = quotes.filter(pl.col("close").is_not_null()).sort("stock_id", "trade_date")
+    bar = pl.int_range(pl.len()).over("stock_id")
+    step = pl.when(bar == 0).then(pl.col("volume")).otherwise(
+        pl.col("close").diff().sign().cast(pl.Int64) * pl.col("volume")
+    )
+    window = traded.with_columns(step.over("stock_id").alias("_step"), bar.alias("_bar")).with_columns(
+        pl.when(pl.col("_bar") >= OBV_WINDOW - 1)
+        .then(
+            pl.col("_step").rolling_sum(OBV_WINDOW - 1).over("stock_id")
+            + pl.col("volume").shift(OBV_WINDOW - 1).over("stock_id")
+        )
+        .cast(pl.Float64)
+        .alias("obv")
+    )
+    return factors.drop("obv").join(window.select(*KEYS, "obv"), on=list(KEYS), how="left").select(factors.columns)
+
+
+def _fundamental(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    days, required = _window(dates, registry.module_lookback("M08"))
+    quotes = _or_empty(
+        reader.daily("daily_quotes", days, required, ["stock_id", "trade_date", "is_suspended"]), "daily_quotes"
+    )
+    valuations = _or_empty(
+        reader.daily("valuations", days, required, ["stock_id", "trade_date", "pe", "pb", "dividend_yield"]),
+        "valuations",
+    )
+    windows = fundamental.history_window(required[0], required[-1])
+    revenue = reader.periodic("monthly_revenue", *windows["monthly_revenue"])
+    statements = reader.periodic("financials", *windows["financials"])
+    base = quotes.select(*KEYS).join(valuations, on=list(KEYS), how="left")
+    return quotes, fundamental.compute(base, revenue, statements)
+
+
+def _chip(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    days, required = _window(dates, registry.module_lookback("M09"))
+    quotes = _or_empty(
+        reader.daily("daily_quotes", days, required, ["stock_id", "trade_date", "volume", "is_suspended"]),
+        "daily_quotes",
+    )
+    flows = reader.daily(
+        "institutional_flows", days, required, ["stock_id", "trade_date", "foreign_net", "trust_net", "dealer_net"]
+    )
+    margin = reader.daily(
+        "margin_balances", days, required, ["stock_id", "trade_date", "margin_balance", "margin_limit", "short_balance"]
+    )
+    start, end = chip.history_window(required[0], required[-1])["shareholding_distribution"]
+    holders = reader.periodic("shareholding_distribution", start, end)
+    return quotes, chip.compute(quotes, flows, margin, holders)
+
+
+MODULES: dict[str, tuple[str, Callable[[_Reader, list[dt.date]], tuple[pl.DataFrame, pl.DataFrame]]]] = {
+    "technical_indicators": ("M07", _technical),
+    "fundamental_indicators": ("M08", _fundamental),
+    "chip_indicators": ("M09", _chip),
+}
+
+
+# ---------------------------------------------------------------- public
+def compute_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeResult:
+    """Compute `asset` ("technical_indicators" | "fundamental_indicators" | "chip_indicators") for
+    `dates` (any set of partition dates) in one pass; nothing is written."""
+    if asset not in MODULES:
+        raise KeyError(f"unknown indicator asset {asset!r}; known: {sorted(MODULES)}")
+    module, compute = MODULES[asset]
+    factors = registry.factors(module)
+    ids = [f.factor_id for f in factors]
+    dates = sorted(set(dates))
+    reader = _Reader(store, asset)
+    started = time.perf_counter()
+    if any(day_status(d).is_open for d in dates):
+        quotes, computed = compute(reader, dates)
+    else:  # only closed days: nothing to read or compute
+        quotes = _or_empty(pl.DataFrame(), "daily_quotes")
+        computed = empty_frame(ids)
+    compute_seconds = time.perf_counter() - started - reader.seconds
+
+    closed: dict[dt.date, str] = {}
+    frames: dict[dt.date, pl.DataFrame] = {}
+    # One row per stock in the day's daily_quotes, in a fixed column order whatever `compute` returns.
+    wanted = quotes.filter(pl.col("trade_date").is_in(dates)).select(*KEYS)
+    values = wanted.join(computed.select(*KEYS, *ids), on=list(KEYS), how="left").select(
+        pl.col("stock_id").cast(pl.Utf8), pl.col("trade_date").cast(pl.Date), *[pl.col(c).cast(pl.Float64) for c in ids]
+    )
+    per_day = {key[0]: part.sort("stock_id") for key, part in values.partition_by("trade_date", as_dict=True).items()}
+    for date in dates:
+        status = day_status(date)
+        if not status.is_open:
+            closed[date] = status.reason
+        elif date not in per_day:
+            # The calendar says open but daily_quotes stored no rows: the source reported no data.
+            closed[date] = "no daily_quotes rows for the day (the source reported no data)"
+        frames[date] = per_day.get(date, empty_frame(ids)) if date not in closed else empty_frame(ids)
+    universe = quotes.filter(pl.col("trade_date").is_in(dates)).select(*KEYS, "is_suspended")
+    return RangeResult(
+        asset, factors, frames, closed, universe, reader.history, reader.missing, reader.seconds, compute_seconds
+    )
+
+
+def write_range(store: FrameStore, result: RangeResult) -> None:
+    """Store one atomic Parquet file per partition (closed days too: an empty, typed frame)."""
+    for date, frame in sorted(result.frames.items()):
+        store.write(result.asset, date.isoformat(), frame)
+
+
+def materialize_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeResult:
+    result = compute_range(store, asset, dates)
+    write_range(store, result)
+    return result

@@ -1,0 +1,6 @@
+"""M07 technical indicators: `compute` (polars, all stocks at once) and the `TECHNICAL_FACTORS` registry."""
+
+from qrl_platform.factors.technical.factors import TECHNICAL_FACTORS
+from qrl_platform.factors.technical.indicators import FACTOR_IDS, compute
+
+__all__ = ["FACTOR_IDS", "TECHNICAL_FACTORS", "compute"]

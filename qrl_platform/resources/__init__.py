@@ -1,1 +1,0 @@
-"""Dagster resources: one ConfigurableResource per outside system, configured from the environment."""

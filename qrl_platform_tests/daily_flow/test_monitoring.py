@@ -1,0 +1,114 @@
+"""S10 monitoring: failed runs alert, three consecutive failures pause the job's schedule (CRITICAL),
+slow runs warn. Evaluated with real runs on a real (test) instance."""
+
+import logging
+import time
+
+import dagster as dg
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+    ScheduleInstigatorData,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+from qrl_platform.defs.job_tags import ESTIMATE_TAG
+from qrl_platform.defs.monitoring.sensors import consecutive_failures, job_duration_sensor, run_failure_alert_sensor
+from qrl_platform.defs.resources import AlertsResource
+
+
+@dg.op
+def explode():
+    raise RuntimeError("exchange answered 503 three times")
+
+
+@dg.job(tags={ESTIMATE_TAG: "60"})
+def flaky_job():
+    explode()
+
+
+@dg.op
+def nap():
+    time.sleep(1.2)
+
+
+@dg.job(tags={ESTIMATE_TAG: "0.5"})
+def slow_job():
+    nap()
+
+
+flaky_schedule = dg.ScheduleDefinition(name="flaky_schedule", job=flaky_job, cron_schedule="0 16 * * 1-5")
+test_defs = dg.Definitions(jobs=[flaky_job, slow_job], schedules=[flaky_schedule])
+
+
+def _schedule_state(status: InstigatorStatus) -> InstigatorState:
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=__file__))
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), "flaky_schedule")
+    return InstigatorState(origin, InstigatorType.SCHEDULE, status, ScheduleInstigatorData("0 16 * * 1-5", time.time()))
+
+
+def _evaluate_failure_sensor(instance, run_id, alerts):
+    record = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records[0]
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_event=record.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
+        resources={"alerts": alerts},
+        repository_def=test_defs.get_repository_def(),
+    ).for_run_failure()
+    run_failure_alert_sensor(context)
+
+
+def test_three_consecutive_failures_pause_the_schedule_and_alert_critical(caplog, monkeypatch, tmp_path):
+    monkeypatch.setenv("QRL_ALERT_CHANNELS", "log")
+    alerts = AlertsResource(dedupe_state_path="memory")
+    caplog.set_level(logging.INFO, logger="qrl_platform.alerts")
+    with dg.instance_for_test() as instance:
+        instance.add_instigator_state(_schedule_state(InstigatorStatus.RUNNING))
+        job = test_defs.get_job_def("flaky_job")
+        for attempt in range(1, 4):
+            result = job.execute_in_process(instance=instance, raise_on_error=False)
+            assert not result.success
+            _evaluate_failure_sensor(instance, result.run_id, alerts)
+            assert consecutive_failures(instance, "flaky_job") == attempt
+            state = instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)[0]
+            expected = InstigatorStatus.STOPPED if attempt == 3 else InstigatorStatus.RUNNING
+            assert state.status == expected, f"after failure {attempt}"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "flaky_job failed" in r.getMessage()]
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(errors) == 3
+    assert len(critical) == 1 and "3 times in a row" in critical[0].getMessage()
+    assert "flaky_schedule" in critical[0].getMessage()
+
+
+def test_a_success_resets_the_consecutive_failure_count():
+    with dg.instance_for_test() as instance:
+        job = test_defs.get_job_def("flaky_job")
+        job.execute_in_process(instance=instance, raise_on_error=False)
+        assert consecutive_failures(instance, "flaky_job") == 1
+        # A later success of the same job name resets the count.
+        dg.Definitions(
+            jobs=[dg.JobDefinition(graph_def=dg.GraphDefinition(name="flaky_job", node_defs=[]))]
+        ).get_job_def("flaky_job").execute_in_process(instance=instance)
+        assert consecutive_failures(instance, "flaky_job") == 0
+
+
+def test_a_run_over_twice_its_estimate_warns(caplog, monkeypatch):
+    monkeypatch.setenv("QRL_ALERT_CHANNELS", "log")
+    caplog.set_level(logging.INFO, logger="qrl_platform.alerts")
+    with dg.instance_for_test() as instance:
+        result = test_defs.get_job_def("slow_job").execute_in_process(instance=instance)
+        record = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]
+        context = dg.build_run_status_sensor_context(
+            sensor_name="job_duration_sensor",
+            dagster_event=record.event_log_entry.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+            resources={"alerts": AlertsResource(dedupe_state_path="memory")},
+        )
+        job_duration_sensor(context)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("slow_job is slow" in m and "estimate of 0.5s" in m for m in warnings)

@@ -1,0 +1,106 @@
+"""The layers hold: the core imports no Dagster and no wiring, and nothing imports in a circle.
+
+Core = every module of the package except the Dagster wiring (`qrl_platform/defs/`), the code
+location entry point (`definitions.py`) and the `qrl` CLI, which drives Dagster. The modules are
+found by walking the package, so a new core module is covered without editing this test.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "qrl_platform"
+WIRING_PREFIXES = ("qrl_platform.defs", "qrl_platform.definitions", "qrl_platform.cli")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _all_modules() -> dict[str, Path]:
+    return {
+        _module_name(path): path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "migrations" not in path.parts  # Alembic's env.py runs inside Alembic, not as an import
+    }
+
+
+def _is_wiring(module: str) -> bool:
+    return module.startswith(WIRING_PREFIXES)
+
+
+CORE = sorted(name for name in _all_modules() if not _is_wiring(name))
+
+
+def _imports(path: Path) -> set[str]:
+    """qrl_platform modules imported anywhere in the file (module level and inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("qrl_platform"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qrl_platform"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    modules = _all_modules()
+    return {name for name in found if name in modules}
+
+
+def test_the_core_is_found():
+    assert {"qrl_platform.calendar", "qrl_platform.settings", "qrl_platform.treasury.mexc_client"} <= set(CORE)
+    assert len(CORE) > 40
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_a_core_module_imports_without_dagster(module):
+    code = f"import sys, {module}; print('dagster' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", f"{module} loads Dagster"
+
+
+def test_load_works_without_importing_dagster(tmp_path):
+    code = (
+        "import sys, qrl_platform; from qrl_platform.warehouse import Warehouse; "
+        f"Warehouse('sqlite:///{tmp_path}/w.sqlite').migrate(); "
+        "frame = qrl_platform.load('strategy_signals', '2024-12-24'); "
+        "print(frame.height, 'dagster' in sys.modules)"
+    )
+    env = {"QRL_HOME": str(tmp_path), "QRL_WAREHOUSE_URL": f"sqlite:///{tmp_path}/w.sqlite", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "False"]
+
+
+def test_no_core_module_imports_the_wiring():
+    offenders = {
+        module: sorted(name for name in _imports(_all_modules()[module]) if _is_wiring(name)) for module in CORE
+    }
+    assert {module: names for module, names in offenders.items() if names} == {}
+
+
+def test_no_import_cycles():
+    modules = _all_modules()
+    graph = {name: _imports(path) - {name} for name, path in modules.items()}
+    # A package's __init__ importing its own children is how packages export; the edge back from a
+    # child to its package is the cycle to look for, so keep every edge.
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt.startswith(node + "."):
+                continue  # a package importing its own submodule
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
