@@ -264,11 +264,11 @@ def test_no_data_before_publication_or_for_the_future_is_not_a_closure(exchanges
     assert list(cache_root.rglob("*.json")) == []
 
 
-def test_a_table_published_later_is_not_a_closed_day(exchanges, source):
+def test_a_table_published_later_is_not_a_closed_day(exchanges, source, cache_root):
     exchanges.mutate(fx.MI_MARGN, lambda payload: dict(fx.MI_MARGN_NO_DATA))  # margin not out yet, quotes are
     with pytest.raises(NotPublishedYet, match="MI_MARGN 2026-09-07"):
         source.fetch_day("margin_balances", DAY)
-    assert cache_files(source.http.cache_root, fx.MI_MARGN) == []
+    assert cache_files(cache_root, fx.MI_MARGN) == []
 
 
 def test_tpex_without_rows_on_a_twse_trading_day_is_not_published_yet(exchanges, source):
@@ -419,3 +419,34 @@ def test_tpex_answering_another_day_is_an_error_naming_both_dates(exchanges, sou
     assert "TPEx dailyQuotes 2026-09-07" in message and "2026-09-04" in message and "'date'" in message
     assert cache_files(cache_root, fx.DAILY_QUOTES) == []
     assert len(cache_files(cache_root, fx.MI_INDEX)) == 1  # TWSE's answer was fine and is kept
+
+
+def test_the_raw_cache_lives_on_an_object_store_qrl_home(exchanges, monkeypatch, tmp_path):
+    """With QRL_HOME an fsspec URL (memory:// here, s3:// in production) the cache is kept there, so a
+    second pod (a new source, nothing local shared) never fetches the date again; nothing lands on local disk."""
+    import fsspec
+
+    home = "memory://qrl-raw-cache-test"
+    monkeypatch.setenv("QRL_HOME", home)
+    monkeypatch.chdir(tmp_path)
+    settings = MarketSourceSettings(
+        source="live", twse_base_url=exchanges.twse_base_url, tpex_base_url=exchanges.tpex_base_url,
+        demo_seed=7, demo_universe=10,
+    )  # fmt: skip
+    memory = fsspec.filesystem("memory")
+    try:
+        first = LiveMarketSource(settings, min_interval=0.01)
+        assert first.fetch_day("daily_quotes", DAY).details["requests"] == 2
+        host = exchanges.twse_base_url.split("//")[1].replace(":", "_")
+        entry = f"/qrl-raw-cache-test/cache/raw/{host}/rwd/zh/afterTrading/MI_INDEX/2026-09-07.json"
+        assert memory.exists(entry)
+        assert b'"stat": "OK"' in memory.cat_file(entry)
+        second = LiveMarketSource(settings, min_interval=0.01)
+        again = second.fetch_day("daily_quotes", DAY)
+        assert again.details == {**again.details, "requests": 0, "cache_hits": 2}
+        assert exchanges.count() == 2
+        assert not (tmp_path / ".qrl").exists()  # no silent pod-local fallback
+        first.close()
+        second.close()
+    finally:
+        memory.rm("/qrl-raw-cache-test", recursive=True)

@@ -11,7 +11,6 @@ raises `BadMarketData` and neither a partial frame nor a cache entry comes out o
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import polars as pl
 
@@ -32,11 +31,9 @@ def _may_still_publish(date: dt.date) -> bool:
     return date > now.date() or (date == now.date() and now.time() < QUOTES_PUBLISHED_BY)
 
 
-def default_cache_root() -> Path:
-    home = qrl_home()
-    if "://" in home:  # an object-store QRL_HOME: the raw cache still needs a local disk
-        return Path(".qrl").resolve() / "cache" / "raw"
-    return Path(home) / "cache" / "raw"
+def default_cache_root() -> str:
+    """`{QRL_HOME}/cache/raw`, a path or an fsspec URL: with an `s3://` home every pod shares the cache."""
+    return f"{qrl_home().rstrip('/')}/cache/raw"
 
 
 class LiveMarketSource:
@@ -48,7 +45,7 @@ class LiveMarketSource:
         self, settings: MarketSourceSettings, cache_root: str | None = None, min_interval: float | None = None
     ):
         self.settings = settings
-        self.http = PoliteClient(Path(cache_root) if cache_root else default_cache_root(), min_interval=min_interval)
+        self.http = PoliteClient(cache_root or default_cache_root(), min_interval=min_interval)
 
     def close(self) -> None:
         self.http.close()
