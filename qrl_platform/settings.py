@@ -14,6 +14,7 @@ from pathlib import Path
 TWSE_DEFAULT_BASE_URL = "https://www.twse.com.tw"
 TPEX_DEFAULT_BASE_URL = "https://www.tpex.org.tw"
 TDCC_DEFAULT_BASE_URL = "https://opendata.tdcc.com.tw"
+MOPS_DEFAULT_BASE_URL = "https://mops.twse.com.tw"
 
 
 def _env(name: str, default: str) -> str:
@@ -40,6 +41,7 @@ class MarketSourceSettings:
     demo_seed: int
     demo_universe: int
     tdcc_base_url: str = TDCC_DEFAULT_BASE_URL
+    mops_base_url: str = MOPS_DEFAULT_BASE_URL
 
     @staticmethod
     def from_env() -> MarketSourceSettings:
@@ -53,4 +55,5 @@ class MarketSourceSettings:
             demo_seed=int(_env("QRL_DEMO_SEED", "7")),
             demo_universe=int(_env("QRL_DEMO_UNIVERSE", "1800")),
             tdcc_base_url=_env("QRL_TDCC_BASE_URL", TDCC_DEFAULT_BASE_URL).rstrip("/"),
+            mops_base_url=_env("QRL_MOPS_BASE_URL", MOPS_DEFAULT_BASE_URL).rstrip("/"),
         )
