@@ -10,7 +10,8 @@ class MarketSourceResource(dg.ConfigurableResource):
     """Where raw market data comes from: the seeded demo market (default) or live TWSE/TPEx.
 
     Empty fields fall back to the environment (QRL_MARKET_SOURCE, QRL_TWSE_BASE_URL, QRL_TPEX_BASE_URL,
-    QRL_DEMO_SEED, QRL_DEMO_UNIVERSE, QRL_TDCC_BASE_URL, QRL_MOPS_BASE_URL), so the same definitions serve a laptop and production.
+    QRL_TDCC_BASE_URL, QRL_MOPS_BASE_URL, QRL_DEMO_SEED, QRL_DEMO_UNIVERSE), so the same definitions serve
+    a laptop and production.
     """
 
     source: str = ""

@@ -428,17 +428,22 @@ def test_dagster_no_result_warning_is_dropped_only_for_the_indicator_quality_che
     assert [r.getMessage() for r in caplog.records] == [template.format("some_other_asset")]
 
 
-@pytest.mark.parametrize("source", ["demo", "live"])
-def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source):
-    """Without revenue and financials stored, their factors are empty. For the demo source (which provides
-    them) that is a failed missing_rate check; for the live source (no MOPS ingestion) they are left out
-    of the judgement and named, and the checks pass — so live strategies are not blocked by them."""
+@pytest.mark.parametrize("source", ["demo", "live", "live without MOPS"])
+def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source, monkeypatch):
+    """Without revenue and financials stored, their factors are empty. The demo and live sources both
+    provide those tables (live through MOPS), so that is a failed missing_rate check; a source that does
+    not provide them (here: live with MOPS taken out) has them left out of the judgement and named, and
+    the checks pass — so strategies are not blocked by tables the source can never deliver."""
+    from qrl_platform.market.live import LiveMarketSource
+
+    if source == "live without MOPS":
+        monkeypatch.setattr(LiveMarketSource, "provides", LiveMarketSource.provides - {"monthly_revenue", "financials"})
     for table in ("monthly_revenue", "financials"):
         shutil.rmtree(indicator_home / "frames" / table)
     fundamental_checks = [
         c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}
     ]
-    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source)}
+    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source.split()[0])}
     result = dg.materialize(
         [fundamental_indicators, *fundamental_checks],
         resources=resources,
@@ -448,11 +453,14 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     missing = evaluations["missing_rate"]
     statement_factors = {"eps_ttm", "roe_ttm", "eps_yoy", "revenue_yoy", "revenue_mom", "revenue_3m_yoy"}
-    if source == "demo":
+    if source in ("demo", "live"):
         assert not result.success and not missing.passed
         assert statement_factors <= set(missing.metadata["failing_factors"].value.split(", "))
+        assert "factors_not_provided_by_source" not in missing.metadata
     else:
         assert result.success and all(e.passed for e in evaluations.values())
         left_out = set(missing.metadata["factors_not_provided_by_source"].value.split(", "))
         assert left_out == statement_factors
         assert "Not judged" in missing.description and "pe" not in left_out
+
+
