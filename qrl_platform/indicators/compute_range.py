@@ -3,7 +3,8 @@
 This is what makes a one-day run cheap and a one-year backfill a single pass (SPEC S3, S11):
 
 * daily raw tables are read for the open days of the range plus the module's lookback before the
-  first one — `previous_trading_days(first, lookback + 1 + slack)` — never the whole store;
+  first one — `previous_trading_days(first, lookback + 1 + slack)` — never the whole store; a table
+  used with a publication lag (margin: `Factor.lag_days`) is required for the days before, not the day;
 * monthly revenue, quarterly financials and weekly shareholding are read for the periods the range
   can use (`fundamental.history_window`, `chip.history_window`);
 * the module's pure `compute` runs once over that history, and the result is sliced per date:
@@ -157,8 +158,10 @@ OBV_WINDOW = 240
 def trailing_obv(quotes: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
     traded = quotes.filter(pl.col("close").is_not_null()).sort("stock_id", "trade_date")
     bar = pl.int_range(pl.len()).over("stock_id")
-    step = pl.when(bar == 0).then(pl.col("volume")).otherwise(
-        pl.col("close").diff().sign().cast(pl.Int64) * pl.col("volume")
+    step = (
+        pl.when(bar == 0)
+        .then(pl.col("volume"))
+        .otherwise(pl.col("close").diff().sign().cast(pl.Int64) * pl.col("volume"))
     )
     window = traded.with_columns(step.over("stock_id").alias("_step"), bar.alias("_bar")).with_columns(
         pl.when(pl.col("_bar") >= OBV_WINDOW - 1)
@@ -197,8 +200,15 @@ def _chip(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataF
     flows = reader.daily(
         "institutional_flows", days, required, ["stock_id", "trade_date", "foreign_net", "trust_net", "dealer_net"]
     )
+    # Point in time within the day: D's margin (out ~21:00) feeds D+1, so day D needs the margin of the
+    # trading day before it and never its own — a 16:35 run and a later backfill read the same rows.
+    margin_required = [previous_trading_days(d, 1 + chip.MARGIN_LAG_DAYS)[0] for d in required]
+    margin_days = [d for d in days if d < required[-1]]
     margin = reader.daily(
-        "margin_balances", days, required, ["stock_id", "trade_date", "margin_balance", "margin_limit", "short_balance"]
+        "margin_balances",
+        margin_days,
+        margin_required,
+        ["stock_id", "trade_date", "margin_balance", "margin_limit", "short_balance"],
     )
     start, end = chip.history_window(required[0], required[-1])["shareholding_distribution"]
     holders = reader.periodic("shareholding_distribution", start, end)
