@@ -27,6 +27,11 @@ def qrl_home() -> str:
     return _env("QRL_HOME", str(Path(".qrl").resolve()))
 
 
+def publication_time_override(table: str) -> str | None:
+    """`QRL_PUBLISH_<TABLE>` (HH:MM, Taipei): when a raw table's data is normally out (market/timetable.py)."""
+    return os.environ.get(f"QRL_PUBLISH_{table.upper()}", "").strip() or None
+
+
 def warehouse_url() -> str:
     home = qrl_home()
     default = f"sqlite:///{Path(home) / 'warehouse.sqlite'}" if "://" not in home else "sqlite:///warehouse.sqlite"

@@ -109,7 +109,10 @@ def test_a_month_mops_has_not_published_is_not_published_yet_and_retried(server,
 
 def test_before_the_10th_nothing_is_asked(server, make_source, monkeypatch):
     at_taipei(monkeypatch, dt.date(2026, 8, 10), dt.time(23, 0))
-    with pytest.raises(NotPublishedYet, match=r"MOPS t21sc03 2026-07: not complete before 2026-08-10"):
+    with pytest.raises(
+        NotPublishedYet,
+        match=r"MOPS t21sc03 2026-07: monthly_revenue for 2026-07-01 is not published yet: normally out at 2026-08-11 00:00",
+    ):
         make_source().monthly_revenue(MONTH)
     assert server.requests == []
 
@@ -202,7 +205,10 @@ def test_statements_are_posted_with_the_mops_form(server, make_source):
 
 def test_a_quarter_not_filed_yet_is_not_published_yet(server, make_source, monkeypatch, tmp_path):
     at_taipei(monkeypatch, dt.date(2026, 8, 14), dt.time(20, 0))
-    with pytest.raises(NotPublishedYet, match=r"MOPS t163sb04 2026Q2: not complete before 2026-08-14"):
+    with pytest.raises(
+        NotPublishedYet,
+        match=r"MOPS t163sb04 2026Q2: financials for 2026-04-01 is not published yet: normally out at 2026-08-15 00:00",
+    ):
         make_source().financials(Q2)
     assert server.requests == []
     at_taipei(monkeypatch, dt.date(2026, 8, 15))

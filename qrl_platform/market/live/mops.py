@@ -27,6 +27,10 @@ from html.parser import HTMLParser
 from qrl_platform.market.live.twse import NULL_TOKENS, Endpoint, NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
 
+# The deadlines live in the publication timetable; re-exported for the source.
+from qrl_platform.market.timetable import revenue_deadline as revenue_deadline
+from qrl_platform.market.timetable import statutory_deadline as statutory_deadline
+
 MARKETS = ("sii", "otc")  # sii = TWSE-listed, otc = TPEx-listed
 REVENUE = Endpoint("MOPS", "t21sc03", "/nas/t21/{market}/t21sc03_{roc_year}_{month}_0.html")
 INCOME = Endpoint("MOPS", "t163sb04", "/mops/web/t163sb04")
@@ -82,18 +86,6 @@ def statement_form(market: str, year: int, quarter: int) -> dict[str, str]:
         "year": str(roc_year(year)),
         "season": str(quarter),
     }
-
-
-def revenue_deadline(month: dt.date) -> dt.date:
-    """Companies publish a month's revenue by the 10th of the next month."""
-    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=10)
-
-
-def statutory_deadline(year: int, quarter: int) -> dt.date:
-    """Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual (Q4) Mar 31 of the next year."""
-    return {1: dt.date(year, 5, 15), 2: dt.date(year, 8, 14), 3: dt.date(year, 11, 14), 4: dt.date(year + 1, 3, 31)}[
-        quarter
-    ]
 
 
 def decode_cp950(body: bytes) -> str:

@@ -8,7 +8,8 @@ already has (those raise `NotPublishedYet`, a `BadMarketData`, so nothing is sto
 raises `BadMarketData` and neither a partial frame nor a cache entry comes out of it.
 
 MOPS (monthly revenue, quarterly financials; see mops.py) is asked only once the period's statutory
-deadline has passed (revenue: the 10th of the next month; Q1 May 15, Q2 Aug 14, Q3 Nov 14, Q4 Mar 31):
+deadline has passed (revenue: the 10th of the next month; Q1 May 15, Q2 Aug 14, Q3 Nov 14, Q4 Mar 31;
+`timetable.is_due`):
 before it the report is still filling up, and a partial month stored under its key would never be
 replaced. Every row's `published_on` is that deadline: MOPS's pages do not say when each company filed
 (t21sc03's 出表日期 is the day the page was printed), and the deadline is the first day the whole
@@ -22,7 +23,7 @@ import datetime as dt
 
 import polars as pl
 
-from qrl_platform.market import schema
+from qrl_platform.market import schema, timetable
 from qrl_platform.market.live import mops, tdcc, tpex, twse
 from qrl_platform.market.live.http import JsonResponse, PoliteClient, taipei_now
 from qrl_platform.market.live.twse import NotPublishedYet
@@ -126,7 +127,7 @@ class LiveMarketSource:
         if month.day != 1:
             raise BadMarketData(f"monthly_revenue: {month} is not the first day of a month (the partition key)")
         deadline = mops.revenue_deadline(month)
-        self._after_deadline(f"{mops.REVENUE.label} {month:%Y-%m}", deadline, "revenue is published by the 10th")
+        self._when_due("monthly_revenue", month, f"{mops.REVENUE.label} {month:%Y-%m}")
         records = []
         for market in mops.MARKETS:
             rows = self._mops_answer(
@@ -149,7 +150,7 @@ class LiveMarketSource:
             raise BadMarketData(f"financials: {quarter_start} is not the first day of a fiscal quarter")
         year, quarter = quarter_start.year, (quarter_start.month - 1) // 3 + 1
         deadline = mops.statutory_deadline(year, quarter)
-        self._after_deadline(f"{mops.INCOME.label} {year}Q{quarter}", deadline, "the statutory filing deadline")
+        self._when_due("financials", quarter_start, f"{mops.INCOME.label} {year}Q{quarter}")
         records = []
         for market in mops.MARKETS:
             year_to_date = self._statement(mops.INCOME, market, year, quarter)
@@ -177,12 +178,11 @@ class LiveMarketSource:
         ).with_columns(pl.lit(f"{year}Q{quarter}").alias("fiscal_quarter"), pl.lit(deadline).alias("published_on"))
         return schema.conform("financials", frame, context=f"{year}Q{quarter}").sort("stock_id")
 
-    def _after_deadline(self, label: str, deadline: dt.date, why: str) -> None:
-        today = taipei_now().date()
-        if today <= deadline:
-            raise NotPublishedYet(
-                f"{label}: not complete before {deadline} ({why}); it is fetched from {deadline + dt.timedelta(days=1)}"
-            )
+    def _when_due(self, table: str, partition: dt.date, label: str) -> None:
+        """MOPS is asked only once the publication timetable says the period is complete (deadline passed)."""
+        due, reason = timetable.is_due(table, partition, taipei_now())
+        if not due:
+            raise NotPublishedYet(f"{label}: {reason}")
 
     def _statement(self, endpoint: twse.Endpoint, market: str, year: int, quarter: int) -> dict[str, dict]:
         parse = mops.parse_income if endpoint is mops.INCOME else mops.parse_balance
