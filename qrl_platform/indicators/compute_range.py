@@ -263,6 +263,21 @@ def compute_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeR
     )
 
 
+def lag_metadata(result: RangeResult, date: dt.date) -> dict:
+    """For a partition's metadata: each lagged factor's `lag_days`, and the day each lagged source table's
+    rows come from (margin_balances → the previous trading day). Empty for modules without lagged factors
+    and for closed days."""
+    lagged = [f for f in result.factors if f.lag_days]
+    if not lagged or date in result.closed:
+        return {}
+    source_days: dict[str, str] = {}
+    for factor in lagged:
+        source = previous_trading_days(date, factor.lag_days + 1)[0].isoformat()
+        for table in sorted(factor.source_tables - {"daily_quotes"}):
+            source_days[table] = source
+    return {"factor_lag_days": {f.factor_id: f.lag_days for f in lagged}, "lagged_source_days": source_days}
+
+
 def write_range(store: FrameStore, result: RangeResult) -> None:
     """Store one atomic Parquet file per partition (closed days too: an empty, typed frame)."""
     for date, frame in sorted(result.frames.items()):

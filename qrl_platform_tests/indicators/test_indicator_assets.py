@@ -137,6 +137,12 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
         assert day["days"].value == 10 and day["closed_days"].value == 1
         assert day["compute_seconds"].value >= 0
         assert {r.data["factor"] for r in day["factor_missing_rates"].value.records} == set(ids)
+        if name == "chip_indicators":  # margin factors for 11-05 come from 11-04's margin
+            margin_factors = ["margin_utilization", "short_margin_ratio", "margin_change_5", "margin_change_20"]
+            assert day["factor_lag_days"].value == dict.fromkeys(margin_factors, 1)
+            assert day["lagged_source_days"].value == {"margin_balances": "2024-11-04"}
+        else:
+            assert "factor_lag_days" not in day
 
     # Four blocking checks on each of the three assets, evaluated for every partition of the range.
     evaluations = result.get_asset_check_evaluations()
@@ -463,5 +469,3 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
         left_out = set(missing.metadata["factors_not_provided_by_source"].value.split(", "))
         assert left_out == statement_factors
         assert "Not judged" in missing.description and "pe" not in left_out
-
-

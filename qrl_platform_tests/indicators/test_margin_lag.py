@@ -11,7 +11,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from qrl_platform.indicators.compute_range import MissingUpstream, compute_range
+from qrl_platform.indicators.compute_range import MissingUpstream, compute_range, lag_metadata
 from qrl_platform.market import schema
 from qrl_platform.partitions import is_trading_day
 from qrl_platform.storage.frames import FrameStore
@@ -81,6 +81,7 @@ def test_a_1635_run_uses_the_previous_trading_days_margin_without_the_days_own(s
 
 def test_across_the_holiday_friday_uses_wednesdays_margin(store):
     friday = compute_range(store, "chip_indicators", [FRI])
+    assert lag_metadata(friday, FRI)["lagged_source_days"] == {"margin_balances": "2024-10-09"}
     assert _values(friday, FRI, "margin_utilization") == pytest.approx(50 / 200 * 100)
     assert _values(friday, FRI, "short_margin_ratio") == pytest.approx(10 / 50 * 100)
 
