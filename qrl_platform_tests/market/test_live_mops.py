@@ -250,3 +250,13 @@ def test_mops_base_url_comes_from_the_environment(monkeypatch):
 def test_frames_conform_to_the_canonical_schema_with_negative_revenue_allowed(make_source):
     frame = make_source().monthly_revenue(MONTH)
     assert frame.filter(pl.col("revenue") < 0)["stock_id"].to_list() == ["2399"]
+
+
+def test_a_throttling_page_without_tables_is_an_error_not_a_skip(server, make_source, tmp_path):
+    server.overrides["/mops/web/t163sb04"] = (
+        "<html><body>FOR SECURITY REASONS, THIS PAGE CAN NOT BE ACCESSED!</body></html>".encode()
+    )
+    with pytest.raises(BadMarketData, match=r"MOPS t163sb04 sii 2026Q2: no table with a '公司代號' column") as error:
+        make_source().financials(Q2)
+    assert not isinstance(error.value, NotPublishedYet)
+    assert cached(tmp_path) == []

@@ -271,11 +271,21 @@ def _company_rows(table: Table, names: list[str], first: int, code_at: int, wher
         yield code, row
 
 
-def _not_published(text: str, where: Period) -> None:
+def _company_tables(tables: list[Table], text: str, where: Period, kind: str) -> list[tuple[Table, list[str], int]]:
+    """(table, column names, first data row) of each table with a 公司代號 column. None at all is MOPS's
+    查無資料 page (not published yet) or, without that phrase, not the report asked for."""
+    found = []
+    for table in tables:
+        names, first = leaf_columns(table)
+        if "公司代號" in names:
+            found.append((table, names, first))
+    if found:
+        return found
     if NOT_PUBLISHED in text:
         raise NotPublishedYet(
             f"{where.endpoint.label} {where.market} {where.period}: MOPS answers {NOT_PUBLISHED} (not published yet)"
         )
+    raise where.bad(f"no table with a '公司代號' column: not a {kind}")
 
 
 def printed_on(text: str, where: Period) -> dt.date:
@@ -294,26 +304,19 @@ def parse_revenue(html: str, market: str, month: dt.date) -> list[dict]:
     """One market's t21sc03 page → [{stock_id, name, revenue}] (thousand TWD), totals dropped."""
     where = Period(REVENUE, market, f"{month:%Y-%m}")
     tables, text = read_tables(html)
-    _not_published(text, where)
+    found = _company_tables(tables, text, where, "revenue report")
     printed = printed_on(text, where)
     month_end = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
     if printed <= month_end:
         raise where.bad(f"field {PRINTED_ON!r} is {printed}, before the month ended: not this month's report")
     records: list[dict] = []
-    industries = 0
-    for table in tables:
-        names, first = leaf_columns(table)
-        if "公司代號" not in names:
-            continue
-        industries += 1
+    for table, names, first in found:
         at = find(names, REVENUE_COLUMNS, where)
         for code, row in _company_rows(table, names, first, at["code"], where):
             revenue = amount(row[at["revenue"]].text, where, "當月營收", code, integer=True)
             if revenue is None:
                 raise where.bad(f"field '當月營收' is empty ({row[at['revenue']].text!r}) for stock {code}")
             records.append({"stock_id": code, "name": header(row[at["name"]].text), "revenue": revenue})
-    if not industries:
-        raise where.bad("no table with a '公司代號' column: not a revenue report")
     return records
 
 
@@ -329,14 +332,8 @@ def parse_statement(
     """A t163sb04/05 page → {stock_id: {key: value}} across every industry template on it."""
     where = Period(endpoint, market, quarter)
     tables, text = read_tables(html)
-    _not_published(text, where)
     out: dict[str, dict] = {}
-    templates = 0
-    for table in tables:
-        names, first = leaf_columns(table)
-        if "公司代號" not in names:
-            continue
-        templates += 1
+    for table, names, first in _company_tables(tables, text, where, "summary report"):
         at = find(names, columns, where)
         at.update(find(names, optional or {}, where, required=False))
         for code, row in _company_rows(table, names, first, at["code"], where):
@@ -348,8 +345,6 @@ def parse_statement(
                     continue
                 values[key] = amount(row[position].text, where, names[position], code, integer=key in integers)
             out[code] = values
-    if not templates:
-        raise where.bad("no table with a '公司代號' column: not a summary report")
     return out
 
 
