@@ -254,9 +254,33 @@ def test_frames_conform_to_the_canonical_schema_with_negative_revenue_allowed(ma
 
 def test_a_throttling_page_without_tables_is_an_error_not_a_skip(server, make_source, tmp_path):
     server.overrides["/mops/web/t163sb04"] = (
-        "<html><body>FOR SECURITY REASONS, THIS PAGE CAN NOT BE ACCESSED!</body></html>".encode()
+        b"<html><body>FOR SECURITY REASONS, THIS PAGE CAN NOT BE ACCESSED!</body></html>"
     )
     with pytest.raises(BadMarketData, match=r"MOPS t163sb04 sii 2026Q2: no table with a '公司代號' column") as error:
         make_source().financials(Q2)
     assert not isinstance(error.value, NotPublishedYet)
     assert cached(tmp_path) == []
+
+
+def test_the_revenue_and_financials_assets_ingest_from_mops_in_live_mode(server, qrl_home, monkeypatch):
+    """Through Dagster: the live source now provides both tables, so the assets store MOPS's rows (and
+    the raw cache lands under QRL_HOME)."""
+    import dagster as dg
+
+    import qrl_platform
+    from qrl_platform.definitions import RESOURCES
+    from qrl_platform.market.assets import financials, monthly_revenue
+    from qrl_platform.resources.market import MarketSourceResource
+
+    monkeypatch.setenv("QRL_HTTP_MIN_INTERVAL_SECONDS", "0.01")
+    resources = {**RESOURCES, "market_source": MarketSourceResource(source="live", mops_base_url=server.base_url)}
+    revenue = dg.materialize([monthly_revenue], resources=resources, partition_key=MONTH.isoformat())
+    assert revenue.success
+    stored = qrl_platform.load("monthly_revenue", MONTH.isoformat())
+    assert stored.sort("stock_id")["revenue"].to_list() == [8_470_118, 5_120_300, 21_345_678, -12_345, 5_901_234]
+    assert dg.materialize([financials], resources=resources, partition_key=Q2.isoformat()).success
+    assert (
+        qrl_platform.load("financials", Q2.isoformat()).filter(pl.col("stock_id") == "2881")["equity"].item()
+        == 600_000_000
+    )
+    assert len(list((qrl_home / "cache" / "raw").rglob("*.json"))) == 8
