@@ -9,12 +9,13 @@ raises `BadMarketData` and neither a partial frame nor a cache entry comes out o
 
 MOPS (monthly revenue, quarterly financials; see mops.py) is asked only once the period's statutory
 deadline has passed (revenue: the 10th of the next month; Q1 May 15, Q2 Aug 14, Q3 Nov 14, Q4 Mar 31;
-`timetable.is_due`):
-before it the report is still filling up, and a partial month stored under its key would never be
-replaced. Every row's `published_on` is that deadline: MOPS's pages do not say when each company filed
-(t21sc03's 出表日期 is the day the page was printed), and the deadline is the first day the whole
-period is known to be public, so a backfill sees exactly what a live run saw. A period MOPS answers
-查無資料 for, or whose deadline has not passed, raises `NotPublishedYet` (retry later, nothing stored).
+`timetable.is_due`): before it the report is still filling up, and a partial month stored under its
+key would never be replaced. Every row's `published_on` is that deadline (the statutory rule): MOPS's
+pages do not say when each company filed, and t21sc03's 出表日期 is only the day the page was printed.
+The same value whenever the period is fetched, so re-runs and backfills agree; on the deadline day
+itself a live run has not fetched the period yet, while a later backfill of that day would see it.
+A period MOPS answers 查無資料 for, or whose deadline has not passed, raises `NotPublishedYet` (retry
+later, nothing stored).
 """
 
 from __future__ import annotations
