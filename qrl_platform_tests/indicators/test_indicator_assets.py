@@ -133,6 +133,12 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
         assert day["days"].value == 10 and day["closed_days"].value == 1
         assert day["compute_seconds"].value >= 0
         assert {r.data["factor"] for r in day["factor_missing_rates"].value.records} == set(ids)
+        if name == "chip_indicators":  # margin factors for 11-05 come from 11-04's margin
+            margin_factors = ["margin_utilization", "short_margin_ratio", "margin_change_5", "margin_change_20"]
+            assert day["factor_lag_days"].value == dict.fromkeys(margin_factors, 1)
+            assert day["lagged_source_days"].value == {"margin_balances": "2024-11-04"}
+        else:
+            assert "factor_lag_days" not in day
 
     # Four blocking checks on each of the three assets, evaluated for every partition of the range.
     evaluations = result.get_asset_check_evaluations()
@@ -186,8 +192,9 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     reads.clear()
     dg.materialize([chip_indicators], resources=RESOURCES, partition_key=day.isoformat())
     window = [d.isoformat() for d in previous_trading_days(day, chip.LOOKBACK + 1)]
-    for table in ("daily_quotes", "institutional_flows", "margin_balances"):
+    for table in ("daily_quotes", "institutional_flows"):
         assert _keys(reads, table) == window
+    assert _keys(reads, "margin_balances") == window[:-1]  # the day's own margin (out ~21:00) is never read
     first, last = (d.isoformat() for d in chip.history_window(day, day)["shareholding_distribution"])
     stored = FrameStore().partitions("shareholding_distribution")
     assert _keys(reads, "shareholding_distribution") == [k for k in stored if first <= k <= last]
@@ -424,17 +431,22 @@ def test_dagster_no_result_warning_is_dropped_only_for_the_indicator_quality_che
     assert [r.getMessage() for r in caplog.records] == [template.format("some_other_asset")]
 
 
-@pytest.mark.parametrize("source", ["demo", "live"])
-def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source):
-    """Without revenue and financials stored, their factors are empty. For the demo source (which provides
-    them) that is a failed missing_rate check; for the live source (no MOPS ingestion) they are left out
-    of the judgement and named, and the checks pass — so live strategies are not blocked by them."""
+@pytest.mark.parametrize("source", ["demo", "live", "live without MOPS"])
+def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source, monkeypatch):
+    """Without revenue and financials stored, their factors are empty. The demo and live sources both
+    provide those tables (live through MOPS), so that is a failed missing_rate check; a source that does
+    not provide them (here: live with MOPS taken out) has them left out of the judgement and named, and
+    the checks pass — so strategies are not blocked by tables the source can never deliver."""
+    from qrl_platform.market.live import LiveMarketSource
+
+    if source == "live without MOPS":
+        monkeypatch.setattr(LiveMarketSource, "provides", LiveMarketSource.provides - {"monthly_revenue", "financials"})
     for table in ("monthly_revenue", "financials"):
         shutil.rmtree(indicator_home / "frames" / table)
     fundamental_checks = [
         c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}
     ]
-    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source)}
+    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source.split()[0])}
     result = dg.materialize(
         [fundamental_indicators, *fundamental_checks],
         resources=resources,
@@ -444,9 +456,10 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     missing = evaluations["missing_rate"]
     statement_factors = {"eps_ttm", "roe_ttm", "eps_yoy", "revenue_yoy", "revenue_mom", "revenue_3m_yoy"}
-    if source == "demo":
+    if source in ("demo", "live"):
         assert not result.success and not missing.passed
         assert statement_factors <= set(missing.metadata["failing_factors"].value.split(", "))
+        assert "factors_not_provided_by_source" not in missing.metadata
     else:
         assert result.success and all(e.passed for e in evaluations.values())
         left_out = set(missing.metadata["factors_not_provided_by_source"].value.split(", "))

@@ -1,5 +1,6 @@
-"""TDCC shareholding distribution (open data 1-5) from a local server answering the CSV that TDCC serves:
-latest week only, a byte-order mark, a 差異數調整 line (level 16) and a total (level 17)."""
+"""TDCC shareholding distribution (open data 1-5) from a local server answering the CSV that TDCC serves
+(the recorded shape): latest week only, UTF-8 with a byte-order mark, CRLF, unquoted, a 差異數調整 line
+(level 16) and a total (level 17)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class FakeTdcc:
                 if url.path != "/getOD.ashx" or dict(parse_qsl(url.query)) != {"id": "1-5"}:
                     status, body = 404, b"not found"
                 else:
-                    text = "\n".join([HEADER, *rows_for(tdcc.data_date)]) + "\n"
+                    text = "\r\n".join([HEADER, *rows_for(tdcc.data_date)]) + "\r\n"  # recorded: CRLF
                     status, body = 200, tdcc.body if tdcc.body is not None else "\ufeff".encode() + text.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/csv; charset=utf-8")

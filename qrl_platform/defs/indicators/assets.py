@@ -90,6 +90,7 @@ def _partition_metadata(result: ranges.RangeResult, date, rates: pl.DataFrame) -
     day = rates.filter(pl.col("trade_date") == date)
     by_factor = dict(zip(day["factor"], day["missing_rate"], strict=True))
     meta["missing_rates"] = {f: round(by_factor.get(f, 0.0), 4) for f in result.factor_ids}  # registry order
+    meta.update(ranges.lag_metadata(result, date))  # point in time: margin factors use the day before
     return meta
 
 
