@@ -222,23 +222,34 @@ def score_expr(definition: StrategyDefinition) -> pl.Expr:
     return pl.when((available > 0) & (available >= needed)).then((weighted / available).round(SCORE_DECIMALS))
 
 
-def signal_exprs(definition: StrategyDefinition) -> tuple[pl.Expr, pl.Expr]:
-    """(signal, confidence) from the `score` column.
+def exit_expr(definition: StrategyDefinition) -> pl.Expr:
+    """True where every exit condition holds; a condition with a missing input does not hold."""
+    if not definition.exit:
+        return pl.lit(False)
+    return pl.all_horizontal([rule_value(condition).fill_null(0.0) == 1.0 for condition in definition.exit])
 
+
+def signal_exprs(definition: StrategyDefinition) -> tuple[pl.Expr, pl.Expr]:
+    """(signal, confidence) from the `score` column and the exit conditions.
+
+    SELL when the exit holds or score <= sell_below; else BUY when score >= buy_above; else HOLD.
     Confidence grows linearly across `confidence_range` with how far the score is past the
     threshold, relative to the room left: BUY from buy_above (low) to 1 (high); SELL from sell_below
-    to 0; HOLD from the edge of the hold band to its middle.
+    to 0 (an exit SELL above sell_below: 1 - score, the weaker the entry setup the surer the exit);
+    HOLD from the edge of the hold band to its middle.
     """
     mapping = definition.signal
     buy, sell = mapping.buy_above, mapping.sell_below
     score = pl.col("score")
+    exiting = exit_expr(definition)
     signal = pl.lit("HOLD")
-    if sell is not None:
-        signal = pl.when(score <= sell).then(pl.lit("SELL")).otherwise(signal)
     if buy is not None:
         signal = pl.when(score >= buy).then(pl.lit("BUY")).otherwise(signal)
+    below_sell = score <= sell if sell is not None else pl.lit(False)
+    signal = pl.when(exiting | below_sell).then(pl.lit("SELL")).otherwise(signal)
     buy_frac = (score - buy) / (1.0 - buy) if buy is not None and buy < 1 else pl.lit(1.0)
-    sell_frac = (sell - score) / sell if sell is not None and sell > 0 else pl.lit(1.0)
+    threshold_frac = (sell - score) / sell if sell is not None and sell > 0 else pl.lit(1.0)
+    sell_frac = pl.when(below_sell).then(threshold_frac).otherwise(1.0 - score)
     band_lo = sell if sell is not None else 0.0
     band_hi = buy if buy is not None else 1.0
     middle, half = (band_lo + band_hi) / 2.0, (band_hi - band_lo) / 2.0
