@@ -14,11 +14,28 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import yaml
 
 TAIPEI = "Asia/Taipei"
+
+
+def utc_now() -> dt.datetime:
+    """The system clock, timezone-aware (the one place `taipei_today` reads it; tests replace it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def taipei_today(now: dt.datetime | None = None) -> dt.date:
+    """Today's date in Asia/Taipei (UTC+8), whatever the host's timezone: from 16:00 UTC it is already
+    tomorrow in Taipei. `now` must be timezone-aware (a naive time has no defined Taipei date)."""
+    now = utc_now() if now is None else now
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"taipei_today: now must be timezone-aware, got naive {now.isoformat()}")
+    return now.astimezone(ZoneInfo(TAIPEI)).date()
+
+
 TRADING_DAY_START = "2020-01-02"
 DATE_FMT = "%Y-%m-%d"
 

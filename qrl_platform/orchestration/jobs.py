@@ -2,11 +2,10 @@
 retry tag for transient faults (network, database) — Dagster re-launches a failed run up to N times."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
-import datetime as dt
-
 import dagster as dg
 
 from qrl_platform.maintenance.cleanup import RetentionPolicy, cleanup_old_signals
+from qrl_platform.partitions import taipei_today
 from qrl_platform.resources.warehouse import WarehouseResource
 
 ESTIMATE_TAG = "qrl/estimate_seconds"
@@ -75,7 +74,8 @@ def cleanup_old_signals_op(context: dg.OpExecutionContext, config: CleanupConfig
     policy = RetentionPolicy(
         config.signals_retention_days, config.executions_full_retention_days, config.executions_summary_retention_days
     )
-    result = cleanup_old_signals(warehouse.get(), dt.date.today(), policy, vacuum=config.vacuum)
+    # Retention counts Taipei days: the Sunday 03:00 Taipei run is Saturday 19:00 UTC on a UTC host.
+    result = cleanup_old_signals(warehouse.get(), taipei_today(), policy, vacuum=config.vacuum)
     context.log.info(f"cleanup: {result}")
     context.log_event(dg.AssetObservation(asset_key="strategy_signals", metadata={"cleanup_" + k: v for k, v in result.metadata().items()}))
 
