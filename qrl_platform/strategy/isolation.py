@@ -33,6 +33,10 @@ from typing import Any
 PRELOAD = ["__main__", "qrl_platform.strategy.engine"]
 # After terminate() (SIGTERM) a worker gets this long to exit before kill() (SIGKILL).
 TERMINATE_GRACE_SECONDS = 2.0
+# A worker's start (fork, re-import of the main script, unpickling the shared input) is not charged to
+# the first call's deadline; a worker that is not ready within this long counts as crashed.
+STARTUP_TIMEOUT_SECONDS = 300.0
+READY = "ready"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ def _context() -> multiprocessing.context.BaseContext:
 def _serve(connection, function: Callable, shared: tuple) -> None:
     """The worker: answer `function(item, *shared)` for each item received, until told to stop (None)."""
     try:
+        connection.send(READY)  # started and `shared` unpickled: the deadlines count from here
         while True:
             try:
                 item = connection.recv()
@@ -97,9 +102,16 @@ class _Worker:
         self.process = context.Process(target=_serve, args=(child_end, function, shared), daemon=True)
         self.process.start()
         child_end.close()
+        try:
+            self.ready = self.connection.poll(STARTUP_TIMEOUT_SECONDS) and self.connection.recv() == READY
+        except (EOFError, ConnectionResetError):
+            self.ready = False
 
     def ask(self, item: Any, timeout_seconds: float) -> Outcome:
         """Send one item and wait for its answer; a TimedOut or Crashed answer leaves the worker unusable."""
+        if not self.ready:
+            self.process.join(timeout=TERMINATE_GRACE_SECONDS)
+            return Crashed(self.process.exitcode)
         try:
             self.connection.send((item,))
             if not self.connection.poll(timeout_seconds):
@@ -131,7 +143,8 @@ def map_with_deadline(
     """`function(item, *shared)` for each item, one at a time in a worker process, each within `timeout_seconds`.
 
     One worker serves the items in turn, so `shared` (e.g. the day's factor frame) is sent once and a
-    process is forked once, not per item. An item past its time kills the worker (and whatever it was
+    process is forked once, not per item. Each item's time counts from when the worker is ready (its
+    start is not charged to the first item). An item past its time kills the worker (and whatever it was
     doing); the next item starts a fresh one. `function`, the items and `shared` must be picklable
     (a module-level function, plain data, polars frames).
     """

@@ -93,11 +93,11 @@ def test_call_with_deadline_outcomes():
 
 
 def test_one_worker_serves_items_in_turn_and_a_fresh_one_follows_a_timeout_or_crash():
-    outcomes = list(isolation.map_with_deadline(_step, [1, 2, "sleep", 3, "raise", 4, "crash", 5], (10,), 1.0))
+    outcomes = list(isolation.map_with_deadline(_step, [1, 2, "sleep", 3, "raise", 4, "crash", 5], (10,), 2.0))
     first, second, timed_out, third, raised, fourth, crashed, fifth = outcomes
     assert [first.value[1], second.value[1], third.value[1], fourth.value[1], fifth.value[1]] == [11, 12, 13, 14, 15]
     assert first.value[0] == second.value[0]  # the same worker, the shared arguments sent once
-    assert timed_out == isolation.TimedOut(1.0) and not _is_running(first.value[0])  # stopped with it
+    assert timed_out == isolation.TimedOut(2.0) and not _is_running(first.value[0])  # stopped with it
     assert third.value[0] != first.value[0]  # a fresh worker after the timeout...
     assert raised == isolation.Raised("ValueError", "ValueError: bad item") and fourth.value[0] == third.value[0]
     assert crashed == isolation.Crashed(9) and fifth.value[0] != third.value[0]  # ...and after a crash
