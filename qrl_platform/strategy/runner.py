@@ -113,7 +113,14 @@ def run_strategy_days(
     log=None,
     evaluate: Callable[..., Evaluation] = evaluate_strategy,
 ) -> StrategyRunSummary:
-    """`evaluate` replaces the engine's evaluation (tests: a deliberately slow strategy)."""
+    """Run the chosen strategies over `dates` (see the module docstring) and write each chunk.
+
+    Each strategy's evaluation of a chunk runs in a worker process limited to `settings.timeout_minutes`
+    (engine.run_strategies): past it, the strategy is stopped and recorded as TIMEOUT in
+    strategy_executions and job_execution_details, and the remaining strategies still run and write.
+    `evaluate` replaces the engine's evaluation (tests: a deliberately slow strategy); it must be a
+    module-level function (or a functools.partial of one), since the worker receives it by reference.
+    """
     summary = StrategyRunSummary(dates=sorted(dates), saved=settings.save_results)
     open_dates = _open_dates(store, summary)
     summary.open_dates = open_dates
