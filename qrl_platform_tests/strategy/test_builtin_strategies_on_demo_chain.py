@@ -4,8 +4,8 @@ seed 7).
 
 What is checked is what a signal means: each strategy BUYs somewhere and SELLs somewhere, SELL is not its
 "no setup" answer (at most 80 % of its BUY+SELL), and every SELL row satisfies the strategy's declared exit
-(or its sell_below threshold). Smaller universes are a different demo market (the generator draws per
-universe size); at 300 stocks the breakout strategy sees 18 setups in 20 days, too few to judge.
+(or its sell_below threshold). The universe is the default demo size (what `qrl demo` runs), not a
+smaller one: the figures are the ones a new user sees.
 """
 
 import datetime as dt
