@@ -48,7 +48,7 @@ warehouse access just uses ``XREADGROUP``/``XACK`` and dedupes on ``event_id`` i
 
 Poison entries: an entry delivered ``max_deliveries`` times (default 5) without an acknowledgement
 is moved to ``qrl:events:m13:dead`` (acknowledged in the same MULTI/EXEC) instead of being delivered
-again, and ``on_dead_letter`` is called (``alert_channels(channels)``: an ERROR alert).
+again, and ``on_dead_letter`` is called (``dead_letter_alerter(channels)``: an ERROR alert).
 
 Signals: acknowledging a day's STRATEGY_SIGNALS_READY (``mark_consumed``, which ``ack()`` calls)
 sets ``consumed_at`` on that day's ``strategy_signals`` rows in the same transaction as the outbox
@@ -551,7 +551,7 @@ def dead_letter_alert(dead: DeadLetter) -> Alert:
     )
 
 
-def alert_channels(channels: Iterable[Channel]) -> Callable[[DeadLetter], None]:
+def dead_letter_alerter(channels: Iterable[Channel]) -> Callable[[DeadLetter], None]:
     """An `on_dead_letter` callback that sends `dead_letter_alert` to the given alert channels."""
     channels = list(channels)
 
@@ -583,7 +583,7 @@ class M13Consumer:
       including re-reads of one's own pending entries and claims) is not delivered again. It is
       copied to ``dead_letter_stream`` (its fields plus ``stream_id``, ``times_delivered``,
       ``consumer``) and acknowledged in one MULTI/EXEC, and ``on_dead_letter`` is called — e.g.
-      ``alert_channels(channels)`` sends an ERROR alert. The outbox row stays unconsumed: it was
+      ``dead_letter_alerter(channels)`` sends an ERROR alert. The outbox row stays unconsumed: it was
       never handled. The outbox mode has no delivery count and no dead letter.
     """
 

@@ -17,7 +17,7 @@ from qrl_platform.notify.event_bus import (
     M13_GROUP,
     STREAM_KEY,
     M13Consumer,
-    alert_channels,
+    dead_letter_alerter,
     publish_signals_ready,
 )
 from qrl_platform.notify.summary import unconsumed_signal_summary
@@ -48,7 +48,7 @@ def test_a_poison_entry_is_dead_lettered_after_max_deliveries_with_an_alert(ware
             warehouse,
             redis_client,
             consumer_name="m13-a",
-            on_dead_letter=alert_channels([SlackChannel(slack.url("/x"))]),
+            on_dead_letter=dead_letter_alerter([SlackChannel(slack.url("/x"))]),
         )
         deliveries = 0
         for _ in range(DEFAULT_MAX_DELIVERIES + 3):
