@@ -107,7 +107,9 @@ class StrategyRunConfig(dg.Config):
         "batched 100 stocks; evaluation here is vectorised over all stocks, so batching is by day.)",
     )
     timeout_minutes: float = Field(
-        default=30, description="Strategies not started within this budget are recorded as TIMEOUT."
+        default=30,
+        description="Time limit per strategy (and chunk of days): a strategy still running is stopped and "
+        "recorded as TIMEOUT; the others still run. Fractions are fine (0.5 = 30 s).",
     )
     market_type: str | None = Field(default=None, description="Override: ALL | TWSE | TPEx.")
     min_volume: float | None = Field(default=None, description="Override: minimum day volume in lots (1,000 shares).")
