@@ -141,8 +141,9 @@ def missing_rate_heatmap(
     _require(rates, "missing_rate_heatmap", ["trade_date", "factor", "missing_rate"])
     factor_ids = list(factors) if factors is not None else sorted(rates["factor"].unique().to_list())
     days = sorted(days) if days is not None else sorted(rates["trade_date"].unique().to_list())
-    height = min(8.0, 1.2 + 0.13 * max(len(factor_ids), 1))
-    figure = _figure((8.0, height))
+    # 10 px per factor row plus 96 px of title and axis, in whole pixels so the PNG's size is exact.
+    height_pixels = min(640, 96 + 10 * max(len(factor_ids), 1))
+    figure = _figure((8.0, height_pixels / DPI))
     axes = figure.add_subplot()
     if not days or not factor_ids:
         _no_data(axes, "missing rates")

@@ -97,7 +97,7 @@ def test_missing_rate_heatmap_colours_a_fully_missing_factor_dark_red_and_leaves
         DARK_RED,
     )
     image = png_image(charts.missing_rate_heatmap(rates, factors=factors, days=D[:2]))
-    assert image.size == (640, round((1.2 + 0.13 * 3) * charts.DPI))
+    assert image.size == (640, 96 + 10 * 3)
     two_days = pixels_of(image, DARK_RED)
     assert one_day > 200 and two_days == pytest.approx(2 * one_day, rel=0.1)  # the unstored day's cell is blank
     none_missing = rates.with_columns(pl.lit(0.0).alias("missing_rate"))
@@ -118,7 +118,7 @@ def test_sixty_days_of_forty_factors_stay_small():
         }
     )
     image = png_image(charts.missing_rate_heatmap(rates, factors=factors, days=days))
-    assert image.size == (640, round((1.2 + 0.13 * 40) * charts.DPI))
+    assert image.size == (640, 96 + 10 * 40)
 
 
 def _utc(hour: int, minute: int = 0) -> dt.datetime:
