@@ -75,7 +75,8 @@ def _small_legend(axes) -> None:
 def hit_rate_chart(stats: pl.DataFrame, *, period_days: int = 30) -> bytes:
     """Hit rate over time, one line per strategy.
 
-    `stats`: strategy_id, as_of_date, hit_rate (null = no signal's horizon has elapsed yet: a gap).
+    `stats`: strategy_id, as_of_date, hit_rate. A null hit rate (no signal's horizon elapsed yet) is
+    not drawn, so a strategy with none at all has no line.
     """
     _require(stats, "hit_rate_chart", ["strategy_id", "as_of_date", "hit_rate"])
     figure = _figure()
@@ -89,6 +90,7 @@ def hit_rate_chart(stats: pl.DataFrame, *, period_days: int = 30) -> bytes:
     axes.set_ylim(0, 1)
     axes.axhline(0.5, color="#bdbdbd", lw=0.8, ls="--")
     axes.tick_params(labelsize=7)
+    _whole_days(axes)
     figure.autofmt_xdate()
     _small_legend(axes)
     return _png(figure)
@@ -117,7 +119,9 @@ def basket_return_chart(baskets: pl.DataFrame, *, window_days: int = 90) -> byte
             label=f"{signal} basket",
         )
     axes.set_yticks(range(len(strategy_ids)), strategy_ids, fontsize=7)
-    axes.invert_yaxis()
+    axes.set_ylim(
+        max(len(strategy_ids), 4) - 0.5, -0.5
+    )  # first strategy on top; room for 4 rows so one strategy is not a block
     axes.axvline(0, color="#616161", lw=0.8)
     axes.set_xlabel("mean forward return over the strategy's horizon, %", fontsize=8)
     axes.set_title(f"BUY vs SELL basket, signals of the last {window_days} days", fontsize=9)
@@ -218,6 +222,15 @@ def rebalance_chart(plans: pl.DataFrame) -> bytes:
     figure.autofmt_xdate()
     _small_legend(axes)
     return _png(figure)
+
+
+def _whole_days(axes) -> None:
+    # Daily data: ticks on whole days only (matplotlib would otherwise add 12:00 ticks on short spans).
+    from matplotlib.dates import DateFormatter
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True, min_n_ticks=1))
+    axes.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
 
 
 def _times(column: pl.Series) -> list[dt.datetime]:

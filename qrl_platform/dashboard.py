@@ -2,10 +2,11 @@
 
 Two kinds of metadata, built here and attached by the assets in one or two lines:
 
-* **Plot figures** — flat `name/STG_…` → int/float entries per partition. Dagster's Plots tab charts
-  every top-level numeric metadata entry over partitions, so one entry per strategy and figure gives
-  one line per strategy (`buy/STG_MOMENTUM_001`, `hit_rate_30d/STG_VALUE_001`, …). A range run gets
-  each day's own figures, never the range total.
+* **Plot figures** — flat `name/STG_…` → int/float entries per partition. Dagster's Plots view (the
+  asset's Overview → Metadata → Plots) draws one graph per top-level numeric metadata entry, by
+  partition or by event time, so one entry per strategy and figure gives one graph per strategy
+  (`buy/STG_MOMENTUM_001`, `hit_rate_30d/STG_VALUE_001`, …). A range run gets each day's own figures,
+  never the range total.
 * **Charts** — markdown with an embedded PNG (`qrl_platform.charts`), attached to the run's LAST
   partition only: a chart shows a trailing window ending there, and attaching it to every partition of
   a 290-day backfill would store 290 copies in the event log.
