@@ -26,7 +26,7 @@ def png_image(png: bytes) -> Image.Image:
     assert len(png) < MAX_BYTES
     image = Image.open(io.BytesIO(png))
     image.load()  # decodes every pixel: a truncated or corrupt PNG raises here
-    assert image.format == "PNG"
+    assert image.format == "PNG" and image.mode == "P"  # the 64-colour palette that keeps it small
     return image
 
 
