@@ -219,6 +219,7 @@ def test_basket_returns_average_judged_signals_of_the_window_only():
 
 def test_missing_rate_window_takes_this_runs_rates_and_earlier_recorded_ones():
     last = dt.date(2024, 3, 8)
+    assert len(dashboard.missing_rate_days(last)) == 60 and dashboard.missing_rate_days(last)[-1] == last
     window = dashboard.missing_rate_days(last, days=3)
     assert window == [dt.date(2024, 3, 6), dt.date(2024, 3, 7), last]
     known = pl.DataFrame({"trade_date": [last, last], "factor": ["pb", "pe"], "missing_rate": [0.5, 0.0]})
@@ -233,4 +234,42 @@ def test_missing_rate_window_takes_this_runs_rates_and_earlier_recorded_ones():
         (dt.date(2024, 3, 7), "pe", 1.0),
         (last, "pb", 0.5),
         (last, "pe", 0.0),
+    ]
+
+
+def test_hit_rate_history_is_the_30_day_rows_of_the_last_90_days(warehouse):
+    from qrl_platform.warehouse.schema import strategy_stats
+
+    as_of = dt.date(2024, 6, 28)
+    stamp = dt.datetime(2024, 6, 28, 9, tzinfo=dt.UTC)
+    rows = [
+        {
+            "strategy_id": "STG_A",
+            "as_of_date": day,
+            "period_days": period,
+            "total_executions": 1,
+            "total_signals": 1,
+            "last_execution_at": stamp,
+            "signal_count": 1,
+            "buy_count": 1,
+            "sell_count": 0,
+            "avg_confidence": 0.5,
+            "evaluated_signals": 1,
+            "hit_rate": 1.0,
+            "computed_at": stamp,
+        }
+        for day, period in [
+            (as_of, 30),
+            (as_of, 7),  # another period
+            (as_of - dt.timedelta(days=89), 30),
+            (as_of - dt.timedelta(days=90), 30),  # just outside the 90 days
+            (as_of + dt.timedelta(days=3), 30),  # after the as-of day
+        ]
+    ]
+    with warehouse.begin() as connection:
+        connection.execute(strategy_stats.insert(), rows)
+    history = dashboard.hit_rate_history(warehouse, as_of)
+    assert sorted(zip(history["as_of_date"], history["period_days"], strict=True)) == [
+        (as_of - dt.timedelta(days=89), 30),
+        (as_of, 30),
     ]
