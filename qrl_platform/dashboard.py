@@ -37,7 +37,11 @@ TREASURY_CHART_DAYS = 3  # days of quarter-hour positions and plans
 
 # ------------------------------------------------------------------------------------- plot figures
 def signal_plot_metadata(summary: StrategyRunSummary) -> dict[str, dict[str, int | float]]:
-    """partition key → {buy/STG, sell/STG, hold/STG, seconds/STG} from each strategy's execution of that day."""
+    """partition key → {buy/STG, sell/STG, hold/STG, seconds/STG} from each strategy's execution of that day.
+
+    `seconds` is the day's share of the strategy's evaluation time: a multi-day pass is timed once and
+    split evenly over its days (as `strategy_executions.duration_ms` is).
+    """
     by_day: dict[str, dict[str, int | float]] = {}
     for row in summary.daily:
         day, strategy_id = row["execution_date"].isoformat(), row["strategy_id"]
@@ -91,14 +95,20 @@ def hit_rate_history(warehouse: Warehouse, as_of: dt.date, *, days: int = STATS_
     )
 
 
+OUTCOME_SCHEMA = {
+    "strategy_id": pl.Utf8,
+    "signal": pl.Utf8,
+    "trade_date": pl.Date,
+    "exit_date": pl.Date,
+    "forward_return": pl.Float64,
+}
+
+
 def strategy_stats_charts(warehouse: Warehouse, result: StatsResult, as_of: dt.date) -> dict[str, str]:
     """{hit_rate_chart, basket_return_chart} as markdown images for the as-of day `as_of`."""
-    outcomes = result.outcomes if result.outcomes is not None else pl.DataFrame()
-    if outcomes.is_empty():
-        outcomes = pl.DataFrame(
-            schema={"strategy_id": pl.Utf8, "signal": pl.Utf8, "trade_date": pl.Date, "exit_date": pl.Date}
-            | {"forward_return": pl.Float64}
-        )
+    outcomes = result.outcomes
+    if outcomes is None or outcomes.is_empty():
+        outcomes = pl.DataFrame(schema=OUTCOME_SCHEMA)
     hit_rates = charts.hit_rate_chart(hit_rate_history(warehouse, as_of), period_days=HIT_RATE_PERIOD)
     baskets = charts.basket_return_chart(basket_returns(outcomes, as_of), window_days=STATS_CHART_DAYS)
     return {

@@ -125,7 +125,7 @@ def _missing_rate_table(result: ranges.RangeResult, rates: pl.DataFrame) -> dg.T
     return dg.MetadataValue.table(records, schema=schema)
 
 
-def _stored_missing_rates(instance: dg.DagsterInstance, asset_name: str, days) -> dict[str, dict[str, float]]:
+def _stored_missing_rates(instance: dg.DagsterInstance, asset_name: str, days: list) -> dict[str, dict[str, float]]:
     """partition key → the `missing_rates` of its latest materialisation (the heatmap's earlier days)."""
     keys = [d.isoformat() for d in days]
     seen: set[str] = set()

@@ -229,7 +229,7 @@ def strategy_signals(
     summary = run_strategy_days(warehouse.get(), frames.get(), dates, settings, run_id=context.run_id, log=context.log)
     metadata = signals_metadata(summary)
     metadata["indicator_partitions_unchecked"] = len(unchecked)
-    for key, figures in dashboard.signal_plot_metadata(summary).items():  # per-strategy lines in the Plots tab
+    for key, figures in dashboard.signal_plot_metadata(summary).items():  # a Plots graph per strategy and figure
         context.add_asset_metadata(figures, partition_key=key)
     return dg.MaterializeResult(metadata=metadata)
 
@@ -334,7 +334,7 @@ def strategy_stats(
     open_dates = [d for d in dates if day_status(d).is_open]
     closed = {d: day_status(d).reason for d in dates if d not in open_dates}
     result = update_strategy_stats(warehouse.get(), frames.get(), open_dates)
-    for key, figures in dashboard.stats_plot_metadata(result.stats).items():  # per-strategy lines in the Plots tab
+    for key, figures in dashboard.stats_plot_metadata(result.stats).items():  # a Plots graph per strategy and figure
         context.add_asset_metadata(figures, partition_key=key)
     if open_dates:  # charts of the trailing window, on the run's last day only
         charts = dashboard.strategy_stats_charts(warehouse.get(), result, open_dates[-1])
