@@ -12,7 +12,6 @@ from PIL import Image
 
 from qrl_platform import charts, dashboard
 from qrl_platform.strategy.runner import StrategyRunSummary
-from qrl_platform.strategy.stats import _STATS_SCHEMA
 
 MAX_BYTES = 200_000
 WIDE_PIXELS = (640, 256)  # charts.WIDE × charts.DPI
@@ -189,11 +188,7 @@ def test_stats_plot_figures_take_the_30_day_window_and_leave_out_unknown_hit_rat
             ("STG_B", 90, 99, 0.1),
         ]
     ]
-    stats = (
-        pl.DataFrame(rows)
-        .with_columns(pl.col("hit_rate").cast(pl.Float64))
-        .cast({"period_days": _STATS_SCHEMA["period_days"]})
-    )
+    stats = pl.DataFrame(rows).with_columns(pl.col("hit_rate").cast(pl.Float64)).cast({"period_days": pl.Int64})
     assert dashboard.stats_plot_metadata(stats) == {
         "2024-03-04": {"hit_rate_30d/STG_A": 0.55, "signals_30d/STG_A": 40, "signals_30d/STG_B": 12}
     }
