@@ -57,7 +57,7 @@ def _figure(size: tuple[float, float] = WIDE) -> Figure:
 def _png(figure: Figure) -> bytes:
     from PIL import Image
 
-    # Drawn at the figure's own size (no bbox "tight": the pixel size stays what callers rely on), then
+    # The Agg buffer is exactly figure size × DPI pixels (what callers and tests rely on), then it is
     # reduced to a 64-colour palette: line charts use a handful of colours, and the palette PNG is 3-4×
     # smaller than the RGBA one — it matters because every materialisation stores its charts in the event log.
     canvas = figure.canvas
