@@ -115,9 +115,9 @@ def test_lineage_page_shows_our_asset_groups(ui):
     page.goto(base + "/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     for group in sorted(set(ASSET_GROUPS.values()) | {"factors"}):
-        # The group list beside the graph; the graph's group boxes carry the same names.
+        # The group list beside the graph (the graph's boxes are drawn without DOM text).
         expect(page.get_by_text(group, exact=True).first).to_be_visible()
-    # The graph itself is drawn without DOM text; let its status queries finish before the picture.
+    # Let the graph's status queries finish, so the picture shows each group's materialised counts.
     page.wait_for_load_state("networkidle")
     assert _screenshot(page, "lineage.png").stat().st_size > 0
 
