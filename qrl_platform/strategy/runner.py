@@ -83,6 +83,9 @@ class StrategyRunSummary:
     write_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
     last_records: RunRecords | None = None  # the last chunk's rows (tests, dry-run inspection)
+    # One row per (strategy, day): execution_date, buy/sell/hold counts, duration share — the per-partition
+    # figures Dagster's Plots tab charts (a range run has one execution per strategy and day).
+    daily: list[dict] = field(default_factory=list)
 
     @property
     def failed(self) -> list[str]:
@@ -258,3 +261,7 @@ def _accumulate(summary: StrategyRunSummary, outcomes: Sequence[StrategyOutcome]
         totals.buy += row["buy_signals"]
         totals.sell += row["sell_signals"]
         totals.hold += row["hold_signals"]
+        summary.daily.append({k: row[k] for k in DAILY_FIELDS})
+
+
+DAILY_FIELDS = ("strategy_id", "execution_date", "status", "buy_signals", "sell_signals", "hold_signals", "duration_ms")

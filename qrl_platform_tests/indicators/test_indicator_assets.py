@@ -1,6 +1,7 @@
 """The M07/M08/M09 indicator assets through Dagster: one run for raw + indicators over a range, closed
 days, blocking checks, what a one-day run reads, and factor_metadata on SQLite and PostgreSQL."""
 
+import base64
 import dataclasses
 import datetime as dt
 import logging
@@ -408,8 +409,14 @@ def test_stored_obv_is_talib_obv_over_the_trailing_window():
     n = OBV_WINDOW + 40
     close = 100 + np.cumsum(rng.normal(0, 1, n))
     volume = rng.integers(1_000, 50_000, n).astype(float)
-    quotes = pl.DataFrame({"stock_id": ["2330"] * n, "trade_date": pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 1, 1) + pl.duration(days=n - 1), eager=True),
-                           "close": close, "volume": volume.astype(np.int64)})
+    quotes = pl.DataFrame(
+        {
+            "stock_id": ["2330"] * n,
+            "trade_date": pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 1, 1) + pl.duration(days=n - 1), eager=True),
+            "close": close,
+            "volume": volume.astype(np.int64),
+        }
+    )
     factors = quotes.select("stock_id", "trade_date").with_columns(pl.lit(None, dtype=pl.Float64).alias("obv"))
     stored = trailing_obv(quotes, factors)["obv"].to_numpy()
     assert np.isnan(stored[: OBV_WINDOW - 1]).all()  # warm-up: fewer than OBV_WINDOW bars
@@ -465,3 +472,36 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
         left_out = set(missing.metadata["factors_not_provided_by_source"].value.split(", "))
         assert left_out == statement_factors
         assert "Not judged" in missing.description and "pe" not in left_out
+
+
+def test_missing_rate_heatmap_on_the_last_day_uses_rates_earlier_runs_recorded(indicator_home, monkeypatch):
+    from qrl_platform import dashboard
+    from qrl_platform_tests.test_charts import png_image
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [*DAILY_RAW, technical_indicators], resources=RESOURCES, instance=instance, tags=_range_tags(*RANGE)
+    )
+    events = {m.partition: m.metadata for m in result.asset_materializations_for_node("technical_indicators")}
+    assert [day for day, meta in events.items() if "missing_rate_heatmap" in meta] == ["2024-11-08"]
+    heatmap = events["2024-11-08"]["missing_rate_heatmap"]
+    assert isinstance(heatmap, dg.MarkdownMetadataValue)
+    png = base64.b64decode(heatmap.value.split("base64,", 1)[1][:-1])
+    rows = len(registry.factor_ids("M07"))
+    assert png_image(png).size == (640, 96 + 10 * rows)
+
+    seen = {}
+    real = dashboard.indicator_charts
+
+    def spy(asset, factor_ids, last_day, known, stored):
+        seen.update(last_day=last_day, known_days=set(known["trade_date"].to_list()), stored=dict(stored))
+        return real(asset, factor_ids, last_day, known, stored)
+
+    monkeypatch.setattr(dashboard, "indicator_charts", spy)
+    again = dg.materialize([technical_indicators], resources=RESOURCES, instance=instance, partition_key="2024-11-08")
+    assert "missing_rate_heatmap" in again.asset_materializations_for_node("technical_indicators")[0].metadata
+    open_days = [d for d in events if d != CLOSED]
+    assert seen["last_day"] == dt.date(2024, 11, 8) and seen["known_days"] == {dt.date(2024, 11, 8)}
+    # Every open day of the first run, as recorded in its metadata; the closed day recorded none.
+    assert sorted(seen["stored"]) == sorted(open_days)
+    assert seen["stored"]["2024-11-05"] == events["2024-11-05"]["missing_rates"].value
