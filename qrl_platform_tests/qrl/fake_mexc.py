@@ -14,6 +14,13 @@ Fault injection: `inject(path, kind, times=1, …)` with kind
 * "code" — HTTP 400 `{"code": code, "msg": msg}` (e.g. 700002, 30005);
 * "500_after" — (POST /api/v3/order) place the order, then answer 500: the outcome-unknown case.
 Pass `method="POST"` to target order placement only (GET /api/v3/order is the order lookup).
+`storm(rate, kinds, seed)` draws a fault for each request instead, at random with probability `rate`
+(a kind may name the `path`/`method` it applies to); `faults_served` counts what was served.
+Clock skew: `clock_offset_ms` moves the fake's clock (GET /api/v3/time and the recvWindow check), so
+a client that never resyncs gets 700003.
+`allow_duplicate_client_ids = True` accepts a repeated `newClientOrderId` (the real behaviour is
+undocumented), so a client that re-places an order shows up in `placed` as a duplicate instead of
+being saved by the fake.
 `market_orders_enabled = False` removes MARKET from exchangeInfo's orderTypes and makes MARKET
 orders answer 30019, as MEXC does for symbols with market orders disabled.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import threading
 import time
 from collections import defaultdict
@@ -53,6 +61,10 @@ class FakeMexc:
         self.symbol_status = "1"
         self.clock_offset_ms = 0
         self.requests: list[dict[str, Any]] = []
+        self.placed: list[dict[str, Any]] = []  # every order placed, duplicates included
+        self.allow_duplicate_client_ids = False
+        self.faults_served: dict[str, int] = defaultdict(int)
+        self._storm: tuple[float, list[dict[str, Any]], random.Random] | None = None
         self._faults: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._next_id = 1000
         self._lock = threading.Lock()
@@ -88,11 +100,25 @@ class FakeMexc:
         for _ in range(times):
             self._faults[path].append({"kind": kind, "method": method, **options})
 
+    def storm(self, rate: float, kinds: list[dict[str, Any]], *, seed: int = 0) -> None:
+        """From now on each request draws a fault with probability `rate`, uniformly among the kinds that
+        apply to it (`{"kind": "500_after", "path": "/api/v3/order", "method": "POST"}`); rate 0 stops."""
+        self._storm = (rate, kinds, random.Random(seed)) if rate > 0 else None
+
     def _take_fault(self, method: str, path: str) -> dict[str, Any] | None:
         with self._lock:
             for index, fault in enumerate(self._faults.get(path, [])):
                 if fault["method"] in (None, method):
-                    return self._faults[path].pop(index)
+                    fault = self._faults[path].pop(index)
+                    self.faults_served[fault["kind"]] += 1
+                    return fault
+            if self._storm is not None:
+                rate, kinds, rng = self._storm
+                applicable = [k for k in kinds if k.get("path", path) == path and k.get("method", method) == method]
+                if applicable and rng.random() < rate:
+                    fault = dict(rng.choice(applicable))
+                    self.faults_served[fault["kind"]] += 1
+                    return fault
         return None
 
     def add_trade(
@@ -287,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, params: dict[str, str]):
         fake = self.fake
+        if path == "/api/v3/time" and method == "GET":
+            return 200, {"serverTime": fake.server_time_ms()}, {}
         if path == "/api/v3/ticker/price" and method == "GET":
             if params.get("symbol") != fake.symbol:
                 return _error(-1121, "Invalid symbol.")
@@ -385,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         coid = params.get("newClientOrderId") or ""
         with fake._lock:
-            if coid and coid in fake.orders:
+            if coid and coid in fake.orders and not fake.allow_duplicate_client_ids:
                 # The real code for a repeated client order id is not documented; the fake refuses it.
                 return _error(-2010, "Duplicate newClientOrderId")
             problem = self._validate_order(params)
@@ -426,4 +454,5 @@ class _Handler(BaseHTTPRequestHandler):
             }
             if coid:
                 fake.orders[coid] = order
+            fake.placed.append({**order, "notional": notional})
         return 200, {"symbol": fake.symbol, "orderId": order_id, "orderListId": -1}, {}
