@@ -88,7 +88,7 @@ def crash_versions(kind: str, config: dict, record) -> None:
     clean_b = reference.snapshot()["stores"]
     assert clean_a != clean_b, "versions A and B must differ, or a torn write could look complete"
     assert set(clean_a) == set(clean_b)
-    lost = duplicated = leftovers = behind = writes = 0
+    lost = duplicated = leftovers = behind = writes = leftovers_before = 0
     failures: list[str] = []
     crash_at, crash_meaning = reference.CRASH_POINT
     targeted = KILLS // 2
@@ -102,7 +102,8 @@ def crash_versions(kind: str, config: dict, record) -> None:
         writes += len(completed)
         state = reference.snapshot()
         duplicated += state["duplicates"]
-        leftovers += state["leftovers"]
+        leftovers += max(0, state["leftovers"] - leftovers_before)  # left by this kill
+        leftovers_before = state["leftovers"]
         bad = {
             store: value for store, value in state["stores"].items() if value not in (clean_a[store], clean_b[store])
         }
