@@ -92,8 +92,9 @@ def alerting_asset(context: dg.AssetExecutionContext, alerts: AlertsResource) ->
     report = alerts.send(
         "ERROR", "warehouse unreachable", os.environ["QRL_SECRETS_TEST_MESSAGE"], source="secrets-test"
     )
-    context.log.info(f"alert delivered to {report.delivered}")
-    return dg.MaterializeResult(metadata={"delivered": ", ".join(report.delivered)})
+    outcome = {result.channel: f"{result.status} {result.detail}".strip() for result in report.results}
+    context.log.info(f"alert outcome per channel: {outcome}")
+    return dg.MaterializeResult(metadata={"channels": outcome, "alert_text": report.alert.message})
 
 
 def secrets(slack: WebhookServer, sms: WebhookServer) -> dict[str, str]:
@@ -188,6 +189,8 @@ def test_no_secret_reaches_logs_metadata_storage_or_the_ui(tmp_path, postgres_ur
             "QRL_SMS_WEBHOOK_URL": named["QRL_SMS_WEBHOOK_URL"],
             "QRL_SMS_TOKEN": SMS_TOKEN,
             "QRL_SMS_TO": "+886900000000",
+            "QRL_SMS_MIN_LEVEL": "ERROR",
+            "QRL_EMAIL_MIN_LEVEL": "ERROR",
             "QRL_SMTP_HOST": "127.0.0.1",
             "QRL_SMTP_PORT": str(smtp.port),
             "QRL_SMTP_USER": SMTP_USER,
