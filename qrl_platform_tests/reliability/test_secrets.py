@@ -243,6 +243,9 @@ def test_no_secret_reaches_logs_metadata_storage_or_the_ui(tmp_path, postgres_ur
             if found:
                 leaks[where] = found
 
+        # The scan can see a secret: the fake servers did receive the real ones.
+        assert find(str(mexc.requests), named) == ["MEXC_API_KEY"]
+        assert "slack webhook token" in find(slack.requests[0].path, named)
         check("event logs (messages and metadata)", event_text)
         check("stdout/stderr of the runs", printed.out + printed.err)
         files = [path for base in (dagster_home, qrl_home) for path in base.rglob("*") if path.is_file()]
