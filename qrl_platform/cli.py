@@ -128,6 +128,7 @@ def _run_job(job_name: str, partition_or_range: tuple[str, str], *, run_config=N
 
     start, end = partition_or_range
     job = defs.resolve_job_def(job_name)
+    _check_partition_keys(job_name, job.partitions_def, start, end)
     run_tags = dict(tags or {})
     if start != end:
         run_tags.update({RANGE_START: start, RANGE_END: end})
@@ -148,6 +149,29 @@ def _run_job(job_name: str, partition_or_range: tuple[str, str], *, run_config=N
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             print(f"  step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
     return 0 if result.success else 1
+
+
+def _check_partition_keys(job_name: str, partitions_def, start: str, end: str) -> None:
+    """A date that is not a partition fails here, naming the field and the date (not Dagster's bare
+    "Could not find a partition"), before any run starts or anything is written."""
+    if partitions_def is None:
+        return
+    fields = [("date", start)] if start == end else [("start", start), ("end", end)]
+    for field, key in fields:
+        if partitions_def.has_partition_key(key):
+            continue
+        reason = "not one of its partitions"
+        try:
+            day = dt.date.fromisoformat(key)
+        except ValueError:
+            day = None
+        if day is not None and day.weekday() >= 5:
+            reason = f"a {day:%A}; its partitions are weekdays (exchange holidays are partitions that stay empty)"
+        elif day is not None:
+            keys = partitions_def.get_partition_keys()
+            if keys:
+                reason = f"outside its partitions ({keys[0]} .. {keys[-1]})"
+        raise SystemExit(f"{field}: {key} is {reason} — {job_name} was not run")
 
 
 SUMMARY_KEYS = ("dagster/row_count", "strategies_run", "strategies_failed", "total_signals", "buy_signals",

@@ -896,3 +896,82 @@ def test_workspace_pyproject_image_and_chart_all_load_the_same_definitions_modul
 
     module = importlib.import_module(DEFINITIONS_MODULE)
     assert isinstance(module.defs, dg.Definitions)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The webserver is reachable only through oauth2-proxy: ClusterIP Service, proxy values, NetworkPolicy
+# ---------------------------------------------------------------------------------------------------
+PROXY_VALUES = DEPLOY / "helm" / "oauth2-proxy-values.yaml"
+NETWORK_POLICY = DEPLOY / "k8s" / "networkpolicy.yaml"
+WEBSERVER_SERVICE = "dagster-dagster-webserver"  # <release>-<chart>-webserver for release "dagster"
+# Top-level and `config` keys of the oauth2-proxy/oauth2-proxy chart (helm/oauth2-proxy/values.yaml in
+# oauth2-proxy/manifests); extraArgs are oauth2-proxy command-line flags (its docs, "Command Line Options").
+PROXY_CHART_TOP_LEVEL = {
+    "config", "image", "imagePullSecrets", "extraArgs", "extraEnv", "authenticatedEmailsFile", "service",
+    "serviceAccount", "ingress", "resources", "extraVolumes", "extraVolumeMounts", "priorityClassName",
+    "affinity", "tolerations", "nodeSelector", "proxyVarsAsSecrets", "livenessProbe", "readinessProbe",
+    "securityContext", "podAnnotations", "podLabels", "replicaCount", "podDisruptionBudget",
+    "podSecurityContext", "httpScheme", "htpasswdFile", "sessionStorage", "redis", "checkDeprecation",
+    "metrics", "alphaConfig", "extraObjects", "deploymentAnnotations", "autoscaling", "namespaceOverride",
+}  # fmt: skip
+PROXY_CHART_CONFIG = {
+    "clientID", "clientSecret", "cookieSecret", "existingSecret", "cookieName", "google", "configFile",
+    "existingConfig", "annotations", "requiredSecretKeys",
+}  # fmt: skip
+PROXY_FLAGS = {
+    "provider", "oidc-issuer-url", "allowed-group", "skip-jwt-bearer-tokens", "extra-jwt-issuers",
+    "reverse-proxy", "cookie-secure", "skip-provider-button", "email-domain", "upstream",
+    "pass-access-token", "set-authorization-header", "cookie-expire", "cookie-refresh", "http-address",
+}  # fmt: skip
+
+
+def _network_policy():
+    from kubernetes.client import ApiClient
+
+    class _Response:  # ApiClient.deserialize reads `.data`, as from an HTTP answer
+        def __init__(self, body: dict):
+            self.data = json.dumps(body)
+
+    document = _yaml(NETWORK_POLICY)
+    client = ApiClient()
+    policy = client.deserialize(_Response(document), "V1NetworkPolicy")
+    return document, policy, client.sanitize_for_serialization(policy)
+
+
+def test_network_policy_is_a_valid_kubernetes_object_and_admits_only_the_proxy_to_the_webserver():
+    document, policy, round_trip = _network_policy()
+    # A misspelt key would be dropped by the typed model, so the round trip must give the file back.
+    assert round_trip == document
+    assert (policy.api_version, policy.kind) == ("networking.k8s.io/v1", "NetworkPolicy")
+    webserver = _yaml(HELM_VALUES)["dagsterWebserver"]
+    proxy = _yaml(PROXY_VALUES)
+    assert policy.spec.pod_selector.match_labels == webserver["labels"]
+    assert policy.spec.policy_types == ["Ingress"]
+    [rule] = policy.spec.ingress
+    [source] = rule._from
+    assert source.pod_selector.match_labels == proxy["podLabels"] and source.namespace_selector is None
+    assert source.ip_block is None
+    assert [(port.protocol, port.port) for port in rule.ports] == [("TCP", webserver["service"]["port"])]
+
+
+def test_webserver_service_is_cluster_internal_and_the_chart_ingress_stays_off():
+    values = _yaml(HELM_VALUES)
+    service = values["dagsterWebserver"]["service"]
+    assert set(service) <= {"type", "port", "annotations"}
+    assert service["type"] == "ClusterIP"
+    assert values["ingress"]["enabled"] is False
+
+
+def test_oauth2_proxy_values_use_chart_keys_keep_secrets_out_and_point_at_the_webserver():
+    proxy = _yaml(PROXY_VALUES)
+    assert set(proxy) <= PROXY_CHART_TOP_LEVEL, set(proxy) - PROXY_CHART_TOP_LEVEL
+    assert set(proxy["config"]) <= PROXY_CHART_CONFIG, set(proxy["config"]) - PROXY_CHART_CONFIG
+    assert set(proxy["extraArgs"]) <= PROXY_FLAGS, set(proxy["extraArgs"]) - PROXY_FLAGS
+    # Credentials come from the Secret only, never from this file.
+    assert proxy["config"]["existingSecret"] and not {"clientID", "clientSecret", "cookieSecret"} & set(proxy["config"])
+    assert proxy["service"]["type"] == "ClusterIP"
+    assert proxy["extraArgs"]["skip-jwt-bearer-tokens"] is True  # the CLI's bearer token is verified
+    assert proxy["extraArgs"]["allowed-group"]
+    upstreams = re.findall(r'upstreams\s*=\s*\[\s*"([^"]+)"', proxy["config"]["configFile"])
+    port = _yaml(HELM_VALUES)["dagsterWebserver"]["service"]["port"]
+    assert upstreams == [f"http://{WEBSERVER_SERVICE}.{RELEASE_NAMESPACE}.svc.cluster.local:{port}"]

@@ -12,8 +12,16 @@ Fault injection: `inject(path, kind, times=1, …)` with kind
 * "timeout" — sleep `seconds` before answering (longer than the client's timeout);
 * "malformed" — HTTP 200 with truncated JSON;
 * "code" — HTTP 400 `{"code": code, "msg": msg}` (e.g. 700002, 30005);
-* "500_after" — (POST /api/v3/order) place the order, then answer 500: the outcome-unknown case.
+* "500_after" — (POST /api/v3/order) place the order, then answer 500: the outcome-unknown case;
+  with `outage=N` the next N requests of any kind answer 503 too, so the client's lookup fails.
 Pass `method="POST"` to target order placement only (GET /api/v3/order is the order lookup).
+`storm(rate, kinds, seed)` draws a fault for each request instead, at random with probability `rate`
+(a kind may name the `path`/`method` it applies to); `faults_served` counts what was served.
+Clock skew: `clock_offset_ms` moves the fake's clock (GET /api/v3/time and the recvWindow check), so
+a client that never resyncs gets 700003.
+`allow_duplicate_client_ids = True` accepts a repeated `newClientOrderId` (the real behaviour is
+undocumented), so a client that re-places an order shows up in `placed` as a duplicate instead of
+being saved by the fake.
 `market_orders_enabled = False` removes MARKET from exchangeInfo's orderTypes and makes MARKET
 orders answer 30019, as MEXC does for symbols with market orders disabled.
 """
@@ -23,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import threading
 import time
 from collections import defaultdict
@@ -53,6 +62,11 @@ class FakeMexc:
         self.symbol_status = "1"
         self.clock_offset_ms = 0
         self.requests: list[dict[str, Any]] = []
+        self.placed: list[dict[str, Any]] = []  # every order placed, duplicates included
+        self.allow_duplicate_client_ids = False
+        self.faults_served: dict[str, int] = defaultdict(int)
+        self._outage = 0  # requests still to answer 503 after a "500_after" with an outage
+        self._storm: tuple[float, list[dict[str, Any]], random.Random, dict[str, float]] | None = None
         self._faults: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._next_id = 1000
         self._lock = threading.Lock()
@@ -88,11 +102,32 @@ class FakeMexc:
         for _ in range(times):
             self._faults[path].append({"kind": kind, "method": method, **options})
 
+    def storm(
+        self, rate: float, kinds: list[dict[str, Any]], *, seed: int = 0, rates: dict[str, float] | None = None
+    ) -> None:
+        """From now on each request draws a fault with probability `rate`, uniformly among the kinds that
+        apply to it (`{"kind": "500_after", "path": "/api/v3/order", "method": "POST"}`); `rates` sets
+        another probability per "METHOD /path"; rate 0 stops."""
+        self._storm = (rate, kinds, random.Random(seed), dict(rates or {})) if rate > 0 else None
+
     def _take_fault(self, method: str, path: str) -> dict[str, Any] | None:
         with self._lock:
+            if self._outage > 0:
+                self._outage -= 1
+                self.faults_served["outage"] += 1
+                return {"kind": "500", "status": 503}
             for index, fault in enumerate(self._faults.get(path, [])):
                 if fault["method"] in (None, method):
-                    return self._faults[path].pop(index)
+                    fault = self._faults[path].pop(index)
+                    self.faults_served[fault["kind"]] += 1
+                    return fault
+            if self._storm is not None:
+                rate, kinds, rng, rates = self._storm
+                applicable = [k for k in kinds if k.get("path", path) == path and k.get("method", method) == method]
+                if applicable and rng.random() < rates.get(f"{method} {path}", rate):
+                    fault = dict(rng.choice(applicable))
+                    self.faults_served[fault["kind"]] += 1
+                    return fault
         return None
 
     def add_trade(
@@ -185,6 +220,8 @@ def _error(code: int, msg: str, status: int = 400) -> tuple[int, Any, dict[str, 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeMexc
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; without this, Nagle + delayed ACK add ~40 ms per answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -258,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake must be visible, not a hang
             status, payload, headers = 500, {"code": -1, "msg": f"fake server error: {exc!r}"}, {}
         if after_fault:
+            with fake._lock:
+                fake._outage = int(after_fault.get("outage", 0))
             return self._send(503, None, raw="<html>upstream timeout</html>")
         return self._send(status, payload, headers)
 
@@ -287,6 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, params: dict[str, str]):
         fake = self.fake
+        if path == "/api/v3/time" and method == "GET":
+            return 200, {"serverTime": fake.server_time_ms()}, {}
         if path == "/api/v3/ticker/price" and method == "GET":
             if params.get("symbol") != fake.symbol:
                 return _error(-1121, "Invalid symbol.")
@@ -385,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         coid = params.get("newClientOrderId") or ""
         with fake._lock:
-            if coid and coid in fake.orders:
+            if coid and coid in fake.orders and not fake.allow_duplicate_client_ids:
                 # The real code for a repeated client order id is not documented; the fake refuses it.
                 return _error(-2010, "Duplicate newClientOrderId")
             problem = self._validate_order(params)
@@ -426,4 +467,5 @@ class _Handler(BaseHTTPRequestHandler):
             }
             if coid:
                 fake.orders[coid] = order
+            fake.placed.append({**order, "notional": notional})
         return 200, {"symbol": fake.symbol, "orderId": order_id, "orderListId": -1}, {}
