@@ -37,7 +37,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,9 +49,19 @@ START, END, DAY = "2024-01-02", "2024-12-31", "2024-12-31"
 
 # Columns that change between two runs of the same code by design.
 VOLATILE = {
-    "execution_id", "run_id", "event_id", "stream_id",
-    "created_at", "updated_at", "started_at", "finished_at", "duration_ms", "recorded_at", "computed_at",
-    "last_execution_at", "published_at",
+    "execution_id",
+    "run_id",
+    "event_id",
+    "stream_id",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "recorded_at",
+    "computed_at",
+    "last_execution_at",
+    "published_at",
 }
 TIMESTAMP_IN_PAYLOAD = re.compile(r'"timestamp": "[^"]*"')
 
@@ -96,8 +105,13 @@ def stored_hashes(home: Path, url: str) -> dict[str, str]:
         with warehouse.engine.connect() as connection:
             result = connection.execute(sa.select(table))
             rows = result.fetchall()
-        frame = pl.DataFrame([tuple(r) for r in rows], schema=list(table.columns.keys()), orient="row",
-                             infer_schema_length=None) if rows else pl.DataFrame()
+        frame = (
+            pl.DataFrame(
+                [tuple(r) for r in rows], schema=list(table.columns.keys()), orient="row", infer_schema_length=None
+            )
+            if rows
+            else pl.DataFrame()
+        )
         hashes[f"warehouse/{name}"] = content_hash(frame) if rows else "empty"
     warehouse.dispose()
     return hashes
@@ -115,8 +129,11 @@ def trivial_run_seconds(instance, repeat: int = 5) -> float:
     times = []
     for _ in range(repeat):
         tick = time.perf_counter()
-        dg.materialize([trivial_asset], instance=instance, run_config={
-            "loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        dg.materialize(
+            [trivial_asset],
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
         times.append(time.perf_counter() - tick)
     return statistics.median(times)
 
@@ -144,18 +161,20 @@ def bulk_write_floor(url: str, scratch_url: str) -> tuple[float, int]:
     try:
         tick = time.perf_counter()
         if engine.dialect.name == "postgresql":
-            with raw.cursor() as cursor, cursor.copy(
-                f"COPY strategy_signals ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
-            ) as copy:
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(f"COPY strategy_signals ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy,
+            ):
                 for chunk in frame.iter_slices(200_000):
                     copy.write(chunk.write_csv(include_header=False))
         else:
             cursor = raw.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             placeholders = ", ".join("?" * len(columns))
-            cursor.executemany(f"INSERT INTO strategy_signals VALUES ({placeholders})",
-                               frame.with_columns(pl.col("trade_date").cast(pl.Utf8),
-                                                  pl.col("created_at").cast(pl.Utf8)).iter_rows())
+            cursor.executemany(
+                f"INSERT INTO strategy_signals VALUES ({placeholders})",
+                frame.with_columns(pl.col("trade_date").cast(pl.Utf8), pl.col("created_at").cast(pl.Utf8)).iter_rows(),
+            )
         raw.commit()
         seconds = time.perf_counter() - tick
     finally:
@@ -220,8 +239,17 @@ def year(backend: str, args, server, hashes_in: dict | None) -> dict:
         day = one_day(instance) if not args.no_day else None
         hashes = stored_hashes(root / "qrl", url) if not args.no_hashes else {}
         os.environ.pop("QRL_WAREHOUSE_URL", None)
-    return {"backend": backend, "wall": wall, "peak": peak, "steps": steps, "trivial": trivial,
-            "write_floor": write_floor, "signals": signals, "day": day, "hashes": hashes}
+    return {
+        "backend": backend,
+        "wall": wall,
+        "peak": peak,
+        "steps": steps,
+        "trivial": trivial,
+        "write_floor": write_floor,
+        "signals": signals,
+        "day": day,
+        "hashes": hashes,
+    }
 
 
 def one_day(instance) -> dict:
@@ -244,8 +272,10 @@ def one_day(instance) -> dict:
 def report(result: dict) -> None:
     wall, steps = result["wall"], result["steps"]
     print(f"\n== {result['backend']}: qrl backfill {START} {END} --whole-chain, {result['signals']:,} signals")
-    print(f"wall {wall:.1f} s, peak RSS {result['peak']:.0f} MiB; floors: bulk write of the signal frame "
-          f"{result['write_floor']:.1f} s, trivial one-asset Dagster run {result['trivial']:.2f} s")
+    print(
+        f"wall {wall:.1f} s, peak RSS {result['peak']:.0f} MiB; floors: bulk write of the signal frame "
+        f"{result['write_floor']:.1f} s, trivial one-asset Dagster run {result['trivial']:.2f} s"
+    )
     print(f"  {'step':<36} {'seconds':>8} {'share':>6} {'/ trivial run':>14} {'/ bulk write':>13}")
     for step, seconds in sorted(steps.items(), key=lambda item: -item[1]):
         write = f"{seconds / result['write_floor']:12.1f}x" if step == "strategy_signals" else ""
@@ -254,8 +284,10 @@ def report(result: dict) -> None:
     print(f"  {'(process start, imports, run set-up)':<36} {other:8.1f} {other / wall:6.1%}")
     if result["day"]:
         day = result["day"]
-        print(f"one day end to end (qrl run-all {DAY}, history present): {day['run_all']:.2f} s; trivial run "
-              f"{day['trivial']:.2f} s; ratio {day['run_all'] / day['trivial']:.2f}")
+        print(
+            f"one day end to end (qrl run-all {DAY}, history present): {day['run_all']:.2f} s; trivial run "
+            f"{day['trivial']:.2f} s; ratio {day['run_all'] / day['trivial']:.2f}"
+        )
 
 
 def scale(args) -> None:
@@ -270,9 +302,11 @@ def scale(args) -> None:
         steps = {}
         for record in instance.all_logs(day_run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
             steps[record.dagster_event.step_key] = record.dagster_event.event_specific_data.duration_ms / 1000
-    print(f"\n== {args.stocks:,} stocks: one trading day {DAY} end to end (raw -> stats) in one run: "
-          f"{stats.end_time - stats.start_time:.1f} s; whole command incl. history {wall:.1f} s; "
-          f"peak RSS {peak:.0f} MiB")
+    print(
+        f"\n== {args.stocks:,} stocks: one trading day {DAY} end to end (raw -> stats) in one run: "
+        f"{stats.end_time - stats.start_time:.1f} s; whole command incl. history {wall:.1f} s; "
+        f"peak RSS {peak:.0f} MiB"
+    )
     for step, seconds in sorted(steps.items(), key=lambda item: -item[1]):
         print(f"  {step:<32} {seconds:7.2f} s")
 
@@ -304,10 +338,12 @@ def main() -> None:
             report(result)
             results.append(result)
             if expected and backend in expected:
-                differ = {k: (v, result["hashes"].get(k)) for k, v in expected[backend].items()
-                          if result["hashes"].get(k) != v}
-                print(f"content hashes vs {args.hashes_in}: "
-                      + ("all equal" if not differ else f"DIFFER: {differ}"))
+                differ = {
+                    k: (v, result["hashes"].get(k))
+                    for k, v in expected[backend].items()
+                    if result["hashes"].get(k) != v
+                }
+                print(f"content hashes vs {args.hashes_in}: " + ("all equal" if not differ else f"DIFFER: {differ}"))
     finally:
         if server:
             server.stop()
