@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import isolated_home  # noqa: E402
 
 START, END, DAY = "2024-01-02", "2024-12-31", "2024-12-31"
+RAW_DAILY = ("daily_quotes", "institutional_flows", "margin_balances", "valuations")
 
 # Columns that change between two runs of the same code by design.
 VOLATILE = {
@@ -196,24 +197,42 @@ def run_child(argv: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def step_seconds(instance) -> dict[str, float]:
-    """Seconds per step of every run on the instance; the raw history run's steps are summed
-    into 'raw history', the slower-cadence and unpartitioned runs into 'slower-cadence + metadata'."""
+def step_seconds(instance) -> dict[str, list[float]]:
+    """[seconds, own work seconds, Dagster events written] per step of every run on the instance.
+
+    Own work is STEP_START -> STEP_OUTPUT (what the asset's function did before Dagster records the
+    per-partition materialisations); NaN for check steps (they yield their evaluations as they go).
+    The raw history run's steps are summed into 'raw history', the slower-cadence and unpartitioned
+    runs into 'slower-cadence + metadata'."""
     import dagster as dg
 
-    steps: dict[str, float] = {}
+    steps: dict[str, list[float]] = {}
     for run in instance.get_runs():
         start = run.tags.get("dagster/asset_partition_range_start")
-        for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
+        begun: dict[str, float] = {}
+        work: dict[str, float] = {}
+        events: dict[str, int] = {}
+        for record in instance.all_logs(run.run_id):
             event = record.dagster_event
-            seconds = event.event_specific_data.duration_ms / 1000
-            if start == START:
-                label = event.step_key
-            elif start is not None and start > "2023-01" and start < START and len(start) == 10:
-                label = "raw history (261 days, 4 tables)"
-            else:
-                label = "slower-cadence + metadata"
-            steps[label] = steps.get(label, 0.0) + seconds
+            if event is None or event.step_key is None:
+                continue
+            key = event.step_key
+            events[key] = events.get(key, 0) + 1
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                begun[key] = record.timestamp
+            elif event.event_type == dg.DagsterEventType.STEP_OUTPUT and key not in work:
+                work[key] = record.timestamp - begun[key]
+            elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                if start == START:
+                    label = key
+                elif start is not None and start < START and len(start) == 10 and key in RAW_DAILY:
+                    label = "raw history (261 days, 4 tables)"
+                else:
+                    label = "slower-cadence + metadata"
+                total = steps.setdefault(label, [0.0, 0.0, 0])
+                total[0] += event.event_specific_data.duration_ms / 1000
+                total[1] += work.get(key, float("nan"))
+                total[2] += events[key]
     return steps
 
 
@@ -225,6 +244,11 @@ def year(backend: str, args, server, hashes_in: dict | None) -> dict:
             url = server.create_database(f"year_{int(time.time())}")
             os.environ["QRL_WAREHOUSE_URL"] = url
             scratch = server.create_database(f"floor_{int(time.time())}")
+            if not args.sqlite_instance:
+                # As in production (deploy/dagster.yaml): run and event-log storage in PostgreSQL too.
+                instance_url = server.create_database(f"dagster_{int(time.time())}").replace("+psycopg", "")
+                with (root / "dagster" / "dagster.yaml").open("a") as config:
+                    config.write(f"storage:\n  postgres:\n    postgres_url: {instance_url}\n")
         else:
             url = f"sqlite:///{root / 'qrl' / 'warehouse.sqlite'}"
             scratch = f"sqlite:///{root / 'floor.sqlite'}"
@@ -276,11 +300,18 @@ def report(result: dict) -> None:
         f"wall {wall:.1f} s, peak RSS {result['peak']:.0f} MiB; floors: bulk write of the signal frame "
         f"{result['write_floor']:.1f} s, trivial one-asset Dagster run {result['trivial']:.2f} s"
     )
-    print(f"  {'step':<36} {'seconds':>8} {'share':>6} {'/ trivial run':>14} {'/ bulk write':>13}")
-    for step, seconds in sorted(steps.items(), key=lambda item: -item[1]):
+    print(
+        f"  {'step':<36} {'seconds':>8} {'share':>6} {'own work':>9} {'events':>7} {'/ trivial run':>14}"
+        f" {'/ bulk write':>13}"
+    )
+    for step, (seconds, work, events) in sorted(steps.items(), key=lambda item: -item[1][0]):
         write = f"{seconds / result['write_floor']:12.1f}x" if step == "strategy_signals" else ""
-        print(f"  {step:<36} {seconds:8.1f} {seconds / wall:6.1%} {seconds / result['trivial']:13.0f}x {write:>13}")
-    other = wall - sum(steps.values())
+        own = f"{work:9.1f}" if work == work else f"{'-':>9}"
+        print(
+            f"  {step:<36} {seconds:8.1f} {seconds / wall:6.1%} {own} {events:7d}"
+            f" {seconds / result['trivial']:13.0f}x {write:>13}"
+        )
+    other = wall - sum(v[0] for v in steps.values())
     print(f"  {'(process start, imports, run set-up)':<36} {other:8.1f} {other / wall:6.1%}")
     if result["day"]:
         day = result["day"]
@@ -321,6 +352,11 @@ def main() -> None:
     parser.add_argument("--hashes-in", help="compare the content hashes with this JSON file")
     parser.add_argument("--no-day", action="store_true", help="skip the one-day run-all figure")
     parser.add_argument("--no-hashes", action="store_true")
+    parser.add_argument(
+        "--sqlite-instance",
+        action="store_true",
+        help="keep the Dagster instance on SQLite for the PostgreSQL warehouse too (default: PostgreSQL, as deployed)",
+    )
     parser.add_argument("--scale-only", action="store_true", help="only the one-day run at --stocks")
     args = parser.parse_args()
     START = args.start
