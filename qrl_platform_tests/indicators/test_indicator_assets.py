@@ -158,7 +158,9 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
     for name in NAMES:
         stored = {
             r.partition_key: r.storage_id
-            for r in instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(name)), limit=100).records
+            for r in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(name)), limit=100
+            ).records
         }
         linked = {
             e.partition: e.target_materialization_data.storage_id for e in evaluations if e.asset_key.path[-1] == name
