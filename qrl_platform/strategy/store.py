@@ -422,7 +422,8 @@ def latest_executions(warehouse: Warehouse, dates: Sequence[dt.date]) -> pl.Data
             se.c.buy_signals,
             se.c.sell_signals,
             se.c.hold_signals,
-            sa.func.count(ss.c.signal_id).label("stored_signals"),
+            # The indexed join column, so SQLite counts from ix_strategy_signals_execution alone.
+            sa.func.count(ss.c.execution_id).label("stored_signals"),
         )
         .select_from(se.outerjoin(ss, ss.c.execution_id == se.c.execution_id))
         .where(se.c.execution_date.in_(sorted(set(dates))))
