@@ -70,7 +70,7 @@ def _partitioned_selection(partitions_def) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Materialise the daily chain on the demo market: history for the lookback, then the chain."""
     from qrl_platform.defs.market.assets import DAILY_DESCRIPTIONS
-    from qrl_platform.defs.partitions import fiscal_quarter, revenue_month, shareholding_week, trading_day
+    from qrl_platform.defs.partitions import trading_day
 
     instance = _instance()
     end = parse_date(args.end) if args.end else latest_closed_trading_day()
@@ -78,6 +78,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     history = previous_trading_days(chain_days[0], args.lookback_days)
     first = history[0]
     print(f"demo market: history {first}..{end}, daily chain {chain_days[0]}..{end}")
+    materialize_slow_tables(first, end, instance=instance)
+    raw = list(DAILY_DESCRIPTIONS)
+    materialize_range(raw, first.isoformat(), end.isoformat(), instance=instance)
+    chain = [k for k in _partitioned_selection(trading_day) if k not in raw]
+    if chain:
+        materialize_range(chain, chain_days[0].isoformat(), end.isoformat(), instance=instance)
+    # The QRL treasury side: the latest quarter hour on the simulated exchange (QRL_MEXC_MODE).
+    from qrl_platform.calendar import just_finished_quarter_hour
+
+    quarter = just_finished_quarter_hour(dt.datetime.now(dt.UTC))
+    materialize_range(["qrl_position", "rebalance_plan"], quarter, quarter, instance=instance)
+    print("done.")
+    return 0
+
+
+def materialize_slow_tables(first: dt.date, end: dt.date, *, instance: dg.DagsterInstance) -> None:
+    """The slower-cadence raw tables (revenue, financials, shareholding) covering what the daily
+    factors from `first` to `end` look back on, and the unpartitioned assets (factor_metadata...)."""
+    from qrl_platform.defs.partitions import fiscal_quarter, revenue_month, shareholding_week
 
     def key_range(partitions_def, start: dt.date, stop: dt.date) -> tuple[str, str]:
         keys = partitions_def.get_partition_keys_in_range(
@@ -99,18 +118,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
             instance=instance, asset_selection=[dg.AssetKey(k) for k in unpartitioned], run_config=QUIET
         )
         print(f"  {', '.join(unpartitioned)}: ok")
-    raw = list(DAILY_DESCRIPTIONS)
-    materialize_range(raw, first.isoformat(), end.isoformat(), instance=instance)
-    chain = [k for k in _partitioned_selection(trading_day) if k not in raw]
-    if chain:
-        materialize_range(chain, chain_days[0].isoformat(), end.isoformat(), instance=instance)
-    # The QRL treasury side: the latest quarter hour on the simulated exchange (QRL_MEXC_MODE).
-    from qrl_platform.calendar import just_finished_quarter_hour
 
-    quarter = just_finished_quarter_hour(dt.datetime.now(dt.UTC))
-    materialize_range(["qrl_position", "rebalance_plan"], quarter, quarter, instance=instance)
-    print("done.")
-    return 0
+
+def backfill_whole_chain(start: dt.date, end: dt.date, *, lookback_days: int, instance: dg.DagsterInstance):
+    """From an empty home: the slower-cadence tables and `lookback_days` of raw history before
+    `start`, then the whole daily chain over [start, end] as ONE run (raw -> M07/M08/M09 + checks ->
+    strategies -> signals -> M13 -> stats). Returns that run's result."""
+    from qrl_platform.defs.market.assets import DAILY_DESCRIPTIONS
+    from qrl_platform.defs.partitions import trading_day
+
+    history = previous_trading_days(start, lookback_days + 1)[:-1]  # the days before `start`
+    materialize_slow_tables(history[0], end, instance=instance)
+    materialize_range(list(DAILY_DESCRIPTIONS), history[0].isoformat(), history[-1].isoformat(), instance=instance)
+    return materialize_range(_partitioned_selection(trading_day), start.isoformat(), end.isoformat(),
+                             instance=instance)
 
 
 def _clamp(partitions_def, start: dt.date, stop: dt.date) -> tuple[str, str]:
@@ -202,6 +223,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if end < start:
         raise SystemExit(f"backfill: end {end} is before start {start}")
     ids = [s for s in (args.strategies or "").split(",") if s]
+    if args.whole_chain:
+        if ids:
+            raise SystemExit("backfill: --whole-chain runs every ACTIVE strategy; drop --strategies")
+        result = backfill_whole_chain(parse_date(start), parse_date(end), lookback_days=args.lookback_days,
+                                      instance=_instance())
+        return 0 if result.success else 1
     return _run_job("strategies_job", (start, end), run_config=_strategy_config(ids, True),
                     tags={"qrl/manual": "backfill"})
 
@@ -253,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("start")
     backfill.add_argument("end")
     backfill.add_argument("--strategies", help="comma-separated strategy ids (default: every ACTIVE one)")
+    backfill.add_argument("--whole-chain", action="store_true",
+                          help="the whole daily chain from the raw tables (with their lookback history and the "
+                               "slower-cadence tables) to strategy_stats, the range as one run")
+    backfill.add_argument("--lookback-days", type=int, default=261,
+                          help="with --whole-chain: trading days of raw history before start (default 261)")
     backfill.set_defaults(func=cmd_backfill)
 
     notify = sub.add_parser("notify", help="(re-)publish STRATEGY_SIGNALS_READY to M13 for a day")

@@ -27,8 +27,8 @@ from qrl_platform.treasury.execution import BLOCKED, KILL_SWITCH, PLACED, UNKNOW
 from qrl_platform.treasury.mexc_client import MexcClient, MexcError
 from qrl_platform.treasury.rebalance import recent_plans, store_plan, stored_plan
 from qrl_platform.warehouse import Warehouse
-from qrl_platform_tests.treasury.fake_mexc import FakeMexc
 from qrl_platform_tests.reliability.figures import Figures, count
+from qrl_platform_tests.treasury.fake_mexc import FakeMexc
 
 pytestmark = pytest.mark.reliability
 

@@ -28,9 +28,9 @@ import pytest
 
 from qrl_platform.defs.resources import AlertsResource
 from qrl_platform_tests.alerts.local_servers import SmtpServer, WebhookServer
-from qrl_platform_tests.treasury.fake_mexc import FakeMexc
 from qrl_platform_tests.reliability.figures import Figures
 from qrl_platform_tests.servers import free_port, stop_process
+from qrl_platform_tests.treasury.fake_mexc import FakeMexc
 
 pytestmark = [
     pytest.mark.reliability,
