@@ -213,15 +213,18 @@ def test_instance_config_limits_every_pool_to_one_step_at_a_time(path):
     assert pools == {"default_limit": 1, "granularity": "op"}
 
 
-def test_a_local_instance_from_dagster_yaml_gives_each_pool_one_slot(tmp_path, monkeypatch):
+def test_a_local_instance_from_dagster_yaml_gives_each_pool_one_slot(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     config["storage"] = {"sqlite": {"base_dir": str(tmp_path / "storage")}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.DagsterInstance.get() as instance:
-        for pool in set(market_assets.POOLS.values()):
-            assert instance.event_log_storage.get_pool_limits() is not None
-            info = instance.get_concurrency_info(pool)
-            assert info.slot_count == 1, pool
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
+        for pool in sorted(set(market_assets.POOLS.values())):
+            # What the run worker does when a step of a pool without a hand-set limit first claims a slot.
+            assert instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+            assert instance.event_log_storage.get_concurrency_info(pool).slot_count == 1, pool
+    finally:
+        instance.dispose()
