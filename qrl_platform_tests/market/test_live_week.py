@@ -11,8 +11,10 @@ Monday 03-04 is a normal day; Tuesday 03-05 a typhoon closure announced the same
 override file written at 08:00, and the exchanges answering no data); Wednesday 03-06 margin is late
 (21:40 instead of 21:00); Thursday 03-07 a normal day. Every tick evaluates market_data_available_sensor
 with the real Definitions and executes its run requests in process on the same instance, as the
-daemon would. Every open day must end with its four raw tables and three indicators materialised and
-no failed run; the late margin is one green run without a materialisation, then the real one.
+daemon would. The daily schedules run at their times too (the 16:00 backstop, strategies, M13, stats). Every
+open day must end with its four raw tables and three indicators materialised, the ten strategies'
+signals, one M13 event and the stats, and no failed run; the late margin is one green run without a
+materialisation, then the real one.
 """
 
 import datetime as dt
@@ -20,11 +22,12 @@ import datetime as dt
 import dagster as dg
 import pytest
 
+import qrl_platform
 from qrl_platform.calendar import TAIPEI, previous_trading_days
 from qrl_platform.definitions import defs
 from qrl_platform.defs import clock
 from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
-from qrl_platform.defs.resources import FrameStoreResource
+from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
 from qrl_platform.market import timetable
 from qrl_platform.market.ingest import ingest_days
 from qrl_platform.market.live import LiveMarketSource
@@ -43,7 +46,17 @@ PUBLISHED = {
     fx.BWIBBU_D: dt.time(15, 20), fx.PE_QRY_DATE: dt.time(15, 20),
     fx.MI_MARGN: dt.time(20, 50), fx.MARGIN_BALANCE: dt.time(20, 55),
 }  # fmt: skip
-TICKS = ["08:00", "14:00", "14:40", "15:00", "15:40", "15:50", "16:00", "16:40", "20:50", "21:10", "21:50", "23:50"]
+TICKS = [
+    "08:00", "14:00", "14:40", "15:00", "15:40", "15:50", "16:00", "16:35", "16:45", "17:00",
+    "20:50", "21:10", "21:50", "23:50",
+]  # fmt: skip
+# The daily schedules (defs/daily_flow) at their times: the 16:00 backstop, strategies, M13, stats.
+SCHEDULES = {
+    "16:00": "daily_market_schedule",
+    "16:35": "strategies_schedule",
+    "16:45": "notify_m13_schedule",
+    "17:00": "strategy_stats_schedule",
+}
 
 
 class SimulatedClock:
@@ -110,6 +123,23 @@ def _tick(instance, runs: list):
     return result
 
 
+def _schedule_tick(instance, name: str, runs: list):
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=clock.current_time(),
+        repository_def=defs.get_repository_def(),
+        resources={"market_source": MarketSourceResource()},
+    )
+    result = defs.get_schedule_def(name).evaluate_tick(context)
+    for request in result.run_requests or []:
+        job_name = request.job_name or defs.get_schedule_def(name).job_name
+        outcome = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
+        )
+        runs.append((job_name, request.partition_key, request.run_key, outcome.success, clock.current_time()))
+    return result
+
+
 def _materialized(instance, asset: str, day: dt.date) -> dg.EventLogRecord | None:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day.isoformat()]), limit=1
@@ -121,7 +151,13 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
     exchanges, simulated, tmp_path = week
     runs: list[tuple[str, str, str, bool, dt.datetime]] = []
     skips: dict[str, str] = {}
+    schedule_runs: list[tuple[str, str, str, bool, dt.datetime]] = []
     with dg.instance_for_test() as instance:
+        # Set-up once per deployment (as `qrl demo` does): the declared strategies into the warehouse.
+        setup = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("strategies")]
+        )
+        assert setup.success
         _tick(instance, runs)  # Friday evening: the day before the simulated week is ingested
         for day in (MONDAY, TYPHOON, WEDNESDAY, THURSDAY):
             for hhmm in TICKS:
@@ -134,9 +170,31 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
                 result = _tick(instance, runs)
                 if result.skip_message:
                     skips[f"{day} {hhmm}"] = result.skip_message
+                if hhmm in SCHEDULES:
+                    scheduled = _schedule_tick(instance, SCHEDULES[hhmm], schedule_runs)
+                    if scheduled.skip_message:
+                        skips[f"{day} {hhmm} {SCHEDULES[hhmm]}"] = scheduled.skip_message
 
-        failed = [run for run in runs if not run[3]]
+        failed = [run for run in runs + schedule_runs if not run[3]]
         assert failed == []
+        # Each open day the four schedules ran once; the closed day they skipped.
+        assert sorted((job, partition) for job, partition, *_ in schedule_runs) == sorted(
+            (job, day.isoformat())
+            for day in OPEN_DAYS
+            for job in ("daily_market_job", "strategies_job", "notify_m13_job", "strategy_stats_job")
+        )
+        for day in OPEN_DAYS:
+            executions = qrl_platform.load("strategy_executions", day.isoformat())
+            assert executions.height == 10 and (executions["status"] == "SUCCESS").all(), day
+            signals = qrl_platform.load("strategy_signals", day.isoformat())
+            # Every strategy scores all seven stocks (no factor is missing after a year of history) and
+            # the day's signals, HOLD included, are stored.
+            assert signals.height == 10 * len(fake_universe.CODES), day
+            assert executions["signals_generated"].sum() == signals.height, day
+            assert set(signals["stock_id"].unique()) <= set(fake_universe.CODES), day
+            assert qrl_platform.load("m13_notification", day.isoformat()).height == 1, day
+            stats = qrl_platform.load("strategy_stats", day.isoformat())
+            assert set(stats["period_days"].unique()) == {7, 30, 90} and stats["strategy_id"].n_unique() == 10, day
         assert not instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
 
         for day in OPEN_DAYS:

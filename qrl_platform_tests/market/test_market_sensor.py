@@ -114,6 +114,16 @@ def test_a_closed_day_requests_nothing_and_says_why(monkeypatch):
         assert tick.skip_message.startswith("2024-10-31: market closed (Typhoon Kong-rey")
 
 
+def test_the_1600_backstop_leaves_margin_to_the_evening_sensor():
+    job = defs.resolve_job_def("daily_market_job")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "daily_quotes",
+        "institutional_flows",
+        "valuations",
+        *INDICATORS,
+    }
+
+
 def test_chip_needs_the_margin_of_the_previous_trading_day():
     assert indicator_inputs("chip_indicators", dt.date(2024, 3, 4)) == [
         ("daily_quotes", dt.date(2024, 3, 4)),
