@@ -111,6 +111,13 @@ CHART_QUEUED_RUN_COORDINATOR = {
     "dequeueUseThreads": "dequeue_use_threads",
     "dequeueNumWorkers": "dequeue_num_workers",
 }
+# The chart's top-level `concurrency:` (templates/helpers/instance/_concurrency.tpl).
+CHART_CONCURRENCY_POOLS = {
+    "defaultLimit": "default_limit",
+    "granularity": "granularity",
+    "opGranularityRunBuffer": "op_granularity_run_buffer",
+}
+CHART_CONCURRENCY_RUNS = {"maxConcurrentRuns": "max_concurrent_runs", "tagConcurrencyLimits": "tag_concurrency_limits"}
 CHART_RUN_MONITORING = {
     "enabled": "enabled",
     "startTimeoutSeconds": "start_timeout_seconds",
@@ -304,6 +311,13 @@ def _chart_instance(values: dict[str, Any]) -> dict[str, Any]:
         "run_retries": {CHART_RUN_RETRIES[k]: v for k, v in daemon["runRetries"].items()},
         "telemetry": {"enabled": values["telemetry"]["enabled"]},
     }
+    concurrency = values.get("concurrency") or {}
+    rendered: dict[str, Any] = {}
+    for section, names in (("pools", CHART_CONCURRENCY_POOLS), ("runs", CHART_CONCURRENCY_RUNS)):
+        if concurrency.get(section):
+            rendered[section] = {names[k]: v for k, v in concurrency[section].items() if v is not None}
+    if rendered:
+        instance["concurrency"] = rendered
     for kind in ("sensors", "schedules"):
         if daemon.get(kind, {}).get("useThreads"):
             instance[kind] = {CHART_THREADS[k]: v for k, v in daemon[kind].items()}
@@ -515,17 +529,26 @@ def test_each_configurable_section_validates_against_its_class(section, expected
 
 
 def test_queued_run_coordinator_is_constructed_from_its_config():
+    from dagster._core.instance.config import ConcurrencyConfig
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
-    config = _yaml(INSTANCE_YAML)["run_coordinator"]["config"]
+    instance = _yaml(INSTANCE_YAML)
+    config = instance["run_coordinator"]["config"]
     coordinator = QueuedRunCoordinator.from_config_value(None, _process(QueuedRunCoordinator.config_type(), config))
-    queue = coordinator.get_run_queue_config()
+    # What DagsterInstance does: `concurrency:` overrides the coordinator's own run queue settings.
+    concurrency = ConcurrencyConfig.from_concurrency_settings(
+        instance["concurrency"], coordinator.get_run_queue_config()
+    )
+    queue = concurrency.run_queue_config
     assert queue.max_concurrent_runs == 8
     assert {limit["key"] for limit in queue.tag_concurrency_limits} == {
         "dagster/backfill",
         "qrl/warehouse-writer",
         "qrl/exchange",
     }
+    # Every concurrency pool (one per exchange host group) admits one step at a time.
+    assert concurrency.pool_config.default_pool_limit == 1
+    assert concurrency.pool_config.pool_granularity.value == "op"
 
 
 def test_tag_concurrency_limits_admit_and_block_runs_as_documented():
@@ -533,7 +556,7 @@ def test_tag_concurrency_limits_admit_and_block_runs_as_documented():
     from dagster import DagsterRun
     from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-    config = _yaml(INSTANCE_YAML)["run_coordinator"]["config"]
+    config = _yaml(INSTANCE_YAML)["concurrency"]["runs"]
     limits = config["tag_concurrency_limits"]
 
     def run(**tags: str) -> DagsterRun:
@@ -636,6 +659,10 @@ def test_instance_from_production_yaml_works_on_real_postgres(postgres_url, tmp_
         assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
         assert instance.run_retries_max_retries == 2
         assert instance.run_monitoring_enabled
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 8
+        # A pool nobody configured by hand gets the default limit of one slot on first use.
+        assert instance.event_log_storage.initialize_concurrency_limit_to_default("twse-tpex")
+        assert instance.event_log_storage.get_concurrency_info("twse-tpex").slot_count == 1
 
         assert instance.get_runs() == []
         assert list(instance.get_run_records()) == []
@@ -749,6 +776,7 @@ def test_helm_rendered_instance_validates_and_agrees_with_deploy_yaml(tmp_path, 
 
     deploy = _yaml(INSTANCE_YAML)
     assert chart["run_coordinator"]["config"] == deploy["run_coordinator"]["config"]
+    assert chart["concurrency"] == deploy["concurrency"]
     for section in ("run_monitoring", "run_retries", "sensors", "schedules", "retention", "telemetry"):
         assert chart[section] == deploy[section], section
     assert chart["compute_logs"]["class"] == deploy["compute_logs"]["class"]

@@ -16,7 +16,9 @@ Switches for the unhappy paths: `close_day`, `serve_html`, `drop_stock_table`, `
 `mutate` (any payload edit), `tpex_answers_date`, `fail_next` (429 with Retry-After, 5xx), and every
 request is recorded with its arrival time. `storm(rate, seed=…)` answers each request, with
 probability `rate`, with one of STORM_KINDS at random (429 + Retry-After, 503, a timeout, an HTML error
-page, truncated JSON, TPEx data of another day); `storm_served` counts them.
+page, truncated JSON, TPEx data of another day); `storm_served` counts them. `publish_after` gates
+each endpoint on a simulated clock: a day's data is served only from its publication time on;
+before it the host answers its no-data envelope (TWSE) or empty tables (TPEx), as the real hosts do.
 """
 
 from __future__ import annotations
@@ -371,6 +373,9 @@ class FakeExchanges:
         self.tpex_date: dt.date | None = None
         self.storm_served: Counter[str] = Counter()
         self._storm: tuple[float, random.Random] | None = None
+        self.clock: Callable[[], dt.datetime] | None = None
+        self.publication: dict[str, dt.time] = {}
+        self.late: dict[tuple[str, dt.date], dt.time] = {}
         self._lock = threading.Lock()
         self._servers = [self._serve("twse", TWSE_ROUTES), self._serve("tpex", TPEX_ROUTES)]
 
@@ -422,6 +427,22 @@ class FakeExchanges:
     def tpex_answers_date(self, date: dt.date | None) -> None:
         """TPEx's real trap: answer (stat ok) with another day's data."""
         self.tpex_date = date
+
+    def publish_after(self, clock: Callable[[], dt.datetime], times: dict[str, dt.time]) -> None:
+        """Serve each path's data for day D only once `clock()` (aware, Taipei) has reached D at its time."""
+        self.clock = clock
+        self.publication.update(times)
+
+    def publish_late(self, path: str, date: dt.date, at: dt.time) -> None:
+        """One day's publication of `path` comes later than its usual time."""
+        self.late[(path, date)] = at
+
+    def is_published(self, path: str, date: dt.date) -> bool:
+        if self.clock is None or path not in self.publication:
+            return True
+        at = self.late.get((path, date), self.publication[path])
+        now = self.clock()
+        return now >= dt.datetime.combine(date, at, tzinfo=now.tzinfo)
 
     def fail_next(self, path: str, status: int, *, times: int = 1, retry_after: float | None = None) -> None:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
@@ -504,7 +525,7 @@ class FakeExchanges:
             return status, headers, body[: len(body) // 2]
         if kind == "another_date":
             return _json(200, route.build(date - dt.timedelta(days=1)))
-        if date in self.closed:
+        if date in self.closed or not self.is_published(path, date):
             payload = closed_payload(path, date) if market == "twse" else route.build(date, empty=True)
         else:
             served = self.tpex_date if market == "tpex" and self.tpex_date else date
