@@ -5,7 +5,7 @@ import dagster as dg
 
 from qrl_platform.calendar import CLOSING_DATA_OUT, TAIPEI, closing_data_out, day_status
 from qrl_platform.defs import clock
-from qrl_platform.defs.daily_flow.readiness import is_materialized, run_in_flight_or_done
+from qrl_platform.defs.gating import is_materialized, run_in_flight_or_done
 from qrl_platform.defs.market.jobs import daily_market_job
 from qrl_platform.defs.resources import MarketSourceResource
 

@@ -8,14 +8,13 @@
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import dagster as dg
-from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
-from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from qrl_platform.defs.job_tags import ESTIMATE_TAG
 from qrl_platform.defs.resources import AlertsResource
 
 SLOW_FACTOR = 2.0
 CONSECUTIVE_FAILURES_TO_PAUSE = 3
+WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run it re-launches (run retries)
 
 
 def run_duration_seconds(instance: dg.DagsterInstance, run_id: str) -> float | None:
@@ -40,11 +39,16 @@ def consecutive_failures(instance: dg.DagsterInstance, job_name: str, limit: int
 
 
 def pause_schedules_of_job(instance: dg.DagsterInstance, schedule_names: list[str]) -> list[str]:
-    """Stop the named schedules in the instance (the UI shows them as stopped; a person restarts them)."""
+    """Stop the named schedules in the instance (the UI shows them as stopped; a person restarts them).
+
+    A schedule that is on by default has a stored state once the daemon has ticked it; that state is
+    what `DagsterInstance.stop_schedule` flips to stopped."""
     paused = []
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE):
-        if state.instigator_name in schedule_names and state.status != InstigatorStatus.STOPPED:
-            instance.update_instigator_state(state.with_status(InstigatorStatus.STOPPED))
+    for state in instance.all_instigator_state():
+        if state.instigator_type.value != "SCHEDULE" or state.instigator_name not in schedule_names:
+            continue
+        if state.is_running:
+            instance.stop_schedule(state.instigator_origin_id, state.selector_id, None)
             paused.append(state.instigator_name)
     return paused
 

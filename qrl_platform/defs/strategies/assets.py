@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 from pydantic import Field
 
+from qrl_platform.defs.gating import blocking_check_statuses, check_names_of
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.strategy.definition import BUILTIN_DIR
@@ -143,58 +143,21 @@ class IndicatorChecksFailed(RuntimeError):
 def indicator_check_status(
     instance: dg.DagsterInstance, dates: Sequence[str], assets: Sequence[str] = INDICATOR_ASSETS
 ) -> tuple[list[str], list[str]]:
-    """(failures, unchecked) for the indicator partitions `dates`.
+    """(failures, unchecked) for the indicator partitions `dates`, by the daily flow's one rule
+    (`qrl_platform.defs.gating`): the blocking checks logged in the run of each partition's latest
+    materialisation. Partitions without a Dagster materialisation (frames written by a notebook or the
+    CLI) or without check evaluations are `unchecked` — reported, not refused."""
+    from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
 
-    For each asset and date, take the latest materialisation of that partition and the check
-    evaluations logged in the run that produced it (a single-run backfill logs one evaluation for
-    the whole range, with no partition; a one-day run logs the day). A failure is a blocking check
-    that did not pass with ERROR severity. Partitions without a Dagster materialisation (frames written
-    by a notebook or the CLI) or without check evaluations are returned as `unchecked` — reported,
-    not refused. Within one run, Dagster itself already stops downstream steps on a failed blocking check.
-    """
     failures: list[str] = []
     unchecked: list[str] = []
-    wanted = list(dict.fromkeys(dates))
     for asset in assets:
-        key = dg.AssetKey(asset)
-        run_by_date = _latest_materialisation_runs(instance, key, wanted)
-        evaluations: dict[str, list] = {}
-        for run_id in set(run_by_date.values()):
-            evaluations[run_id] = [
-                entry.dagster_event.event_specific_data
-                for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-                if entry.dagster_event is not None and entry.dagster_event.event_specific_data.asset_key == key
-            ]
-        for date in wanted:
-            run_id = run_by_date.get(date)
-            relevant = [e for e in evaluations.get(run_id, []) if e.partition in (None, date)] if run_id else []
-            if not relevant:
+        names = check_names_of(INDICATOR_CHECKS, asset)
+        for date, status in blocking_check_statuses(instance, asset, dates, names).items():
+            failures += [f"{date} {failure}" for failure in status.failures]
+            if not status.materialized or status.unchecked:
                 unchecked.append(f"{asset} {date}")
-                continue
-            for evaluation in relevant:
-                if not evaluation.passed and evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-                    failures.append(
-                        f"{asset} {date}: blocking check '{evaluation.check_name}' failed (run {run_id[:8]})"
-                        + (f" — {evaluation.description}" if evaluation.description else "")
-                    )
     return failures, unchecked
-
-
-def _latest_materialisation_runs(instance: dg.DagsterInstance, key: dg.AssetKey, dates: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    cursor = None
-    while len(found) < len(dates):
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=dates), limit=1000, cursor=cursor
-        )
-        for record in result.records:  # newest first
-            partition = record.partition_key
-            if partition is not None and partition not in found:
-                found[partition] = record.run_id
-        if not result.has_more:
-            break
-        cursor = result.cursor
-    return found
 
 
 @dg.asset(
