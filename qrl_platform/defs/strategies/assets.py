@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from qrl_platform.defs.gating import blocking_check_statuses, check_names_of
+from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.strategy.definition import BUILTIN_DIR
@@ -136,8 +137,9 @@ class StrategyRunConfig(dg.Config):
         )
 
 
-class IndicatorChecksFailed(RuntimeError):
-    """A blocking check of an M07/M08/M09 partition failed; strategies must not run on that data."""
+class IndicatorChecksFailed(dg.Failure):
+    """A blocking check of an M07/M08/M09 partition failed; strategies must not run on that data.
+    A `dg.Failure`, so the step's retry policy does not retry it: only fixing the day helps."""
 
 
 def indicator_check_status(
@@ -183,11 +185,13 @@ def strategy_signals(
     failures, unchecked = indicator_check_status(context.instance, [d.isoformat() for d in dates])
     if failures:
         raise IndicatorChecksFailed(
-            "strategies refused: the indicators they read failed blocking checks — " + "; ".join(failures)
+            description="strategies refused: the indicators they read failed blocking checks — " + "; ".join(failures)
         )
     if unchecked:
         context.log.warning(f"indicator partitions without check evaluations (not gated): {', '.join(unchecked[:10])}")
-    summary = run_strategy_days(warehouse.get(), frames.get(), dates, settings, run_id=context.run_id, log=context.log)
+    wh = warehouse.get()
+    with naming_outages(f"strategy_signals {dates[0]}..{dates[-1]}", warehouse_url=wh.url):
+        summary = run_strategy_days(wh, frames.get(), dates, settings, run_id=context.run_id, log=context.log)
     metadata = signals_metadata(summary)
     metadata["indicator_partitions_unchecked"] = len(unchecked)
     return dg.MaterializeResult(metadata=metadata)
@@ -292,7 +296,9 @@ def strategy_stats(
     dates = partition_dates(context)
     open_dates = [d for d in dates if day_status(d).is_open]
     closed = {d: day_status(d).reason for d in dates if d not in open_dates}
-    result = update_strategy_stats(warehouse.get(), frames.get(), open_dates)
+    wh = warehouse.get()
+    with naming_outages(f"strategy_stats {dates[0]}..{dates[-1]}", warehouse_url=wh.url):
+        result = update_strategy_stats(wh, frames.get(), open_dates)
     meta: dict = {"dagster/row_count": result.rows_written, "as_of_days": len(open_dates), "periods": list(PERIODS)}
     if len(dates) == 1:
         meta["market_closed"] = bool(closed)
