@@ -17,6 +17,14 @@ CONSECUTIVE_FAILURES_TO_PAUSE = 3
 WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run it re-launches (run retries)
 
 
+def step_error_message(error) -> str:
+    """The message of a step's final error; past Dagster's "Exceeded max_retries" wrapper, the cause
+    (e.g. `ServerUnavailable: warehouse postgresql://…:***@host:5432/qrl unavailable during …`)."""
+    while error.cause is not None and error.message.startswith("Exceeded max_retries"):
+        error = error.cause
+    return error.message.strip()
+
+
 def run_duration_seconds(instance: dg.DagsterInstance, run_id: str) -> float | None:
     record = instance.get_run_record_by_id(run_id)
     if record is None or record.start_time is None or record.end_time is None:
@@ -61,7 +69,8 @@ def pause_schedules_of_job(instance: dg.DagsterInstance, schedule_names: list[st
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "")
-    error = context.failure_event.message or "run failed"
+    step_errors = [step_error_message(e.step_failure_data.error) for e in context.get_step_failure_events()]
+    error = "\n".join(step_errors) or context.failure_event.message or "run failed"
     alerts.send("ERROR", f"{run.job_name} failed{' for ' + partition if partition else ''}", error,
                 source="run_failure_alert_sensor", run_id=run.run_id)
     failures = consecutive_failures(context.instance, run.job_name)
