@@ -18,9 +18,12 @@ WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run it re-la
 
 
 def step_error_message(error) -> str:
-    """The message of a step's final error; past Dagster's "Exceeded max_retries" wrapper, the cause
-    (e.g. `ServerUnavailable: warehouse postgresql://…:***@host:5432/qrl unavailable during …`)."""
-    while error.cause is not None and error.message.startswith("Exceeded max_retries"):
+    """The message of a step's final error: past Dagster's wrappers ("Exceeded max_retries", "Error
+    occurred while executing op"), the user's exception, e.g. `qrl_platform.defs.outages.ServerUnavailable:
+    warehouse postgresql+psycopg://qrl:***@db:5432/qrl unavailable during strategy_signals …`."""
+    while error.cause is not None and (
+        error.message.startswith("Exceeded max_retries") or error.cls_name == "DagsterExecutionStepExecutionError"
+    ):
         error = error.cause
     return error.message.strip()
 
