@@ -20,7 +20,8 @@ def job_tags(estimate_seconds: int, retries: int = 2, **queue_tags: str) -> dict
 
 
 # The one retry policy of every job that touches the warehouse, Redis or an exchange: a failed step
-# (exchange 5xx, database or Redis restart) is retried in place after ~20 s, ~40 s, ~80 s. The jitter
-# (±) keeps runs that failed together from hammering a server that is coming back at the same moment.
+# (exchange 5xx, database or Redis restart) is retried in place after 20 s, 60 s, 140 s (Dagster's
+# exponential backoff: (2^n - 1) x delay), each ± up to 20 s of jitter, so runs that failed together
+# do not all hit a server that is coming back at the same moment.
 # A `dg.Failure` is final and not retried (a day refused for a data reason, an order outcome unknown).
 STEP_RETRY = dg.RetryPolicy(max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

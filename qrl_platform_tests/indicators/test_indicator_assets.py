@@ -399,8 +399,14 @@ def test_stored_obv_is_talib_obv_over_the_trailing_window():
     n = OBV_WINDOW + 40
     close = 100 + np.cumsum(rng.normal(0, 1, n))
     volume = rng.integers(1_000, 50_000, n).astype(float)
-    quotes = pl.DataFrame({"stock_id": ["2330"] * n, "trade_date": pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 1, 1) + pl.duration(days=n - 1), eager=True),
-                           "close": close, "volume": volume.astype(np.int64)})
+    quotes = pl.DataFrame(
+        {
+            "stock_id": ["2330"] * n,
+            "trade_date": pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 1, 1) + pl.duration(days=n - 1), eager=True),
+            "close": close,
+            "volume": volume.astype(np.int64),
+        }
+    )
     factors = quotes.select("stock_id", "trade_date").with_columns(pl.lit(None, dtype=pl.Float64).alias("obv"))
     stored = trailing_obv(quotes, factors)["obv"].to_numpy()
     assert np.isnan(stored[: OBV_WINDOW - 1]).all()  # warm-up: fewer than OBV_WINDOW bars

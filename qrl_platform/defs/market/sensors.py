@@ -32,5 +32,6 @@ def market_data_available_sensor(context: dg.SensorEvaluationContext, market_sou
         return dg.SkipReason(f"{today}: already ingested or ingesting")
     if not market_source.get().has_data(today):
         return dg.SkipReason(f"{today}: the {market_source.settings().source} source has no data yet")
-    return dg.RunRequest(run_key=f"{daily_market_job.name}:{today}", partition_key=partition,
-                         tags={"qrl/trigger": "data-available"})
+    return dg.RunRequest(
+        run_key=f"{daily_market_job.name}:{today}", partition_key=partition, tags={"qrl/trigger": "data-available"}
+    )

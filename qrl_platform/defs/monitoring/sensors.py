@@ -35,7 +35,9 @@ def run_duration_seconds(instance: dg.DagsterInstance, run_id: str) -> float | N
     return record.end_time - record.start_time
 
 
-def consecutive_failures(instance: dg.DagsterInstance, job_name: str, limit: int = CONSECUTIVE_FAILURES_TO_PAUSE) -> int:
+def consecutive_failures(
+    instance: dg.DagsterInstance, job_name: str, limit: int = CONSECUTIVE_FAILURES_TO_PAUSE
+) -> int:
     """How many of the job's most recent finished runs failed in a row."""
     finished = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=finished), limit=limit * 3)
@@ -74,12 +76,18 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
     partition = run.tags.get("dagster/partition", "")
     step_errors = [step_error_message(e.step_failure_data.error) for e in context.get_step_failure_events()]
     error = "\n".join(step_errors) or context.failure_event.message or "run failed"
-    alerts.send("ERROR", f"{run.job_name} failed{' for ' + partition if partition else ''}", error,
-                source="run_failure_alert_sensor", run_id=run.run_id)
+    alerts.send(
+        "ERROR",
+        f"{run.job_name} failed{' for ' + partition if partition else ''}",
+        error,
+        source="run_failure_alert_sensor",
+        run_id=run.run_id,
+    )
     failures = consecutive_failures(context.instance, run.job_name)
     if failures >= CONSECUTIVE_FAILURES_TO_PAUSE:
         schedules = [
-            s.name for s in (context.repository_def.schedule_defs if context.repository_def else [])
+            s.name
+            for s in (context.repository_def.schedule_defs if context.repository_def else [])
             if s.job_name == run.job_name
         ]
         paused = pause_schedules_of_job(context.instance, schedules)
@@ -87,7 +95,8 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
             "CRITICAL",
             f"{run.job_name} failed {failures} times in a row",
             f"Schedules paused: {', '.join(paused) or 'none running'}. Last error: {error}",
-            source="run_failure_alert_sensor", dedupe_key=f"consecutive-failures:{run.job_name}:{run.run_id}",
+            source="run_failure_alert_sensor",
+            dedupe_key=f"consecutive-failures:{run.job_name}:{run.run_id}",
         )
 
 
@@ -104,9 +113,11 @@ def job_duration_sensor(context: dg.RunStatusSensorContext, alerts: AlertsResour
         return dg.SkipReason(f"{run.job_name}: no estimate or duration")
     if duration > SLOW_FACTOR * float(estimate):
         alerts.send(
-            "WARNING", f"{run.job_name} is slow",
+            "WARNING",
+            f"{run.job_name} is slow",
             f"Run {run.run_id[:8]} took {duration:.0f}s, more than {SLOW_FACTOR:g}× its estimate of {estimate}s.",
-            source="job_duration_sensor", run_id=run.run_id,
+            source="job_duration_sensor",
+            run_id=run.run_id,
         )
     return None
 
