@@ -76,8 +76,8 @@ def test_manual_operations(chain):
 
 def test_retry_reruns_a_failed_run(chain, monkeypatch):
     def broken(*args, **kwargs):
-        # A dg.Failure is final: the job's step retry policy (minutes of backoff) does not retry it.
-        raise dg.Failure("strategies refused the day")
+        # Final (allow_retries=False): the job's step retry policy (minutes of backoff) does not retry it.
+        raise dg.Failure("strategies refused the day", allow_retries=False)
 
     monkeypatch.setattr("qrl_platform.defs.strategies.assets.run_strategy_days", broken)
     assert cli.main(["run-all", END]) == 1

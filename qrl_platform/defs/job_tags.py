@@ -23,5 +23,5 @@ def job_tags(estimate_seconds: int, retries: int = 2, **queue_tags: str) -> dict
 # (exchange 5xx, database or Redis restart) is retried in place after 20 s, 60 s, 140 s (Dagster's
 # exponential backoff: (2^n - 1) x delay), each ± up to 20 s of jitter, so runs that failed together
 # do not all hit a server that is coming back at the same moment.
-# A `dg.Failure` is final and not retried (a day refused for a data reason, an order outcome unknown).
+# A `dg.Failure(allow_retries=False)` is final (a day refused because its indicators failed their checks).
 STEP_RETRY = dg.RetryPolicy(max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

@@ -163,9 +163,13 @@ def test_a_failed_indicator_quality_check_holds_the_strategies_until_the_day_is_
     assert f"{DAY}: blocking check(s) failed: technical_indicators:no_infinities failed" in tick.skip_message
     late = _catch_up(instance, "16:50", monkeypatch)
     assert late.run_requests == [] and "technical_indicators:no_infinities failed" in late.skip_message
-    # Launched by hand anyway, the strategies refuse the day with the same reason.
+    # Launched by hand anyway, the strategies refuse the day with the same reason, at once: the job's
+    # step retry policy does not retry a refusal (only fixing the day helps).
     with pytest.raises(IndicatorChecksFailed, match="technical_indicators:no_infinities failed"):
         defs.resolve_job_def("strategies_job").execute_in_process(instance=instance, partition_key=DAY)
+    refused = instance.get_run_records(filters=dg.RunsFilter(job_name="strategies_job"), limit=1)[0].dagster_run
+    retries = instance.get_records_for_run(refused.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records
+    assert refused.status == dg.DagsterRunStatus.FAILURE and retries == []
 
     fixed = dg.materialize(
         [*_stand_in_indicators(poisoned=False), *INDICATOR_CHECKS],

@@ -139,7 +139,7 @@ class StrategyRunConfig(dg.Config):
 
 class IndicatorChecksFailed(dg.Failure):
     """A blocking check of an M07/M08/M09 partition failed; strategies must not run on that data.
-    A `dg.Failure`, so the step's retry policy does not retry it: only fixing the day helps."""
+    Raised with `allow_retries=False`, so the step's retry policy does not retry it: only fixing the day helps."""
 
 
 def indicator_check_status(
@@ -185,7 +185,8 @@ def strategy_signals(
     failures, unchecked = indicator_check_status(context.instance, [d.isoformat() for d in dates])
     if failures:
         raise IndicatorChecksFailed(
-            description="strategies refused: the indicators they read failed blocking checks — " + "; ".join(failures)
+            description="strategies refused: the indicators they read failed blocking checks — " + "; ".join(failures),
+            allow_retries=False,
         )
     if unchecked:
         context.log.warning(f"indicator partitions without check evaluations (not gated): {', '.join(unchecked[:10])}")
