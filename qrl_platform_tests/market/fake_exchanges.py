@@ -33,8 +33,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+
+from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
 
 TWSE_NO_DATA = {"stat": "很抱歉，沒有符合條件的資料!"}
 MI_MARGN_NO_DATA = {"stat": "很抱歉，沒有符合條件的資料"}  # recorded without the final 「!」
@@ -363,6 +363,21 @@ STORM_RETRY_AFTER = "0.02"  # seconds; honoured by the client, small so storms s
 STORM_TIMEOUT_SECONDS = 0.5  # longer than the client timeout the storm test sets
 
 
+class _Host(LocalHttpServer):
+    """One host of the fake (TWSE or TPEx); both answer from the shared state of FakeExchanges."""
+
+    def __init__(self, exchange: FakeExchanges, market: str, routes: dict[str, Route]):
+        super().__init__()
+        self.exchange, self.market, self.routes = exchange, market, routes
+
+    def answer(self, request: Request) -> Reply:
+        with self.exchange._lock:
+            self.exchange.requests.append(Seen(self.market, request.path, request.query, request.at))
+        status, headers, body = self.exchange._answer(self.market, self.routes, request.path, request.query)
+        content_type = headers.pop("Content-Type", "text/plain")
+        return Reply(status, body, headers, content_type)
+
+
 class FakeExchanges:
     def __init__(self):
         self.requests: list[Seen] = []
@@ -377,21 +392,20 @@ class FakeExchanges:
         self.publication: dict[str, dt.time] = {}
         self.late: dict[tuple[str, dt.date], dt.time] = {}
         self._lock = threading.Lock()
-        self._servers = [self._serve("twse", TWSE_ROUTES), self._serve("tpex", TPEX_ROUTES)]
+        self._servers = [_Host(self, "twse", TWSE_ROUTES).start(), _Host(self, "tpex", TPEX_ROUTES).start()]
 
     # ---------------------------------------------------------------------------------- lifecycle
     @property
     def twse_base_url(self) -> str:
-        return f"http://127.0.0.1:{self._servers[0].server_address[1]}"
+        return self._servers[0].base_url
 
     @property
     def tpex_base_url(self) -> str:
-        return f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        return self._servers[1].base_url
 
     def stop(self) -> None:
         for server in self._servers:
-            server.shutdown()
-            server.server_close()
+            server.stop()
 
     # ----------------------------------------------------------------------------------- switches
     def close_day(self, date: dt.date) -> None:
@@ -471,33 +485,6 @@ class FakeExchanges:
         return [r.at for r in self.requests if r.market == market]
 
     # --------------------------------------------------------------------------------------- serving
-    def _serve(self, market: str, routes: dict[str, Route]) -> ThreadingHTTPServer:
-        exchange = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                url = urlsplit(self.path)
-                params = dict(parse_qsl(url.query, keep_blank_values=True))
-                with exchange._lock:
-                    exchange.requests.append(Seen(market, url.path, params, time.time()))
-                status, headers, body = exchange._answer(market, routes, url.path, params)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-{market}", daemon=True
-        ).start()
-        return server
-
     def _answer(self, market: str, routes: dict[str, Route], path: str, params: dict[str, str]):
         with self._lock:
             queued = self.failures.get(path)
