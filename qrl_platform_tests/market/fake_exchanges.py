@@ -12,7 +12,7 @@ sorted by total net buy. Closed days answer each endpoint's recorded envelope (s
 Query parameters are checked like the real hosts need them (response=json, date=YYYYMMDD for TWSE,
 date=YYYY/MM/DD for TPEx, type/selectType/sect); a wrong request gets HTTP 400.
 
-Switches for the unhappy paths: `close_day`, `serve_html`, `drop_stock_table`, `rename_field`,
+Switches for the unhappy paths: `close_day`, `serve_html`, `serve_truncated`, `drop_stock_table`, `rename_field`,
 `mutate` (any payload edit), `tpex_answers_date`, `fail_next` (429 with Retry-After, 5xx), and every
 request is recorded with its arrival time. `storm(rate, seed=…)` answers each request, with
 probability `rate`, with one of STORM_KINDS at random (429 + Retry-After, 503, a timeout, an HTML error
@@ -383,6 +383,7 @@ class FakeExchanges:
         self.requests: list[Seen] = []
         self.closed: set[dt.date] = set()
         self.html: set[str] = set()
+        self.truncated: set[str] = set()
         self.mutations: dict[str, list[Callable[[dict], dict]]] = {}
         self.failures: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.tpex_date: dt.date | None = None
@@ -414,6 +415,10 @@ class FakeExchanges:
 
     def serve_html(self, path: str) -> None:
         self.html.add(path)
+
+    def serve_truncated(self, path: str) -> None:
+        """Answer `path` with the first half of its JSON body (a connection cut mid-answer)."""
+        self.truncated.add(path)
 
     def mutate(self, path: str, edit: Callable[[dict], dict | None]) -> None:
         """Edit the payload served on `path` (the edit may change it in place and return None)."""
@@ -507,7 +512,7 @@ class FakeExchanges:
             time.sleep(STORM_TIMEOUT_SECONDS)
         if path in self.html or kind == "html":
             return 200, {"Content-Type": "text/html; charset=utf-8"}, HTML_PAGE
-        if kind == "truncated":
+        if kind == "truncated" or path in self.truncated:
             status, headers, body = _json(200, route.build(date))
             return status, headers, body[: len(body) // 2]
         if kind == "another_date":
