@@ -24,6 +24,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+import sqlalchemy as sa
+import yaml
 
 from qrl_platform import cli
 from qrl_platform.definitions import RESOURCES
@@ -32,8 +34,10 @@ from qrl_platform.defs.strategies.assets import strategies
 from qrl_platform.market.schema import KEYS
 from qrl_platform.settings import warehouse_url
 from qrl_platform.storage.frames import FrameStore
+from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform.strategy.store import save_run
 from qrl_platform.warehouse import Warehouse
+from qrl_platform.warehouse import schema as tables
 from qrl_platform_tests.market import fake_exchanges as fx
 from qrl_platform_tests.market.fake_exchanges import FakeExchanges
 from qrl_platform_tests.reliability.crash_targets import SignalsDayReplace
@@ -201,6 +205,33 @@ MARKET_KINDS = {
     },
 }  # fmt: skip
 
+
+# Invalid strategy definitions given to the `strategies` asset (config `directory`): a copy of the built-ins
+# with one file edited. Definitions carry no date, so the error names the file, the strategy and the field.
+def edit_yaml(file: str, edit):
+    def apply(directory: Path) -> None:
+        path = directory / file
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        edit(raw)
+        path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    return apply
+
+
+STRATEGY_CASES = {
+    # case: (edit of the copied directory, message parts)
+    "unknown factor": (edit_yaml("value.yaml", lambda raw: raw["rules"][0].update(factor="pe_ratio")),
+                       ["value.yaml: STG_VALUE_001: rules[0].factor 'pe_ratio' is not a known factor (did you mean 'pe'?)"]),
+    "misspelt field": (edit_yaml("momentum.yaml", lambda raw: raw.update(horizn_days=raw.pop("horizon_days"))),
+                       ["momentum.yaml: STG_MOMENTUM_001: horizn_days is not a known field (did you mean 'horizon_days'?)"]),
+    "bad operator": (edit_yaml("value.yaml", lambda raw: raw["rules"][3].update(op="=>")),
+                     ["value.yaml: STG_VALUE_001: rules[3].op"]),
+    "rules changed, version not bumped": (edit_yaml("value.yaml", lambda raw: raw["signal"].update(buy_above=0.8)),
+                                          ["STG_VALUE_001: version: the rules changed but version is still 1"]),
+    "not YAML": (lambda directory: (directory / "value.yaml").write_text("rules: [unclosed\n", encoding="utf-8"),
+                 ["value.yaml", "is not valid YAML"]),
+}  # fmt: skip
+
 # Partition keys dg.materialize refuses before any run starts: Dagster's message names the key.
 PARTITION_KINDS = {
     "dates outside the partition range": ["1999-01-04", "2099-01-05", "2026-09-05"],  # before start, future, a Saturday
@@ -259,6 +290,17 @@ def stored_duplicates(table: str) -> int:
     return frame.height - frame.unique(subset=list(KEYS[table])).height
 
 
+def stored_strategies() -> list[tuple]:
+    warehouse = Warehouse(warehouse_url())
+    try:
+        with warehouse.engine.connect() as conn:
+            query = sa.select(tables.strategies.c.strategy_id, tables.strategies.c.version,
+                              tables.strategies.c.status, tables.strategies.c.definition)  # fmt: skip
+            return sorted(tuple(row) for row in conn.execute(query.order_by(tables.strategies.c.strategy_id)))
+    finally:
+        warehouse.dispose()
+
+
 def materialisations(instance: dg.DagsterInstance, table: str) -> int:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(table), asset_partitions=[DAY.isoformat()]), limit=100
@@ -302,6 +344,37 @@ def test_every_bad_input_kind_through_the_assets_names_field_and_date_and_change
             assert wrong == {}, kind
             assert (changed, duplicated) == (0, 0), kind
 
+        strategies_before = stored_strategies()
+        wrong = {}
+        changed = 0
+        for number, (case, (breaking, expected)) in enumerate(STRATEGY_CASES.items()):
+            directory = home.parent / f"strategies-{number}"
+            shutil.copytree(BUILTIN_DIR, directory)
+            breaking(directory)
+            before = stored_hash(home)
+            result = dg.materialize(
+                [strategies], resources=RESOURCES, instance=instance, raise_on_error=False,
+                run_config={"ops": {"strategies": {"config": {"directory": str(directory)}}}},
+            )  # fmt: skip
+            message = error_text(result)
+            missing = [part for part in expected if part not in message]
+            if result.success or missing:
+                wrong[case] = f"success={result.success}, missing {missing} in: {message[:400]}"
+            changed += int(stored_hash(home) != before) + int(stored_strategies() != strategies_before)
+        record(
+            Figures(
+                target="bad input through the assets: invalid strategy definitions",
+                faults=f"{len(STRATEGY_CASES)}: " + "; ".join(STRATEGY_CASES),
+                runs=len(STRATEGY_CASES),
+                lost=changed,
+                duplicated=len(strategies_before) - len({row[0] for row in strategies_before}),
+                notes=f"{len(STRATEGY_CASES) - len(wrong)}/{len(STRATEGY_CASES)} failed naming file, strategy and "
+                f"field; `strategies` table and stored hash unchanged: {changed == 0}",
+            )
+        )
+        assert wrong == {}
+        assert changed == 0 and len(strategies_before) == 10
+
         for kind, keys in PARTITION_KINDS.items():
             wrong = {}
             before = stored_hash(home)
@@ -339,3 +412,21 @@ def matrix_row(kind: str, cases: dict, wrong: dict, changed: int, duplicated: in
         notes=f"{len(cases) - len(wrong)}/{len(cases)} failed naming field or endpoint and the date; "
         f"stored hash, rows and materialisations unchanged: {changed == 0}",
     )
+
+
+def test_dashes_in_a_price_are_a_missing_price_stored_as_null_not_bad_input(live_home):
+    """`--` where a price is (SPEC S4.1): the day is stored with that price null (never 0); the stock
+    traded (volume > 0), so it is not marked suspended, and every other value is the clean run's."""
+    home, exchanges = live_home
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([daily_quotes], resources=RESOURCES, partition_key=str(DAY), instance=instance).success
+        clean = FrameStore().read("daily_quotes", str(DAY))
+        evict(home, fx.MI_INDEX)
+        exchanges.mutate(fx.MI_INDEX, replace_cell("2330", 8, "--"))  # 收盤價
+        assert dg.materialize([daily_quotes], resources=RESOURCES, partition_key=str(DAY), instance=instance).success
+    stored = FrameStore().read("daily_quotes", str(DAY))
+    tsmc = stored.filter(pl.col("stock_id") == "2330").row(0, named=True)
+    assert (tsmc["close"], tsmc["change"], tsmc["is_suspended"], tsmc["volume"]) == (None, None, False, 40_033_236)
+    others = [c for c in clean.columns if c not in ("close", "change")]
+    assert stored.select(others).equals(clean.select(others))
+    assert stored.filter(pl.col("stock_id") != "2330").equals(clean.filter(pl.col("stock_id") != "2330"))
