@@ -16,7 +16,6 @@ from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
 from qrl_platform.defs.market import assets as market_assets
 from qrl_platform.defs.market.sensors import indicator_inputs
 from qrl_platform.market.live.twse import NotPublishedYet
-from qrl_platform.market.schema import BadMarketData
 
 DAY = "2024-03-05"  # a Tuesday
 PREVIOUS = "2024-03-04"
@@ -168,7 +167,8 @@ def test_a_failed_run_is_not_retried_by_the_sensor(instance, monkeypatch, qrl_ho
         _materialize(instance, asset, DAY)
 
     def bad(self, table, date):
-        raise BadMarketData(f"MI_MARGN {date}: field 融資今日餘額 missing")
+        # Final at once: the jobs' step retry policy would otherwise back off for minutes first.
+        raise dg.Failure(f"MI_MARGN {date}: field 融資今日餘額 missing", allow_retries=False)
 
     monkeypatch.setattr("qrl_platform.market.demo.DemoMarket.fetch_day", bad)
     result = _run_margin_job(instance, DAY)
