@@ -3,6 +3,7 @@ repository's workspace.yaml and local dagster.yaml), loads the code location and
 the one the UI renders — shows the asset graph, the jobs, and the schedules and sensors with their
 default on/off state."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -61,19 +62,20 @@ def _graphql(base: str, query: str) -> dict:
     return body["data"]
 
 
-@pytest.fixture
-def webserver(tmp_path):
+@contextlib.contextmanager
+def running_webserver(tmp_path: Path, *, instance_config: str | None = None, env: dict | None = None):
+    """dagster-webserver over this repository's workspace.yaml and a DAGSTER_HOME under `tmp_path`
+    (`tmp_path / "dagster"`), with the README's dagster.yaml unless `instance_config` is given; yields
+    its base URL and stops it afterwards."""
     dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
+    dagster_home.mkdir(exist_ok=True)
     # The README's set-up: the repository's dagster.yaml with its storage under DAGSTER_HOME.
-    config = (
-        (ROOT / "dagster.yaml")
-        .read_text()
-        .replace("base_dir: .qrl/dagster_storage", f"base_dir: {dagster_home}/storage")
-    )
+    config = instance_config or (ROOT / "dagster.yaml").read_text()
+    config = config.replace("base_dir: .qrl/dagster_storage", f"base_dir: {dagster_home}/storage")
     (dagster_home / "dagster.yaml").write_text(config)
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "QRL_HOME": str(tmp_path / "qrl")}
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "QRL_HOME": str(tmp_path / "qrl"), **(env or {})}
     env.pop("QRL_WAREHOUSE_URL", None)
+    env.pop("QRL_DAGSTER_URL", None)
     port = free_port()
     log = (tmp_path / "webserver.log").open("w")
     process = subprocess.Popen(
@@ -100,6 +102,12 @@ def webserver(tmp_path):
     finally:
         stop_process(process, timeout=20)
         log.close()
+
+
+@pytest.fixture
+def webserver(tmp_path):
+    with running_webserver(tmp_path) as base:
+        yield base
 
 
 def test_the_ui_loads_the_code_location_with_its_graph_jobs_schedules_and_sensors(webserver):
