@@ -491,6 +491,20 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return _exit_code(launch(Launch(run.job_name, span, run_config, tags, assets=run.assets)))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from qrl_platform.cli_status import status_lines
+
+    day = parse_date(args.date, field="date")
+    if settings().dagster_url:
+        print("status reads the local instance (DAGSTER_HOME) and QRL_HOME, not QRL_DAGSTER_URL", file=sys.stderr)
+    try:
+        instance = dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError:
+        instance = None
+    print("\n".join(status_lines(day, instance)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -540,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("run_id")
     retry.add_argument("--any-status", action="store_true", help="also re-run a run that did not fail")
     retry.set_defaults(func=cmd_retry)
+
+    status = sub.add_parser(
+        "status", help="one screen on a day's stages: raw, indicators + checks, signals, M13, stats"
+    )
+    status.add_argument("date")
+    status.set_defaults(func=cmd_status)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -106,3 +106,23 @@ def test_a_failed_check_names_the_missing_lookback_and_the_command_first(qrl_hom
     # A check that passes says nothing about history.
     assert evaluations[("no_infinities", "2024-07-01")].passed
     assert "lookback" not in evaluations[("no_infinities", "2024-07-01")].description
+    # `qrl status` shows the same cause on its one screen.
+    from qrl_platform.cli_status import status_lines
+
+    assert status_lines(dt.date(2024, 7, 1), instance) == [
+        "2024-07-01: trading day",
+        "raw tables",
+        "  daily_quotes            60 rows",
+        "  institutional_flows     not stored",
+        "  margin_balances         not stored",
+        "  valuations              not stored",
+        "indicators",
+        "  technical_indicators    60 rows; checks 3/4 passed",
+        "                            missing_rate FAILED: 249 lookback partitions of daily_quotes not stored "
+        "(2023-06-21…2024-06-28) — materialise them with `qrl backfill 2024-07-01 2024-07-02`",
+        "  fundamental_indicators  not stored; checks: not materialised in this instance",
+        "  chip_indicators         not stored; checks: not materialised in this instance",
+        "signals                   none",
+        "M13 event                 not published",
+        "stats                     not computed",
+    ]
