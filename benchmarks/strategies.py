@@ -157,6 +157,14 @@ def main() -> None:
         + ", ".join(f"{o.strategy_id.removeprefix('STG_')}={o.duration_ms:.1f}" for o in outcomes)
     )
     print(f"           signals: {records.signals.height} rows, executions: {len(records.executions)}")
+    # What the runner does: the same strategies in a worker process with a time limit (isolation.py);
+    # the first call also starts the forkserver, so it is the warm-up.
+    run_strategies(definitions, frame, [day], timeout_seconds=1800)
+    _, isolated = timed(lambda: run_strategies(definitions, frame, [day], timeout_seconds=1800), repeat=7)
+    print(
+        f"one day  compute in a worker process (the runner's way, median of 7): "
+        f"{statistics.median(isolated) * 1000:8.1f} ms"
+    )
 
     from qrl_platform.warehouse import Warehouse
     from qrl_platform_tests.servers import start_postgres

@@ -21,6 +21,13 @@ from qrl_platform.settings import settings
 
 TAIPEI_NAME = "Asia/Taipei"
 TAIPEI = ZoneInfo(TAIPEI_NAME)
+
+
+def utc_now() -> dt.datetime:
+    """The system clock, timezone-aware (the one place the calendar reads it; tests replace it)."""
+    return dt.datetime.now(dt.UTC)
+
+
 TRADING_DAY_START = "2020-01-02"
 DATE_FMT = "%Y-%m-%d"
 QUARTER_HOUR_FMT = "%Y-%m-%d-%H:%M"  # the QRL side's UTC quarter-hour partition keys
@@ -31,11 +38,16 @@ CLOSING_DATA_OUT = dt.time(14, 30)
 
 
 def taipei_now() -> dt.datetime:
-    return dt.datetime.now(TAIPEI)
+    return utc_now().astimezone(TAIPEI)
 
 
-def taipei_today() -> dt.date:
-    return taipei_now().date()
+def taipei_today(now: dt.datetime | None = None) -> dt.date:
+    """Today's date in Asia/Taipei (UTC+8), whatever the host's timezone: from 16:00 UTC it is already
+    tomorrow in Taipei. `now` must be timezone-aware (a naive time has no defined Taipei date)."""
+    now = utc_now() if now is None else now
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"taipei_today: now must be timezone-aware, got naive {now.isoformat()}")
+    return now.astimezone(TAIPEI).date()
 
 
 def closing_data_out(now: dt.datetime) -> bool:

@@ -26,6 +26,7 @@ TWSE_DEFAULT_BASE_URL = "https://www.twse.com.tw"
 TPEX_DEFAULT_BASE_URL = "https://www.tpex.org.tw"
 TDCC_DEFAULT_BASE_URL = "https://opendata.tdcc.com.tw"
 MEXC_DEFAULT_BASE_URL = "https://api.mexc.com"
+MOPS_DEFAULT_BASE_URL = "https://mops.twse.com.tw"
 
 
 def _env(name: str, default: str = "") -> str:
@@ -51,10 +52,19 @@ class Settings(BaseSettings):
     twse_base_url: str = _env("QRL_TWSE_BASE_URL", TWSE_DEFAULT_BASE_URL)
     tpex_base_url: str = _env("QRL_TPEX_BASE_URL", TPEX_DEFAULT_BASE_URL)
     tdcc_base_url: str = _env("QRL_TDCC_BASE_URL", TDCC_DEFAULT_BASE_URL)
+    mops_base_url: str = _env("QRL_MOPS_BASE_URL", MOPS_DEFAULT_BASE_URL)
     http_min_interval_seconds: float = _env("QRL_HTTP_MIN_INTERVAL_SECONDS", "2.0")
     http_backoff_seconds: float = _env("QRL_HTTP_BACKOFF_SECONDS", "1.0")
     demo_seed: int = _env("QRL_DEMO_SEED", "7")
     demo_universe: int = _env("QRL_DEMO_UNIVERSE", "1800")
+    # When each raw table's data for day D is normally out (HH:MM Taipei; market/timetable.py has the defaults)
+    publish_daily_quotes: str = _env("QRL_PUBLISH_DAILY_QUOTES")
+    publish_institutional_flows: str = _env("QRL_PUBLISH_INSTITUTIONAL_FLOWS")
+    publish_margin_balances: str = _env("QRL_PUBLISH_MARGIN_BALANCES")
+    publish_valuations: str = _env("QRL_PUBLISH_VALUATIONS")
+    publish_monthly_revenue: str = _env("QRL_PUBLISH_MONTHLY_REVENUE")
+    publish_financials: str = _env("QRL_PUBLISH_FINANCIALS")
+    publish_shareholding_distribution: str = _env("QRL_PUBLISH_SHAREHOLDING_DISTRIBUTION")
 
     # Redis and the M13 event bus
     redis_url: SecretStr = _secret("QRL_REDIS_URL")
@@ -106,7 +116,7 @@ class Settings(BaseSettings):
             raise ValueError(f"QRL_MARKET_SOURCE must be 'demo' or 'live', got {value!r}")
         return value
 
-    @field_validator("twse_base_url", "tpex_base_url", "tdcc_base_url", "mexc_base_url", "dagster_url")
+    @field_validator("twse_base_url", "tpex_base_url", "tdcc_base_url", "mops_base_url", "mexc_base_url", "dagster_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")
@@ -176,6 +186,11 @@ def qrl_home() -> str:
     return settings().qrl_home
 
 
+def publication_time_override(table: str) -> str | None:
+    """`QRL_PUBLISH_<TABLE>` (HH:MM, Taipei): when a raw table's data is normally out (market/timetable.py)."""
+    return getattr(settings(), f"publish_{table}", "") or None
+
+
 def warehouse_url() -> str:
     return settings().warehouse_url
 
@@ -190,6 +205,7 @@ class MarketSourceSettings:
     demo_seed: int
     demo_universe: int
     tdcc_base_url: str = TDCC_DEFAULT_BASE_URL
+    mops_base_url: str = MOPS_DEFAULT_BASE_URL
 
     @staticmethod
     def from_env() -> MarketSourceSettings:
@@ -201,4 +217,5 @@ class MarketSourceSettings:
             demo_seed=current.demo_seed,
             demo_universe=current.demo_universe,
             tdcc_base_url=current.tdcc_base_url,
+            mops_base_url=current.mops_base_url,
         )

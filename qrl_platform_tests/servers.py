@@ -1,4 +1,5 @@
-"""Real PostgreSQL and Redis servers for the test session, started from their binaries.
+"""Real PostgreSQL and Redis servers for the test session, started from their binaries, and
+dagster-webserver over this repository (the UI tests).
 
 PostgreSQL refuses to run as root, so when the tests run as root the cluster is initialised and
 started as the `postgres` system user (runuser) in a directory that user owns. Each server listens
@@ -7,13 +8,18 @@ on a free loopback port and is stopped when the session ends.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,3 +151,50 @@ def start_redis() -> RedisServer:
     )
     _wait_for_port(port)
     return RedisServer(port=port, process=process, directory=directory)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WEBSERVER_STARTUP_SECONDS = 120
+
+
+def local_dagster_home(dagster_home: Path) -> Path:
+    """A DAGSTER_HOME set up as the README says: the repository's dagster.yaml, storage under it."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = (
+        (REPO_ROOT / "dagster.yaml")
+        .read_text()
+        .replace("base_dir: .qrl/dagster_storage", f"base_dir: {dagster_home}/storage")
+    )
+    (dagster_home / "dagster.yaml").write_text(config)
+    return dagster_home
+
+
+@contextlib.contextmanager
+def dagster_webserver(dagster_home: Path, qrl_home: Path, log_path: Path) -> Iterator[str]:
+    """dagster-webserver over this repository's workspace.yaml on a free loopback port; yields its base URL
+    once /server_info answers, and stops it afterwards. The log is in `log_path` (shown if it fails to start)."""
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "QRL_HOME": str(qrl_home)}
+    env.pop("QRL_WAREHOUSE_URL", None)
+    port = free_port()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + WEBSERVER_STARTUP_SECONDS
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/server_info", timeout=5):
+                        break
+                except (urllib.error.URLError, ConnectionError):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError("dagster-webserver did not start:\n" + log_path.read_text()) from None
+                    time.sleep(0.5)
+            yield base
+        finally:
+            stop_process(process, timeout=20)

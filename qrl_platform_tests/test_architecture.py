@@ -104,3 +104,43 @@ def test_no_import_cycles():
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+def test_only_the_settings_module_reads_the_environment():
+    readers = []
+    for name, path in _all_modules().items():
+        text = path.read_text(encoding="utf-8")
+        if name != "qrl_platform.settings" and ("os.environ" in text or "getenv(" in text):
+            readers.append(name)
+    assert readers == []
+
+
+def test_settings_hide_secrets_and_list_them_for_redaction():
+    from qrl_platform.settings import settings
+
+    current = settings(
+        {
+            "MEXC_API_SECRET": "s3cr3t-mexc-value",
+            "QRL_SLACK_WEBHOOK_URL": "https://hooks.example/T/B/tok3n",
+            "QRL_WAREHOUSE_URL": "postgresql+psycopg://qrl:db-pa55word@db/qrl",
+            "QRL_REDIS_URL": "redis://:redis-pa55@cache:6379/0",
+            "QRL_HOME": "/data/qrl",
+        }
+    )
+    shown = repr(current)
+    for secret in ("s3cr3t-mexc-value", "tok3n", "db-pa55word", "redis-pa55"):
+        assert secret not in shown
+    assert sorted(current.secret_values()) == sorted(
+        ["s3cr3t-mexc-value", "https://hooks.example/T/B/tok3n", "db-pa55word", "redis-pa55"]
+    )
+    assert current.warehouse_url == "postgresql+psycopg://qrl:db-pa55word@db/qrl"
+    assert current.qrl_home == "/data/qrl"
+
+
+def test_a_bad_setting_names_its_variable():
+    from qrl_platform.settings import settings
+
+    with pytest.raises(ValueError, match="QRL_MARKET_SOURCE must be 'demo' or 'live', got 'paper'"):
+        settings({"QRL_MARKET_SOURCE": "paper"})
+    with pytest.raises(ValueError, match="QRL_DEMO_UNIVERSE"):
+        settings({"QRL_DEMO_UNIVERSE": "many"})

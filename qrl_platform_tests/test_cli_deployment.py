@@ -11,8 +11,7 @@ import dagster as dg
 import pytest
 
 from qrl_platform import cli
-from qrl_platform_tests.servers import free_port
-from qrl_platform_tests.test_webserver import running_webserver
+from qrl_platform_tests.servers import dagster_webserver, free_port
 
 TOKEN = "s3cret-token"
 DAY = "2024-11-01"
@@ -65,7 +64,12 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def deployment(tmp_path, monkeypatch):
-    with running_webserver(tmp_path, instance_config=INSTANCE, env={"QRL_DEMO_UNIVERSE": "60"}) as base:
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(INSTANCE.replace(".qrl/dagster_storage", str(dagster_home / "storage")))
+    monkeypatch.setenv("QRL_DEMO_UNIVERSE", "60")  # the webserver (and its runs) inherit it
+    monkeypatch.delenv("QRL_DAGSTER_URL", raising=False)
+    with dagster_webserver(dagster_home, tmp_path / "qrl", tmp_path / "webserver.log") as base:
         _Proxy.upstream, _Proxy.seen = base, []
         proxy = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Proxy)
         thread = threading.Thread(target=proxy.serve_forever, daemon=True)
@@ -80,7 +84,7 @@ def deployment(tmp_path, monkeypatch):
             monkeypatch.setenv("DAGSTER_HOME", str(local))
             monkeypatch.setenv("QRL_HOME", str(tmp_path / "qrl"))
             monkeypatch.setattr(cli, "POLL_SECONDS", 0.5)
-            yield dg.DagsterInstance.from_config(str(tmp_path / "dagster")), dg.DagsterInstance.from_config(str(local))
+            yield dg.DagsterInstance.from_config(str(dagster_home)), dg.DagsterInstance.from_config(str(local))
         finally:
             proxy.shutdown()
             proxy.server_close()

@@ -3,23 +3,13 @@ repository's workspace.yaml and local dagster.yaml), loads the code location and
 the one the UI renders — shows the asset graph, the jobs, and the schedules and sensors with their
 default on/off state."""
 
-import contextlib
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from qrl_platform_tests.servers import free_port, stop_process
+from qrl_platform_tests.servers import dagster_webserver, local_dagster_home
 from qrl_platform_tests.test_definitions import ASSET_GROUPS
-
-ROOT = Path(__file__).resolve().parents[1]
-STARTUP_SECONDS = 120
 
 QUERY = """
 {
@@ -62,51 +52,10 @@ def _graphql(base: str, query: str) -> dict:
     return body["data"]
 
 
-@contextlib.contextmanager
-def running_webserver(tmp_path: Path, *, instance_config: str | None = None, env: dict | None = None):
-    """dagster-webserver over this repository's workspace.yaml and a DAGSTER_HOME under `tmp_path`
-    (`tmp_path / "dagster"`), with the README's dagster.yaml unless `instance_config` is given; yields
-    its base URL and stops it afterwards."""
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir(exist_ok=True)
-    # The README's set-up: the repository's dagster.yaml with its storage under DAGSTER_HOME.
-    config = instance_config or (ROOT / "dagster.yaml").read_text()
-    config = config.replace("base_dir: .qrl/dagster_storage", f"base_dir: {dagster_home}/storage")
-    (dagster_home / "dagster.yaml").write_text(config)
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "QRL_HOME": str(tmp_path / "qrl"), **(env or {})}
-    env.pop("QRL_WAREHOUSE_URL", None)
-    env.pop("QRL_DAGSTER_URL", None)
-    port = free_port()
-    log = (tmp_path / "webserver.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            try:
-                _get(f"{base}/server_info")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "dagster-webserver did not start:\n" + (tmp_path / "webserver.log").read_text()
-                    ) from None
-                time.sleep(0.5)
-        yield base
-    finally:
-        stop_process(process, timeout=20)
-        log.close()
-
-
 @pytest.fixture
 def webserver(tmp_path):
-    with running_webserver(tmp_path) as base:
+    dagster_home = local_dagster_home(tmp_path / "dagster")
+    with dagster_webserver(dagster_home, tmp_path / "qrl", tmp_path / "webserver.log") as base:
         yield base
 
 

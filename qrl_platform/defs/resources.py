@@ -94,13 +94,15 @@ class MarketSourceResource(dg.ConfigurableResource):
     """Where raw market data comes from: the seeded demo market (default) or live TWSE/TPEx.
 
     Empty fields fall back to the environment (QRL_MARKET_SOURCE, QRL_TWSE_BASE_URL, QRL_TPEX_BASE_URL,
-    QRL_DEMO_SEED, QRL_DEMO_UNIVERSE), so the same definitions serve a laptop and production.
+    QRL_TDCC_BASE_URL, QRL_MOPS_BASE_URL, QRL_DEMO_SEED, QRL_DEMO_UNIVERSE), so the same definitions serve
+    a laptop and production.
     """
 
     source: str = ""
     twse_base_url: str = ""
     tpex_base_url: str = ""
     tdcc_base_url: str = ""
+    mops_base_url: str = ""
 
     def settings(self) -> MarketSourceSettings:
         env = MarketSourceSettings.from_env()
@@ -111,6 +113,7 @@ class MarketSourceResource(dg.ConfigurableResource):
             demo_seed=env.demo_seed,
             demo_universe=env.demo_universe,
             tdcc_base_url=(self.tdcc_base_url or env.tdcc_base_url).rstrip("/"),
+            mops_base_url=(self.mops_base_url or env.mops_base_url).rstrip("/"),
         )
 
     def provided_tables(self) -> frozenset[str]:

@@ -3,7 +3,8 @@
 This is what makes a one-day run cheap and a one-year backfill a single pass (SPEC S3, S11):
 
 * daily raw tables are read for the open days of the range plus the module's lookback before the
-  first one — `previous_trading_days(first, lookback + 1 + slack)` — never the whole store;
+  first one — `previous_trading_days(first, lookback + 1 + slack)` — never the whole store; a table
+  used with a publication lag (margin: `Factor.lag_days`) is required for the days before, not the day;
 * monthly revenue, quarterly financials and weekly shareholding are read for the periods the range
   can use (`fundamental.history_window`, `chip.history_window`);
 * the module's pure `compute` runs once over that history, and the result is sliced per date:
@@ -257,8 +258,15 @@ def _chip(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataF
     flows = reader.daily(
         "institutional_flows", days, required, ["stock_id", "trade_date", "foreign_net", "trust_net", "dealer_net"]
     )
+    # Point in time within the day: D's margin (out ~21:00) feeds D+1, so day D needs the margin of the
+    # trading day before it and never its own — a 16:35 run and a later backfill read the same rows.
+    margin_required = [previous_trading_days(d, 1 + chip.MARGIN_LAG_DAYS)[0] for d in required]
+    margin_days = [d for d in days if d < required[-1]]
     margin = reader.daily(
-        "margin_balances", days, required, ["stock_id", "trade_date", "margin_balance", "margin_limit", "short_balance"]
+        "margin_balances",
+        margin_days,
+        margin_required,
+        ["stock_id", "trade_date", "margin_balance", "margin_limit", "short_balance"],
     )
     start, end = chip.history_window(required[0], required[-1])["shareholding_distribution"]
     holders = reader.periodic("shareholding_distribution", start, end)
@@ -311,6 +319,21 @@ def compute_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeR
     return RangeResult(
         asset, factors, frames, closed, universe, reader.history, reader.missing, reader.seconds, compute_seconds
     )
+
+
+def lag_metadata(result: RangeResult, date: dt.date) -> dict:
+    """For a partition's metadata: each lagged factor's `lag_days`, and the day each lagged source table's
+    rows come from (margin_balances → the previous trading day). Empty for modules without lagged factors
+    and for closed days."""
+    lagged = [f for f in result.factors if f.lag_days]
+    if not lagged or date in result.closed:
+        return {}
+    source_days: dict[str, str] = {}
+    for factor in lagged:
+        source = previous_trading_days(date, factor.lag_days + 1)[0].isoformat()
+        for table in sorted(factor.source_tables - {"daily_quotes"}):
+            source_days[table] = source
+    return {"factor_lag_days": {f.factor_id: f.lag_days for f in lagged}, "lagged_source_days": source_days}
 
 
 def write_range(store: FrameStore, result: RangeResult) -> None:

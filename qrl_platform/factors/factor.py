@@ -26,6 +26,10 @@ class Factor:
     # Share of stocks allowed to miss the factor on a day (warm-up, missing source data).
     max_missing_rate: float = 0.2
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Point in time within the day: the factor for day D uses source rows dated `lag_days` trading days
+    # earlier, because D's own rows are published after the 16:35 strategies (margin around 21:00). The
+    # same rule in live runs and backfills, so a backfill stores exactly what the live run saw.
+    lag_days: int = 0
 
     @property
     def source_tables(self) -> frozenset[str]:
@@ -45,4 +49,5 @@ class Factor:
             "min_value": self.min_value,
             "max_value": self.max_value,
             "max_missing_rate": self.max_missing_rate,
+            "lag_days": self.lag_days,
         }

@@ -26,9 +26,12 @@ Schema (every field is checked; unknown fields are rejected so a typo never sile
       - {factor: pe, transform: zscore, direction: lower, weight: 1}
       - {factor: kd_k, transform: raw, bounds: [20, 80], weight: 1}
       - {factor: kd_k, op: cross_above, other: kd_d, weight: 1}   # crossed since the previous trading day
+    exit:                                # optional: the exit / opposite setup, conditions only (no weight);
+      - {factor: close, op: "<", other: bb_lower}   # SELL when ALL of them hold on the day
+      - {factor: ret_1, op: "<", value: 0}
     signal:
       buy_above: 0.7                     # score >= buy_above -> BUY   (omit: never BUY)
-      sell_below: 0.3                    # score <= sell_below -> SELL (omit: never SELL)
+      sell_below: 0.3                    # score <= sell_below -> SELL (omit: only `exit` SELLs)
       confidence_range: [0.5, 1.0]       # confidence at the threshold .. at the extreme score
       min_coverage: 0.5                  # share of rule weight that must have data, else no signal
 
@@ -38,7 +41,14 @@ std) clipped to ±3 and mapped to (z + 3)/6; `raw` the value clipped to `bounds`
 `direction: lower` uses 1 − value. `cross_above` is 1 when the factor was at or below the other side
 on the previous trading day and is above it today (`cross_below` mirrors it), so it also needs the
 previous day's values. Missing inputs make a rule unavailable (not 0), and the score is
-the weight-averaged value of the available rules. Validation errors name the strategy and the field:
+the weight-averaged value of the available rules.
+
+Signals: SELL when every `exit` condition holds (a condition whose inputs are missing does not hold)
+or the score is at or below `sell_below`; otherwise BUY when the score is at or above `buy_above`;
+otherwise HOLD, which means "no setup". An exit therefore vetoes a BUY on the same day. Use
+`sell_below` only where a low score *is* the opposite setup (momentum's losers); where a low score
+merely means "the setup is absent", declare the exit instead, so SELL says "get out" and not
+"nothing here". A signal needs a score (min_coverage) whichever way it was decided. Validation errors name the strategy and the field:
 ``STG_VALUE_001: rules[2].factor 'pe_ratio' is not a known factor (did you mean 'pe'?)``.
 """
 
@@ -185,6 +195,7 @@ class StrategyDefinition:
     signal: SignalMapping
     universe: Universe = field(default_factory=Universe)
     description: str = ""
+    exit: tuple[Condition, ...] = ()  # SELL when all hold (weight unused, stored as 1)
     source: str = field(default="", compare=False)  # the file it came from, for error messages
 
     @property
@@ -194,29 +205,21 @@ class StrategyDefinition:
     def fields(self) -> list[str]:
         """Factor/derived fields the rules read, in rule order without duplicates."""
         seen: dict[str, None] = {}
-        for rule in self.rules:
+        for rule in (*self.rules, *self.exit):
             for name in rule.fields:
                 seen.setdefault(name, None)
         return list(seen)
 
     def previous_day_fields(self) -> list[str]:
         """Fields whose previous-trading-day values the rules read (cross operators), without duplicates."""
-        return list(dict.fromkeys(name for rule in self.rules for name in rule.previous_day_fields))
+        return list(dict.fromkeys(name for rule in (*self.rules, *self.exit) for name in rule.previous_day_fields))
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-able form (stored in `strategies.definition`; `parse_definition` reads it back)."""
-        rules = []
-        for rule in self.rules:
-            raw = {k: v for k, v in asdict(rule).items() if v is not None}
-            if isinstance(rule, Condition) and rule.scale == 1.0:
-                raw.pop("scale")
-            for key in ("value", "bounds"):
-                if isinstance(raw.get(key), tuple):
-                    raw[key] = list(raw[key])
-            rules.append(raw)
+        rules = [_rule_dict(rule) for rule in self.rules]
         signal = {k: v for k, v in asdict(self.signal).items() if v is not None}
         signal["confidence_range"] = list(self.signal.confidence_range)
-        return {
+        out = {
             "strategy_id": self.strategy_id,
             "name": self.name,
             "description": self.description,
@@ -227,6 +230,9 @@ class StrategyDefinition:
             "rules": rules,
             "signal": signal,
         }
+        if self.exit:  # absent when empty, so definitions stored before `exit` existed keep their content
+            out["exit"] = [{k: v for k, v in _rule_dict(c).items() if k != "weight"} for c in self.exit]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
@@ -238,8 +244,29 @@ class StrategyDefinition:
         return json.dumps(content, sort_keys=True, ensure_ascii=False)
 
 
+def _rule_dict(rule: Rule) -> dict[str, Any]:
+    raw = {k: v for k, v in asdict(rule).items() if v is not None}
+    if isinstance(rule, Condition) and rule.scale == 1.0:
+        raw.pop("scale")
+    for key in ("value", "bounds"):
+        if isinstance(raw.get(key), tuple):
+            raw[key] = list(raw[key])
+    return raw
+
+
 # ------------------------------------------------------------------------------------------ parsing
-_TOP_FIELDS = {"strategy_id", "name", "description", "status", "version", "horizon_days", "universe", "rules", "signal"}
+_TOP_FIELDS = {
+    "strategy_id",
+    "name",
+    "description",
+    "status",
+    "version",
+    "horizon_days",
+    "universe",
+    "rules",
+    "exit",
+    "signal",
+}
 _UNIVERSE_FIELDS = {"market_type", "min_volume_lots", "exclude_etf", "exclude_suspended"}
 _CONDITION_FIELDS = {"factor", "op", "value", "other", "scale", "weight"}
 _SCORED_FIELDS = {"factor", "transform", "direction", "bounds", "weight"}
@@ -336,7 +363,8 @@ def parse_definition(
 
     universe = _parse_universe(raw.get("universe"), errors)
     rules = _parse_rules(raw.get("rules"), fields, errors)
-    signal = _parse_signal(raw.get("signal"), errors)
+    exit_conditions = _parse_exit(raw.get("exit"), fields, errors)
+    signal = _parse_signal(raw.get("signal"), errors, has_exit=bool(exit_conditions))
 
     if errors.items:
         raise InvalidStrategy(label, errors.items, source)
@@ -349,6 +377,7 @@ def parse_definition(
         horizon_days=horizon,
         universe=universe,
         rules=tuple(rules),
+        exit=tuple(exit_conditions),
         signal=signal,
         source=source or "",
     )
@@ -416,10 +445,44 @@ def _parse_rules(raw: Any, fields: frozenset[str], errors: _Errors) -> list[Rule
     return rules
 
 
+def _parse_exit(raw: Any, fields: frozenset[str], errors: _Errors) -> list[Condition]:
+    """The exit conditions: a list of conditions (factor/op/value or other/scale), all of which must hold."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        errors.add("exit", "must be a non-empty list of conditions (omit it for no exit rule)")
+        return []
+    conditions: list[Condition] = []
+    for index, item in enumerate(raw):
+        path = f"exit[{index}]"
+        if not isinstance(item, Mapping):
+            errors.add(path, f"must be a mapping, got {item!r}")
+            continue
+        if "op" not in item:
+            hint = " (scored terms belong in rules)" if "transform" in item else ""
+            errors.add(f"{path}.op", f"is required: an exit is a condition{hint}")
+            continue
+        factor = item.get("factor")
+        if not isinstance(factor, str) or not factor:
+            errors.add(f"{path}.factor", "is required")
+        elif factor not in fields:
+            errors.add(f"{path}.factor", f"{factor!r} is not a known factor{_did_you_mean(factor, fields)}")
+        condition = _parse_condition(item, path, 1.0, fields, errors, allowed=_CONDITION_FIELDS - {"weight"})
+        if condition is not None:
+            conditions.append(condition)
+    return conditions
+
+
 def _parse_condition(
-    item: Mapping, path: str, weight: float, fields: frozenset[str], errors: _Errors
+    item: Mapping,
+    path: str,
+    weight: float,
+    fields: frozenset[str],
+    errors: _Errors,
+    *,
+    allowed: set[str] = _CONDITION_FIELDS,
 ) -> Condition | None:
-    errors.unknown_fields(path, item, _CONDITION_FIELDS)
+    errors.unknown_fields(path, item, allowed)
     op = item.get("op")
     if op not in CONDITION_OPS:
         hint = " ('==' is not offered: factor values are floats)" if op in ("=", "==") else ""
@@ -482,15 +545,15 @@ def _parse_scored(
     return ScoredTerm(factor=item.get("factor"), transform=transform, weight=weight, direction=direction, bounds=bounds)
 
 
-def _parse_signal(raw: Any, errors: _Errors) -> SignalMapping:
+def _parse_signal(raw: Any, errors: _Errors, *, has_exit: bool = False) -> SignalMapping:
     if not isinstance(raw, Mapping):
         errors.add("signal", "is required: a mapping with buy_above and/or sell_below")
         return SignalMapping()
     errors.unknown_fields("signal", raw, _SIGNAL_FIELDS)
     buy = _number(raw, "buy_above", "signal", errors)
     sell = _number(raw, "sell_below", "signal", errors)
-    if buy is None and sell is None:
-        errors.add("signal", "needs buy_above and/or sell_below (otherwise every stock is HOLD)")
+    if buy is None and sell is None and not has_exit:
+        errors.add("signal", "needs buy_above and/or sell_below, or an exit (otherwise every stock is HOLD)")
     if buy is not None and not 0 < buy <= 1:
         errors.add("signal.buy_above", f"must be in (0, 1] (scores are in [0, 1]), got {buy:g}")
     if sell is not None and not 0 <= sell < 1:

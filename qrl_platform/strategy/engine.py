@@ -4,8 +4,8 @@ The frame has one row per (stock_id, trade_date) from daily_quotes (market, clos
 is_etf, is_suspended) with every M07/M08/M09 factor joined in. Each strategy is one lazy polars
 query over it — universe filter, rule values, score, signal, confidence — with cross-sectional
 transforms computed per day via `.over("trade_date")`, so one day and a year of days cost the same
-code path (a backfill is one pass, not N). Each strategy runs inside its own try/except: a strategy
-that raises is recorded as FAILED and the others still run.
+code path (a backfill is one pass, not N). Each strategy is isolated: one that raises is recorded as
+FAILED, one that exceeds its time limit is stopped and recorded as TIMEOUT, and the others still run.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import polars as pl
 
+from qrl_platform.strategy import isolation
 from qrl_platform.strategy.definition import (
     CROSS_OPS,
     MARKET_TYPES,
@@ -222,23 +223,34 @@ def score_expr(definition: StrategyDefinition) -> pl.Expr:
     return pl.when((available > 0) & (available >= needed)).then((weighted / available).round(SCORE_DECIMALS))
 
 
-def signal_exprs(definition: StrategyDefinition) -> tuple[pl.Expr, pl.Expr]:
-    """(signal, confidence) from the `score` column.
+def exit_expr(definition: StrategyDefinition) -> pl.Expr:
+    """True where every exit condition holds; a condition with a missing input does not hold."""
+    if not definition.exit:
+        return pl.lit(False)
+    return pl.all_horizontal([rule_value(condition).fill_null(0.0) == 1.0 for condition in definition.exit])
 
+
+def signal_exprs(definition: StrategyDefinition) -> tuple[pl.Expr, pl.Expr]:
+    """(signal, confidence) from the `score` column and the exit conditions.
+
+    SELL when the exit holds or score <= sell_below; else BUY when score >= buy_above; else HOLD.
     Confidence grows linearly across `confidence_range` with how far the score is past the
     threshold, relative to the room left: BUY from buy_above (low) to 1 (high); SELL from sell_below
-    to 0; HOLD from the edge of the hold band to its middle.
+    to 0 (an exit SELL above sell_below: 1 - score, the weaker the entry setup the surer the exit);
+    HOLD from the edge of the hold band to its middle.
     """
     mapping = definition.signal
     buy, sell = mapping.buy_above, mapping.sell_below
     score = pl.col("score")
+    exiting = exit_expr(definition)
     signal = pl.lit("HOLD")
-    if sell is not None:
-        signal = pl.when(score <= sell).then(pl.lit("SELL")).otherwise(signal)
     if buy is not None:
         signal = pl.when(score >= buy).then(pl.lit("BUY")).otherwise(signal)
+    below_sell = score <= sell if sell is not None else pl.lit(False)
+    signal = pl.when(exiting | below_sell).then(pl.lit("SELL")).otherwise(signal)
     buy_frac = (score - buy) / (1.0 - buy) if buy is not None and buy < 1 else pl.lit(1.0)
-    sell_frac = (sell - score) / sell if sell is not None and sell > 0 else pl.lit(1.0)
+    threshold_frac = (sell - score) / sell if sell is not None and sell > 0 else pl.lit(1.0)
+    sell_frac = pl.when(below_sell).then(threshold_frac).otherwise(1.0 - score)
     band_lo = sell if sell is not None else 0.0
     band_hi = buy if buy is not None else 1.0
     middle, half = (band_lo + band_hi) / 2.0, (band_hi - band_lo) / 2.0
@@ -402,54 +414,77 @@ def run_strategies(
     dates: Sequence[dt.date],
     options: RunOptions = RunOptions(),
     *,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    timeout_seconds: float | None = None,
+    evaluate: Callable[..., Evaluation] = evaluate_strategy,
 ) -> list[StrategyOutcome]:
-    """Run each strategy in turn, isolating failures; strategies not started by `deadline` time out.
+    """Run each strategy in turn, isolating failures; with `timeout_seconds`, stop one that runs too long.
 
     Strategies run one after another (the source's parallel_strategies=false): each is already
     parallel inside polars, and sequential runs give honest per-strategy timings.
+
+    With `timeout_seconds` (the runner passes timeout_minutes), each strategy is evaluated in a worker
+    process (`isolation.map_with_deadline`) that is stopped when its time is up: the strategy is
+    recorded as TIMEOUT and the next one starts. The limit is per strategy, so one hung strategy
+    costs the run at most `timeout_seconds` and never the strategies after it. Without it,
+    evaluation is inline (notebooks, unit tests).
+    `evaluate` is `evaluate_strategy` unless a caller substitutes one (it must be a module-level
+    function when a timeout is given: the worker receives it by reference).
     """
+    if timeout_seconds is None:
+        results = (_inline(evaluate, definition, frame, dates, options) for definition in definitions)
+    else:
+        # One worker process evaluates the strategies in turn (the frame is sent to it once); a strategy
+        # past its time kills that worker and the next strategy gets a fresh one.
+        shared = (evaluate, frame, dates, options)
+        results = isolation.map_with_deadline(_evaluate_one, definitions, shared, timeout_seconds)
     outcomes: list[StrategyOutcome] = []
-    for definition in definitions:
-        started_at = _utcnow()
-        if deadline is not None and clock() >= deadline:
-            outcomes.append(
-                StrategyOutcome(
-                    definition.strategy_id,
-                    "TIMEOUT",
-                    started_at,
-                    started_at,
-                    0.0,
-                    error_type="Timeout",
-                    error_message="the run exceeded timeout_minutes before this strategy started",
-                )
-            )
-            continue
-        tick = time.perf_counter()
-        try:
-            evaluation = evaluate_strategy(definition, frame, dates, options)
-        except Exception as exc:  # isolation: one broken strategy never stops the others
-            outcomes.append(
-                StrategyOutcome(
-                    definition.strategy_id,
-                    "FAILED",
-                    started_at,
-                    _utcnow(),
-                    (time.perf_counter() - tick) * 1000,
-                    error_type=type(exc).__name__,
-                    error_message=f"{type(exc).__name__}: {exc}"[:4000],
-                )
-            )
-            continue
-        outcomes.append(
-            StrategyOutcome(
-                definition.strategy_id,
-                "SUCCESS",
-                started_at,
-                _utcnow(),
-                (time.perf_counter() - tick) * 1000,
-                evaluation,
-            )
-        )
+    started_at, tick = _utcnow(), time.perf_counter()
+    for definition, result in zip(definitions, results, strict=True):
+        outcomes.append(_outcome(definition.strategy_id, result, started_at, (time.perf_counter() - tick) * 1000))
+        started_at, tick = _utcnow(), time.perf_counter()
     return outcomes
+
+
+def _inline(evaluate: Callable[..., Evaluation], definition, frame, dates, options) -> isolation.Outcome:
+    try:
+        return isolation.Finished(evaluate(definition, frame, dates, options))
+    except Exception as exc:  # isolation: one broken strategy never stops the others
+        return isolation.Raised(type(exc).__name__, f"{type(exc).__name__}: {exc}"[:4000])
+
+
+def _evaluate_one(definition: StrategyDefinition, evaluate: Callable[..., Evaluation], frame, dates, options):
+    """What the worker process runs for each strategy."""
+    return evaluate(definition, frame, dates, options)
+
+
+def _outcome(
+    strategy_id: str, result: isolation.Outcome, started_at: dt.datetime, duration_ms: float
+) -> StrategyOutcome:
+    finished_at = _utcnow()
+    if isinstance(result, isolation.Finished):
+        return StrategyOutcome(strategy_id, "SUCCESS", started_at, finished_at, duration_ms, result.value)
+    if isinstance(result, isolation.TimedOut):
+        message = f"stopped after {result.seconds:g} s: the strategy exceeded timeout_minutes ({result.seconds / 60:g})"
+        return StrategyOutcome(
+            strategy_id, "TIMEOUT", started_at, finished_at, duration_ms, error_type="Timeout", error_message=message
+        )
+    if isinstance(result, isolation.Crashed):
+        message = f"the worker process evaluating the strategy exited with code {result.exitcode} without a result"
+        return StrategyOutcome(
+            strategy_id,
+            "FAILED",
+            started_at,
+            finished_at,
+            duration_ms,
+            error_type="WorkerCrashed",
+            error_message=message,
+        )
+    return StrategyOutcome(
+        strategy_id,
+        "FAILED",
+        started_at,
+        finished_at,
+        duration_ms,
+        error_type=result.error_type,
+        error_message=result.message,
+    )

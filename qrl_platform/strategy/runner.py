@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -19,7 +19,15 @@ import polars as pl
 from qrl_platform.calendar import day_status, previous_trading_days
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import StrategyDefinition
-from qrl_platform.strategy.engine import RunOptions, StrategyOutcome, build_frame, run_strategies, with_previous_day
+from qrl_platform.strategy.engine import (
+    Evaluation,
+    RunOptions,
+    StrategyOutcome,
+    build_frame,
+    evaluate_strategy,
+    run_strategies,
+    with_previous_day,
+)
 from qrl_platform.strategy.store import RunRecords, SaveResult, build_records, load_strategies, save_run
 from qrl_platform.warehouse import Warehouse
 
@@ -37,13 +45,15 @@ class StrategyRunSettings:
     save_results: bool = True  # False: a dry run — compute and report, write nothing
     options: RunOptions = field(default_factory=RunOptions)
     batch_size: int = 100  # trading days per vectorised pass (and per write transaction)
-    timeout_minutes: float = 30.0
+    timeout_minutes: float = 30.0  # per strategy and chunk of days; a strategy past it is stopped (TIMEOUT)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1 trading day, got {self.batch_size}")
-        if self.timeout_minutes < 0:
-            raise ValueError(f"timeout_minutes must be >= 0, got {self.timeout_minutes}")
+        if not self.timeout_minutes > 0:
+            raise ValueError(
+                f"timeout_minutes must be > 0 (a fraction of a minute is fine), got {self.timeout_minutes}"
+            )
 
 
 @dataclass
@@ -73,6 +83,9 @@ class StrategyRunSummary:
     write_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
     last_records: RunRecords | None = None  # the last chunk's rows (tests, dry-run inspection)
+    # One row per (strategy, day): execution_date, buy/sell/hold counts, duration share — the per-partition
+    # figures Dagster's Plots tab charts (a range run has one execution per strategy and day).
+    daily: list[dict] = field(default_factory=list)
 
     @property
     def failed(self) -> list[str]:
@@ -101,7 +114,16 @@ def run_strategy_days(
     *,
     run_id: str | None = None,
     log=None,
+    evaluate: Callable[..., Evaluation] = evaluate_strategy,
 ) -> StrategyRunSummary:
+    """Run the chosen strategies over `dates` (see the module docstring) and write each chunk.
+
+    Each strategy's evaluation of a chunk runs in a worker process limited to `settings.timeout_minutes`
+    (engine.run_strategies): past it, the strategy is stopped and recorded as TIMEOUT in
+    strategy_executions and job_execution_details, and the remaining strategies still run and write.
+    `evaluate` replaces the engine's evaluation (tests: a deliberately slow strategy); it must be a
+    module-level function (or a functools.partial of one), since the worker receives it by reference.
+    """
     summary = StrategyRunSummary(dates=sorted(dates), saved=settings.save_results)
     open_dates = _open_dates(store, summary)
     summary.open_dates = open_dates
@@ -114,12 +136,18 @@ def run_strategy_days(
         return summary
 
     previous_day_fields = sorted({f for definition in definitions for f in definition.previous_day_fields()})
-    deadline = time.monotonic() + settings.timeout_minutes * 60.0
     for start in range(0, len(open_dates), settings.batch_size):
         chunk = open_dates[start : start + settings.batch_size]
         tick = time.perf_counter()
         frame = load_frame(store, chunk, previous_day_fields=previous_day_fields)
-        outcomes = run_strategies(definitions, frame, chunk, settings.options, deadline=deadline)
+        outcomes = run_strategies(
+            definitions,
+            frame,
+            chunk,
+            settings.options,
+            timeout_seconds=settings.timeout_minutes * 60.0,
+            evaluate=evaluate,
+        )
         outcomes += [_prefailed(strategy_id, message) for strategy_id, message in prefailed.items()]
         records = build_records(outcomes, chunk, run_id=run_id)
         summary.compute_ms += (time.perf_counter() - tick) * 1000
@@ -233,3 +261,7 @@ def _accumulate(summary: StrategyRunSummary, outcomes: Sequence[StrategyOutcome]
         totals.buy += row["buy_signals"]
         totals.sell += row["sell_signals"]
         totals.hold += row["hold_signals"]
+        summary.daily.append({k: row[k] for k in DAILY_FIELDS})
+
+
+DAILY_FIELDS = ("strategy_id", "execution_date", "status", "buy_signals", "sell_signals", "hold_signals", "duration_ms")

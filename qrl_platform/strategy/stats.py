@@ -187,6 +187,8 @@ _STATS_SCHEMA = {
 class StatsResult:
     stats: pl.DataFrame
     rows_written: int
+    # Per BUY/SELL signal of the window read (see `signal_outcomes`): what the basket-return chart shows.
+    outcomes: pl.DataFrame | None = None
 
 
 def update_strategy_stats(
@@ -265,13 +267,13 @@ def update_strategy_stats(
         as_of_dates, sorted(horizons), daily_signals, outcomes, daily_executions, periods=periods, computed_at=now
     )
     if not save:
-        return StatsResult(stats, 0)
+        return StatsResult(stats, 0, outcomes)
     with warehouse.begin() as conn:
         conn.execute(strategy_stats.delete().where(strategy_stats.c.as_of_date.in_(as_of_dates)))
         if stats.height:
             conn.execute(strategy_stats.insert(), stats.to_dicts())
         refresh_strategy_summaries(conn, now)
-    return StatsResult(stats, stats.height)
+    return StatsResult(stats, stats.height, outcomes)
 
 
 def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:

@@ -102,6 +102,8 @@ factor_metadata = sa.Table(
     sa.Column("min_value", sa.Float, nullable=True),
     sa.Column("max_value", sa.Float, nullable=True),
     sa.Column("max_missing_rate", sa.Float, nullable=False),
+    # trading days between a source row's date and the first day the factor uses it (margin: 1)
+    sa.Column("lag_days", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", TS, nullable=False),
 )
 

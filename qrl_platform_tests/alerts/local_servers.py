@@ -10,16 +10,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
 from qrl_platform_tests.servers import free_port
 
 
@@ -42,46 +41,19 @@ class ScriptedResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class WebhookServer:
+class WebhookServer(LocalHttpServer):
     """Records requests; answers with the queued responses in order, then `200 ok` forever."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[RecordedRequest] = []
         self.responses: deque[ScriptedResponse] = deque()
         self.always: ScriptedResponse | None = None  # answer every request this way (e.g. a 500 outage)
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 — the http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                server.requests.append(RecordedRequest("POST", self.path, dict(self.headers.items()), body))
-                response = server.always or (server.responses.popleft() if server.responses else ScriptedResponse())
-                payload = response.body.encode()
-                self.send_response(response.status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in response.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format, *args) -> None:  # keep test output quiet
-                pass
-
-        self.port = free_port()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> WebhookServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+    def answer(self, request: Request) -> Reply:
+        self.requests.append(RecordedRequest(request.method, request.path, request.headers, request.body))
+        response = self.always or (self.responses.popleft() if self.responses else ScriptedResponse())
+        return Reply(response.status, response.body, dict(response.headers))
 
 
 @dataclass

@@ -131,20 +131,28 @@ def test_slow_cadence_schedules_target_the_published_period():
 
 
 @pytest.mark.parametrize(
-    ("name", "when", "table"),
+    ("name", "when", "key"),
     [
-        ("monthly_revenue_schedule", ("2024-04-11", "08:00"), "monthly_revenue"),
-        ("financials_schedule", ("2024-11-15", "08:00"), "financials"),
+        ("monthly_revenue_schedule", ("2024-04-11", "08:00"), "2024-03-01"),
+        ("financials_schedule", ("2024-11-15", "08:00"), "2024-07-01"),
+        ("shareholding_schedule", ("2024-03-09", "10:00"), "2024-03-08"),
     ],
 )
-def test_slow_cadence_schedules_skip_tables_the_live_source_does_not_provide(name, when, table):
-    """Live MOPS ingestion is not built: a skip with the reason, not a failed run every period. TDCC is."""
+def test_slow_cadence_schedules_run_in_live_mode_too(name, when, key):
+    """The live source provides MOPS revenue and financials and TDCC shareholding: no "not provided" skip."""
     with dg.instance_for_test() as instance:
         result = _evaluate_schedule(name, instance, _at(*when), market_source="live")
-        weekly = _evaluate_schedule("shareholding_schedule", instance, _at("2024-03-09", "10:00"), "live")
+    assert [r.partition_key for r in result.run_requests] == [key]
+
+
+def test_a_source_without_a_table_makes_its_schedule_skip_with_the_reason(monkeypatch):
+    from qrl_platform.market.live import LiveMarketSource
+
+    monkeypatch.setattr(LiveMarketSource, "provides", LiveMarketSource.provides - {"financials"})
+    with dg.instance_for_test() as instance:
+        result = _evaluate_schedule("financials_schedule", instance, _at("2024-11-15", "08:00"), market_source="live")
     assert not result.run_requests
-    assert result.skip_message == f"{table}: the live market source does not provide this table; nothing to ingest"
-    assert weekly.run_requests[0].partition_key == "2024-03-08"
+    assert result.skip_message == "financials: the live market source does not provide this table; nothing to ingest"
 
 
 def _evaluate_sensor(name: str, instance, now: dt.datetime, monkeypatch, **resources):

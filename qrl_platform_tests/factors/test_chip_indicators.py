@@ -99,29 +99,56 @@ def test_stock_missing_from_a_day_with_flows_had_zero_net_but_a_day_without_flow
 
 
 def test_margin_utilization_short_ratio_and_changes():
+    """Margin factors for a day use the previous trading day's margin row (published the evening before)."""
     balance = [100, 110, 120, 130, 140, 150, 0, 170] + [200] * 13 + [300]
     out = chip.compute(
         _quotes("M", [1000] * len(balance)),
         _flows("M", [0] * len(balance)),
         _margin("M", balance, limit=400, short=60),
     )
-    assert _column(out, "M", "margin_utilization")[1] == pytest.approx(110 / 400 * 100)
-    assert _column(out, "M", "short_margin_ratio")[2] == pytest.approx(60 / 120 * 100)
-    assert _column(out, "M", "short_margin_ratio")[6] is None  # no margin balance: ratio undefined
+    assert _column(out, "M", "margin_utilization")[0] is None  # no earlier margin row
+    assert _column(out, "M", "margin_utilization")[1] == pytest.approx(100 / 400 * 100)
+    assert _column(out, "M", "short_margin_ratio")[2] == pytest.approx(60 / 110 * 100)
+    assert _column(out, "M", "short_margin_ratio")[7] is None  # the day before had no margin balance
     change5 = _column(out, "M", "margin_change_5")
-    assert change5[4] is None and change5[5] == pytest.approx((150 / 100 - 1) * 100)
-    assert change5[11] is None  # five days earlier the balance was 0
+    assert change5[5] is None and change5[6] == pytest.approx((150 / 100 - 1) * 100)
+    assert change5[12] is None  # five days before the previous day the balance was 0
     change20 = _column(out, "M", "margin_change_20")
-    assert change20[19] is None and change20[20] == pytest.approx((200 / 100 - 1) * 100)
-    assert change20[21] == pytest.approx((300 / 110 - 1) * 100)
+    assert change20[20] is None and change20[21] == pytest.approx((200 / 100 - 1) * 100)
 
 
 def test_stock_without_margin_row_has_null_margin_factors():
-    quotes = pl.concat([_quotes("A", [1000] * 2), _quotes("ETF", [1000] * 2)])
-    flows = pl.concat([_flows("A", [0, 0]), _flows("ETF", [0, 0])])
-    out = chip.compute(quotes, flows, _margin("A", [10, 20]))
-    assert _column(out, "ETF", "margin_utilization") == [None, None]
-    assert _column(out, "A", "margin_utilization") == [1.0, 2.0]
+    quotes = pl.concat([_quotes("A", [1000] * 3), _quotes("ETF", [1000] * 3)])
+    flows = pl.concat([_flows("A", [0, 0, 0]), _flows("ETF", [0, 0, 0])])
+    out = chip.compute(quotes, flows, _margin("A", [10, 20, 30]))
+    assert _column(out, "ETF", "margin_utilization") == [None, None, None]
+    assert _column(out, "A", "margin_utilization") == [None, 1.0, 2.0]  # the day's own 3.0 feeds the next day
+
+
+def test_margin_for_a_day_is_the_previous_trading_days_across_a_holiday():
+    """2024-10-10 (National Day, a Thursday) is closed: Wednesday's margin feeds Friday, Friday's feeds Monday."""
+    days = [dt.date(2024, 10, 8), dt.date(2024, 10, 9), dt.date(2024, 10, 11), dt.date(2024, 10, 14)]
+    quotes = pl.DataFrame({"stock_id": "H", "trade_date": days, "volume": [1000] * 4})
+    flows = pl.DataFrame({"stock_id": "H", "trade_date": days, "foreign_net": 0, "trust_net": 0, "dealer_net": 0})
+    margin = pl.DataFrame(
+        {
+            "stock_id": "H",
+            "trade_date": days,
+            "margin_balance": [10, 50, 80, 90],
+            "margin_limit": [100, 200, 200, 300],
+            "short_balance": [5, 10, 20, 45],
+        }
+    )
+    out = chip.compute(quotes, flows, margin)
+    assert _column(out, "H", "margin_utilization") == [None, 10.0, 25.0, 40.0]
+    assert _column(out, "H", "short_margin_ratio") == [None, 50.0, 20.0, 25.0]
+
+
+def test_margin_factors_declare_their_publication_lag():
+    lags = {f.factor_id: f.lag_days for f in chip.CHIP_FACTORS}
+    margin = {"margin_utilization", "short_margin_ratio", "margin_change_5", "margin_change_20"}
+    assert {k for k, v in lags.items() if v} == margin and {lags[k] for k in margin} == {chip.MARGIN_LAG_DAYS} == {1}
+    assert all(f.as_row()["lag_days"] == f.lag_days for f in chip.CHIP_FACTORS)
 
 
 def _holders(stock: str, week: dt.date, big: list[float], published_on: dt.date | None) -> pl.DataFrame:

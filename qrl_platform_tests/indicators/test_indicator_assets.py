@@ -1,6 +1,7 @@
 """The M07/M08/M09 indicator assets through Dagster: one run for raw + indicators over a range, closed
 days, blocking checks, what a one-day run reads, and factor_metadata on SQLite and PostgreSQL."""
 
+import base64
 import dataclasses
 import datetime as dt
 import logging
@@ -133,6 +134,12 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
         assert day["days"].value == 10 and day["closed_days"].value == 1
         assert day["compute_seconds"].value >= 0
         assert {r.data["factor"] for r in day["factor_missing_rates"].value.records} == set(ids)
+        if name == "chip_indicators":  # margin factors for 11-05 come from 11-04's margin
+            margin_factors = ["margin_utilization", "short_margin_ratio", "margin_change_5", "margin_change_20"]
+            assert day["factor_lag_days"].value == dict.fromkeys(margin_factors, 1)
+            assert day["lagged_source_days"].value == {"margin_balances": "2024-11-04"}
+        else:
+            assert "factor_lag_days" not in day
 
     # Four blocking checks on each of the three assets, evaluated for every partition of the range.
     evaluations = result.get_asset_check_evaluations()
@@ -186,8 +193,9 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     reads.clear()
     dg.materialize([chip_indicators], resources=RESOURCES, partition_key=day.isoformat())
     window = [d.isoformat() for d in previous_trading_days(day, chip.LOOKBACK + 1)]
-    for table in ("daily_quotes", "institutional_flows", "margin_balances"):
+    for table in ("daily_quotes", "institutional_flows"):
         assert _keys(reads, table) == window
+    assert _keys(reads, "margin_balances") == window[:-1]  # the day's own margin (out ~21:00) is never read
     first, last = (d.isoformat() for d in chip.history_window(day, day)["shareholding_distribution"])
     stored = FrameStore().partitions("shareholding_distribution")
     assert _keys(reads, "shareholding_distribution") == [k for k in stored if first <= k <= last]
@@ -401,8 +409,14 @@ def test_stored_obv_is_talib_obv_over_the_trailing_window():
     n = OBV_WINDOW + 40
     close = 100 + np.cumsum(rng.normal(0, 1, n))
     volume = rng.integers(1_000, 50_000, n).astype(float)
-    quotes = pl.DataFrame({"stock_id": ["2330"] * n, "trade_date": pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 1, 1) + pl.duration(days=n - 1), eager=True),
-                           "close": close, "volume": volume.astype(np.int64)})
+    quotes = pl.DataFrame(
+        {
+            "stock_id": ["2330"] * n,
+            "trade_date": pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 1, 1) + pl.duration(days=n - 1), eager=True),
+            "close": close,
+            "volume": volume.astype(np.int64),
+        }
+    )
     factors = quotes.select("stock_id", "trade_date").with_columns(pl.lit(None, dtype=pl.Float64).alias("obv"))
     stored = trailing_obv(quotes, factors)["obv"].to_numpy()
     assert np.isnan(stored[: OBV_WINDOW - 1]).all()  # warm-up: fewer than OBV_WINDOW bars
@@ -424,17 +438,22 @@ def test_dagster_no_result_warning_is_dropped_only_for_the_indicator_quality_che
     assert [r.getMessage() for r in caplog.records] == [template.format("some_other_asset")]
 
 
-@pytest.mark.parametrize("source", ["demo", "live"])
-def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source):
-    """Without revenue and financials stored, their factors are empty. For the demo source (which provides
-    them) that is a failed missing_rate check; for the live source (no MOPS ingestion) they are left out
-    of the judgement and named, and the checks pass — so live strategies are not blocked by them."""
+@pytest.mark.parametrize("source", ["demo", "live", "live without MOPS"])
+def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source, monkeypatch):
+    """Without revenue and financials stored, their factors are empty. The demo and live sources both
+    provide those tables (live through MOPS), so that is a failed missing_rate check; a source that does
+    not provide them (here: live with MOPS taken out) has them left out of the judgement and named, and
+    the checks pass — so strategies are not blocked by tables the source can never deliver."""
+    from qrl_platform.market.live import LiveMarketSource
+
+    if source == "live without MOPS":
+        monkeypatch.setattr(LiveMarketSource, "provides", LiveMarketSource.provides - {"monthly_revenue", "financials"})
     for table in ("monthly_revenue", "financials"):
         shutil.rmtree(indicator_home / "frames" / table)
     fundamental_checks = [
         c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}
     ]
-    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source)}
+    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source.split()[0])}
     result = dg.materialize(
         [fundamental_indicators, *fundamental_checks],
         resources=resources,
@@ -444,11 +463,45 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     missing = evaluations["missing_rate"]
     statement_factors = {"eps_ttm", "roe_ttm", "eps_yoy", "revenue_yoy", "revenue_mom", "revenue_3m_yoy"}
-    if source == "demo":
+    if source in ("demo", "live"):
         assert not result.success and not missing.passed
         assert statement_factors <= set(missing.metadata["failing_factors"].value.split(", "))
+        assert "factors_not_provided_by_source" not in missing.metadata
     else:
         assert result.success and all(e.passed for e in evaluations.values())
         left_out = set(missing.metadata["factors_not_provided_by_source"].value.split(", "))
         assert left_out == statement_factors
         assert "Not judged" in missing.description and "pe" not in left_out
+
+
+def test_missing_rate_heatmap_on_the_last_day_uses_rates_earlier_runs_recorded(indicator_home, monkeypatch):
+    from qrl_platform import dashboard
+    from qrl_platform_tests.test_charts import png_image
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [*DAILY_RAW, technical_indicators], resources=RESOURCES, instance=instance, tags=_range_tags(*RANGE)
+    )
+    events = {m.partition: m.metadata for m in result.asset_materializations_for_node("technical_indicators")}
+    assert [day for day, meta in events.items() if "missing_rate_heatmap" in meta] == ["2024-11-08"]
+    heatmap = events["2024-11-08"]["missing_rate_heatmap"]
+    assert isinstance(heatmap, dg.MarkdownMetadataValue)
+    png = base64.b64decode(heatmap.value.split("base64,", 1)[1][:-1])
+    rows = len(registry.factor_ids("M07"))
+    assert png_image(png).size == (640, 96 + 10 * rows)
+
+    seen = {}
+    real = dashboard.indicator_charts
+
+    def spy(asset, factor_ids, last_day, known, stored):
+        seen.update(last_day=last_day, known_days=set(known["trade_date"].to_list()), stored=dict(stored))
+        return real(asset, factor_ids, last_day, known, stored)
+
+    monkeypatch.setattr(dashboard, "indicator_charts", spy)
+    again = dg.materialize([technical_indicators], resources=RESOURCES, instance=instance, partition_key="2024-11-08")
+    assert "missing_rate_heatmap" in again.asset_materializations_for_node("technical_indicators")[0].metadata
+    open_days = [d for d in events if d != CLOSED]
+    assert seen["last_day"] == dt.date(2024, 11, 8) and seen["known_days"] == {dt.date(2024, 11, 8)}
+    # Every open day of the first run, as recorded in its metadata; the closed day recorded none.
+    assert sorted(seen["stored"]) == sorted(open_days)
+    assert seen["stored"]["2024-11-05"] == events["2024-11-05"]["missing_rates"].value

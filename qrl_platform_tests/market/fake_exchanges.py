@@ -1,9 +1,13 @@
 """Local stand-ins for www.twse.com.tw and www.tpex.org.tw, speaking the real payload shapes.
 
 Two stdlib HTTP servers on 127.0.0.1 (one per exchange, so each is its own "host" for throttling),
-serving invented rows in exactly the shapes of shared/reference/exchange-payloads.md: HTML sign
-markup, thousands separators, `--` for no trade, padded names, repeated margin field names with a
-合計 row whose code is U+3000, ROC dates, TPEx's lowercase `ok`, some JSON numbers.
+serving invented rows in exactly the shapes of shared/reference/exchange-payloads.md (the sections
+checked against recordings): HTML sign markup (two spellings: stock table and index tables), thousands
+separators, `--` for no trade, padded names, MI_MARGN's summary table then the stock table with
+`groups`/`notes`, repeated field names, the limit column named 限額 and a 合計 row whose code is U+3000,
+BWIBBU_d's 2023 field list (no 收盤價) with 股利年度 as a JSON integer, ROC dates, TPEx's lowercase `ok`
+and its table keys (`subtitle` with &nbsp;, `totalCount` as a JSON integer, `summary`/totals), T86 rows
+sorted by total net buy. Closed days answer each endpoint's recorded envelope (see `closed_payload`).
 
 Query parameters are checked like the real hosts need them (response=json, date=YYYYMMDD for TWSE,
 date=YYYY/MM/DD for TPEx, type/selectType/sect); a wrong request gets HTTP 400.
@@ -27,18 +31,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 TWSE_NO_DATA = {"stat": "很抱歉，沒有符合條件的資料!"}
+MI_MARGN_NO_DATA = {"stat": "很抱歉，沒有符合條件的資料"}  # recorded without the final 「!」
+BWIBBU_NO_DATA = {"stat": "很抱歉，沒有符合條件的資料!", "total": 0}
+TWSE_FUTURE_DATE = {"stat": "查詢日期大於今日，請重新查詢!", "total": 0}
 
 MI_INDEX = "/rwd/zh/afterTrading/MI_INDEX"
 T86 = "/rwd/zh/fund/T86"
 MI_MARGN = "/rwd/zh/marginTrading/MI_MARGN"
-BWIBBU_D = "/rwd/zh/exchangeReport/BWIBBU_d"
+BWIBBU_D = "/rwd/zh/afterTrading/BWIBBU_d"
 DAILY_QUOTES = "/www/zh-tw/afterTrading/dailyQuotes"
 DAILY_TRADE = "/www/zh-tw/insti/dailyTrade"
 MARGIN_BALANCE = "/www/zh-tw/margin/balance"
 PE_QRY_DATE = "/www/zh-tw/afterTrading/peQryDate"
 
-RED = "<p style= color:red>+</p>"
+RED = "<p style= color:red>+</p>"  # the stock table's spelling
 GREEN = "<p style= color:green>-</p>"
+INDEX_RED = "<p style ='color:red'>+</p>"  # the index tables' spelling
 
 # ------------------------------------------------------------------------------------------- TWSE rows
 
@@ -62,31 +70,41 @@ T86_FIELDS = [
     "自營商賣出股數(自行買賣)", "自營商買賣超股數(自行買賣)", "自營商買進股數(避險)", "自營商賣出股數(避險)",
     "自營商買賣超股數(避險)", "三大法人買賣超股數",
 ]  # fmt: skip
-T86_ROWS = [
+T86_ROWS = [  # sorted by 三大法人買賣超股數, as TWSE sorts them
+    ["2330", "台積電          ", "25,123,456", "20,000,000", "5,123,456", "1,000", "2,000", "-1,000", "300,000", "100,000", "200,000", "450,000", "500,000", "100,000", "400,000", "150,000", "100,000", "50,000", "5,772,456"],
     ["0050", "元大台灣50      ", "1,200,000", "800,000", "400,000", "0", "0", "0", "50,000", "10,000", "40,000", "-150,000", "100,000", "200,000", "-100,000", "30,000", "80,000", "-50,000", "290,000"],
     ["1101", "台泥            ", "0", "0", "0", "0", "0", "0", "0", "0", "0", "12,000", "12,000", "0", "12,000", "0", "0", "0", "12,000"],
     ["2317", "鴻海            ", "10,000,000", "12,500,000", "-2,500,000", "0", "0", "0", "0", "600,000", "-600,000", "0", "0", "0", "0", "0", "0", "0", "-3,100,000"],
-    ["2330", "台積電          ", "25,123,456", "20,000,000", "5,123,456", "1,000", "2,000", "-1,000", "300,000", "100,000", "200,000", "450,000", "500,000", "100,000", "400,000", "150,000", "100,000", "50,000", "5,772,456"],
 ]  # fmt: skip
 
 MI_MARGN_FIELDS = [
-    "代號", "名稱", "買進", "賣出", "現金償還", "前日餘額", "今日餘額", "次一營業日限額",
-    "買進", "賣出", "現券償還", "前日餘額", "今日餘額", "次一營業日限額", "資券互抵", "註記",
+    "代號", "名稱", "買進", "賣出", "現金償還", "前日餘額", "今日餘額", "限額",
+    "買進", "賣出", "現券償還", "前日餘額", "今日餘額", "限額", "資券互抵", "註記",
 ]  # fmt: skip
 MI_MARGN_ROWS = [
-    ["\u3000", "合計", "5,156", "3,945", "22", "75,000", "76,189", "0", "253", "706", "7", "9,000", "9,446", "0", "114", ""],
-    ["0050", "元大台灣50", "1,200", "1,000", "10", "20,000", "20,190", "500,000", "30", "50", "0", "1,000", "1,020", "500,000", "5", ""],
-    ["1101", "台泥", "500", "600", "0", "30,000", "29,900", "2,500,000", "100", "200", "0", "5,000", "5,100", "2,500,000", "20", "X"],
-    ["2330", "台積電", "3,456", "2,345", "12", "25,000", "26,099", "6,483,000", "123", "456", "7", "3,000", "3,326", "6,483,000", 89, ""],
+    ["\u3000", "合計", "5,156", "3,945", "22", "75,000", "76,189", "", "253", "706", "7", "9,000", "9,446", "", "114", " "],
+    ["0050", "元大台灣50", "1,200", "1,000", "10", "20,000", "20,190", "500,000", "30", "50", "0", "1,000", "1,020", "500,000", "5", "OX!"],
+    ["1101", "台泥", "500", "600", "0", "30,000", "29,900", "2,500,000", "100", "200", "0", "5,000", "5,100", "2,500,000", "20", "X "],
+    ["2330", "台積電", "3,456", "2,345", "12", "25,000", "26,099", "6,483,000", "123", "456", "7", "3,000", "3,326", "6,483,000", 89, "OX "],
 ]  # fmt: skip
 
-BWIBBU_FIELDS = ["證券代號", "證券名稱", "收盤價", "殖利率(%)", "股利年度", "本益比", "股價淨值比", "財報年/季"]
+# The recorded 2023 layout; later answers insert 收盤價 after the name (see `with_close_price`).
+BWIBBU_FIELDS = ["證券代號", "證券名稱", "殖利率(%)", "股利年度", "本益比", "股價淨值比", "財報年/季"]
 BWIBBU_ROWS = [
-    ["1101", "台泥", "30.20", 3.31, 114, "-", "0.95", "115/2"],
-    ["2002", "中鋼", "20.00", "0.00", 114, "-", "1.02", "115/2"],
-    ["2317", "鴻海", "206.00", "2.60", 114, "14.37", "1.85", "115/2"],
-    ["2330", "台積電", "1,090.00", 1.65, 114, "22.15", "6.80", "115/2"],
+    ["1101", "台泥", "3.31", 114, "-", "0.95", "115/2"],
+    ["2002", "中鋼", "0.00", 114, "-", "1.02", "115/2"],
+    ["2317", "鴻海", "2.60", 114, "14.37", "1.85", "115/2"],
+    ["2330", "台積電", "1.65", 114, "22.15", "6.80", "115/2"],
 ]
+BWIBBU_CLOSES = {"1101": "30.20", "2002": "20.00", "2317": "206.00", "2330": "1,090.00"}
+
+
+def with_close_price(payload: dict) -> None:
+    """BWIBBU_d as some later answers lay it out: 收盤價 after 證券名稱 (every ratio shifts right)."""
+    payload["fields"].insert(2, "收盤價")
+    for row in payload["data"]:
+        row.insert(2, BWIBBU_CLOSES[row[0]])
+
 
 # ------------------------------------------------------------------------------------------- TPEx rows
 
@@ -118,15 +136,18 @@ MARGIN_BALANCE_FIELDS = [
     "前券餘額(張)", "券賣", "券買", "券償", "券餘額", "券屬證金", "券使用率(%)", "券限額", "資券相抵(張)", "備註",
 ]  # fmt: skip
 MARGIN_BALANCE_ROWS = [
-    ["3105", "穩懋", "8,000", "100", "400", "0", "7,700", "0", "1.83", "420,000", "900", "0", "100", "0", "800", "0", "0.19", "420,000", "0", ""],
-    ["6488", "環球晶", "5,000", "300", "200", "10", "5,090", "0", "2.04", "250,000", "400", "50", "30", "0", "420", "0", "0.17", "250,000", "12", ""],
+    ["3105", "穩懋", "8,000", "100", "400", "0", "7,700", "0", "1.8", "420,000", "900", "0", "100", "0", "800", "0", "0.2", "420,000", "0", " "],
+    ["6488", "環球晶", "5,000", "300", "200", "10", "5,090", "0", "2.0", "250,000", "400", "50", "30", "0", "420", "0", "0.1", "250,000", "12", "11OX   C"],
+]  # fmt: skip
+MARGIN_BALANCE_SUMMARY = [  # the 合計 rows live in `summary`, not in `data`
+    ["", "合計(張)", "13,000", "400", "600", "10", "12,790", "0", "", "", "1,300", "50", "130", "0", "1,220", "0", "", "", "12", ""],
 ]  # fmt: skip
 
-PE_QRY_FIELDS = ["股票代號", "公司名稱", "本益比", "每股股利", "股利年度", "殖利率(%)", "股價淨值比", "財報年/季"]
+PE_QRY_FIELDS = ["股票代號", "公司名稱", "本益比", "每股股利", "股利年度", "殖利率(%)", "股價淨值比"]
 PE_QRY_ROWS = [
-    ["3105", "穩懋        ", "N/A", "0.00", 114, "0.00", "3.05", "115Q2"],
-    ["6488", "環球晶      ", "18.52", "8.00", 114, "1.77", "2.10", "115Q2"],
-    ["8069", "元太        ", "35.20", "3.50", 114, 1.40, "5.60", "115Q2"],
+    ["3105", "穩懋        ", "N/A", "0.00", 114, "0.00", "3.05"],
+    ["6488", "環球晶      ", "18.52", "8.00", 114, "1.77", "2.10"],
+    ["8069", "元太        ", "35.20", "3.50", 114, "1.40", "5.60"],
 ]
 
 
@@ -142,11 +163,20 @@ def roc_title(date: dt.date) -> str:
 
 
 def mi_index(date: dt.date) -> dict:
-    # The stock table is deliberately not first: parsers must pick it by title.
+    # Nine tables then a trailing {}, as recorded; the stock table is not first: parsers pick it by title.
     filler = [
         {"title": f"{roc_title(date)} 價格指數(臺灣證券交易所)", "fields": ["指數", "收盤指數", "漲跌(+/-)", "漲跌點數", "漲跌百分比(%)", "特殊處理註記"],
-         "data": [["發行量加權股價指數", "27,012.34", RED, "123.45", "0.46", ""]]},
-        {"title": f"{roc_title(date)} 價格指數(跨市場)", "fields": ["指數", "收盤指數"], "data": [["臺灣50指數", "20,001.00"]]},
+         "data": [["發行量加權股價指數", "27,012.34", INDEX_RED, "123.45", "0.46", ""]]},
+        {"title": f"{roc_title(date)} 價格指數(跨市場)", "fields": ["指數", "收盤指數", "漲跌(+/-)", "漲跌點數", "漲跌百分比(%)", "特殊處理註記"],
+         "data": [["臺灣50指數", "20,001.00", INDEX_RED, "80.12", "0.40", ""]]},
+        {"title": f"{roc_title(date)} 價格指數(臺灣指數公司)", "fields": ["指數", "收盤指數", "漲跌(+/-)", "漲跌點數", "漲跌百分比(%)", "特殊處理註記"],
+         "data": [["臺灣高股息指數", "9,001.00", "<p style ='color:green'>-</p>", "10.00", "-0.11", ""]]},
+        {"title": f"{roc_title(date)} 報酬指數(臺灣證券交易所)", "fields": ["報酬指數", "收盤指數", "漲跌(+/-)", "漲跌點數", "漲跌百分比(%)", "特殊處理註記"],
+         "data": [["發行量加權股價報酬指數", "55,012.34", INDEX_RED, "250.00", "0.46", ""]]},
+        {"title": f"{roc_title(date)} 報酬指數(跨市場)", "fields": ["報酬指數", "收盤指數", "漲跌(+/-)", "漲跌點數", "漲跌百分比(%)", "特殊處理註記"],
+         "data": [["臺灣50報酬指數", "40,001.00", INDEX_RED, "160.00", "0.40", ""]]},
+        {"title": f"{roc_title(date)} 報酬指數(臺灣指數公司)", "fields": ["報酬指數", "收盤指數", "漲跌(+/-)", "漲跌點數", "漲跌百分比(%)", "特殊處理註記"],
+         "data": [["臺灣高股息報酬指數", "18,001.00", INDEX_RED, "20.00", "0.11", ""]]},
         {"title": f"{roc_title(date)} 大盤統計資訊", "fields": ["成交統計", "成交金額(元)", "成交股數(股)", "成交筆數"],
          "data": [["1.一般股票", "400,000,000,000", "5,000,000,000", "3,000,000"]]},
     ]  # fmt: skip
@@ -154,6 +184,7 @@ def mi_index(date: dt.date) -> dict:
         "title": f"{roc_title(date)}每日收盤行情(全部(不含權證、牛熊證))",
         "fields": MI_INDEX_FIELDS,
         "data": MI_INDEX_ROWS,
+        "groups": [{"start": 11, "span": 4, "title": "最後揭示買賣"}],
         "hints": "單位：元、股",
         "notes": ["漲跌(+/-)欄位符號說明:+/-/X表示漲/跌/不比價。"],
     }
@@ -163,7 +194,7 @@ def mi_index(date: dt.date) -> dict:
         "data": [["上漲(漲停)", "500(10)", "400(9)"]],
     }
     return {
-        "tables": [*filler, stock, after],
+        "tables": [*filler, stock, after, {}],
         "type": "ALLBUT0999",
         "params": {"response": "json", "date": f"{date:%Y%m%d}", "type": "ALLBUT0999"},
         "stat": "OK",
@@ -189,9 +220,21 @@ def mi_margn(date: dt.date) -> dict:
     summary = {
         "title": f"{roc_title(date)} 信用交易統計",
         "fields": ["項目", "買進", "賣出", "現金(券)償還", "前日餘額", "今日餘額"],
-        "data": [["融資(交易單位)", "5,156", "3,945", "22", "75,000", "76,189"]],
+        "data": [
+            ["融資(交易單位)", "5,156", "3,945", "22", "75,000", "76,189"],
+            ["融券(交易單位)", "253", "706", "7", "9,000", "9,446"],
+            ["融資金額(仟元)", "123,456", "98,765", "543", "1,800,000", "1,824,148"],
+        ],
     }
-    stock = {"title": f"{roc_title(date)} 融資融券彙總 (股票)", "fields": MI_MARGN_FIELDS, "data": MI_MARGN_ROWS}
+    stock = {
+        "title": f"{roc_title(date)} 融資融券彙總 (全部)",
+        "groups": [{"start": 0, "span": 2, "title": "股票"}, {"start": 2, "span": 6, "title": "融資"},
+                   {"start": 8, "span": 6, "title": "融券"}],
+        "fields": MI_MARGN_FIELDS,
+        "data": MI_MARGN_ROWS,
+        "notes": ["單位：交易單位", "註記說明：<br>O：停止融資<br>X：停止融券<br>!：停止買賣",
+                  '詳見<a href="/zh/trading/margin/quota.html">信用額度</a>'],
+    }  # fmt: skip
     return {"stat": "OK", "date": f"{date:%Y%m%d}", "tables": [summary, stock]}
 
 
@@ -203,26 +246,53 @@ def bwibbu_d(date: dt.date) -> dict:
         "fields": BWIBBU_FIELDS,
         "data": BWIBBU_ROWS,
         "selectType": "ALL",
+        "total": len(BWIBBU_ROWS),
     }
 
 
-def _tpex(date: dt.date, tables: list[dict]) -> dict:
-    full = [{"date": roc(date), "totalCount": len(t["data"]), "summary": [], **t} for t in tables]
-    return {"tables": full, "date": f"{date:%Y%m%d}", "stat": "ok"}
+def closed_payload(path: str, date: dt.date) -> dict:
+    """TWSE's recorded answer for a closed day, per endpoint."""
+    if path == MI_INDEX:  # ten empty tables, the request's params and the stat; no "date"
+        return {
+            "tables": [{} for _ in range(10)],
+            "params": {"response": "json", "date": f"{date:%Y%m%d}", "type": "ALLBUT0999"},
+            "stat": TWSE_NO_DATA["stat"],
+        }
+    if path == MI_MARGN:
+        return dict(MI_MARGN_NO_DATA)
+    if path == BWIBBU_D:
+        return dict(BWIBBU_NO_DATA)
+    return dict(TWSE_NO_DATA)
+
+
+def _tpex(date: dt.date, tables: list[dict], **top) -> dict:
+    """TPEx's envelope: each table with title, subtitle (&nbsp;), ROC date, totalCount (JSON int), fields,
+    data, notes; `stat` is lowercase "ok", also on closed days (then data [] and totalCount 0)."""
+    full = [
+        {"title": t["title"], "subtitle": f"{roc(date)}&nbsp;{t['title']}", "date": roc(date),
+         "totalCount": len(t["data"]), "notes": ["本資訊自行公布"], **t}
+        for t in tables
+    ]  # fmt: skip
+    return {**top, "date": f"{date:%Y%m%d}", "tables": full, "stat": "ok"}
 
 
 def daily_quotes(date: dt.date, empty: bool = False) -> dict:
+    totals = {"listedCompanies": "812", "totalTradingAmount": "45,678,901,234", "totalTradingShares": "567,890,123",
+              "totalTranscations": "345,678"}  # fmt: skip
     return _tpex(date, [
-        {"title": "上櫃股票行情", "fields": DAILY_QUOTES_FIELDS, "data": [] if empty else DAILY_QUOTES_ROWS},
+        {"title": "上櫃股票行情", "fields": DAILY_QUOTES_FIELDS, "data": [] if empty else DAILY_QUOTES_ROWS, **totals},
         {"title": "管理股票", "fields": DAILY_QUOTES_FIELDS, "data": [] if empty else MANAGED_ROWS},
     ])  # fmt: skip
 
 
 def daily_trade(date: dt.date, empty: bool = False) -> dict:
-    return _tpex(
+    payload = _tpex(
         date,
         [{"title": "三大法人買賣明細資訊", "fields": DAILY_TRADE_FIELDS, "data": [] if empty else DAILY_TRADE_ROWS}],
+        columnNum=25,
     )
+    payload["tables"].append({})  # recorded: [{…}, {}]
+    return payload
 
 
 def margin_balance(date: dt.date, empty: bool = False) -> dict:
@@ -233,13 +303,23 @@ def margin_balance(date: dt.date, empty: bool = False) -> dict:
                 "title": "上櫃股票融資融券餘額",
                 "fields": MARGIN_BALANCE_FIELDS,
                 "data": [] if empty else MARGIN_BALANCE_ROWS,
+                "summary": [] if empty else MARGIN_BALANCE_SUMMARY,
             }
         ],
     )
 
 
 def pe_qry_date(date: dt.date, empty: bool = False) -> dict:
-    return _tpex(date, [{"title": "", "fields": PE_QRY_FIELDS, "data": [] if empty else PE_QRY_ROWS}])
+    return _tpex(
+        date,
+        [
+            {
+                "title": "上櫃股票個股本益比、殖利率、股價淨值比",
+                "fields": PE_QRY_FIELDS,
+                "data": [] if empty else PE_QRY_ROWS,
+            }
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -299,7 +379,7 @@ class FakeExchanges:
 
     # ----------------------------------------------------------------------------------- switches
     def close_day(self, date: dt.date) -> None:
-        """TWSE answers its no-data stat for the date; TPEx answers ok with empty tables."""
+        """TWSE answers each endpoint's recorded closed-day envelope; TPEx answers ok with empty tables."""
         self.closed.add(date)
 
     def serve_html(self, path: str) -> None:
@@ -387,7 +467,7 @@ class FakeExchanges:
         if path in self.html:
             return 200, {"Content-Type": "text/html; charset=utf-8"}, HTML_PAGE
         if date in self.closed:
-            payload = copy.deepcopy(TWSE_NO_DATA) if market == "twse" else route.build(date, empty=True)
+            payload = closed_payload(path, date) if market == "twse" else route.build(date, empty=True)
         else:
             served = self.tpex_date if market == "tpex" and self.tpex_date else date
             payload = copy.deepcopy(route.build(served))

@@ -214,12 +214,20 @@ def test_roc_and_gregorian_dates():
 # ------------------------------------------------------------------------------------- closed days
 
 
+CLOSED_STAT = {  # as recorded: MI_MARGN's closed-day stat lacks the final 「!」
+    "daily_quotes": NO_DATA,
+    "institutional_flows": NO_DATA,
+    "margin_balances": "很抱歉，沒有符合條件的資料",
+    "valuations": NO_DATA,
+}
+
+
 @pytest.mark.parametrize("table", DAILY_TABLES)
 def test_a_day_twse_has_no_data_for_is_closed_not_an_error(exchanges, source, table):
     exchanges.close_day(DAY)
     result = source.fetch_day(table, DAY)
     assert result.closed
-    assert result.reason == f"TWSE has no data for {DAY}: {NO_DATA}"
+    assert result.reason == f"TWSE has no data for {DAY}: {CLOSED_STAT[table]}"
     assert result.frame.is_empty() and dict(result.frame.schema) == RAW_TABLES[table]
     assert sum(1 for r in exchanges.requests if r.market == "tpex") == 0  # TPEx need not be asked
     assert source.has_data(DAY) is False
@@ -257,11 +265,11 @@ def test_no_data_before_publication_or_for_the_future_is_not_a_closure(exchanges
     assert list(cache_root.rglob("*.json")) == []
 
 
-def test_a_table_published_later_is_not_a_closed_day(exchanges, source):
-    exchanges.mutate(fx.MI_MARGN, lambda payload: dict(fx.TWSE_NO_DATA))  # margin not out yet, quotes are
+def test_a_table_published_later_is_not_a_closed_day(exchanges, source, cache_root):
+    exchanges.mutate(fx.MI_MARGN, lambda payload: dict(fx.MI_MARGN_NO_DATA))  # margin not out yet, quotes are
     with pytest.raises(NotPublishedYet, match="MI_MARGN 2026-09-07"):
         source.fetch_day("margin_balances", DAY)
-    assert cache_files(source.http.cache_root, fx.MI_MARGN) == []
+    assert cache_files(cache_root, fx.MI_MARGN) == []
 
 
 def test_tpex_without_rows_on_a_twse_trading_day_is_not_published_yet(exchanges, source):
@@ -380,7 +388,9 @@ BAD_PAYLOADS = {
     "T86 volume not a number": ("institutional_flows", fx.T86, lambda x: x.mutate(fx.T86, replace_cell("2330", 2, "n/a!")), ["T86", "外陸資買進股數(不含外資自營商)", "2330"]),
     "MI_MARGN header changed": ("margin_balances", fx.MI_MARGN, lambda x: x.rename_field(fx.MI_MARGN, 8, "融券買進", table=1), ["MI_MARGN", "買進", "position 8"]),
     "MI_MARGN empty count": ("margin_balances", fx.MI_MARGN, lambda x: x.mutate(fx.MI_MARGN, replace_cell("2330", 6, "--")), ["MI_MARGN", "今日餘額 (margin_balance)", "2330", "empty"]),
-    "BWIBBU_d header changed": ("valuations", fx.BWIBBU_D, lambda x: x.rename_field(fx.BWIBBU_D, 5, "本益比(倍)"), ["BWIBBU_d", "'本益比'"]),
+    "BWIBBU_d header changed": ("valuations", fx.BWIBBU_D, lambda x: x.rename_field(fx.BWIBBU_D, 4, "本益比(倍)"), ["BWIBBU_d", "'本益比'", "missing"]),
+    "MI_MARGN limit renamed to an unknown name": ("margin_balances", fx.MI_MARGN, lambda x: x.rename_field(fx.MI_MARGN, 7, "融資限額", table=1), ["MI_MARGN", "'限額' or '次一營業日限額'", "position 7", "'融資限額'"]),
+    "TPEx valuations unknown layout": ("valuations", fx.PE_QRY_DATE, lambda x: x.rename_field(fx.PE_QRY_DATE, 6, "淨值比", table=0), ["peQryDate", "'股價淨值比'", "missing"]),
     "TPEx insti header changed": ("institutional_flows", fx.DAILY_TRADE, lambda x: x.rename_field(fx.DAILY_TRADE, 11, "自營商-買進股數", table=0), ["dailyTrade", "投信買進股數", "position 11"]),
     "TPEx insti column count": ("institutional_flows", fx.DAILY_TRADE, lambda x: x.mutate(fx.DAILY_TRADE, lambda p: p["tables"][0]["fields"].pop()), ["dailyTrade", "expected 24 fields"]),
     "TPEx insti net is not buy - sell": ("institutional_flows", fx.DAILY_TRADE, lambda x: x.mutate(fx.DAILY_TRADE, replace_cell("6488", 13, "-31,000")), ["dailyTrade", "投信買賣超股數", "6488"]),
@@ -410,3 +420,34 @@ def test_tpex_answering_another_day_is_an_error_naming_both_dates(exchanges, sou
     assert "TPEx dailyQuotes 2026-09-07" in message and "2026-09-04" in message and "'date'" in message
     assert cache_files(cache_root, fx.DAILY_QUOTES) == []
     assert len(cache_files(cache_root, fx.MI_INDEX)) == 1  # TWSE's answer was fine and is kept
+
+
+def test_the_raw_cache_lives_on_an_object_store_qrl_home(exchanges, monkeypatch, tmp_path):
+    """With QRL_HOME an fsspec URL (memory:// here, s3:// in production) the cache is kept there, so a
+    second pod (a new source, nothing local shared) never fetches the date again; nothing lands on local disk."""
+    import fsspec
+
+    home = "memory://qrl-raw-cache-test"
+    monkeypatch.setenv("QRL_HOME", home)
+    monkeypatch.chdir(tmp_path)
+    settings = MarketSourceSettings(
+        source="live", twse_base_url=exchanges.twse_base_url, tpex_base_url=exchanges.tpex_base_url,
+        demo_seed=7, demo_universe=10,
+    )  # fmt: skip
+    memory = fsspec.filesystem("memory")
+    try:
+        first = LiveMarketSource(settings, min_interval=0.01)
+        assert first.fetch_day("daily_quotes", DAY).details["requests"] == 2
+        host = exchanges.twse_base_url.split("//")[1].replace(":", "_")
+        entry = f"/qrl-raw-cache-test/cache/raw/{host}/rwd/zh/afterTrading/MI_INDEX/2026-09-07.json"
+        assert memory.exists(entry)
+        assert b'"stat": "OK"' in memory.cat_file(entry)
+        second = LiveMarketSource(settings, min_interval=0.01)
+        again = second.fetch_day("daily_quotes", DAY)
+        assert again.details == {**again.details, "requests": 0, "cache_hits": 2}
+        assert exchanges.count() == 2
+        assert not (tmp_path / ".qrl").exists()  # no silent pod-local fallback
+        first.close()
+        second.close()
+    finally:
+        memory.rm("/qrl-raw-cache-test", recursive=True)

@@ -1,12 +1,10 @@
-"""TDCC shareholding distribution (open data 1-5) from a local server answering the CSV that TDCC serves:
-latest week only, a byte-order mark, a 差異數調整 line (level 16) and a total (level 17)."""
+"""TDCC shareholding distribution (open data 1-5) from a local server answering the CSV that TDCC serves
+(the recorded shape): latest week only, UTF-8 with a byte-order mark, CRLF, unquoted, a 差異數調整 line
+(level 16) and a total (level 17)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -16,6 +14,7 @@ from qrl_platform.market.live.tdcc import WeekNoLongerServed
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
 from qrl_platform.settings import MarketSourceSettings
+from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
 
 WEEK = dt.date(2024, 3, 8)  # a Friday
 HEADER = "資料日期,證券代號,持股分級,人數,股數,占集保庫存數比例%"
@@ -33,50 +32,30 @@ def rows_for(data_date: dt.date) -> list[str]:
     ]
 
 
-class FakeTdcc:
+class FakeTdcc(LocalHttpServer):
     """GET /getOD.ashx?id=1-5 → the CSV of `data_date`; `body` overrides the answer entirely."""
 
     def __init__(self):
+        super().__init__()
         self.data_date = WEEK
         self.body: bytes | None = None
-        self.requests = 0
-        tdcc = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                url = urlsplit(self.path)
-                tdcc.requests += 1
-                if url.path != "/getOD.ashx" or dict(parse_qsl(url.query)) != {"id": "1-5"}:
-                    status, body = 404, b"not found"
-                else:
-                    text = "\n".join([HEADER, *rows_for(tdcc.data_date)]) + "\n"
-                    status, body = 200, tdcc.body if tdcc.body is not None else "\ufeff".encode() + text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/csv; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def requests(self) -> int:
+        return len(self.received)
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, request: Request) -> Reply:
+        if request.path != "/getOD.ashx" or request.query != {"id": "1-5"}:
+            return Reply(404, b"not found")
+        text = "\r\n".join([HEADER, *rows_for(self.data_date)]) + "\r\n"  # recorded: CRLF
+        body = self.body if self.body is not None else "\ufeff".encode() + text.encode()
+        return Reply(200, body, content_type="text/csv; charset=utf-8")
 
 
 @pytest.fixture
 def tdcc():
-    server = FakeTdcc()
-    yield server
-    server.stop()
+    with FakeTdcc() as server:
+        yield server
 
 
 @pytest.fixture

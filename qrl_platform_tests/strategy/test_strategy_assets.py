@@ -1,6 +1,7 @@
 """strategy_signals / strategy_stats / checks through Dagster, on the demo market with synthetic
 indicator frames (the real M07/M08/M09 assets are built in parallel; the lead adds the full chain)."""
 
+import base64
 import datetime as dt
 import shutil
 
@@ -380,3 +381,52 @@ def test_strategies_refuse_indicators_whose_blocking_check_failed_in_an_earlier_
     assert accepted.success
     meta = accepted.asset_materializations_for_node("strategy_signals")[0].metadata
     assert meta["indicator_partitions_unchecked"].value == 2  # the two fakes without checks
+
+
+def test_plot_figures_per_strategy_and_day_and_charts_on_the_last_day(market):
+    from qrl_platform_tests.test_charts import WIDE_PIXELS, png_image
+
+    signals = dg.materialize(
+        [strategies, strategy_signals], resources=_resources(), instance=market, tags=_range("2024-03-04", "2024-03-06")
+    )
+    by_day = {m.partition: m.metadata for m in signals.asset_materializations_for_node("strategy_signals")}
+    executions = _warehouse().read_table("strategy_executions")
+    for day in ("2024-03-04", "2024-03-06"):
+        row = executions.filter(
+            (pl.col("strategy_id") == "STG_MOMENTUM_001") & (pl.col("execution_date") == dt.date.fromisoformat(day))
+        ).row(0, named=True)
+        meta = by_day[day]
+        # Each day carries its own counts (not the range total), as top-level numbers the Plots tab charts.
+        assert meta["buy/STG_MOMENTUM_001"].value == row["buy_signals"]
+        assert meta["sell/STG_MOMENTUM_001"].value == row["sell_signals"]
+        assert meta["hold/STG_MOMENTUM_001"].value == row["hold_signals"]
+        assert meta["seconds/STG_MOMENTUM_001"].value == pytest.approx(row["duration_ms"] / 1000, abs=1e-4)
+        assert isinstance(meta["buy/STG_MOMENTUM_001"], dg.IntMetadataValue)
+        assert sum(1 for name in meta if name.startswith("buy/STG_")) == 10
+    # The days' own figures add up to the run's total, which every partition of the range carries.
+    per_day_buys = sum(m[name].value for m in by_day.values() for name in m if name.startswith("buy/STG_"))
+    assert per_day_buys == by_day["2024-03-05"]["buy_signals"].value > 0
+
+    stats = dg.materialize(
+        [strategy_stats], resources=_resources(), instance=market, tags=_range("2024-03-13", "2024-03-15")
+    )
+    by_day = {m.partition: m.metadata for m in stats.asset_materializations_for_node("strategy_stats")}
+    stored = _warehouse().read_table("strategy_stats").filter(pl.col("period_days") == 30)
+    for day, meta in by_day.items():
+        rows = stored.filter(pl.col("as_of_date") == dt.date.fromisoformat(day))
+        assert {n for n in meta if n.startswith("signals_30d/")} == {f"signals_30d/{s}" for s in rows["strategy_id"]}
+        for row in rows.iter_rows(named=True):
+            assert meta[f"signals_30d/{row['strategy_id']}"].value == row["signal_count"]
+            if row["hit_rate"] is None:
+                assert f"hit_rate_30d/{row['strategy_id']}" not in meta
+            else:
+                assert meta[f"hit_rate_30d/{row['strategy_id']}"].value == pytest.approx(row["hit_rate"])
+    assert "hit_rate_30d/STG_MEAN_REVERSION_001" in by_day["2024-03-15"]  # horizon 5: judged by the 15th
+    # The charts of the trailing window sit on the last day only.
+    assert "hit_rate_chart" not in by_day["2024-03-13"] and "basket_return_chart" not in by_day["2024-03-14"]
+    for name in ("hit_rate_chart", "basket_return_chart"):
+        entry = by_day["2024-03-15"][name]
+        assert isinstance(entry, dg.MarkdownMetadataValue)
+        prefix = "data:image/png;base64,"
+        data_uri = entry.value[entry.value.index(prefix) + len(prefix) : -1]
+        assert png_image(base64.b64decode(data_uri)).size == WIDE_PIXELS

@@ -183,3 +183,40 @@ def test_cross_rules_parse_and_declare_the_previous_day_fields_they_read():
     assert "rules[1].other 'kd_x' is not a known factor" in _error(_with("rules.1.other", "kd_x", raw))
     message = _error(_with("rules.3.value", [60, 80], raw))
     assert "STG_TEST_001: rules[3].value" in message
+
+
+def test_exit_conditions_parse_round_trip_and_feed_fields():
+    raw = {
+        **VALID,
+        "exit": [{"factor": "close", "op": "<", "other": "bb_lower"}, {"factor": "ret_1", "op": "<", "value": 0}],
+    }
+    definition = parse_definition(raw)
+    assert definition.exit == (
+        Condition(factor="close", op="<", weight=1.0, other="bb_lower"),
+        Condition(factor="ret_1", op="<", weight=1.0, value=0.0),
+    )
+    assert definition.fields() == ["ret_20", "close", "sma_20", "rsi_14", "bb_lower", "ret_1"]
+    stored = definition.to_dict()
+    assert stored["exit"] == [
+        {"factor": "close", "op": "<", "other": "bb_lower"},
+        {"factor": "ret_1", "op": "<", "value": 0.0},
+    ]
+    assert parse_definition(json.loads(definition.to_json())) == definition
+    # A definition without an exit stores no `exit` key (stored definitions keep their content key).
+    assert "exit" not in parse_definition(VALID).to_dict()
+
+
+def test_exit_errors_name_the_field():
+    base = {**VALID, "exit": [{"factor": "close", "op": "<", "other": "bb_lower"}]}
+    assert "STG_TEST_001: exit[0].weight is not a known field" in _error(_with("exit.0.weight", 1, base))
+    assert "exit[0].factor 'pe_ratio' is not a known factor (did you mean 'pe'?)" in _error(
+        _with("exit.0.factor", "pe_ratio", base)
+    )
+    assert "exit[0].op is required: an exit is a condition (scored terms belong in rules)" in _error(
+        {**VALID, "exit": [{"factor": "pe", "transform": "rank"}]}
+    )
+    assert "exit must be a non-empty list of conditions" in _error({**VALID, "exit": []})
+    # An exit alone is a valid signal mapping (long-only strategies used to be BUY/HOLD only).
+    only_exit = parse_definition({**base, "signal": {}})
+    assert only_exit.signal.buy_above is None and len(only_exit.exit) == 1
+    assert "needs buy_above and/or sell_below, or an exit" in _error(_with("signal", {}))

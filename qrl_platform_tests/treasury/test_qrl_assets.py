@@ -1,6 +1,7 @@
 """The 15-minute assets end to end: simulated with no network, live against the fake MEXC, Redis,
 idempotent re-runs, and that API secrets never reach logs, event records or metadata."""
 
+import base64
 import datetime as dt
 import json
 import logging
@@ -303,3 +304,36 @@ def test_definitions_load_with_the_shared_resource_keys():
 def test_secrets_are_not_resource_config_fields():
     fields = set(MexcResource.model_fields)
     assert not {name for name in fields if "secret" in name or "api_key" in name}
+
+
+def test_position_and_plan_charts_show_the_last_three_days_of_stored_rows(
+    qrl_home, clean_env, warehouse_url, monkeypatch
+):
+    from qrl_platform import charts
+    from qrl_platform_tests.test_charts import WIDE_PIXELS, png_image
+
+    drawn: dict[str, list] = {}
+    for name in ("position_chart", "rebalance_chart"):
+        real = getattr(charts, name)
+
+        def spy(frame, _real=real, _name=name):
+            drawn[_name] = frame
+            return _real(frame)
+
+        monkeypatch.setattr(charts, name, spy)
+    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(url=warehouse_url), "redis": RedisResource()}
+    for key in ("2026-11-10-07:00", "2026-11-20-09:00", "2026-11-20-07:00", "2026-11-20-07:15", "2026-11-20-07:30"):
+        materialize(resources, key=key)
+    result = materialize(resources, key=KEY)  # 07:45: its window ends 08:00
+
+    # Simulated mode stamps both rows with the partition's end; 11-10 is older than 3 days, 09:00 is later.
+    ends = [dt.datetime(2026, 11, 20, 7, 15) + dt.timedelta(minutes=15 * i) for i in range(4)]
+    for name, column in (("position_chart", "as_of"), ("rebalance_chart", "timestamp")):
+        stamps = sorted(
+            t if t.tzinfo is None else t.astimezone(dt.UTC).replace(tzinfo=None) for t in drawn[name][column]
+        )
+        assert stamps == ends, name
+    for asset, name in (("qrl_position", "position_chart"), ("rebalance_plan", "rebalance_chart")):
+        markdown = metadata_of(result, asset)[name]
+        png = base64.b64decode(markdown.split("data:image/png;base64,", 1)[1][:-1])
+        assert png_image(png).size == WIDE_PIXELS

@@ -7,6 +7,7 @@ import math
 import dagster as dg
 import polars as pl
 
+from qrl_platform import dashboard
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.factors import compute_range as ranges
@@ -101,6 +102,7 @@ def _partition_metadata(result: ranges.RangeResult, date, rates: pl.DataFrame) -
     day = rates.filter(pl.col("trade_date") == date)
     by_factor = dict(zip(day["factor"], day["missing_rate"], strict=True))
     meta["missing_rates"] = {f: round(by_factor.get(f, 0.0), 4) for f in result.factor_ids}  # registry order
+    meta.update(ranges.lag_metadata(result, date))  # point in time: margin factors use the day before
     return meta
 
 
@@ -134,6 +136,28 @@ def _missing_rate_table(result: ranges.RangeResult, rates: pl.DataFrame) -> dg.T
     return dg.MetadataValue.table(records, schema=schema)
 
 
+def _stored_missing_rates(instance: dg.DagsterInstance, asset_name: str, days: list) -> dict[str, dict[str, float]]:
+    """partition key → the `missing_rates` of its latest materialisation (the heatmap's earlier days)."""
+    keys = [d.isoformat() for d in days]
+    seen: set[str] = set()
+    found: dict[str, dict[str, float]] = {}
+    cursor = None
+    while len(seen) < len(keys):
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset_name), asset_partitions=keys), limit=500, cursor=cursor
+        )
+        for record in page.records:  # newest first
+            if record.partition_key not in seen:
+                seen.add(record.partition_key)
+                entry = record.asset_materialization.metadata.get("missing_rates")
+                if entry is not None:
+                    found[record.partition_key] = entry.value
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return found
+
+
 def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
     module = MODULE_OF[asset_name]
 
@@ -154,6 +178,11 @@ def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
         rates = _missing_rates(result)
         for date in dates:
             context.add_asset_metadata(_partition_metadata(result, date, rates), partition_key=date.isoformat())
+        if result.open_dates:  # the heatmap of the trailing window, on the run's last open day only
+            last = result.open_dates[-1]
+            stored = _stored_missing_rates(context.instance, asset_name, dashboard.missing_rate_days(last))
+            charts = dashboard.indicator_charts(asset_name, result.factor_ids, last, rates, stored)
+            context.add_asset_metadata({k: dg.MetadataValue.md(v) for k, v in charts.items()}, partition_key=str(last))
         missing = {t: [dt.date.fromisoformat(k) for k in keys] for t, keys in result.history_missing.items() if keys}
         if missing:
             context.log.warning(

@@ -87,7 +87,7 @@ def evaluate_stored(store: FrameStore, asset: str, dates: list[dt.date]) -> qual
 
 def judged_factors(asset: str, provided_tables: frozenset[str]) -> tuple[list, list[str]]:
     """(factors the checks judge, ids of those left out): a factor built on a raw table the configured
-    market source cannot ingest (live: the MOPS revenue and financials tables) is empty by construction, not broken, so it
+    market source cannot ingest (a source whose `provides` lacks the table) is empty by construction, not broken, so it
     is reported but not held against the day."""
     judged, left_out = [], []
     for factor in registry.factors(asset):

@@ -125,10 +125,7 @@ def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
         source = market_source.get()
         fetch = getattr(source, table, None) if table in source.provides else None
         if fetch is None:
-            raise NotImplementedError(
-                f"{table}: the {source.name} market source does not provide this table "
-                "(the demo market does; live MOPS ingestion of revenue and financials is not built yet)"
-            )
+            raise NotImplementedError(f"{table}: the {source.name} market source does not provide this table")
         rows = 0
         for key in context.partition_keys:
             rows += store_frame(frames.get(), table, key, fetch(parse_date(key)))["dagster/row_count"]

@@ -14,6 +14,7 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 from pydantic import Field
 
+from qrl_platform import dashboard
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.strategy.definition import BUILTIN_DIR
@@ -107,7 +108,9 @@ class StrategyRunConfig(dg.Config):
         "batched 100 stocks; evaluation here is vectorised over all stocks, so batching is by day.)",
     )
     timeout_minutes: float = Field(
-        default=30, description="Strategies not started within this budget are recorded as TIMEOUT."
+        default=30,
+        description="Time limit per strategy (and chunk of days): a strategy still running is stopped and "
+        "recorded as TIMEOUT; the others still run. Fractions are fine (0.5 = 30 s).",
     )
     market_type: str | None = Field(default=None, description="Override: ALL | TWSE | TPEx.")
     min_volume: float | None = Field(default=None, description="Override: minimum day volume in lots (1,000 shares).")
@@ -227,6 +230,8 @@ def strategy_signals(
     summary = run_strategy_days(warehouse.get(), frames.get(), dates, settings, run_id=context.run_id, log=context.log)
     metadata = signals_metadata(summary)
     metadata["indicator_partitions_unchecked"] = len(unchecked)
+    for key, figures in dashboard.signal_plot_metadata(summary).items():  # a Plots graph per strategy and figure
+        context.add_asset_metadata(figures, partition_key=key)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -330,6 +335,13 @@ def strategy_stats(
     open_dates = [d for d in dates if day_status(d).is_open]
     closed = {d: day_status(d).reason for d in dates if d not in open_dates}
     result = update_strategy_stats(warehouse.get(), frames.get(), open_dates)
+    for key, figures in dashboard.stats_plot_metadata(result.stats).items():  # a Plots graph per strategy and figure
+        context.add_asset_metadata(figures, partition_key=key)
+    if open_dates:  # charts of the trailing window, on the run's last day only
+        charts = dashboard.strategy_stats_charts(warehouse.get(), result, open_dates[-1])
+        context.add_asset_metadata(
+            {k: dg.MetadataValue.md(v) for k, v in charts.items()}, partition_key=str(open_dates[-1])
+        )
     meta: dict = {"dagster/row_count": result.rows_written, "as_of_days": len(open_dates), "periods": list(PERIODS)}
     if len(dates) == 1:
         meta["market_closed"] = bool(closed)

@@ -12,6 +12,7 @@ from decimal import Decimal
 import dagster as dg
 import redis as redis_lib
 
+from qrl_platform import dashboard
 from qrl_platform.defs.partitions import quarter_hour
 from qrl_platform.defs.resources import RedisResource, WarehouseResource
 from qrl_platform.defs.treasury.resources import MexcResource, QrlSettings
@@ -57,6 +58,10 @@ QUARTER_HOUR_ASSET = dict(
     tags={"module": "qrl"},
     pool="qrl_mexc",
 )
+
+
+def _charts(charts: dict[str, str]) -> dict[str, dg.MetadataValue]:
+    return {name: dg.MetadataValue.md(markdown) for name, markdown in charts.items()}
 
 
 def _now() -> dt.datetime:
@@ -137,6 +142,7 @@ def qrl_position(
             "trades_synced": synced.inserted,
             "redis": redis_status,
             "dagster/row_count": rows,
+            **_charts(dashboard.position_chart(store, symbol=settings.symbol, mode=settings.mode, until=window.end)),
         }
     )
 
@@ -242,6 +248,7 @@ def rebalance_plan(
         **extra,
         "redis": redis_status,
         "dagster/row_count": rows,
+        **_charts(dashboard.rebalance_chart(store, symbol=settings.symbol, mode=settings.mode, until=row["timestamp"])),
     }
     if status == UNKNOWN:
         # Recorded first, then failed: the retry looks the client order id up before anything else.

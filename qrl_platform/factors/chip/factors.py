@@ -46,6 +46,9 @@ def _flow_factor(who: str, days: int) -> Factor:
 
 
 _MARGIN_MISSING = 0.35  # stocks not eligible for margin trading have no margin row at all
+# MI_MARGN / TPEx margin for day D come out around 21:00 Taipei, after the 16:35 strategies: margin
+# factors for D use the margin of the previous trading day (and D's margin feeds D+1).
+MARGIN_LAG_DAYS = 1
 
 CHIP_FACTORS: tuple[Factor, ...] = (
     *(_flow_factor(who, days) for who in ("foreign", "trust", "dealer") for days in (1, 5, 20)),
@@ -67,42 +70,46 @@ CHIP_FACTORS: tuple[Factor, ...] = (
         factor_id="margin_utilization",
         module=MODULE,
         name="Margin utilisation",
-        description="Margin purchase balance divided by the margin limit (融資使用率), × 100.",
+        description="Margin purchase balance divided by the margin limit (融資使用率), × 100, from the previous "
+        "trading day's margin (published the evening before).",
         unit="%",
-        lookback=0,
+        lookback=MARGIN_LAG_DAYS,
         source_columns=("margin_balances.margin_balance", "margin_balances.margin_limit"),
         min_value=0.0,
         # The limit is set periodically; a balance can sit slightly above a freshly lowered limit.
         max_value=105.0,
         max_missing_rate=_MARGIN_MISSING,
         tags=("margin",),
+        lag_days=MARGIN_LAG_DAYS,
     ),
     Factor(
         factor_id="short_margin_ratio",
         module=MODULE,
         name="Short-to-margin ratio (券資比)",
-        description="Short-sale balance divided by margin purchase balance, × 100. Null when the margin balance "
-        "is 0. No upper bound: heavily shorted stocks exceed 100 %.",
+        description="Short-sale balance divided by margin purchase balance, × 100, from the previous trading "
+        "day's margin. Null when the margin balance is 0. No upper bound: heavily shorted stocks exceed 100 %.",
         unit="%",
-        lookback=0,
+        lookback=MARGIN_LAG_DAYS,
         source_columns=("margin_balances.short_balance", "margin_balances.margin_balance"),
         min_value=0.0,
         max_missing_rate=_MARGIN_MISSING,
         tags=("margin",),
+        lag_days=MARGIN_LAG_DAYS,
     ),
     *(
         Factor(
             factor_id=f"margin_change_{days}",
             module=MODULE,
             name=f"Margin balance change, {days}d",
-            description=f"Percent change of the margin purchase balance over the last {days} trading days. Null "
-            "when the earlier balance is 0 or unknown.",
+            description=f"Percent change of the margin purchase balance over {days} trading days, ending with the "
+            "previous trading day's margin. Null when the earlier balance is 0 or unknown.",
             unit="%",
-            lookback=days,
+            lookback=days + MARGIN_LAG_DAYS,
             source_columns=("margin_balances.margin_balance",),
             min_value=-100.0,
             max_missing_rate=_MARGIN_MISSING,
             tags=("margin",),
+            lag_days=MARGIN_LAG_DAYS,
         )
         for days in (5, 20)
     ),

@@ -6,6 +6,11 @@ days". Everything is a polars expression over the whole sorted panel; no per-sto
 
 Weekly TDCC shareholding is attached point in time like the M08 statements: the latest week whose
 `published_on` (else the Saturday after the Friday data date) is on or before the day.
+
+Margin is attached point in time within the day: a margin row dated D is published around 21:00, after
+the 16:35 strategies, so it is used from the next trading day on (`MARGIN_LAG_DAYS`). "Next trading day"
+is the next date of the quotes panel, so a holiday is skipped (Friday's margin feeds Monday, or the day
+after a closure). A one-day run and a backfill apply the same rule, so both store the same values.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import datetime as dt
 
 import polars as pl
 
-from qrl_platform.factors.chip.factors import CHIP_FACTORS, TRUST_STREAK_CAP
+from qrl_platform.factors.chip.factors import CHIP_FACTORS, MARGIN_LAG_DAYS, TRUST_STREAK_CAP
 
 FACTOR_COLUMNS: tuple[str, ...] = tuple(f.factor_id for f in CHIP_FACTORS)
 LOOKBACK = max(f.lookback for f in CHIP_FACTORS)
@@ -51,11 +56,30 @@ def _daily_panel(quotes: pl.DataFrame, flows: pl.DataFrame, margin: pl.DataFrame
     else:
         panel = panel.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in _FLOW_COLUMNS])
     if margin.width:
-        margin_rows = margin.select("stock_id", "trade_date", *[pl.col(c).cast(pl.Float64) for c in _MARGIN_COLUMNS])
+        margin_rows = margin.select(
+            pl.col("stock_id").cast(pl.Utf8),
+            pl.col("trade_date").cast(pl.Date),
+            *[pl.col(c).cast(pl.Float64) for c in _MARGIN_COLUMNS],
+        )
+        margin_rows = dated_for_use(margin_rows, panel.get_column("trade_date"), MARGIN_LAG_DAYS)
         panel = panel.join(margin_rows, on=["stock_id", "trade_date"], how="left")
     else:
         panel = panel.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in _MARGIN_COLUMNS])
     return panel.sort("stock_id", "trade_date")
+
+
+def dated_for_use(rows: pl.DataFrame, trading_dates: pl.Series, lag: int) -> pl.DataFrame:
+    """`rows` re-dated to the `lag`-th trading day after their own `trade_date` — the first day a strategy
+    may use them. `trading_dates` are the open days (the quotes panel's dates), so holidays are skipped;
+    rows with no such later day in the panel (the last day's margin) are dropped: they feed a day not
+    being computed."""
+    if lag == 0 or rows.is_empty():
+        return rows
+    days = trading_dates.unique().sort()
+    # Index of the first open day strictly after each row's date, then lag − 1 open days further.
+    target = days.search_sorted(rows.get_column("trade_date"), side="right").cast(pl.Int64) + (lag - 1)
+    keep = target < days.len()
+    return rows.filter(keep).with_columns(days.gather(target.filter(keep)).alias("trade_date"))
 
 
 # The panel is sorted by (stock_id, trade_date), so a rolling sum or shift over the whole column is right

@@ -2,13 +2,16 @@
 
 TWSE bans clients that hammer it (SPEC S4.2), so:
 
-* every raw answer worth keeping is cached on disk at
-  `{cache_root}/<host>/<endpoint path>/<YYYY-MM-DD>.json` (each path is queried with one fixed set of
-  parameters, so path + date is the key), and a backfill never fetches a date twice;
+* every raw answer worth keeping is cached at `{cache_root}/<host>/<endpoint path>/<YYYY-MM-DD>.json`
+  (each path is queried with one fixed set of parameters, so path + date is the key; an endpoint asked
+  with several forms, like MOPS's POST summaries, adds a `variant` to the name), and a backfill never
+  fetches a date twice. The cache root is a local path or an fsspec URL — by default
+  `{QRL_HOME}/cache/raw`, so with an object-store home (`s3://…`) every pod of a Kubernetes backfill
+  reads and fills the same cache;
 * a request to a host starts at least `min_interval` seconds (default 2 s, env
   QRL_HTTP_MIN_INTERVAL_SECONDS) after the previous one to that host started *and* ended. The time
-  lives in a lock file under the cache root, so the parallel processes of one Dagster run (one per
-  daily table) share the budget;
+  lives in a lock file on local disk (under a local cache root, else in the temp directory), so the
+  parallel processes of one Dagster run on one machine share the budget (an object store has no locks);
 * timeouts, connection errors, 429 and 5xx are retried with exponential backoff (env
   QRL_HTTP_BACKOFF_SECONDS, default 1 s, doubling), honouring Retry-After, at most `max_attempts` times.
 
@@ -25,6 +28,7 @@ import datetime as dt
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import fsspec
 import httpx
 
 from qrl_platform.calendar import taipei_today
@@ -70,7 +75,7 @@ class JsonResponse:
     payload: Any
     body: bytes
     from_cache: bool
-    cache_file: Path
+    cache_file: str  # a path inside the cache's fsspec filesystem
     requests: int  # HTTP requests this answer cost (0 from the cache, >1 after retries)
 
 
@@ -93,7 +98,13 @@ class PoliteClient:
         max_retry_after: float = 120.0,
         timeout: float = 30.0,
     ):
-        self.cache_root = Path(cache_root)
+        self.cache_root = str(cache_root).rstrip("/")
+        self.fs, self._root = fsspec.core.url_to_fs(self.cache_root)
+        self._local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        # Throttle stamps need a lockable local file; an object-store cache root cannot hold them.
+        self._stamps = Path(self._root if self._local else tempfile.gettempdir()) / (
+            ".throttle" if self._local else "qrl-throttle"
+        )
         self.min_interval = (
             min_interval
             if min_interval is not None
@@ -117,9 +128,10 @@ class PoliteClient:
         self._http.close()
 
     # ------------------------------------------------------------------------------------------ cache
-    def cache_file(self, url: str, date: dt.date) -> Path:
+    def cache_file(self, url: str, date: dt.date, variant: str = "") -> str:
         parts = urlsplit(url)
-        return self.cache_root / _safe(parts.netloc) / parts.path.strip("/") / f"{date.isoformat()}.json"
+        name = f"{date.isoformat()}{'.' + _safe(variant) if variant else ''}.json"
+        return f"{self._root}/{_safe(parts.netloc)}/{parts.path.strip('/')}/{name}"
 
     def keep(self, response: JsonResponse, *, no_data: bool = False, verified: bool = False) -> bool:
         """Cache a parsed answer. Call only after the payload parsed; returns whether it was written.
@@ -133,14 +145,24 @@ class PoliteClient:
         elif not verified and not _stat_ok(response.payload):
             return False  # belt and braces: only OK answers are kept
         target = response.cache_file
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        partial.write_bytes(response.body)
-        os.replace(partial, target)  # atomic: a reader sees the old file or the whole new one
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        if self._local:
+            partial = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
+            Path(partial).write_bytes(response.body)
+            os.replace(partial, target)  # atomic: a reader sees the old file or the whole new one
+        else:
+            self.fs.pipe_file(target, response.body)  # one PUT: an object appears whole or not at all
         return True
 
     def forget(self, response: JsonResponse) -> None:
-        response.cache_file.unlink(missing_ok=True)
+        if self.fs.exists(response.cache_file):
+            self.fs.rm_file(response.cache_file)
+
+    def _read_cache(self, cache_file: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(cache_file)
+        except FileNotFoundError:
+            return None
 
     # ------------------------------------------------------------------------------------------- fetch
     def get_json(
@@ -153,20 +175,25 @@ class PoliteClient:
         label: str,
         decode: Callable[[bytes], Any] | None = None,
         kind: str = "JSON",
+        form: dict[str, str] | None = None,
+        variant: str = "",
     ) -> JsonResponse:
         """The decoded answer (JSON unless `decode` says otherwise) for one endpoint and date, from the
-        cache when it holds one. `decode` raises ValueError on a body that is not `kind`."""
+        cache when it holds one. `decode` raises ValueError on a body that is not `kind`.
+
+        `form`: POST these form fields instead of a GET; `variant` names the cache entry when one path
+        and date are asked with several forms (e.g. MOPS's TWSE and TPEx summaries)."""
         decode = decode or _decode
         url = base_url.rstrip("/") + path
-        cache_file = self.cache_file(url, date)
-        if cache_file.exists():
-            body = cache_file.read_bytes()
+        cache_file = self.cache_file(url, date, variant)
+        body = self._read_cache(cache_file)
+        if body is not None:
             try:
                 return JsonResponse(label, url, date, decode(body), body, True, cache_file, 0)
             except ValueError:
                 log.warning("discarding unreadable cache entry %s", cache_file)
-                cache_file.unlink(missing_ok=True)
-        response, attempts = self._request(url, params, label=label, date=date)
+                self.fs.rm_file(cache_file)
+        response, attempts = self._request(url, params, label=label, date=date, form=form)
         try:
             payload = decode(response.content)
         except ValueError:
@@ -177,7 +204,9 @@ class PoliteClient:
             ) from None
         return JsonResponse(label, str(response.url), date, payload, response.content, False, cache_file, attempts)
 
-    def _request(self, url: str, params: dict[str, str], *, label: str, date: dt.date) -> tuple[httpx.Response, int]:
+    def _request(
+        self, url: str, params: dict[str, str], *, label: str, date: dt.date, form: dict[str, str] | None = None
+    ) -> tuple[httpx.Response, int]:
         host = urlsplit(url).netloc
         policy = RetryPolicy(
             max_attempts=self.max_attempts, backoff_seconds=self.backoff, max_retry_after_seconds=self.max_retry_after
@@ -186,7 +215,7 @@ class PoliteClient:
         def attempt() -> httpx.Response:
             self._wait_turn(host)
             self.requests_made += 1
-            return self._get(url, params, host)
+            return self._send(url, params, host, form)
 
         def log_retry(number: int, problem: str, wait: float) -> None:
             log.warning("%s %s: %s, retry %d/%d in %.1fs", label, date, problem, number, self.max_attempts - 1, wait)
@@ -206,8 +235,10 @@ class PoliteClient:
                 f"{label} {date}: gave up after {exhausted.attempts} attempts ({exhausted.problem}) at {url}"
             ) from None
 
-    def _get(self, url: str, params: dict[str, str], host: str) -> httpx.Response:
+    def _send(self, url: str, params: dict[str, str], host: str, form: dict[str, str] | None) -> httpx.Response:
         try:
+            if form is not None:
+                return self._http.post(url, params=params, data=form)
             return self._http.get(url, params=params)
         finally:
             self._done(host)
@@ -228,7 +259,7 @@ class PoliteClient:
     @contextlib.contextmanager
     def _stamp(self, host: str):
         """The host's last-request time, locked against other threads and processes sharing the cache."""
-        stamp = self.cache_root / ".throttle" / _safe(host)
+        stamp = self._stamps / _safe(host)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         with _thread_lock(str(stamp)), open(stamp, "a+", encoding="ascii") as handle:
             if fcntl is not None:

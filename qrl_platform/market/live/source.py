@@ -1,4 +1,4 @@
-"""The live market source: TWSE + TPEx daily tables for one date, in the canonical schemas.
+"""The live market source: TWSE + TPEx daily tables, TDCC shareholding, MOPS revenue and financials.
 
 For each table: ask TWSE first. TWSE's "no data" answer means the market was closed that day (typhoon
 closures the calendar missed, SPEC S3), and TPEx is not asked — unless it cannot be a closure yet: a
@@ -6,22 +6,31 @@ future date, today before the closing data are out, or a table published later t
 already has (those raise `NotPublishedYet`, a `BadMarketData`, so nothing is stored and a retry works). Otherwise ask TPEx, combine and
 `conform()`. Every payload is parsed completely before it is cached or returned, so a bad answer
 raises `BadMarketData` and neither a partial frame nor a cache entry comes out of it.
+
+MOPS (monthly revenue, quarterly financials; see mops.py) is asked only once the period's statutory
+deadline has passed (revenue: the 10th of the next month; Q1 May 15, Q2 Aug 14, Q3 Nov 14, Q4 Mar 31;
+`timetable.is_due`): before it the report is still filling up, and a partial month stored under its
+key would never be replaced. Every row's `published_on` is that deadline (the statutory rule): MOPS's
+pages do not say when each company filed, and t21sc03's 出表日期 is only the day the page was printed.
+The same value whenever the period is fetched, so re-runs and backfills agree; on the deadline day
+itself a live run has not fetched the period yet, while a later backfill of that day would see it.
+A period MOPS answers 查無資料 for, or whose deadline has not passed, raises `NotPublishedYet` (retry
+later, nothing stored).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import polars as pl
 
 from qrl_platform.calendar import CLOSING_DATA_OUT, closing_data_out, taipei_now
-from qrl_platform.market import schema
-from qrl_platform.market.live import tdcc, tpex, twse
+from qrl_platform.market import schema, timetable
+from qrl_platform.market.live import mops, tdcc, tpex, twse
 from qrl_platform.market.live.http import JsonResponse, PoliteClient
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
-from qrl_platform.market.sources import DAILY_TABLES, DayResult
+from qrl_platform.market.sources import DAILY_TABLES, PERIODIC_TABLES, DayResult
 from qrl_platform.settings import MarketSourceSettings, qrl_home
 
 
@@ -30,23 +39,21 @@ def _may_still_publish(date: dt.date) -> bool:
     return date > now.date() or (date == now.date() and not closing_data_out(now))
 
 
-def default_cache_root() -> Path:
-    home = qrl_home()
-    if "://" in home:  # an object-store QRL_HOME: the raw cache still needs a local disk
-        return Path(".qrl").resolve() / "cache" / "raw"
-    return Path(home) / "cache" / "raw"
+def default_cache_root() -> str:
+    """`{QRL_HOME}/cache/raw`, a path or an fsspec URL: with an `s3://` home every pod shares the cache."""
+    return f"{qrl_home().rstrip('/')}/cache/raw"
 
 
 class LiveMarketSource:
     name = "live"
-    # TWSE/TPEx daily tables and TDCC shareholding; MOPS (revenue, financials) is not built yet.
-    provides = frozenset((*DAILY_TABLES, "shareholding_distribution"))
+    # TWSE/TPEx daily tables, TDCC shareholding and MOPS revenue and financials: all seven raw tables.
+    provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES))
 
     def __init__(
         self, settings: MarketSourceSettings, cache_root: str | None = None, min_interval: float | None = None
     ):
         self.settings = settings
-        self.http = PoliteClient(Path(cache_root) if cache_root else default_cache_root(), min_interval=min_interval)
+        self.http = PoliteClient(cache_root or default_cache_root(), min_interval=min_interval)
 
     def close(self) -> None:
         self.http.close()
@@ -112,6 +119,104 @@ class LiveMarketSource:
             decode=tdcc.decode,
             kind="CSV",
         )
+
+    # ------------------------------------------------------------------------------------------- MOPS
+    def monthly_revenue(self, month: dt.date) -> pl.DataFrame:
+        """Every TWSE- and TPEx-listed company's revenue for `month` (thousand TWD), from t21sc03."""
+        if month.day != 1:
+            raise BadMarketData(f"monthly_revenue: {month} is not the first day of a month (the partition key)")
+        deadline = mops.revenue_deadline(month)
+        self._when_due("monthly_revenue", month, f"{mops.REVENUE.label} {month:%Y-%m}")
+        records = []
+        for market in mops.MARKETS:
+            rows = self._mops_answer(
+                mops.revenue_path(market, month),
+                month,
+                mops.decode_cp950,
+                lambda html, market=market: mops.parse_revenue(html, market, month),
+                label=f"{mops.REVENUE.label} {market}",
+            )
+            records += [{"stock_id": r["stock_id"], "revenue": r["revenue"]} for r in rows]
+        frame = pl.DataFrame(records, schema={"stock_id": pl.Utf8, "revenue": pl.Int64}).with_columns(
+            pl.lit(f"{month:%Y-%m}").alias("year_month"), pl.lit(deadline).alias("published_on")
+        )
+        return schema.conform("monthly_revenue", frame, context=f"{month:%Y-%m}").sort("stock_id")
+
+    def financials(self, quarter_start: dt.date) -> pl.DataFrame:
+        """EPS, net income and revenue for the quarter (t163sb04, year to date minus the previous quarter's)
+        and equity at its end (t163sb05), for every TWSE- and TPEx-listed company."""
+        if quarter_start.month not in (1, 4, 7, 10) or quarter_start.day != 1:
+            raise BadMarketData(f"financials: {quarter_start} is not the first day of a fiscal quarter")
+        year, quarter = quarter_start.year, (quarter_start.month - 1) // 3 + 1
+        deadline = mops.statutory_deadline(year, quarter)
+        self._when_due("financials", quarter_start, f"{mops.INCOME.label} {year}Q{quarter}")
+        records = []
+        for market in mops.MARKETS:
+            year_to_date = self._statement(mops.INCOME, market, year, quarter)
+            previous = self._statement(mops.INCOME, market, year, quarter - 1) if quarter > 1 else None
+            balance = self._statement(mops.BALANCE, market, year, quarter)
+            for code, values in mops.quarterly(year_to_date, previous).items():
+                records.append(
+                    {
+                        "stock_id": code,
+                        "eps": values.get("eps"),
+                        "net_income": values.get("net_income"),
+                        "revenue": values.get("revenue"),
+                        "equity": balance.get(code, {}).get("equity"),
+                    }
+                )
+        frame = pl.DataFrame(
+            records,
+            schema={
+                "stock_id": pl.Utf8,
+                "eps": pl.Float64,
+                "net_income": pl.Int64,
+                "revenue": pl.Int64,
+                "equity": pl.Int64,
+            },
+        ).with_columns(pl.lit(f"{year}Q{quarter}").alias("fiscal_quarter"), pl.lit(deadline).alias("published_on"))
+        return schema.conform("financials", frame, context=f"{year}Q{quarter}").sort("stock_id")
+
+    def _when_due(self, table: str, partition: dt.date, label: str) -> None:
+        """MOPS is asked only once the publication timetable says the period is complete (deadline passed)."""
+        due, reason = timetable.is_due(table, partition, taipei_now())
+        if not due:
+            raise NotPublishedYet(f"{label}: {reason}")
+
+    def _statement(self, endpoint: twse.Endpoint, market: str, year: int, quarter: int) -> dict[str, dict]:
+        parse = mops.parse_income if endpoint is mops.INCOME else mops.parse_balance
+        return self._mops_answer(
+            endpoint.path,
+            dt.date(year, 3 * quarter - 2, 1),
+            mops.decode_utf8,
+            lambda html: parse(html, market, year, quarter),
+            form=mops.statement_form(market, year, quarter),
+            variant=market,
+            label=f"{endpoint.label} {market}",
+        )
+
+    def _mops_answer(self, path: str, period: dt.date, decode, parse, *, label: str, form=None, variant: str = ""):
+        """Fetch (or read from the cache), parse, and cache only what parsed; like `_fetch` for MOPS pages."""
+
+        def answer():
+            return self.http.get_json(
+                self.settings.mops_base_url, path, {}, date=period, label=label, decode=decode, kind="HTML",
+                form=form, variant=variant,
+            )  # fmt: skip
+
+        response = answer()
+        try:
+            parsed = parse(response.payload)
+        except NotPublishedYet:
+            raise
+        except BadMarketData:
+            if not response.from_cache:
+                raise
+            self.http.forget(response)  # a cached page the parser now rejects: ask once more
+            response = answer()
+            parsed = parse(response.payload)
+        self.http.keep(response, verified=True)  # parsed, and the path/form names the period
+        return parsed
 
     def has_data(self, date: dt.date) -> bool:
         """Has TWSE published the day's closing quotes? (stat OK and the 每日收盤行情 table present)."""

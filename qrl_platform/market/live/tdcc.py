@@ -13,8 +13,8 @@ fetched, a newer one is not published yet. A week whose Friday was a holiday car
 its last trading day, which is accepted for that week.
 
 The answer is cached (under the week) only once it parsed and its data date matched, so a backfill
-of archived weeks never asks again. This layout follows TDCC's published open-data description; the
-shared payload reference does not cover TDCC, so a change in it fails loudly, naming the field.
+of archived weeks never asks again. This layout was checked against a recording (shared payload
+reference, § TDCC: UTF-8 with BOM, CRLF, unquoted); a change in it fails loudly, naming the field.
 """
 
 from __future__ import annotations

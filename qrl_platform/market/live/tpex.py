@@ -245,7 +245,7 @@ def parse_institutional(payload: object, date: dt.date) -> Parsed:
 # ------------------------------------------------------------------------------------------- margin
 
 # 上櫃股票融資融券餘額, in lots (張). Note 券賣 comes before 券買 here, unlike TWSE.
-MARGIN_LAYOUT: list[tuple[str, str | None]] = [
+MARGIN_LAYOUT: list[tuple[str | tuple[str, ...], str | None]] = [
     ("代號", None),
     ("名稱", None),
     ("前資餘額(張)", "margin_prev_balance"),

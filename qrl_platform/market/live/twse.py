@@ -136,27 +136,41 @@ def check_date(value: object, where: Where, field_name: str = "date") -> None:
         )
 
 
-def positions(fields: object, wanted: Iterable[str], where: Where) -> dict[str, int]:
-    """Column index of each wanted field, by name; for tables whose field names are unique."""
+def positions(fields: object, wanted: Iterable[str] | dict[str, tuple[str, ...]], where: Where) -> dict[str, int]:
+    """Column index of each wanted field, by name; for tables whose field names are unique.
+
+    `wanted` is a list of names, or {key: accepted names} when the exchange has spelled a column more
+    than one way over the years (the first accepted name present wins; the result is keyed by `key`)."""
     got = field_list(fields, where)
+    accepted = wanted if isinstance(wanted, dict) else {name: (name,) for name in wanted}
     out = {}
-    for name in wanted:
-        hits = [i for i, g in enumerate(got) if g == name]
-        if len(hits) != 1:
-            state = "is missing from" if not hits else "appears more than once in"
-            raise where.bad(f"field {name!r} {state} the field list {got}")
-        out[name] = hits[0]
+    for key, names in accepted.items():
+        for name in names:
+            hits = [i for i, g in enumerate(got) if g == name]
+            if len(hits) > 1:
+                raise where.bad(f"field {name!r} appears more than once in the field list {got}")
+            if hits:
+                out[key] = hits[0]
+                break
+        else:
+            raise where.bad(f"field {_spelled(names)} is missing from the field list {got}")
     return out
 
 
-def expect_layout(fields: object, expected: list[str], where: Where) -> None:
-    """For tables with repeated field names we map by position, so the whole header must match."""
+def _spelled(names: tuple[str, ...]) -> str:
+    return " or ".join(repr(n) for n in names)
+
+
+def expect_layout(fields: object, expected: list[tuple[str, ...]], where: Where) -> None:
+    """For tables with repeated field names we map by position, so the whole header must match; each
+    position accepts a short list of names (the exchanges rename a column now and then)."""
     got = field_list(fields, where)
     if len(got) != len(expected):
-        raise where.bad(f"field list changed: expected {len(expected)} fields {expected}, got {len(got)}: {got}")
-    for i, (have, want) in enumerate(zip(got, expected, strict=True)):
-        if have != want:
-            raise where.bad(f"field {want!r} expected at position {i}, got {have!r} (field list changed)")
+        flat = [names[0] for names in expected]
+        raise where.bad(f"field list changed: expected {len(expected)} fields {flat}, got {len(got)}: {got}")
+    for i, (have, names) in enumerate(zip(got, expected, strict=True)):
+        if have not in names:
+            raise where.bad(f"field {_spelled(names)} expected at position {i}, got {have!r} (field list changed)")
 
 
 def field_list(fields: object, where: Where) -> list[str]:
@@ -262,10 +276,14 @@ def no_data_or_ok(
 QUOTES = Endpoint("TWSE", "MI_INDEX", "/rwd/zh/afterTrading/MI_INDEX", {"type": "ALLBUT0999"})
 INSTITUTIONAL = Endpoint("TWSE", "T86", "/rwd/zh/fund/T86", {"selectType": "ALLBUT0999"})
 MARGIN = Endpoint("TWSE", "MI_MARGN", "/rwd/zh/marginTrading/MI_MARGN", {"selectType": "STOCK"})
-VALUATION = Endpoint("TWSE", "BWIBBU_d", "/rwd/zh/exchangeReport/BWIBBU_d", {"selectType": "ALL"})
+# Under rwd/zh/ the valuations live in afterTrading/ (exchangeReport/BWIBBU_d is the pre-rwd path).
+VALUATION = Endpoint("TWSE", "BWIBBU_d", "/rwd/zh/afterTrading/BWIBBU_d", {"selectType": "ALL"})
 
-# TWSE's closed-day answer: {"stat": "很抱歉，沒有符合條件的資料!"}.
+# TWSE's closed-day answer: {"stat": "很抱歉，沒有符合條件的資料!"} (MI_MARGN drops the final 「!」, so
+# the marker is matched without it).
 NO_DATA_STAT = "沒有符合條件的資料"
+# A date after the exchange's today: {"stat": "查詢日期大於今日，請重新查詢!", "total": 0}.
+FUTURE_DATE_STAT = "查詢日期大於"
 STOCK_TABLE_TITLE = "每日收盤行情"
 
 
@@ -274,6 +292,10 @@ def query(endpoint: Endpoint, date: dt.date) -> dict[str, str]:
 
 
 def _open(payload: object, where: Where) -> Parsed | None:
+    if isinstance(payload, dict) and FUTURE_DATE_STAT in text(payload.get("stat")):
+        raise NotPublishedYet(
+            f"{where.endpoint.label} {where.date}: TWSE says {text(payload['stat'])!r}; try again later"
+        )
     closed = no_data_or_ok(payload, where, lambda s: s.upper() == "OK", NO_DATA_STAT)
     if closed is None:
         check_date(payload.get("date"), where)
@@ -427,8 +449,10 @@ def parse_institutional(payload: object, date: dt.date) -> Parsed:
     return Parsed(frame(records, INSTITUTIONAL_FLOWS))
 
 
-# Names repeat (融資 then 融券), so MI_MARGN is mapped by position and the whole header is checked.
-MARGIN_LAYOUT: list[tuple[str, str | None]] = [
+# Names repeat (融資 then 融券), so MI_MARGN is mapped by position and the whole header is checked. The
+# limit column is 限額 in the recorded answers; 次一營業日限額 is the older spelling — both accepted.
+LIMIT_NAMES = ("限額", "次一營業日限額")
+MARGIN_LAYOUT: list[tuple[str | tuple[str, ...], str | None]] = [
     ("代號", None),
     ("名稱", None),
     ("買進", "margin_buy"),
@@ -436,21 +460,25 @@ MARGIN_LAYOUT: list[tuple[str, str | None]] = [
     ("現金償還", "margin_cash_repay"),
     ("前日餘額", "margin_prev_balance"),
     ("今日餘額", "margin_balance"),
-    ("次一營業日限額", "margin_limit"),
+    (LIMIT_NAMES, "margin_limit"),
     ("買進", "short_cover"),
     ("賣出", "short_sell"),
     ("現券償還", "short_stock_repay"),
     ("前日餘額", "short_prev_balance"),
     ("今日餘額", "short_balance"),
-    ("次一營業日限額", "short_limit"),
+    (LIMIT_NAMES, "short_limit"),
     ("資券互抵", "offset"),
     ("註記", None),
 ]
 
 
-def margin_rows(table: dict, where: Where, layout: list[tuple[str, str | None]]) -> list[dict]:
+def accepted(names: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (names,) if isinstance(names, str) else names
+
+
+def margin_rows(table: dict, where: Where, layout: list[tuple[str | tuple[str, ...], str | None]]) -> list[dict]:
     """Rows of a by-position margin table (TWSE and TPEx alike), in lots as published; 合計 row dropped."""
-    expect_layout(table.get("fields"), [name for name, _ in layout], where)
+    expect_layout(table.get("fields"), [accepted(names) for names, _ in layout], where)
     records = []
     for i, row in enumerate(rows_of(table, where)):
         code, name = text(row[0]), text(row[1])
@@ -458,8 +486,9 @@ def margin_rows(table: dict, where: Where, layout: list[tuple[str, str | None]])
             continue
         require_code(code, i, where)
         record: dict = {"stock_id": code, "trade_date": where.date}
-        for position, (field_name, column) in enumerate(layout):
+        for position, (_names, column) in enumerate(layout):
             if column:
+                field_name = norm(table["fields"][position])  # the spelling this answer uses
                 record[column] = number(
                     row[position], where, f"{field_name} ({column})", code, integer=True, required=True
                 )
@@ -484,14 +513,15 @@ def parse_margin(payload: object, date: dt.date) -> Parsed:
     return Parsed(frame(margin_rows(stock_tables[0], where, MARGIN_LAYOUT), MARGIN_BALANCES))
 
 
-VALUATION_RATIOS = ["本益比", "股價淨值比", "殖利率(%)"]
+# Found by name: BWIBBU_d has answered with and without 收盤價 after the name, so positions shift.
+VALUATION_RATIOS = {"本益比": ("本益比",), "股價淨值比": ("股價淨值比",), "殖利率(%)": ("殖利率(%)",)}
 
 
 def valuation_records(
     table: dict, where: Where, date: dt.date, code_field: str, skip: Callable[[str], bool] = lambda code: False
 ) -> list[dict]:
     """Valuation rows of one table, columns found by name (both exchanges publish the same three ratios)."""
-    at = positions(table.get("fields"), [code_field, *VALUATION_RATIOS], where)
+    at = positions(table.get("fields"), {code_field: (code_field,), **VALUATION_RATIOS}, where)
     records = []
     for i, row in enumerate(rows_of(table, where)):
         code = require_code(text(row[at[code_field]]), i, where)

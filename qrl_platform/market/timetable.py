@@ -1,0 +1,124 @@
+"""When each raw table's data for a partition is normally published (Asia/Taipei), and whether it is due.
+
+Plain Python (no Dagster): sensors and schedules ask `is_due(table, partition_date, now)` before
+launching a table's ingestion, so a table that is not out yet is a skip with its reason, never a failed
+run. Each table has one publication rule and a time of day, configurable through the environment
+(`QRL_PUBLISH_<TABLE>=HH:MM`, e.g. `QRL_PUBLISH_MARGIN_BALANCES=21:30`):
+
+| table | partition | due (Taipei) | default | why |
+|---|---|---|---|---|
+| daily_quotes | trading day D | D at the time | 14:30 | TWSE/TPEx closing quotes are out after 14:30 |
+| institutional_flows | D | D at the time | 15:30 | T86 / TPEx 三大法人 come mid-afternoon (≈15:00); half an hour of margin |
+| valuations | D | D at the time | 15:30 | BWIBBU_d / peQryDate appear with or after T86 in practice |
+| margin_balances | D | D at the time | 21:00 | MI_MARGN and TPEx margin balances are published around 21:00 |
+| monthly_revenue | first day of month M | the day after the 10th of M+1, at the time | 00:00 | revenue is filed by the 10th |
+| financials | first day of quarter Q | the day after the statutory deadline, at the time | 00:00 | Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual Mar 31 |
+| shareholding_distribution | Friday F | Saturday F+1 at the time | 10:00 | TDCC posts Friday's distribution on Saturday |
+
+The periodic tables are due only once their deadline has passed, the same rule the live source applies
+before it asks MOPS (`LiveMarketSource._after_deadline`). Whether a day is a trading day is the
+calendar's business, not this module's: a closed day's partition is materialised empty by the ingestion
+without any request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from qrl_platform.settings import publication_time_override
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+
+
+def revenue_deadline(month: dt.date) -> dt.date:
+    """Companies publish a month's revenue by the 10th of the next month."""
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=10)
+
+
+def statutory_deadline(year: int, quarter: int) -> dt.date:
+    """Taiwan filing deadlines: Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual (Q4) Mar 31 of the next year."""
+    return {1: dt.date(year, 5, 15), 2: dt.date(year, 8, 14), 3: dt.date(year, 11, 14), 4: dt.date(year + 1, 3, 31)}[
+        quarter
+    ]
+
+
+@dataclass(frozen=True)
+class Publication:
+    table: str
+    default: dt.time
+    rule: str  # "same_day" | "after_revenue_deadline" | "after_statutory_deadline" | "next_day"
+
+    @property
+    def env(self) -> str:
+        return f"QRL_PUBLISH_{self.table.upper()}"
+
+
+TIMETABLE: dict[str, Publication] = {
+    p.table: p
+    for p in (
+        Publication("daily_quotes", dt.time(14, 30), "same_day"),
+        Publication("institutional_flows", dt.time(15, 30), "same_day"),
+        Publication("valuations", dt.time(15, 30), "same_day"),
+        Publication("margin_balances", dt.time(21, 0), "same_day"),
+        Publication("monthly_revenue", dt.time(0, 0), "after_revenue_deadline"),
+        Publication("financials", dt.time(0, 0), "after_statutory_deadline"),
+        Publication("shareholding_distribution", dt.time(10, 0), "next_day"),
+    )
+}
+
+
+def publication_time(table: str) -> dt.time:
+    """The table's time of day: `QRL_PUBLISH_<TABLE>` (HH:MM) when set, else the default above."""
+    publication = _publication(table)
+    raw = publication_time_override(table)
+    if raw is None:
+        return publication.default
+    try:
+        hours, minutes = raw.split(":")
+        return dt.time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"{publication.env} must be a Taipei time of day HH:MM (e.g. 21:00), got {raw!r}") from None
+
+
+def due_at(table: str, partition_date: dt.date) -> dt.datetime:
+    """When the table's data for the partition is normally out (an aware Taipei datetime)."""
+    publication = _publication(table)
+    if publication.rule == "same_day":
+        day = partition_date
+    elif publication.rule == "after_revenue_deadline":
+        if partition_date.day != 1:
+            raise ValueError(f"{table}: partition {partition_date} is not the first day of a month")
+        day = revenue_deadline(partition_date) + dt.timedelta(days=1)
+    elif publication.rule == "after_statutory_deadline":
+        if partition_date.month not in (1, 4, 7, 10) or partition_date.day != 1:
+            raise ValueError(f"{table}: partition {partition_date} is not the first day of a fiscal quarter")
+        quarter = (partition_date.month - 1) // 3 + 1
+        day = statutory_deadline(partition_date.year, quarter) + dt.timedelta(days=1)
+    else:  # next_day: TDCC's Friday data on Saturday
+        if partition_date.weekday() != 4:
+            raise ValueError(f"{table}: partition {partition_date} is not a Friday (TDCC data date)")
+        day = partition_date + dt.timedelta(days=1)
+    return dt.datetime.combine(day, publication_time(table), tzinfo=TAIPEI)
+
+
+def is_due(table: str, partition_date: dt.date, now: dt.datetime) -> tuple[bool, str]:
+    """(due, reason): is the table's data for `partition_date` normally published by `now`?
+
+    `now` may be in any time zone; a naive datetime is read as Taipei time."""
+    when = now.replace(tzinfo=TAIPEI) if now.tzinfo is None else now.astimezone(TAIPEI)
+    due = due_at(table, partition_date)
+    source = f"{_publication(table).env}={publication_time(table):%H:%M}"
+    if when >= due:
+        return True, f"{table} for {partition_date} is due since {due:%Y-%m-%d %H:%M} Taipei ({source})"
+    return False, (
+        f"{table} for {partition_date} is not published yet: normally out at {due:%Y-%m-%d %H:%M} Taipei "
+        f"({source}); it is {when:%Y-%m-%d %H:%M}"
+    )
+
+
+def _publication(table: str) -> Publication:
+    if table not in TIMETABLE:
+        raise KeyError(f"no publication time for table {table!r}; known: {sorted(TIMETABLE)}")
+    return TIMETABLE[table]

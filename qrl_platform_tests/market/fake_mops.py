@@ -1,0 +1,287 @@
+"""A local stand-in for mops.twse.com.tw, serving pages built in the recorded shapes (invented rows).
+
+* `GET /nas/t21/{sii|otc}/t21sc03_{ROC year}_{month}_0.html`: cp950 bytes (a name with the cp950-only
+  碁, so strict big5 fails), one line of HTML, one table per industry with a title row (產業別 / 單位：千元),
+  two header rows with `<br>` in the cells, numbers right-aligned with leading spaces and commas inside
+  `<td nowrap>` (one cell written `<Td nowrap>`), a `<th … colspan=2>合計</th>` row per industry, then
+  全部國內上市公司合計 and 出表日期. A month not published answers a full page with
+  `<h3 align=center>查無資料</h3>`.
+* `POST /mops/web/t163sb04` and `/mops/web/t163sb05` with MOPS's form (encodeURIComponent=1, step=1,
+  firstin=1, off=1, isQuery=Y, TYPEK, year, season; anything else is HTTP 400): UTF-8 HTML, one table
+  per industry template (general and bank templates, different line items), or 查無資料. The t163sb05
+  layout follows the same conventions; it was not checked against a recording.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+MONTH = dt.date(2026, 7, 1)  # the month the fixture publishes
+YEAR, QUARTER = 2026, 2  # the quarter the fixture publishes (and Q1 before it)
+
+# (industry, [(code, name, this month, last month, last year's month, MoM %, YoY %, cumulative,
+#              last year's cumulative, cumulative %, note)])
+SII_REVENUE = [
+    ("水泥工業", [
+        ("1101", "台泥", "   8,470,118", "   9,001,200", "   7,950,000", "   -5.90", "    6.54", "  55,123,456", "  50,000,000", "   10.24", "-"),
+        ("1102", "亞泥", "   5,120,300", "   4,980,000", "   5,300,100", "    2.81", "   -3.39", "  33,210,987", "  34,000,000", "   -2.32", "-"),
+    ]),
+    ("電腦及週邊設備業", [
+        ("2353", "宏碁", "  21,345,678", "  19,876,543", "  20,111,222", "    7.39", "    6.13", " 140,987,654", " 135,000,000", "    4.43", "-"),
+        ("2399", "碁曜電子", "     -12,345", "       3,210", "      45,678", " -484.58", " -127.02", "     123,456", "     300,000", "  -58.84", "退貨沖銷"),
+    ]),
+]  # fmt: skip
+OTC_REVENUE = [
+    ("半導體業", [
+        ("6488", "環球晶", "   5,901,234", "   5,800,000", "   6,200,000", "    1.75", "   -4.82", "  40,111,222", "  42,000,000", "   -4.50", "-"),
+    ]),
+]  # fmt: skip
+REVENUE = {"sii": SII_REVENUE, "otc": OTC_REVENUE}
+
+GENERAL_INCOME = [  # 一般業: 營業收入 … 淨利（淨損）歸屬於母公司業主 … 基本每股盈餘（元）
+    "公司<br>代號", "公司名稱", "營業收入", "營業成本", "營業毛利（毛損）", "營業利益（損失）", "本期淨利（淨損）",
+    "淨利（淨損）歸屬於母公司業主", "淨利（淨損）歸屬於非控制權益", "綜合損益總額歸屬於母公司業主", "基本每股盈餘（元）",
+]  # fmt: skip
+BANK_INCOME = [  # 金融業: no 營業收入; 淨收益, 本期稅後淨利（淨損）
+    "公司代號", "公司名稱", "利息淨收益", "利息以外淨損益", "淨收益", "呆帳費用、承諾及保證責任準備提存",
+    "本期稅後淨利（淨損）", "淨利（淨損）歸屬於母公司業主", "基本每股盈餘（元）",
+]  # fmt: skip
+# Year-to-date figures per (season, market): general rows then bank rows, as MOPS prints them.
+INCOME = {
+    (1, "sii"): (
+        [
+            ["1101", "台泥", "25,104,123", "20,000,000", "5,104,123", "3,000,000", "2,500,000", "2,400,000", "100,000", "2,300,000", "0.32"],
+            ["2353", "宏碁", "60,000,000", "54,000,000", "6,000,000", "1,500,000", "1,300,000", "1,200,000", "100,000", "1,100,000", "0.40"],
+        ],
+        [["2881", "富邦金", "20,000,000", "15,000,000", "35,000,000", "1,000,000", "20,500,000", "20,000,000", "3.00"]],
+    ),
+    (2, "sii"): (
+        [
+            ["1101", "台泥", "52,000,000", "41,000,000", "11,000,000", "6,500,000", "5,600,000", "5,300,000", "300,000", "5,000,000", "0.71"],
+            ["2353", "宏碁", "118,500,000", "107,000,000", "11,500,000", "2,000,000", "900,000", "-300,000", "1,200,000", "-500,000", "-0.10"],
+            ["1109", "信大", "3,000,000", "2,800,000", "200,000", "50,000", "40,000", "40,000", "0", "40,000", "0.12"],
+        ],
+        [["2881", "富邦金", "41,000,000", "31,000,000", "72,000,000", "2,000,000", "42,000,000", "41,200,000", "6.15"]],
+    ),
+    (1, "otc"): ([["6488", "環球晶", "17,000,000", "11,000,000", "6,000,000", "4,000,000", "3,500,000", "3,400,000", "100,000", "3,300,000", "7.11"]], []),
+    (2, "otc"): ([["6488", "環球晶", "33,500,000", "22,000,000", "11,500,000", "7,600,000", "6,600,000", "6,450,000", "150,000", "6,300,000", "13.48"]], []),
+}  # fmt: skip
+GENERAL_BALANCE = [
+    "公司<br>代號", "公司名稱", "流動資產", "資產總計", "負債總計", "股本", "歸屬於母公司業主之權益合計",
+    "非控制權益", "權益總計", "每股參考淨值",
+]  # fmt: skip
+BANK_BALANCE = ["公司代號", "公司名稱", "資產總計", "負債總計", "股本", "權益總額", "每股參考淨值"]
+BALANCE = {
+    (2, "sii"): (
+        [
+            ["1101", "台泥", "150,000,000", "500,000,000", "250,000,000", "75,000,000", "230,000,000", "20,000,000", "250,000,000", "30.67"],
+            ["2353", "宏碁", "200,000,000", "300,000,000", "180,000,000", "30,000,000", "110,000,000", "10,000,000", "120,000,000", "36.67"],
+            ["1109", "信大", "5,000,000", "9,000,000", "4,000,000", "3,300,000", "5,000,000", "0", "5,000,000", "15.15"],
+        ],
+        [["2881", "富邦金", "12,000,000,000", "11,400,000,000", "130,000,000", "600,000,000", "46.15"]],
+    ),
+    (2, "otc"): ([["6488", "環球晶", "60,000,000", "150,000,000", "70,000,000", "4,780,000", "79,000,000", "1,000,000", "80,000,000", "165.27"]], []),
+}  # fmt: skip
+FORM_KEYS = {"encodeURIComponent": "1", "step": "1", "firstin": "1", "off": "1", "isQuery": "Y"}
+
+
+def roc(year: int) -> int:
+    return year - 1911
+
+
+# ------------------------------------------------------------------------------------------------ pages
+
+
+def not_published_page(encoding: str) -> bytes:
+    page = (
+        "<html><head><title>公開資訊觀測站</title></head><body><center>"
+        "<table width='100%'><tr><td>&nbsp;</td></tr></table>"
+        "<h3 align=center>查無資料</h3></center></body></html>"
+    )
+    return page.encode(encoding)
+
+
+def revenue_page(market: str, month: dt.date, printed: dt.date) -> bytes:
+    """t21sc03 in one line of cp950 HTML."""
+    kind = "上市" if market == "sii" else "上櫃"
+    parts = [
+        f"<html><head><title>{kind}公司{roc(month.year)}年{month.month}月份營業收入彙總表</title>"
+        "<meta http-equiv='Content-Type' content='text/html; charset=big5'></head><body><center>"
+        f"<table border=0 width=100%><tr><td align=center><b>{kind}公司{roc(month.year)}年{month.month}月份營業收入彙總表</b>"
+        "</td></tr></table>"
+    ]
+    grand = [0] * 5
+    first_number_cell = True
+    for industry, rows in REVENUE[market]:
+        parts.append(
+            "<table width='100%' border=0><tr><td><table class='hasBorder' width='100%'>"
+            f"<tr><th align=left class='tt' colspan=2>產業別：{industry}</th>"
+            "<th align=right class='tt' colspan=9>單位：千元</th></tr>"
+            "<tr><th rowspan=2 class='tt'>公司<br>代號</th><th rowspan=2 class='tt'>公司名稱</th>"
+            "<th colspan=5 class='tt'>營業收入</th><th colspan=3 class='tt'>累計營業收入</th>"
+            "<th rowspan=2 class='tt'>備註</th></tr>"
+            "<tr><th class='tt'>當月營收</th><th class='tt'>上月營收</th><th class='tt'>去年當月營收</th>"
+            "<th class='tt'>上月比較<br>增減(%)</th><th class='tt'>去年同月<br>增減(%)</th>"
+            "<th class='tt'>當月累計營收</th><th class='tt'>去年累計營收</th><th class='tt'>前期比較<br>增減(%)</th></tr>"
+        )
+        total = [0] * 5
+        for code, name, *numbers, note in rows:
+            cells = []
+            for value in numbers:
+                tag = "Td" if first_number_cell else "td"  # the recorded page writes one cell <Td nowrap>
+                first_number_cell = False
+                cells.append(f"<{tag} nowrap>{value}</td>")
+            parts.append(
+                f"<tr align=right><td align=center>{code}</td><td align=left>{name}</td>{''.join(cells)}"
+                f"<td align=left>{note}</td></tr>"
+            )
+            for i, position in enumerate((0, 1, 2, 5, 6)):
+                total[i] += int(numbers[position].replace(",", ""))
+        grand = [g + t for g, t in zip(grand, total, strict=True)]
+        parts.append(_total_row("合計", total) + "</table></td></tr></table>")
+    parts.append(
+        f"<table class='hasBorder' width='100%'>{_total_row(f'全部國內{kind}公司合計', grand)}</table>"
+        f"<table width='100%'><tr><td align=left>出表日期：{roc(printed.year)}/{printed:%m/%d}</td></tr></table>"
+        "</center></body></html>"
+    )
+    return "".join(parts).encode("cp950")
+
+
+def _total_row(label: str, total: list[int]) -> str:
+    this, last, last_year, cumulative, last_cumulative = (f"{v:>12,}" for v in total)
+    values = [this, last, last_year, "", "", cumulative, last_cumulative, ""]
+    return (
+        f"<tr align=right><th align=center class='tt' colspan=2>{label}</th>"
+        + "".join(f"<td nowrap>{v or '&nbsp;'}</td>" for v in values)
+        + "<td>&nbsp;</td></tr>"
+    )
+
+
+def statement_page(title: str, templates: list[tuple[list[str], list[list[str]]]]) -> bytes:
+    """t163sb04/05: UTF-8, one hasBorder table per industry template."""
+    parts = [
+        "<html><head><meta charset='utf-8'><title>公開資訊觀測站</title></head><body>"
+        f"<table class='noBorder'><tr><td class='compName'><b>{title}</b></td></tr></table><center>"
+    ]
+    for fields, rows in templates:
+        if not rows:
+            continue
+        head = "".join(f"<th align='center'>{name}</th>" for name in fields)
+        body = "".join(
+            "<tr class='even'>"
+            + "".join(
+                f"<td style='text-align:{'left' if i < 2 else 'right'} !important;'>{value}</td>"
+                for i, value in enumerate(row)
+            )
+            + "</tr>"
+            for row in rows
+        )
+        parts.append(f"<table class='hasBorder' align='center'><tr class='tblHead'>{head}</tr>{body}</table><br>")
+    parts.append("</center></body></html>")
+    return "".join(parts).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- server
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    form: dict[str, str]
+    at: float
+
+
+class FakeMops:
+    def __init__(self):
+        self.requests: list[Seen] = []
+        self.published_months: set[tuple[str, dt.date]] = {(m, MONTH) for m in REVENUE}
+        self.printed = dt.date(2026, 8, 12)
+        self.published_quarters: set[tuple[int, int]] = {(YEAR, 1), (YEAR, 2)}
+        self.overrides: dict[str, bytes] = {}  # path → body served instead (broken layouts)
+        self._lock = threading.Lock()
+        mops = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                self._reply(mops._answer("GET", urlsplit(self.path).path, {}))
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length", "0"))
+                form = dict(parse_qsl(self.rfile.read(length).decode("ascii"), keep_blank_values=True))
+                self._reply(mops._answer("POST", urlsplit(self.path).path, form))
+
+            def _reply(self, answer):
+                status, content_type, body = answer
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self, path_part: str = "") -> int:
+        return sum(1 for r in self.requests if path_part in r.path)
+
+    def _answer(self, method: str, path: str, form: dict[str, str]) -> tuple[int, str, bytes]:
+        with self._lock:
+            self.requests.append(Seen(method, path, form, time.time()))
+        if path in self.overrides:
+            return 200, "text/html", self.overrides[path]
+        if method == "GET" and path.startswith("/nas/t21/"):
+            return self._revenue(path)
+        if method == "POST" and path in ("/mops/web/t163sb04", "/mops/web/t163sb05"):
+            return self._statement(path, form)
+        return 404, "text/plain", b"not found"
+
+    def _revenue(self, path: str):
+        try:
+            market = path.split("/")[3]
+            roc_year, month = path.rsplit("/", 1)[1].removeprefix("t21sc03_").removesuffix("_0.html").split("_")
+            wanted = dt.date(int(roc_year) + 1911, int(month), 1)
+        except (IndexError, ValueError):
+            return 404, "text/plain", b"not found"
+        if (market, wanted) not in self.published_months or wanted != MONTH:
+            return 200, "text/html", not_published_page("cp950")
+        return 200, "text/html", revenue_page(market, wanted, self.printed)
+
+    def _statement(self, path: str, form: dict[str, str]):
+        expected = set(FORM_KEYS) | {"TYPEK", "year", "season"}
+        if set(form) != expected or any(form[k] != v for k, v in FORM_KEYS.items()) or form["TYPEK"] not in REVENUE:
+            return 400, "text/plain", f"bad form {form}".encode()
+        year, season, market = int(form["year"]) + 1911, int(form["season"]), form["TYPEK"]
+        if (year, season) not in self.published_quarters or year != YEAR:
+            return 200, "text/html", not_published_page("utf-8")
+        if path.endswith("t163sb04"):
+            general, banks = INCOME.get((season, market), ([], []))
+            templates = [(GENERAL_INCOME, general), (BANK_INCOME, banks)]
+            title = "綜合損益表"
+        else:
+            general, banks = BALANCE.get((season, market), ([], []))
+            templates = [(GENERAL_BALANCE, general), (BANK_BALANCE, banks)]
+            title = "資產負債表"
+        return 200, "text/html; charset=utf-8", statement_page(title, templates)
+
+
+# Q1's balance sheets: the same invented figures (only Q2's are asserted in detail).
+BALANCE[(1, "sii")] = BALANCE[(2, "sii")]
+BALANCE[(1, "otc")] = BALANCE[(2, "otc")]
