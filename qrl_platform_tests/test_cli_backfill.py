@@ -1,6 +1,8 @@
 """`qrl backfill START END` on a fresh home: the lookback the indicators read is stored in the same run
 as the raw days, indicators (with their blocking checks) and strategies of the range."""
 
+import datetime as dt
+
 import dagster as dg
 import pytest
 
@@ -24,8 +26,16 @@ def fresh(qrl_home, tmp_path, monkeypatch):
 
 def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_strategies_alone(fresh, capsys):
     assert cli.main(["backfill", START, END]) == 0
-    out = capsys.readouterr().out
-    assert "backfill: daily_quotes: 251 day(s) (2023-06-21…2024-07-02)" in out  # what was missing, said first
+    captured = capsys.readouterr()
+    assert "backfill: daily_quotes: 251 day(s) (2023-06-21…2024-07-02)" in captured.out  # what was missing, first
+    # Progress on a non-terminal (pytest's stderr): exactly one line per stage, no redraws. The lookback
+    # stage covers every weekday partition (268, holidays stored empty) from 2023-06-21 to 2024-06-28.
+    progress_lines = [line for line in captured.err.splitlines() if line.startswith("daily_quotes ")]
+    assert "\r" not in captured.err
+    assert [line.rsplit(" in ", 1)[0] for line in progress_lines] == [
+        "daily_quotes lookback 2023-06-21..2024-06-28: 268/268 days",
+        "daily_quotes 2024-07-01..2024-07-02: 2/2 days",
+    ]
 
     runs = fresh.get_runs()
     [backfill] = [r for r in runs if r.tags.get("qrl/manual") == "backfill"]
@@ -75,3 +85,49 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
     [latest] = fresh.get_runs(limit=1)
     assert len(fresh.get_runs()) == runs_before + 1
     assert latest.job_name == "strategies_job" and latest.is_success
+
+    # `qrl status` of a materialised day, before and after M13 consumed the day's event.
+    from qrl_platform.cli_status import status_lines
+    from qrl_platform.notify.event_bus import M13Consumer
+    from qrl_platform.settings import warehouse_url
+    from qrl_platform.warehouse import Warehouse
+
+    assert cli.main(["notify", END]) == 0
+    assert cli.main(["stats", END]) == 0
+    stats = qrl_platform.load("strategy_stats", END)
+    assert stats["strategy_id"].n_unique() == 10
+    [event] = qrl_platform.load("m13_notification", END).to_dicts()
+    rows = {t: qrl_platform.load(t, END).height for t in ("daily_quotes", "institutional_flows", "margin_balances")}
+    assert rows["daily_quotes"] == 60
+    signals = qrl_platform.load("strategy_signals", END)
+    mix = {kind: signals.filter(signals["signal"] == kind).height for kind in ("BUY", "SELL", "HOLD")}
+    expected = [
+        f"{END}: trading day",
+        "raw tables",
+        f"  daily_quotes            {rows['daily_quotes']} rows",
+        f"  institutional_flows     {rows['institutional_flows']} rows",
+        f"  margin_balances         {rows['margin_balances']} rows",
+        f"  valuations              {qrl_platform.load('valuations', END).height} rows",
+        "indicators",
+        "  technical_indicators    60 rows; checks 4/4 passed",
+        "  fundamental_indicators  60 rows; checks 4/4 passed",
+        "  chip_indicators         60 rows; checks 4/4 passed",
+        f"signals                   {signals.height} from 10 strategies: "
+        f"BUY {mix['BUY']}, SELL {mix['SELL']}, HOLD {mix['HOLD']}",
+        f"M13 event                 published {event['created_at']:%Y-%m-%d %H:%M} (event {event['event_id'][:12]}), "
+        "consumed: no",
+        f"stats                     {stats.height} rows, 10 strategies",
+    ]
+    assert signals.height == sum(mix.values()) > 0
+    assert status_lines(dt.date.fromisoformat(END), fresh) == expected
+
+    warehouse = Warehouse(warehouse_url())
+    consumer = M13Consumer(warehouse)
+    for received in consumer.poll():
+        consumer.ack(received)
+    consumed = qrl_platform.load("m13_notification", END)["consumed_at"][0]
+    assert status_lines(dt.date.fromisoformat(END), fresh)[-2] == (
+        f"M13 event                 published {event['created_at']:%Y-%m-%d %H:%M} (event {event['event_id'][:12]}), "
+        f"consumed {consumed:%Y-%m-%d %H:%M} by m13-1"
+    )
+    warehouse.dispose()
