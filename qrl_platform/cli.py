@@ -562,7 +562,25 @@ def main(argv: list[str] | None = None) -> int:
     status.set_defaults(func=cmd_status)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    return _with_terminal_progress(lambda: args.func(args))
+
+
+def _with_terminal_progress(command):
+    """Run `command` with progress drawn on this terminal even from inside in-process Dagster steps
+    (whose stderr Dagster redirects to the compute log): the progress module gets a duplicate of fd 2."""
+    import os
+
+    from qrl_platform import progress
+
+    if not (sys.stderr.isatty() and progress.interactive(sys.stderr)):
+        return command()
+    terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    progress.attach_terminal(terminal)
+    try:
+        return command()
+    finally:
+        progress.attach_terminal(None)
+        terminal.close()
 
 
 if __name__ == "__main__":

@@ -98,6 +98,17 @@ class Stage:
         self.finish("failed" if exc_type else "")
 
 
+_terminal: TextIO | None = None
+
+
+def attach_terminal(stream: TextIO | None) -> None:
+    """Report on `stream` from now on (None: back to stderr). The CLI passes a duplicate of its terminal:
+    Dagster redirects stderr to its compute log while a step runs in-process, so the step's own
+    sys.stderr is a file, and only the duplicate still reaches the person at the terminal."""
+    global _terminal
+    _terminal = stream
+
+
 def stage(name: str, total: int, *, unit: str = "days") -> Stage:
-    """A stage reporting on this process's stderr."""
-    return Stage(name, total, unit=unit)
+    """A stage reporting on the attached terminal, else on this process's stderr."""
+    return Stage(name, total, unit=unit, stream=_terminal if _terminal is not None else sys.stderr)

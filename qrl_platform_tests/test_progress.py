@@ -1,6 +1,7 @@
 """The progress reporter: a live status line on a terminal, one summary line per stage elsewhere."""
 
 import io
+import sys
 
 import pytest
 
@@ -70,3 +71,16 @@ def test_a_stage_that_raises_says_so_and_how_far_it_got(monkeypatch):
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0s"), (59.6, "1m00s"), (3599, "59m59s"), (7380, "2h03m")])
 def test_durations(seconds, text):
     assert progress.duration(seconds) == text
+
+
+def test_stages_report_on_the_attached_terminal(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    terminal = FakeTTY()
+    progress.attach_terminal(terminal)
+    try:
+        stage = progress.stage("valuations", 2)
+        stage.advance()
+    finally:
+        progress.attach_terminal(None)
+    assert terminal.getvalue() == CLEAR_LINE + "valuations: 1/2 days, 0s elapsed, ETA 0s"
+    assert progress.stage("valuations", 2).stream is sys.stderr
