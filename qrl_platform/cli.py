@@ -80,8 +80,12 @@ class Launch:
         return tags
 
     @property
+    def what(self) -> str:
+        return ", ".join(self.assets) if self.assets else self.job_name
+
+    @property
     def label(self) -> str:
-        what = ", ".join(self.assets) if self.assets else self.job_name
+        what = self.what
         if not self.span:
             return what
         return f"{what} {self.span[0]}" if self.span[0] == self.span[1] else f"{what} {self.span[0]}..{self.span[1]}"
@@ -91,16 +95,49 @@ class Launch:
 class Outcome:
     run_id: str
     success: bool
+    result: dg.ExecuteInProcessResult | None = None  # in-process runs only (its events, for benchmarks)
 
 
-def launch(request: Launch) -> Outcome:
-    """Run `request` on the deployment (QRL_DAGSTER_URL) or in this process, print its outcome."""
+def launch(request: Launch, *, instance: dg.DagsterInstance | None = None) -> Outcome:
+    """Run `request` on the deployment (QRL_DAGSTER_URL) or in this process (on `instance`, default the
+    local one), print its outcome. A span that is not a partition stops here, before any run."""
+    from qrl_platform.definitions import defs
+
+    if request.span:
+        if request.assets:
+            partitions_def = defs.resolve_asset_graph().get(dg.AssetKey(request.assets[0])).partitions_def
+        else:
+            partitions_def = defs.resolve_job_def(request.job_name).partitions_def
+        _check_partition_keys(request.what, partitions_def, *request.span)
     if settings().dagster_url:
         return _launch_remote(request)
-    return _launch_local(request)
+    return _launch_local(request, instance)
 
 
-def _launch_local(request: Launch) -> Outcome:
+def _check_partition_keys(job_name: str, partitions_def, start: str, end: str) -> None:
+    """A date that is not a partition fails here, naming the field and the date (not Dagster's bare
+    "Could not find a partition"), before any run starts or anything is written."""
+    if partitions_def is None:
+        return
+    fields = [("date", start)] if start == end else [("start", start), ("end", end)]
+    for field_name, key in fields:
+        if partitions_def.has_partition_key(key):
+            continue
+        reason = "not one of its partitions"
+        try:
+            day = dt.date.fromisoformat(key)
+        except ValueError:
+            day = None
+        if day is not None and day.weekday() >= 5:
+            reason = f"a {day:%A}; its partitions are weekdays (exchange holidays are partitions that stay empty)"
+        elif day is not None:
+            keys = partitions_def.get_partition_keys()
+            if keys:
+                reason = f"outside its partitions ({keys[0]} .. {keys[-1]})"
+        raise SystemExit(f"{field_name}: {key} is {reason} — {job_name} was not run")
+
+
+def _launch_local(request: Launch, instance: dg.DagsterInstance | None = None) -> Outcome:
     from qrl_platform.definitions import defs
 
     if request.assets:
@@ -111,7 +148,7 @@ def _launch_local(request: Launch) -> Outcome:
     tags = request.run_tags
     started = time.perf_counter()
     result = job.execute_in_process(
-        instance=_instance(),
+        instance=instance or _instance(),
         asset_selection=selection,
         partition_key=tags.pop(PARTITION, None),
         tags=tags,
@@ -130,7 +167,7 @@ def _launch_local(request: Launch) -> Outcome:
                 print(f"  {event.asset_key.to_user_string()}: {shown}")
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             print(f"  step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
-    return Outcome(result.run_id, result.success)
+    return Outcome(result.run_id, result.success, result)
 
 
 SUMMARY_KEYS = (
@@ -298,10 +335,13 @@ def _partitioned_selection(partitions_def) -> list[str]:
     ]
 
 
-def materialize_range(selection: list[str], start: str | None, end: str | None, run_config=None) -> Outcome:
+def materialize_range(
+    selection: list[str], start: str | None, end: str | None, run_config=None, *, instance=None
+) -> Outcome:
     """Materialise `selection` over [start, end] as ONE run (single-run backfill); no span: unpartitioned.
     Stops the command (exit 1) when the run fails: later stages would only fail on its missing output."""
-    outcome = launch(Launch(ASSET_JOB, (start, end) if start else None, run_config or {}, assets=selection))
+    span = (start, end) if start else None
+    outcome = launch(Launch(ASSET_JOB, span, run_config or {}, assets=selection), instance=instance)
     if not outcome.success:
         raise SystemExit(1)
     return outcome
@@ -337,11 +377,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     history = previous_trading_days(chain_days[0], args.lookback_days)
     first = history[0]
     print(f"demo market: history {first}..{end}, daily chain {chain_days[0]}..{end}")
-    for name, partitions_def, extra_days in _periodic_tables():
-        materialize_range([name], *_clamp(partitions_def, first - dt.timedelta(days=extra_days), end))
-    unpartitioned = _partitioned_selection(None)
-    if unpartitioned:
-        materialize_range(unpartitioned, None, None)
+    materialize_slow_tables(first, end)
     materialize_range(list(RAW_DAILY), first.isoformat(), end.isoformat())
     chain = [k for k in _partitioned_selection(trading_day) if k not in RAW_DAILY]
     if chain:
@@ -353,6 +389,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     materialize_range(["qrl_position", "rebalance_plan"], quarter, quarter)
     print("done.")
     return 0
+
+
+def materialize_slow_tables(
+    first: dt.date, end: dt.date, *, instance: dg.DagsterInstance | None = None, only_missing: bool = False
+) -> None:
+    """What the daily chain reads but cannot share its run (other partitions, or none): the slower raw
+    tables covering what the daily factors from `first` to `end` look back on (those the source
+    provides), and the unpartitioned registries (strategies, factor_metadata). `only_missing`: each
+    only when something of it is not stored."""
+    from qrl_platform.defs.resources import MarketSourceResource
+    from qrl_platform.storage.frames import FrameStore
+
+    store, provided = FrameStore(), MarketSourceResource().provided_tables()
+    for name, partitions_def, extra_days in _periodic_tables():
+        if name not in provided:
+            continue
+        start, stop = _clamp(partitions_def, first - dt.timedelta(days=extra_days), end)
+        keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, stop))
+        if not only_missing or set(keys) - set(store.partitions(name)):
+            materialize_range([name], start, stop, instance=instance)
+    import qrl_platform
+
+    unpartitioned = _partitioned_selection(None)
+    registries_empty = any(qrl_platform.load(table).height == 0 for table in ("strategies", "factor_metadata"))
+    if unpartitioned and (not only_missing or registries_empty):
+        materialize_range(unpartitioned, None, None, instance=instance)
+
+
+def backfill_whole_chain(start: dt.date, end: dt.date, *, lookback_days: int, instance=None) -> Outcome:
+    """From an empty home: the slower-cadence tables and `lookback_days` of raw history before
+    `start`, then the whole daily chain over [start, end] as ONE run (raw -> M07/M08/M09 + checks ->
+    strategies -> signals -> M13 -> stats). Returns that run's outcome."""
+    from qrl_platform.defs.job_tags import RAW_DAILY
+    from qrl_platform.defs.partitions import trading_day
+
+    history = previous_trading_days(start, lookback_days + 1)[:-1]  # the days before `start`
+    materialize_slow_tables(history[0], end, instance=instance)
+    materialize_range(list(RAW_DAILY), history[0].isoformat(), history[-1].isoformat(), instance=instance)
+    chain = _partitioned_selection(trading_day)
+    return materialize_range(chain, start.isoformat(), end.isoformat(), instance=instance)
 
 
 def _strategy_config(strategy_ids: list[str], save: bool) -> dict:
@@ -417,26 +493,6 @@ def backfill_plan(start: dt.date, end: dt.date) -> tuple[str, list[str]]:
     return history_from.isoformat(), missing
 
 
-def _prerequisites(history_from: dt.date, end: dt.date) -> None:
-    """What the daily chain reads but cannot share its run (other partitions, or none): the slower raw
-    tables the source provides, and the strategy / factor registries; materialised only when absent."""
-    from qrl_platform.defs.resources import MarketSourceResource
-    from qrl_platform.storage.frames import FrameStore
-
-    store, provided = FrameStore(), MarketSourceResource().provided_tables()
-    for name, partitions_def, extra_days in _periodic_tables():
-        if name not in provided:
-            continue
-        first, last = _clamp(partitions_def, history_from - dt.timedelta(days=extra_days), end)
-        keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
-        if set(keys) - set(store.partitions(name)):
-            materialize_range([name], first, last)
-    import qrl_platform
-
-    if any(qrl_platform.load(table).height == 0 for table in ("strategies", "factor_metadata")):
-        materialize_range(_partitioned_selection(None), None, None)
-
-
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Strategies over [start, end] as one run. When the frames the range reads are not all stored (the
     raw lookback before `start`, raw days, indicator days), the same run first ingests the missing
@@ -447,7 +503,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     end = parse_date(args.end, field="end")
     if end < start:
         raise SystemExit(f"backfill: end {end} is before start {start}")
+    from qrl_platform.defs.partitions import trading_day
+
+    _check_partition_keys("backfill", trading_day, start.isoformat(), end.isoformat())
     ids = [s for s in (args.strategies or "").split(",") if s]
+    if args.whole_chain:
+        if ids:
+            raise SystemExit("backfill: --whole-chain runs every ACTIVE strategy; drop --strategies")
+        return _exit_code(backfill_whole_chain(start, end, lookback_days=args.lookback_days))
     span = (start.isoformat(), end.isoformat())
     history_from, missing = backfill_plan(start, end)
     if not missing and not args.chain:
@@ -457,7 +520,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         + ("; ".join(missing) + " not stored" if missing else "--chain")
         + f" — one run ingests the lookback from {history_from}, then raw, indicators and strategies"
     )
-    _prerequisites(dt.date.fromisoformat(history_from), end)
+    materialize_slow_tables(dt.date.fromisoformat(history_from), end, only_missing=True)
     config = {
         "ops": {
             **{table: {"config": {"history_from": history_from}} for table in RAW_DAILY},
@@ -531,6 +594,18 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("start")
     backfill.add_argument("end")
     backfill.add_argument("--strategies", help="comma-separated strategy ids (default: every ACTIVE one)")
+    backfill.add_argument(
+        "--whole-chain",
+        action="store_true",
+        help="the whole daily chain from the raw tables (with their lookback history and the "
+        "slower-cadence tables) to strategy_stats, the range as one run",
+    )
+    backfill.add_argument(
+        "--lookback-days",
+        type=int,
+        default=261,
+        help="with --whole-chain: trading days of raw history before start (default 261)",
+    )
     backfill.add_argument(
         "--chain", action="store_true", help="also re-ingest the raw tables and recompute the indicators of the range"
     )

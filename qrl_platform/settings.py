@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     daily_trade_cap: str = _env("QRL_DAILY_TRADE_CAP")
     min_trade_interval_minutes: str = _env("QRL_MIN_TRADE_INTERVAL_MINUTES")
     max_drawdown: str = _env("QRL_MAX_DRAWDOWN")
+    kill_switch_reset_at: str = _env("QRL_KILL_SWITCH_RESET_AT")
 
     # The `qrl` CLI: submit runs to this deployed Dagster webserver (GraphQL) instead of the local instance;
     # the token is sent as `Authorization: Bearer …` to the authenticating proxy in front of it.

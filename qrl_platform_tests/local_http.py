@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,9 +22,10 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: Message  # case-insensitive, as HTTP headers are
     body: bytes
     at: float  # time.time() when it arrived
+    raw_query: str = ""  # exactly as sent (a signature covers these bytes)
 
 
 @dataclass
@@ -56,6 +58,10 @@ class LocalHttpServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real servers answer
+            # Headers and body leave in separate writes; without this, Nagle + delayed ACK add ~40 ms per answer.
+            disable_nagle_algorithm = True
+
             def _serve(self) -> None:
                 url = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
@@ -63,21 +69,25 @@ class LocalHttpServer:
                     self.command,
                     url.path,
                     dict(parse_qsl(url.query, keep_blank_values=True)),
-                    dict(self.headers.items()),
+                    self.headers,
                     self.rfile.read(length) if length else b"",
                     time.time(),
+                    url.query,
                 )
                 with fake._lock:
                     fake.received.append(request)
                 reply = fake.answer(request)
                 body = reply.encoded()
-                self.send_response(reply.status)
-                headers = {"Content-Type": reply.content_type, **reply.headers}
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(reply.status)
+                    headers = {"Content-Type": reply.content_type, **reply.headers}
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout injection)
+                    pass
 
             do_GET = do_POST = do_DELETE = do_PUT = _serve  # noqa: N815 (http.server's naming)
 

@@ -111,6 +111,13 @@ CHART_QUEUED_RUN_COORDINATOR = {
     "dequeueUseThreads": "dequeue_use_threads",
     "dequeueNumWorkers": "dequeue_num_workers",
 }
+# The chart's top-level `concurrency:` (templates/helpers/instance/_concurrency.tpl).
+CHART_CONCURRENCY_POOLS = {
+    "defaultLimit": "default_limit",
+    "granularity": "granularity",
+    "opGranularityRunBuffer": "op_granularity_run_buffer",
+}
+CHART_CONCURRENCY_RUNS = {"maxConcurrentRuns": "max_concurrent_runs", "tagConcurrencyLimits": "tag_concurrency_limits"}
 CHART_RUN_MONITORING = {
     "enabled": "enabled",
     "startTimeoutSeconds": "start_timeout_seconds",
@@ -304,6 +311,13 @@ def _chart_instance(values: dict[str, Any]) -> dict[str, Any]:
         "run_retries": {CHART_RUN_RETRIES[k]: v for k, v in daemon["runRetries"].items()},
         "telemetry": {"enabled": values["telemetry"]["enabled"]},
     }
+    concurrency = values.get("concurrency") or {}
+    rendered: dict[str, Any] = {}
+    for section, names in (("pools", CHART_CONCURRENCY_POOLS), ("runs", CHART_CONCURRENCY_RUNS)):
+        if concurrency.get(section):
+            rendered[section] = {names[k]: v for k, v in concurrency[section].items() if v is not None}
+    if rendered:
+        instance["concurrency"] = rendered
     for kind in ("sensors", "schedules"):
         if daemon.get(kind, {}).get("useThreads"):
             instance[kind] = {CHART_THREADS[k]: v for k, v in daemon[kind].items()}
@@ -515,17 +529,26 @@ def test_each_configurable_section_validates_against_its_class(section, expected
 
 
 def test_queued_run_coordinator_is_constructed_from_its_config():
+    from dagster._core.instance.config import ConcurrencyConfig
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
-    config = _yaml(INSTANCE_YAML)["run_coordinator"]["config"]
+    instance = _yaml(INSTANCE_YAML)
+    config = instance["run_coordinator"]["config"]
     coordinator = QueuedRunCoordinator.from_config_value(None, _process(QueuedRunCoordinator.config_type(), config))
-    queue = coordinator.get_run_queue_config()
+    # What DagsterInstance does: `concurrency:` overrides the coordinator's own run queue settings.
+    concurrency = ConcurrencyConfig.from_concurrency_settings(
+        instance["concurrency"], coordinator.get_run_queue_config()
+    )
+    queue = concurrency.run_queue_config
     assert queue.max_concurrent_runs == 8
     assert {limit["key"] for limit in queue.tag_concurrency_limits} == {
         "dagster/backfill",
         "qrl/warehouse-writer",
         "qrl/exchange",
     }
+    # Every concurrency pool (one per exchange host group) admits one step at a time.
+    assert concurrency.pool_config.default_pool_limit == 1
+    assert concurrency.pool_config.pool_granularity.value == "op"
 
 
 def test_tag_concurrency_limits_admit_and_block_runs_as_documented():
@@ -533,7 +556,7 @@ def test_tag_concurrency_limits_admit_and_block_runs_as_documented():
     from dagster import DagsterRun
     from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-    config = _yaml(INSTANCE_YAML)["run_coordinator"]["config"]
+    config = _yaml(INSTANCE_YAML)["concurrency"]["runs"]
     limits = config["tag_concurrency_limits"]
 
     def run(**tags: str) -> DagsterRun:
@@ -636,6 +659,10 @@ def test_instance_from_production_yaml_works_on_real_postgres(postgres_url, tmp_
         assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
         assert instance.run_retries_max_retries == 2
         assert instance.run_monitoring_enabled
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 8
+        # A pool nobody configured by hand gets the default limit of one slot on first use.
+        assert instance.event_log_storage.initialize_concurrency_limit_to_default("twse-tpex")
+        assert instance.event_log_storage.get_concurrency_info("twse-tpex").slot_count == 1
 
         assert instance.get_runs() == []
         assert list(instance.get_run_records()) == []
@@ -749,6 +776,7 @@ def test_helm_rendered_instance_validates_and_agrees_with_deploy_yaml(tmp_path, 
 
     deploy = _yaml(INSTANCE_YAML)
     assert chart["run_coordinator"]["config"] == deploy["run_coordinator"]["config"]
+    assert chart["concurrency"] == deploy["concurrency"]
     for section in ("run_monitoring", "run_retries", "sensors", "schedules", "retention", "telemetry"):
         assert chart[section] == deploy[section], section
     assert chart["compute_logs"]["class"] == deploy["compute_logs"]["class"]
@@ -896,3 +924,82 @@ def test_workspace_pyproject_image_and_chart_all_load_the_same_definitions_modul
 
     module = importlib.import_module(DEFINITIONS_MODULE)
     assert isinstance(module.defs, dg.Definitions)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The webserver is reachable only through oauth2-proxy: ClusterIP Service, proxy values, NetworkPolicy
+# ---------------------------------------------------------------------------------------------------
+PROXY_VALUES = DEPLOY / "helm" / "oauth2-proxy-values.yaml"
+NETWORK_POLICY = DEPLOY / "k8s" / "networkpolicy.yaml"
+WEBSERVER_SERVICE = "dagster-dagster-webserver"  # <release>-<chart>-webserver for release "dagster"
+# Top-level and `config` keys of the oauth2-proxy/oauth2-proxy chart (helm/oauth2-proxy/values.yaml in
+# oauth2-proxy/manifests); extraArgs are oauth2-proxy command-line flags (its docs, "Command Line Options").
+PROXY_CHART_TOP_LEVEL = {
+    "config", "image", "imagePullSecrets", "extraArgs", "extraEnv", "authenticatedEmailsFile", "service",
+    "serviceAccount", "ingress", "resources", "extraVolumes", "extraVolumeMounts", "priorityClassName",
+    "affinity", "tolerations", "nodeSelector", "proxyVarsAsSecrets", "livenessProbe", "readinessProbe",
+    "securityContext", "podAnnotations", "podLabels", "replicaCount", "podDisruptionBudget",
+    "podSecurityContext", "httpScheme", "htpasswdFile", "sessionStorage", "redis", "checkDeprecation",
+    "metrics", "alphaConfig", "extraObjects", "deploymentAnnotations", "autoscaling", "namespaceOverride",
+}  # fmt: skip
+PROXY_CHART_CONFIG = {
+    "clientID", "clientSecret", "cookieSecret", "existingSecret", "cookieName", "google", "configFile",
+    "existingConfig", "annotations", "requiredSecretKeys",
+}  # fmt: skip
+PROXY_FLAGS = {
+    "provider", "oidc-issuer-url", "allowed-group", "skip-jwt-bearer-tokens", "extra-jwt-issuers",
+    "reverse-proxy", "cookie-secure", "skip-provider-button", "email-domain", "upstream",
+    "pass-access-token", "set-authorization-header", "cookie-expire", "cookie-refresh", "http-address",
+}  # fmt: skip
+
+
+def _network_policy():
+    from kubernetes.client import ApiClient
+
+    class _Response:  # ApiClient.deserialize reads `.data`, as from an HTTP answer
+        def __init__(self, body: dict):
+            self.data = json.dumps(body)
+
+    document = _yaml(NETWORK_POLICY)
+    client = ApiClient()
+    policy = client.deserialize(_Response(document), "V1NetworkPolicy")
+    return document, policy, client.sanitize_for_serialization(policy)
+
+
+def test_network_policy_is_a_valid_kubernetes_object_and_admits_only_the_proxy_to_the_webserver():
+    document, policy, round_trip = _network_policy()
+    # A misspelt key would be dropped by the typed model, so the round trip must give the file back.
+    assert round_trip == document
+    assert (policy.api_version, policy.kind) == ("networking.k8s.io/v1", "NetworkPolicy")
+    webserver = _yaml(HELM_VALUES)["dagsterWebserver"]
+    proxy = _yaml(PROXY_VALUES)
+    assert policy.spec.pod_selector.match_labels == webserver["labels"]
+    assert policy.spec.policy_types == ["Ingress"]
+    [rule] = policy.spec.ingress
+    [source] = rule._from
+    assert source.pod_selector.match_labels == proxy["podLabels"] and source.namespace_selector is None
+    assert source.ip_block is None
+    assert [(port.protocol, port.port) for port in rule.ports] == [("TCP", webserver["service"]["port"])]
+
+
+def test_webserver_service_is_cluster_internal_and_the_chart_ingress_stays_off():
+    values = _yaml(HELM_VALUES)
+    service = values["dagsterWebserver"]["service"]
+    assert set(service) <= {"type", "port", "annotations"}
+    assert service["type"] == "ClusterIP"
+    assert values["ingress"]["enabled"] is False
+
+
+def test_oauth2_proxy_values_use_chart_keys_keep_secrets_out_and_point_at_the_webserver():
+    proxy = _yaml(PROXY_VALUES)
+    assert set(proxy) <= PROXY_CHART_TOP_LEVEL, set(proxy) - PROXY_CHART_TOP_LEVEL
+    assert set(proxy["config"]) <= PROXY_CHART_CONFIG, set(proxy["config"]) - PROXY_CHART_CONFIG
+    assert set(proxy["extraArgs"]) <= PROXY_FLAGS, set(proxy["extraArgs"]) - PROXY_FLAGS
+    # Credentials come from the Secret only, never from this file.
+    assert proxy["config"]["existingSecret"] and not {"clientID", "clientSecret", "cookieSecret"} & set(proxy["config"])
+    assert proxy["service"]["type"] == "ClusterIP"
+    assert proxy["extraArgs"]["skip-jwt-bearer-tokens"] is True  # the CLI's bearer token is verified
+    assert proxy["extraArgs"]["allowed-group"]
+    upstreams = re.findall(r'upstreams\s*=\s*\[\s*"([^"]+)"', proxy["config"]["configFile"])
+    port = _yaml(HELM_VALUES)["dagsterWebserver"]["service"]["port"]
+    assert upstreams == [f"http://{WEBSERVER_SERVICE}.{RELEASE_NAMESPACE}.svc.cluster.local:{port}"]

@@ -56,3 +56,23 @@ def test_object_store_urls_work_through_fsspec():
     store.write("valuations", "2024-03-05", _frame(3.0))
     assert store.read("valuations", "2024-03-05")["close"].to_list() == [3.0, 3.0]
     assert store.read_range("valuations", "2024-03-01", "2024-03-31").height == 2
+
+
+def test_a_killed_writers_temporary_file_is_removed_once_stale(tmp_path):
+    import os
+    import time
+
+    from qrl_platform.storage import frames
+
+    store = FrameStore(str(tmp_path))
+    target = store.write("prices", "2024-01-02", pl.DataFrame({"x": [1]}))
+    stale, young = f"{target}.dead.tmp", f"{target}.live.tmp"
+    for path in (stale, young):
+        with open(path, "wb") as handle:
+            handle.write(b"PAR1 torn")
+    old = time.time() - frames.STALE_TEMP_SECONDS - 5
+    os.utime(stale, (old, old))
+    store.write("prices", "2024-01-02", pl.DataFrame({"x": [2]}))
+    assert not os.path.exists(stale) and os.path.exists(young)
+    assert store.read("prices", "2024-01-02")["x"].to_list() == [2]
+    assert store.partitions("prices") == ["2024-01-02"]

@@ -450,9 +450,9 @@ class DemoMarket:
             raise BadMarketData(f"shareholding_distribution: week {week} is not a Friday (TDCC data date)")
         t = self._index(week)
         listed = self._listed_by(week)
-        rng = self._rng("shareholding")
-        base = rng.dirichlet(np.linspace(3, 1, 15) ** 1.5, self.size)  # stable profile per stock
-        foreign_cum = np.cumsum(self._flows["foreign"], axis=0)[t] / self.universe.shares_outstanding
+        base = self._holding_profile
+        # Cumulative foreign flow up to day t (integer lots: the prefix sum is exact in any order).
+        foreign_cum = self._flows["foreign"][: t + 1].sum(axis=0) / self.universe.shares_outstanding
         tilt = np.clip(1 + 3 * foreign_cum, 0.5, 1.5)
         pct = base.copy()
         pct[:, 11:] *= tilt[:, None]  # bands 12–15 hold more than 400 lots
@@ -500,6 +500,11 @@ class DemoMarket:
         )
         frame = pl.concat([frame, totals.select(frame.columns)]).sort("stock_id", "level")
         return schema.conform("shareholding_distribution", frame, context=str(week))
+
+    @cached_property
+    def _holding_profile(self) -> np.ndarray:
+        """Each stock's stable share of the 15 TDCC bands (drawn once, not once per week)."""
+        return self._rng("shareholding").dirichlet(np.linspace(3, 1, 15) ** 1.5, self.size)
 
     def _listed_by(self, date: dt.date) -> np.ndarray:
         t = self._index(date if date.weekday() < 5 else date - dt.timedelta(days=date.weekday() - 4))

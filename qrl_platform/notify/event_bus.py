@@ -14,11 +14,14 @@ Idempotency: one event per (event_type, trade_date) — ``dedupe_key`` is unique
 publishing again returns the existing event. ``force=True`` records a second event (dedupe key
 suffixed with a unique id) and therefore delivers it again.
 
-Delivery guarantee: at least once. The relay marks a row published only after a successful
-``XADD``; if the process dies between the ``XADD`` and the commit of that mark, the row is relayed
-again and the stream holds two entries with the same ``event_id``. Consumers must therefore treat
-``event_id`` as the idempotency key (``M13Consumer`` does: it acknowledges and skips an entry whose
-event is already consumed). Rows already consumed are never relayed again.
+Delivery guarantee: each event reaches the stream once. The relay marks a row published only after
+its stream entry exists; if the process dies between the ``XADD`` and the commit of that mark, the
+row is relayed again, but the ``XADD`` is idempotent per ``event_id``: a Lua script (atomic in Redis)
+adds the entry and records its stream id in the hash ``<stream>:relayed`` (one small field per
+event), and a second relay of the same event gets the recorded id back instead of a second entry.
+Consumers should still treat ``event_id`` as the idempotency key (a consumer can die between
+handling an entry and acknowledging it); ``M13Consumer`` does: it acknowledges and skips an entry
+whose event is already consumed. Rows already consumed are never relayed again.
 
 How M13 consumes and acknowledges
 ---------------------------------
@@ -357,6 +360,32 @@ class RelayedEvent:
     stream_id: str
 
 
+# KEYS[1] the stream, KEYS[2] the hash event_id -> stream id; ARGV[1] event_id, ARGV[2] MAXLEN, then the
+# entry's field/value pairs. Atomic in Redis: the entry and its record exist together or not at all.
+_XADD_ONCE = """
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then return existing end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+redis.call('HSET', KEYS[2], ARGV[1], id)
+return id
+"""
+
+
+def relayed_key(stream: str) -> str:
+    return f"{stream}:relayed"
+
+
+def xadd_once(redis: redis_lib.Redis, stream: str, fields: Mapping[str, str], *, maxlen: int = STREAM_MAXLEN) -> str:
+    """XADD the event unless this event_id was added before; the stream id either way.
+
+    A relay killed after its XADD but before the outbox commit sends the event again: without this,
+    the stream would hold it twice.
+    """
+    pairs = [item for name, value in fields.items() for item in (name, value)]
+    script = redis.register_script(_XADD_ONCE)
+    return _text(script(keys=[stream, relayed_key(stream)], args=[fields["event_id"], maxlen, *pairs]))
+
+
 def relay_pending(
     warehouse: Warehouse,
     redis: redis_lib.Redis,
@@ -414,7 +443,7 @@ def relay_pending(
                     "trade_date": row.trade_date.isoformat() if row.trade_date else "",
                     "payload": row.payload,
                 }
-                stream_id = _text(redis.xadd(stream, fields, maxlen=maxlen, approximate=True))
+                stream_id = xadd_once(redis, stream, fields, maxlen=maxlen)
                 connection.execute(
                     event_outbox.update().where(event_outbox.c.event_id == event_id).values(stream_id=stream_id)
                 )

@@ -2,15 +2,19 @@
 
 One file per (asset, partition key). A write goes to a temporary file in the same directory and is
 renamed over the old one, so a crash mid-write leaves the previous version readable (atomic replace on
-POSIX; on object stores a PUT is atomic per object). The root is a path or an fsspec URL
+POSIX; on object stores a PUT is atomic per object). A process killed mid-write leaves its temporary
+file behind; the next write of that partition removes such files once they are an hour old (a
+younger one may belong to a writer still running). The root is a path or an fsspec URL
 (`s3://bucket/qrl`), so production can keep frames in an object store without code changes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import io
 import os
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -18,6 +22,8 @@ import fsspec
 import polars as pl
 
 from qrl_platform.settings import qrl_home
+
+STALE_TEMP_SECONDS = 3600
 
 
 class FrameStore:
@@ -44,6 +50,7 @@ class FrameStore:
             finally:
                 if os.path.exists(tmp):
                     os.remove(tmp)
+            _remove_stale_temporaries(target)
         else:
             buffer = io.BytesIO()
             frame.write_parquet(buffer, compression="zstd")
@@ -98,3 +105,14 @@ class FrameStore:
                     frames.append(pl.read_parquet(handle, columns=columns))
         # Relaxed: tolerate a column added in a later version of an asset (null in older partitions).
         return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _remove_stale_temporaries(target: str) -> None:
+    """Temporary files of killed writers of `target`, once old enough not to be a live writer's."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for leftover in glob.glob(f"{glob.escape(target)}.*.tmp"):
+        try:
+            if os.path.getmtime(leftover) < cutoff:
+                os.remove(leftover)
+        except FileNotFoundError:  # another writer removed it first
+            pass

@@ -279,26 +279,31 @@ def update_strategy_stats(
 def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:
     """The source's UPDATE strategies SET total_executions/total_signals/last_execution_at (JOB-M11-003)."""
     executions = strategy_executions.alias("se")
-    signals = strategy_signals.alias("ss")
     own = strategies.c.strategy_id
-    conn.execute(
-        strategies.update()
-        .where(strategies.c.status.in_(["ACTIVE", "INACTIVE"]))
-        .values(
-            total_executions=sa.select(sa.func.count())
-            .select_from(executions)
-            .where(executions.c.strategy_id == own)
-            .scalar_subquery(),
-            total_signals=sa.select(sa.func.count())
-            .select_from(signals)
-            .where(signals.c.strategy_id == own)
-            .scalar_subquery(),
-            last_execution_at=sa.select(sa.func.max(executions.c.started_at))
-            .where(executions.c.strategy_id == own)
-            .scalar_subquery(),
-            updated_at=now,
-        )
+    # Signals are counted in one grouped pass: no index leads with strategy_id, so a correlated count
+    # per strategy would scan strategy_signals once per strategy (millions of rows after a backfill).
+    signal_counts = dict(
+        conn.execute(
+            sa.select(strategy_signals.c.strategy_id, sa.func.count()).group_by(strategy_signals.c.strategy_id)
+        ).fetchall()
     )
+    summarised = conn.execute(sa.select(own).where(strategies.c.status.in_(["ACTIVE", "INACTIVE"]))).scalars().all()
+    for strategy_id in summarised:
+        conn.execute(
+            strategies.update()
+            .where(own == strategy_id)
+            .values(
+                total_executions=sa.select(sa.func.count())
+                .select_from(executions)
+                .where(executions.c.strategy_id == own)
+                .scalar_subquery(),
+                total_signals=signal_counts.get(strategy_id, 0),
+                last_execution_at=sa.select(sa.func.max(executions.c.started_at))
+                .where(executions.c.strategy_id == own)
+                .scalar_subquery(),
+                updated_at=now,
+            )
+        )
 
 
 def _frame(conn: Connection, query: sa.Select, schema: dict) -> pl.DataFrame:

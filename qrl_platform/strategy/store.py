@@ -34,6 +34,8 @@ from qrl_platform.warehouse.schema import job_execution_details, strategies, str
 JOB_NAME = "EXEC_ALL_STRATEGIES"  # JOB-M11-001, as recorded in job_execution_details
 SIGNAL_COLUMNS = [column.name for column in strategy_signals.columns]
 SQLITE_CHUNK_ROWS = 20_000
+# How SQLAlchemy's SQLite DateTime stores a value (UTC here): always with microseconds.
+SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S%.6f"
 
 
 def signal_id_expr() -> pl.Expr:
@@ -231,6 +233,20 @@ def _bulk_insert_signals(conn: Connection, signals: pl.DataFrame) -> None:
             for chunk in signals.iter_slices(200_000):
                 copy.write(chunk.write_csv(include_header=False))
         return
+    if conn.dialect.name == "sqlite":
+        # The DBAPI cursor of the same connection (so the same transaction), fed tuples of the exact
+        # text SQLAlchemy's SQLite Date/DateTime types store: no per-row dicts or type processing.
+        cursor = conn.connection.driver_connection.cursor()
+        placeholders = ", ".join("?" * len(SIGNAL_COLUMNS))
+        insert = f"INSERT INTO {strategy_signals.name} ({', '.join(SIGNAL_COLUMNS)}) VALUES ({placeholders})"
+        text = signals.with_columns(
+            pl.col("trade_date").dt.strftime("%Y-%m-%d"),
+            *(pl.col(c).dt.strftime(SQLITE_DATETIME) for c in ("created_at", "consumed_at")),
+        )
+        for chunk in text.iter_slices(SQLITE_CHUNK_ROWS):
+            cursor.executemany(insert, chunk.iter_rows())
+        cursor.close()
+        return
     for chunk in signals.iter_slices(SQLITE_CHUNK_ROWS):
         conn.execute(strategy_signals.insert(), chunk.to_dicts())
 
@@ -406,7 +422,8 @@ def latest_executions(warehouse: Warehouse, dates: Sequence[dt.date]) -> pl.Data
             se.c.buy_signals,
             se.c.sell_signals,
             se.c.hold_signals,
-            sa.func.count(ss.c.signal_id).label("stored_signals"),
+            # The indexed join column, so SQLite counts from ix_strategy_signals_execution alone.
+            sa.func.count(ss.c.execution_id).label("stored_signals"),
         )
         .select_from(se.outerjoin(ss, ss.c.execution_id == se.c.execution_id))
         .where(se.c.execution_date.in_(sorted(set(dates))))

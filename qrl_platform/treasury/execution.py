@@ -3,8 +3,9 @@
 Order of events for a BUY/SELL plan with execution on:
 1. this partition already placed an order (warehouse row, or the exchange knows our client order
    id) → report that order, place nothing;
-2. guards: symbol trading, market orders allowed, plan fresh, max notional, daily cap, minimum
-   interval since the last order, drawdown kill switch → BLOCKED with the reason;
+2. guards: symbol trading, market orders allowed, plan fresh, drawdown kill switch (latched: once
+   tripped it stays on until reset), max notional, daily cap, minimum interval since the last
+   order → BLOCKED with the reason;
 3. `order/test` → REJECTED with MEXC's mapped message if the exchange would refuse;
 4. `order` with `newClientOrderId` = client_order_id(symbol, partition, account) → PLACED.
 
@@ -32,6 +33,8 @@ REJECTED = "REJECTED"  # the exchange refused (order/test or order)
 PLACED = "PLACED"
 UNKNOWN = "UNKNOWN"  # 5xx / timeout on placement and the order could not be found afterwards
 ORDER_ATTEMPTS = (PLACED, UNKNOWN)  # what counts towards the daily cap and the interval
+KILL_SWITCH = "kill switch"  # how a BLOCKED message of the drawdown kill switch starts
+RESET_VARIABLE = "QRL_KILL_SWITCH_RESET_AT"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class ExecutionLimits:
     max_order_notional: Decimal = Decimal("100")
     max_drawdown: Decimal = Decimal("0.2")  # kill switch: stop when total value is this far below its peak
     max_plan_age: dt.timedelta = dt.timedelta(minutes=30)  # never trade on a backfilled, stale plan
+    # The tripped kill switch stays on until an operator sets this to a time after the trip; plans
+    # recorded before it no longer count towards the drawdown peak.
+    kill_switch_reset_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         if self.daily_trade_cap < 0:
@@ -89,8 +95,13 @@ def guard_reason(
     now: dt.datetime,
     past_orders: Sequence[PastOrder],
     peak_total_value: Decimal | None,
+    kill_switch: str | None = None,
 ) -> str | None:
-    """Why this plan must not be executed now, or None when every guard passes."""
+    """Why this plan must not be executed now, or None when every guard passes.
+
+    `kill_switch` describes an earlier trip since the last reset (see `guard_history`): it blocks even
+    when the value has recovered since, because a drawdown that large needs a person to look first.
+    """
     if not rules.trading:
         return f"{rules.symbol} is not trading (status {rules.status}, spot allowed {rules.spot_trading_allowed})"
     if not rules.market_orders_allowed:
@@ -98,6 +109,15 @@ def guard_reason(
     age = now - partition_end
     if age > limits.max_plan_age:
         return f"stale plan: its partition ended {age} ago (> {limits.max_plan_age}); backfills never trade"
+    if kill_switch:
+        return f"{KILL_SWITCH}: {kill_switch}; stays on until {RESET_VARIABLE} is set to a time after the trip"
+    if peak_total_value and plan.total_value is not None and peak_total_value > 0:
+        drawdown = (peak_total_value - plan.total_value) / peak_total_value
+        if drawdown >= limits.max_drawdown:
+            return (
+                f"{KILL_SWITCH}: total value {plan.total_value:.2f} is {drawdown:.1%} below its peak "
+                f"{peak_total_value:.2f} (limit {limits.max_drawdown:.0%})"
+            )
     if plan.notional_usdt > limits.max_order_notional:
         return f"notional {plan.notional_usdt:.4f} exceeds the max order notional {limits.max_order_notional}"
     attempts = [order for order in past_orders if order.status in ORDER_ATTEMPTS]
@@ -110,13 +130,6 @@ def guard_reason(
         last = max(order.executed_at for order in attempts)
         if now - last < limits.min_interval:
             return f"minimum interval: last order at {last.isoformat()}, next allowed after {limits.min_interval}"
-    if peak_total_value and plan.total_value is not None and peak_total_value > 0:
-        drawdown = (peak_total_value - plan.total_value) / peak_total_value
-        if drawdown >= limits.max_drawdown:
-            return (
-                f"kill switch: total value {plan.total_value:.2f} is {drawdown:.1%} below its peak "
-                f"{peak_total_value:.2f} (limit {limits.max_drawdown:.0%})"
-            )
     return None
 
 
@@ -143,6 +156,7 @@ def execute_plan(
     past_orders: Sequence[PastOrder],
     peak_total_value: Decimal | None,
     previous: Mapping[str, Any] | None = None,
+    kill_switch: str | None = None,
 ) -> ExecutionOutcome:
     """Execute the plan if enabled and allowed; never places a second order for a partition.
 
@@ -175,7 +189,14 @@ def execute_plan(
 
     others = [order for order in past_orders if order.partition_key != partition_key]
     reason = guard_reason(
-        plan, rules, limits, partition_end=partition_end, now=now, past_orders=others, peak_total_value=peak_total_value
+        plan,
+        rules,
+        limits,
+        partition_end=partition_end,
+        now=now,
+        past_orders=others,
+        peak_total_value=peak_total_value,
+        kill_switch=kill_switch,
     )
     if reason:
         return ExecutionOutcome(BLOCKED, reason, coid)
@@ -224,3 +245,66 @@ def past_orders_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[PastOrder]:
 def peak_total_value(rows: Sequence[Mapping[str, Any]]) -> Decimal | None:
     values = [Decimal(str(row["total_value"])) for row in rows if row.get("total_value") is not None]
     return max(values) if values else None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value  # SQLite drops the zone; we store UTC
+
+
+@dataclass(frozen=True)
+class GuardHistory:
+    """What the guards need from the account's recent plans (other partitions only)."""
+
+    past_orders: list[PastOrder]
+    peak_total_value: Decimal | None
+    kill_switch: str | None  # the trip since the last reset, or None
+
+
+def guard_history(
+    rows: Sequence[Mapping[str, Any]], *, partition_key: str, kill_switch_reset_at: dt.datetime | None
+) -> GuardHistory:
+    """Past orders, the drawdown peak since the last reset, and whether the kill switch tripped since."""
+    others = [row for row in rows if row["partition_key"] != partition_key]
+    since_reset = [
+        row for row in others if kill_switch_reset_at is None or _utc(row["created_at"]) >= _utc(kill_switch_reset_at)
+    ]
+    trips = [
+        row
+        for row in since_reset
+        if row.get("order_status") == BLOCKED and str(row.get("order_message") or "").startswith(KILL_SWITCH)
+    ]
+    first = min(trips, key=lambda row: row["partition_key"]) if trips else None
+    tripped = None
+    if first is not None:
+        cause = str(first["order_message"])[len(KILL_SWITCH) + 2 :].split("; stays on until")[0]
+        tripped = cause if cause.startswith("tripped at") else f"tripped at {first['partition_key']} ({cause})"
+    return GuardHistory(past_orders_from_rows(rows), peak_total_value(since_reset), tripped)
+
+
+def reconcile_unknown_orders(
+    exchange: SpotExchange, rows: Sequence[Mapping[str, Any]], *, now: dt.datetime
+) -> list[dict[str, Any]]:
+    """Look every UNKNOWN order of `rows` up by its client order id; the rows of those found, as PLACED.
+
+    Runs before a quarter hour plans, so an order whose answer was lost counts as what it is (an
+    order, with its id) and is reported. One not found stays UNKNOWN and keeps counting towards the
+    daily cap and the interval: the exchange may still show it, and guessing "not placed" could
+    let a second order through. A failed lookup propagates: the run must not plan blind.
+    """
+    found = []
+    for row in rows:
+        if row.get("order_status") != UNKNOWN or not row.get("client_order_id"):
+            continue
+        order = exchange.query_order(row["symbol"], row["client_order_id"])
+        if order is None:
+            continue
+        found.append(
+            {
+                **row,
+                "order_status": PLACED,
+                "order_id": _order_id(order),
+                "order_message": f"outcome was unknown; found on the exchange by client order id at "
+                f"{now.isoformat()} (status {order.get('status', '?')}); not placed again",
+            }
+        )
+    return found

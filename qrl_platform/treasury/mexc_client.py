@@ -1,11 +1,12 @@
 """A thin signed client for MEXC Spot v3, and the parsers that turn its payloads into domain values.
 
-Why a thin client and not ccxt: we need six endpoints of one exchange (account, myTrades,
-ticker/price, exchangeInfo, order/test, order). ccxt's `mexc.load_markets` also fetches the *futures*
+Why a thin client and not ccxt: we need seven endpoints of one exchange (account, myTrades,
+ticker/price, exchangeInfo, order/test, order, time). ccxt's `mexc.load_markets` also fetches the *futures*
 catalogue (`/api/v1/contract/detail`), which an offline test server would have to imitate or route
 around; ccxt also decides itself what string it signs and how it retries, and those are exactly the
 parts we must control and test here (HMAC over the exact query string sent, honouring Retry-After,
-never retrying an order placement blindly because a 5xx leaves its outcome unknown). About 300 lines
+never retrying an order placement blindly because a 5xx leaves its outcome unknown, resyncing the
+clock once on 700003). About 300 lines
 of httpx are easier to read, to test against a local fake server, and add no dependency.
 
 Nothing in this module imports Dagster. Secrets live only in private attributes of `MexcClient`, are
@@ -52,6 +53,7 @@ ERROR_EXPLANATIONS: dict[int, str] = {
     10007: "symbol not supported by the API",
 }
 ORDER_NOT_FOUND = -2013
+TIMESTAMP_OUTSIDE_RECV_WINDOW = 700003
 
 
 class MexcError(Exception):
@@ -163,6 +165,9 @@ class MexcClient:
         self._sleep = sleep
         self._limiter = _RateLimiter(settings.min_request_interval_seconds, time.monotonic, sleep)
         self._http = httpx.Client(timeout=settings.timeout_seconds, transport=transport)
+        # MEXC's clock minus ours, in ms; learnt from GET /api/v3/time after a 700003 (see _request).
+        self.clock_offset_ms = 0
+        self.clock_resyncs = 0
 
     def __repr__(self) -> str:  # never show the credentials
         return f"MexcClient(base_url={self.settings.base_url!r}, signed={bool(self._api_key)})"
@@ -177,6 +182,13 @@ class MexcClient:
         self.close()
 
     # ---- endpoints -------------------------------------------------------------------------------
+
+    def server_time(self) -> int:
+        """MEXC's clock in epoch milliseconds (GET /api/v3/time, unsigned)."""
+        body = self._send("GET", "/api/v3/time", [])
+        if not isinstance(body, Mapping):
+            raise MexcError("MEXC GET /api/v3/time: expected an object with 'serverTime'", endpoint="/api/v3/time")
+        return int(decimal_field(body, "serverTime", where="time"))
 
     def ticker_price(self, symbol: str) -> dict[str, Any]:
         return self._request("GET", "/api/v3/ticker/price", [("symbol", symbol)])
@@ -252,7 +264,8 @@ class MexcClient:
         if not (self._api_key and self._api_secret):
             raise MexcError("signed MEXC endpoints need MEXC_API_KEY and MEXC_API_SECRET in the environment")
         # A fresh timestamp per attempt: a retried request must still fall inside recvWindow.
-        params = [*params, ("recvWindow", self.settings.recv_window_ms), ("timestamp", int(self._wall_clock() * 1000))]
+        timestamp = int(self._wall_clock() * 1000) + self.clock_offset_ms
+        params = [*params, ("recvWindow", self.settings.recv_window_ms), ("timestamp", timestamp)]
         query = urlencode(params, quote_via=quote)
         signature = hmac.new(self._api_secret.encode(), query.encode(), hashlib.sha256).hexdigest()
         return f"{query}&signature={signature}"
@@ -264,6 +277,18 @@ class MexcClient:
         if attempt + 1 < attempts:  # no point waiting after the last attempt
             self._sleep(seconds)
 
+    def resync_clock(self) -> int:
+        """Measure MEXC's clock against ours and sign later timestamps with the difference.
+
+        The offset is taken against the midpoint of the request, so a slow answer halves its error.
+        """
+        sent = self._wall_clock()
+        server_ms = self.server_time()
+        received = self._wall_clock()
+        self.clock_offset_ms = server_ms - int((sent + received) / 2 * 1000)
+        self.clock_resyncs += 1
+        return self.clock_offset_ms
+
     def _request(
         self,
         method: str,
@@ -273,6 +298,48 @@ class MexcClient:
         signed: bool = False,
         idempotent: bool = True,
     ) -> Any:
+        """`_send`, plus: a signed request refused with 700003 resyncs the clock once and is sent once more.
+
+        Retrying even an order placement is safe here: 700003 is MEXC refusing the request before it
+        looks at the order, so nothing was placed. A second 700003 is reported as it is.
+        """
+        try:
+            return self._send(method, path, params, signed=signed, idempotent=idempotent)
+        except MexcError as exc:
+            if not (signed and exc.code == TIMESTAMP_OUTSIDE_RECV_WINDOW):
+                raise
+            refused = exc
+        try:
+            offset = self.resync_clock()
+        except MexcError as exc:
+            raise MexcError(
+                f"{refused}; resyncing the clock against GET /api/v3/time failed too: {exc}",
+                code=refused.code,
+                http_status=refused.http_status,
+                endpoint=refused.endpoint,
+            ) from exc
+        try:
+            return self._send(method, path, params, signed=signed, idempotent=idempotent)
+        except MexcError as exc:
+            if exc.code == TIMESTAMP_OUTSIDE_RECV_WINDOW:
+                raise MexcError(
+                    f"{exc} (again after resyncing the clock: MEXC is {offset} ms ahead of this host)",
+                    code=exc.code,
+                    http_status=exc.http_status,
+                    endpoint=exc.endpoint,
+                ) from exc
+            raise
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Sequence[tuple[str, Any]],
+        *,
+        signed: bool = False,
+        idempotent: bool = True,
+    ) -> Any:
+        """One request with bounded retries for 429 (honouring Retry-After), 5xx and timeouts."""
         endpoint = f"{method} {path}"
         attempts = self.settings.max_retries + 1
         last_problem = ""

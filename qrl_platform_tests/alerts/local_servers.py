@@ -51,7 +51,7 @@ class WebhookServer(LocalHttpServer):
         self.always: ScriptedResponse | None = None  # answer every request this way (e.g. a 500 outage)
 
     def answer(self, request: Request) -> Reply:
-        self.requests.append(RecordedRequest(request.method, request.path, request.headers, request.body))
+        self.requests.append(RecordedRequest(request.method, request.path, dict(request.headers.items()), request.body))
         response = self.always or (self.responses.popleft() if self.responses else ScriptedResponse())
         return Reply(response.status, response.body, dict(response.headers))
 

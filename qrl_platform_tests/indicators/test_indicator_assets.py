@@ -157,6 +157,18 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
     assert all(e.metadata["market_closed"].value for e in closed_day)
     coverage = next(e for e in evaluations if e.check_name == "coverage" and e.partition == "2024-11-05")
     assert coverage.metadata["coverage"].value == 1.0
+    # Each evaluation points at its own partition's materialisation (looked up once for the whole range).
+    for name in NAMES:
+        stored = {
+            r.partition_key: r.storage_id
+            for r in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(name)), limit=100
+            ).records
+        }
+        linked = {
+            e.partition: e.target_materialization_data.storage_id for e in evaluations if e.asset_key.path[-1] == name
+        }
+        assert linked == stored and len(set(linked.values())) == 10
     # The schedules' readiness gate reads check status per partition from the instance.
     key = dg.AssetCheckKey(dg.AssetKey("chip_indicators"), "within_ranges")
     history = instance.event_log_storage.get_asset_check_execution_history(

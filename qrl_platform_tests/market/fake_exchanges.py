@@ -14,7 +14,11 @@ date=YYYY/MM/DD for TPEx, type/selectType/sect); a wrong request gets HTTP 400.
 
 Switches for the unhappy paths: `close_day`, `serve_html`, `drop_stock_table`, `rename_field`,
 `mutate` (any payload edit), `tpex_answers_date`, `fail_next` (429 with Retry-After, 5xx), and every
-request is recorded with its arrival time.
+request is recorded with its arrival time. `storm(rate, seed=…)` answers each request, with
+probability `rate`, with one of STORM_KINDS at random (429 + Retry-After, 503, a timeout, an HTML error
+page, truncated JSON, TPEx data of another day); `storm_served` counts them. `publish_after` gates
+each endpoint on a simulated clock: a day's data is served only from its publication time on;
+before it the host answers its no-data envelope (TWSE) or empty tables (TPEx), as the real hosts do.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -352,6 +358,11 @@ class Seen:
     at: float  # time.time() on arrival
 
 
+STORM_KINDS = ("429", "503", "timeout", "html", "truncated", "another_date")
+STORM_RETRY_AFTER = "0.02"  # seconds; honoured by the client, small so storms stay fast
+STORM_TIMEOUT_SECONDS = 0.5  # longer than the client timeout the storm test sets
+
+
 class FakeExchanges:
     def __init__(self):
         self.requests: list[Seen] = []
@@ -360,6 +371,11 @@ class FakeExchanges:
         self.mutations: dict[str, list[Callable[[dict], dict]]] = {}
         self.failures: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.tpex_date: dt.date | None = None
+        self.storm_served: Counter[str] = Counter()
+        self._storm: tuple[float, random.Random] | None = None
+        self.clock: Callable[[], dt.datetime] | None = None
+        self.publication: dict[str, dt.time] = {}
+        self.late: dict[tuple[str, dt.date], dt.time] = {}
         self._lock = threading.Lock()
         self._servers = [self._serve("twse", TWSE_ROUTES), self._serve("tpex", TPEX_ROUTES)]
 
@@ -412,9 +428,40 @@ class FakeExchanges:
         """TPEx's real trap: answer (stat ok) with another day's data."""
         self.tpex_date = date
 
+    def publish_after(self, clock: Callable[[], dt.datetime], times: dict[str, dt.time]) -> None:
+        """Serve each path's data for day D only once `clock()` (aware, Taipei) has reached D at its time."""
+        self.clock = clock
+        self.publication.update(times)
+
+    def publish_late(self, path: str, date: dt.date, at: dt.time) -> None:
+        """One day's publication of `path` comes later than its usual time."""
+        self.late[(path, date)] = at
+
+    def is_published(self, path: str, date: dt.date) -> bool:
+        if self.clock is None or path not in self.publication:
+            return True
+        at = self.late.get((path, date), self.publication[path])
+        now = self.clock()
+        return now >= dt.datetime.combine(date, at, tzinfo=now.tzinfo)
+
     def fail_next(self, path: str, status: int, *, times: int = 1, retry_after: float | None = None) -> None:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         self.failures.setdefault(path, []).extend([(status, headers)] * times)
+
+    def storm(self, rate: float, *, seed: int = 0) -> None:
+        self._storm = (rate, random.Random(seed)) if rate > 0 else None
+
+    def _storm_kind(self, market: str) -> str | None:
+        with self._lock:
+            if self._storm is None:
+                return None
+            rate, rng = self._storm
+            if rng.random() >= rate:
+                return None
+            kinds = [k for k in STORM_KINDS if k != "another_date" or market == "tpex"]
+            kind = rng.choice(kinds)
+            self.storm_served[kind] += 1
+            return kind
 
     # ------------------------------------------------------------------------------------- counting
     def count(self, path: str | None = None) -> int:
@@ -464,9 +511,21 @@ class FakeExchanges:
         date, problem = _check_params(market, route, params)
         if problem:
             return _json(400, {"stat": f"bad request: {problem}"})
-        if path in self.html:
+        kind = self._storm_kind(market)
+        if kind == "429":
+            return 429, {"Content-Type": "text/plain", "Retry-After": STORM_RETRY_AFTER}, b"Too Many Requests"
+        if kind == "503":
+            return 503, {"Content-Type": "text/html"}, b"<html><body>503 Service Unavailable</body></html>"
+        if kind == "timeout":
+            time.sleep(STORM_TIMEOUT_SECONDS)
+        if path in self.html or kind == "html":
             return 200, {"Content-Type": "text/html; charset=utf-8"}, HTML_PAGE
-        if date in self.closed:
+        if kind == "truncated":
+            status, headers, body = _json(200, route.build(date))
+            return status, headers, body[: len(body) // 2]
+        if kind == "another_date":
+            return _json(200, route.build(date - dt.timedelta(days=1)))
+        if date in self.closed or not self.is_published(path, date):
             payload = closed_payload(path, date) if market == "twse" else route.build(date, empty=True)
         else:
             served = self.tpex_date if market == "tpex" and self.tpex_date else date

@@ -269,13 +269,17 @@ def test_redis_down_keeps_the_event_and_a_later_relay_delivers_it_once(warehouse
     assert event.event_id == result.event.event_id
 
 
-def test_crash_between_xadd_and_mark_is_deduplicated_by_event_id(warehouse, redis_client):
+def test_crash_between_xadd_and_mark_does_not_add_the_event_twice(warehouse, redis_client):
     result = publish_signals_ready(warehouse, "2024-12-24", SUMMARY, backend="redis", redis=redis_client)
     # As if the process died after XADD but before the published mark committed.
     with warehouse.begin() as connection:
         connection.execute(event_outbox.update().values(published_at=None, stream_id=None))
-    relay_pending(warehouse, redis_client)
-    assert [f["event_id"] for _id, f in redis_client.xrange(STREAM_KEY)] == [result.event.event_id] * 2
+    [again] = relay_pending(warehouse, redis_client)
+    [(stream_id, fields)] = redis_client.xrange(STREAM_KEY)
+    assert fields["event_id"] == result.event.event_id
+    assert again.stream_id == stream_id == result.stream_id  # the recorded id, not a new entry
+    [row] = _outbox_rows(warehouse)
+    assert row.stream_id == stream_id and row.published_at is not None
 
     consumer = M13Consumer(warehouse, redis_client, consumer_name="m13-a")
     [event] = consumer.poll()

@@ -2,8 +2,10 @@
 
 import datetime as dt
 import json
+import sqlite3
 
 import polars as pl
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -109,6 +111,22 @@ def test_a_failed_write_leaves_the_previous_version_intact(warehouse, monkeypatc
     monkeypatch.setattr(store_module, "_bulk_insert_signals", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         save_run(warehouse, _run(defs, run_id="run-2"))
+    assert warehouse.read_table("strategy_signals").sort("signal_id").equals(before)
+    assert warehouse.read_table("strategy_executions").height == 2
+
+
+def test_a_bulk_insert_failing_midway_leaves_the_previous_version_intact(warehouse, monkeypatch):
+    """The bulk path itself fails after some rows went in (a duplicate id at the end of the frame):
+    the COPY / DBAPI executemany runs in the run's transaction, so nothing of the new run remains."""
+    defs = [parse_definition(_definition("STG_A_001"))]
+    save_run(warehouse, _run(defs))
+    before = warehouse.read_table("strategy_signals").sort("signal_id")
+    records = _run(defs, run_id="run-2")
+    records.signals = pl.concat([records.signals, records.signals.head(1)])
+    monkeypatch.setattr(store_module, "SQLITE_CHUNK_ROWS", 2)  # several chunks: the first ones succeed
+    # The bulk paths talk to the driver directly, so the driver's own error surfaces.
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+        save_run(warehouse, records)
     assert warehouse.read_table("strategy_signals").sort("signal_id").equals(before)
     assert warehouse.read_table("strategy_executions").height == 2
 

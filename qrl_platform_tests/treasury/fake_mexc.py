@@ -12,8 +12,16 @@ Fault injection: `inject(path, kind, times=1, …)` with kind
 * "timeout" — sleep `seconds` before answering (longer than the client's timeout);
 * "malformed" — HTTP 200 with truncated JSON;
 * "code" — HTTP 400 `{"code": code, "msg": msg}` (e.g. 700002, 30005);
-* "500_after" — (POST /api/v3/order) place the order, then answer 500: the outcome-unknown case.
+* "500_after" — (POST /api/v3/order) place the order, then answer 500: the outcome-unknown case;
+  with `outage=N` the next N requests of any kind answer 503 too, so the client's lookup fails.
 Pass `method="POST"` to target order placement only (GET /api/v3/order is the order lookup).
+`storm(rate, kinds, seed)` draws a fault for each request instead, at random with probability `rate`
+(a kind may name the `path`/`method` it applies to); `faults_served` counts what was served.
+Clock skew: `clock_offset_ms` moves the fake's clock (GET /api/v3/time and the recvWindow check), so
+a client that never resyncs gets 700003.
+`allow_duplicate_client_ids = True` accepts a repeated `newClientOrderId` (the real behaviour is
+undocumented), so a client that re-places an order shows up in `placed` as a duplicate instead of
+being saved by the fake.
 `market_orders_enabled = False` removes MARKET from exchangeInfo's orderTypes and makes MARKET
 orders answer 30019, as MEXC does for symbols with market orders disabled.
 """
@@ -23,20 +31,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
+import random
 import time
 from collections import defaultdict
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
+
+from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
 
 SIGNED_PATHS = {"/api/v3/account", "/api/v3/myTrades", "/api/v3/order", "/api/v3/order/test"}
 TAKER_COMMISSION_BPS = 20  # as in the reference account payload
 
 
-class FakeMexc:
+class FakeMexc(LocalHttpServer):
     def __init__(self, *, api_key: str = "fake-api-key", api_secret: str = "fake-api-secret", symbol: str = "QRLUSDT"):
+        super().__init__()
         self.api_key = api_key
         self.api_secret = api_secret
         self.symbol = symbol
@@ -53,46 +63,51 @@ class FakeMexc:
         self.symbol_status = "1"
         self.clock_offset_ms = 0
         self.requests: list[dict[str, Any]] = []
+        self.placed: list[dict[str, Any]] = []  # every order placed, duplicates included
+        self.allow_duplicate_client_ids = False
+        self.faults_served: dict[str, int] = defaultdict(int)
+        self._outage = 0  # requests still to answer 503 after a "500_after" with an outage
+        self._storm: tuple[float, list[dict[str, Any]], random.Random, dict[str, float]] | None = None
         self._faults: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._next_id = 1000
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     # ---- control -------------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeMexc:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> FakeMexc:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def url(self) -> str:  # the base URL, as the MEXC client takes it
+        return self.base_url
 
     def inject(self, path: str, kind: str, *, times: int = 1, method: str | None = None, **options: Any) -> None:
         """Queue `times` faults for `path` (and `method`, when given; GET and POST share /api/v3/order)."""
         for _ in range(times):
             self._faults[path].append({"kind": kind, "method": method, **options})
 
+    def storm(
+        self, rate: float, kinds: list[dict[str, Any]], *, seed: int = 0, rates: dict[str, float] | None = None
+    ) -> None:
+        """From now on each request draws a fault with probability `rate`, uniformly among the kinds that
+        apply to it (`{"kind": "500_after", "path": "/api/v3/order", "method": "POST"}`); `rates` sets
+        another probability per "METHOD /path"; rate 0 stops."""
+        self._storm = (rate, kinds, random.Random(seed), dict(rates or {})) if rate > 0 else None
+
     def _take_fault(self, method: str, path: str) -> dict[str, Any] | None:
         with self._lock:
+            if self._outage > 0:
+                self._outage -= 1
+                self.faults_served["outage"] += 1
+                return {"kind": "500", "status": 503}
             for index, fault in enumerate(self._faults.get(path, [])):
                 if fault["method"] in (None, method):
-                    return self._faults[path].pop(index)
+                    fault = self._faults[path].pop(index)
+                    self.faults_served[fault["kind"]] += 1
+                    return fault
+            if self._storm is not None:
+                rate, kinds, rng, rates = self._storm
+                applicable = [k for k in kinds if k.get("path", path) == path and k.get("method", method) == method]
+                if applicable and rng.random() < rates.get(f"{method} {path}", rate):
+                    fault = dict(rng.choice(applicable))
+                    self.faults_served[fault["kind"]] += 1
+                    return fault
         return None
 
     def add_trade(
@@ -177,53 +192,17 @@ class FakeMexc:
     def server_time_ms(self) -> int:
         return int(time.time() * 1000) + self.clock_offset_ms
 
-
-def _error(code: int, msg: str, status: int = 400) -> tuple[int, Any, dict[str, str]]:
-    return status, {"code": code, "msg": msg}, {}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeMexc
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, raw: str | None = None) -> None:
-        payload = (raw if raw is not None else json.dumps(body)).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html" if raw is not None else "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout injection)
-            pass
-
-    def _handle(self, method: str) -> None:
-        fake = self.fake
-        parts = urlsplit(self.path)
-        path, raw_query = parts.path, parts.query
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
+    def answer(self, request: Request) -> Reply:
+        fake = self
+        method, path, raw_query = request.method, request.path, request.raw_query
+        body = request.body.decode()
         fake.requests.append(
             {
                 "method": method,
                 "path": path,
                 "query": raw_query,
                 "body": body,
-                "api_key": self.headers.get("X-MEXC-APIKEY"),
+                "api_key": request.headers.get("X-MEXC-APIKEY"),
             }
         )
 
@@ -232,38 +211,38 @@ class _Handler(BaseHTTPRequestHandler):
         if fault:
             kind = fault["kind"]
             if kind == "429":
-                return self._send(
+                return _reply(
                     429, {"code": 429, "msg": "Too Many Requests"}, {"Retry-After": str(fault.get("retry_after", 1))}
                 )
             if kind == "500":
-                return self._send(
-                    fault.get("status", 503), None, raw="<html><body>503 Service Unavailable</body></html>"
-                )
+                return _reply(fault.get("status", 503), None, raw="<html><body>503 Service Unavailable</body></html>")
             if kind == "timeout":
                 time.sleep(fault.get("seconds", 1.0))
             if kind == "malformed":
-                return self._send(200, None, raw='{"symbol": "QRLUSDT", "price": ')
+                return _reply(200, None, raw='{"symbol": "QRLUSDT", "price": ')
             if kind == "code":
-                return self._send(400, {"code": fault["code"], "msg": fault.get("msg", "injected error")})
+                return _reply(400, {"code": fault["code"], "msg": fault.get("msg", "injected error")})
             if kind == "500_after":
                 after_fault = fault
 
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
         if path in SIGNED_PATHS:
-            problem = self._verify(raw_query, body, params)
+            problem = self._verify(request.headers, raw_query, body, params)
             if problem:
-                return self._send(*problem)
+                return _reply(*problem)
         try:
             status, payload, headers = self._route(method, path, params)
         except Exception as exc:  # a bug in the fake must be visible, not a hang
             status, payload, headers = 500, {"code": -1, "msg": f"fake server error: {exc!r}"}, {}
         if after_fault:
-            return self._send(503, None, raw="<html>upstream timeout</html>")
-        return self._send(status, payload, headers)
+            with fake._lock:
+                fake._outage = int(after_fault.get("outage", 0))
+            return _reply(503, None, raw="<html>upstream timeout</html>")
+        return _reply(status, payload, headers)
 
-    def _verify(self, raw_query: str, body: str, params: dict[str, str]):
-        fake = self.fake
-        if self.headers.get("X-MEXC-APIKEY") != fake.api_key:
+    def _verify(self, headers, raw_query: str, body: str, params: dict[str, str]):
+        fake = self
+        if headers.get("X-MEXC-APIKEY") != fake.api_key:
             return _error(10072, "Api key info invalid")
         pieces = raw_query.split("&") if raw_query else []
         signatures = [piece for piece in pieces if piece.startswith("signature=")]
@@ -286,7 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _route(self, method: str, path: str, params: dict[str, str]):
-        fake = self.fake
+        fake = self
+        if path == "/api/v3/time" and method == "GET":
+            return 200, {"serverTime": fake.server_time_ms()}, {}
         if path == "/api/v3/ticker/price" and method == "GET":
             if params.get("symbol") != fake.symbol:
                 return _error(-1121, "Invalid symbol.")
@@ -343,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _error(-1, f"fake MEXC: no route {method} {path}", status=404)
 
     def _my_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        fake = self.fake
+        fake = self
         rows = [trade for trade in fake.trades if trade["symbol"] == params.get("symbol")]
         if "startTime" in params:
             rows = [trade for trade in rows if trade["time"] >= int(params["startTime"])]
@@ -356,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
         return rows[:limit]
 
     def _validate_order(self, params: dict[str, str]):
-        fake = self.fake
+        fake = self
         if params.get("symbol") != fake.symbol:
             return _error(10007, "symbol not support api")
         if fake.symbol_status != "1":
@@ -382,10 +363,10 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _place(self, params: dict[str, str]):
-        fake = self.fake
+        fake = self
         coid = params.get("newClientOrderId") or ""
         with fake._lock:
-            if coid and coid in fake.orders:
+            if coid and coid in fake.orders and not fake.allow_duplicate_client_ids:
                 # The real code for a repeated client order id is not documented; the fake refuses it.
                 return _error(-2010, "Duplicate newClientOrderId")
             problem = self._validate_order(params)
@@ -426,4 +407,14 @@ class _Handler(BaseHTTPRequestHandler):
             }
             if coid:
                 fake.orders[coid] = order
+            fake.placed.append({**order, "notional": notional})
         return 200, {"symbol": fake.symbol, "orderId": order_id, "orderListId": -1}, {}
+
+
+def _reply(status: int, body: Any, headers: dict[str, str] | None = None, raw: str | None = None) -> Reply:
+    payload = raw if raw is not None else json.dumps(body)
+    return Reply(status, payload, dict(headers or {}), "text/html" if raw is not None else "application/json")
+
+
+def _error(code: int, msg: str, status: int = 400) -> tuple[int, Any, dict[str, str]]:
+    return status, {"code": code, "msg": msg}, {}

@@ -185,3 +185,68 @@ def test_paper_exchange_fills_change_balances_and_are_idempotent(tmp_path):
     assert [t["orderId"] for t in trades] == ["opening-balance", outcome.order_id]
     assert run(exchange, plan, rules).order_status == PLACED  # retry: found by client order id
     assert parse_balances(exchange.account(), "QRL", "USDT") == after
+
+
+def _row(key, *, status, message="", total=1000.0, created=NOW, coid=None):
+    return {
+        "partition_key": key,
+        "symbol": "QRLUSDT",
+        "order_status": status,
+        "order_message": message,
+        "total_value": total,
+        "created_at": created,
+        "executed_at": created if status in (PLACED, UNKNOWN) else None,
+        "client_order_id": coid,
+        "order_id": None,
+    }
+
+
+def test_kill_switch_stays_tripped_after_recovery_until_reset(fake, client):
+    from qrl_platform.treasury.execution import guard_history
+
+    tripped_at = NOW - dt.timedelta(hours=2)
+    rows = [
+        _row("2026-11-22-05:00", status=PLACED, total=1100.0, created=NOW - dt.timedelta(hours=3)),
+        _row(
+            "2026-11-22-05:45",
+            status=BLOCKED,
+            message="kill switch: total value 800.00 is 27.3% below",
+            created=tripped_at,
+        ),
+        _row("2026-11-22-06:00", status=NOT_EXECUTED, total=1200.0, created=NOW - dt.timedelta(hours=1)),
+    ]
+    history = guard_history(rows, partition_key=KEY, kill_switch_reset_at=None)
+    assert history.kill_switch == "tripped at 2026-11-22-05:45 (total value 800.00 is 27.3% below)"
+    plan, rules = make_plan(client)  # total 800 now: the value alone would trip it anyway
+    blocked = run(client, plan, rules, peak=None, previous=None)
+    assert blocked.order_status == PLACED  # without the history nothing blocks (control)
+    fake.orders.clear()
+    latched = execute_plan(
+        client, plan, rules, ON, account="live", partition_key="2026-11-22-08:00", partition_end=END, now=NOW,
+        past_orders=[], peak_total_value=None, kill_switch=history.kill_switch,
+    )  # fmt: skip
+    assert latched.order_status == BLOCKED
+    assert latched.order_message.startswith("kill switch: tripped at 2026-11-22-05:45")
+    assert "QRL_KILL_SWITCH_RESET_AT" in latched.order_message
+    # A reset after the trip releases it, and the peak forgets the plans before the reset.
+    after_reset = guard_history(rows, partition_key=KEY, kill_switch_reset_at=tripped_at + dt.timedelta(minutes=1))
+    assert after_reset.kill_switch is None and after_reset.peak_total_value == D("1200")
+    # A reset before the trip does not.
+    assert guard_history(rows, partition_key=KEY, kill_switch_reset_at=tripped_at - dt.timedelta(minutes=1)).kill_switch
+
+
+def test_unknown_orders_are_looked_up_and_recorded_as_placed_when_found(fake, client):
+    from qrl_platform.treasury.execution import reconcile_unknown_orders
+
+    plan, rules = make_plan(client)
+    coid = client_order_id(account="live", symbol="QRLUSDT", partition_key=KEY)
+    # Placed, then the 4 lookups the client makes (2 tries × 2 attempts) all fail.
+    fake.inject("/api/v3/order", "500_after", method="POST", outage=4)
+    assert run(client, plan, rules).order_status == UNKNOWN
+    missing = client_order_id(account="live", symbol="QRLUSDT", partition_key="2026-11-22-06:00")
+    rows = [_row(KEY, status=UNKNOWN, coid=coid), _row("2026-11-22-06:00", status=UNKNOWN, coid=missing)]
+    [found] = reconcile_unknown_orders(client, rows, now=NOW)
+    assert found["partition_key"] == KEY and found["order_status"] == PLACED
+    assert found["order_id"] == fake.orders[coid]["orderId"]
+    assert "outcome was unknown; found on the exchange by client order id" in found["order_message"]
+    assert len(fake.placed) == 1

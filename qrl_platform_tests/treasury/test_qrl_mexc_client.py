@@ -63,12 +63,51 @@ def test_bad_secret_maps_700002_to_a_clear_message_and_is_not_retried(fake):
     assert len(fake.calls("/api/v3/account")) == 1
 
 
-def test_clock_skew_beyond_recv_window_maps_700003(fake):
+def test_clock_skew_beyond_recv_window_resyncs_once_against_server_time_then_retries(fake):
     fake.clock_offset_ms = 10_000  # the server is 10 s ahead: our timestamp is too old for 5 s
-    with pytest.raises(MexcError, match="timestamp outside recvWindow") as raised:
+    client = client_for(fake)
+    assert client.account()["accountType"] == "SPOT"
+    paths = [call["path"] for call in fake.requests]
+    assert paths == ["/api/v3/account", "/api/v3/time", "/api/v3/account"]
+    assert client.clock_resyncs == 1 and 9_000 <= client.clock_offset_ms <= 11_000
+    # Later requests are signed with the offset: no second refusal, no second resync.
+    client.my_trades("QRLUSDT")
+    assert [call["path"] for call in fake.requests][3:] == ["/api/v3/myTrades"] and client.clock_resyncs == 1
+
+
+def test_700003_on_an_order_placement_resyncs_and_places_exactly_once(fake):
+    client = client_for(fake)
+    fake.inject("/api/v3/order", "code", method="POST", code=700003, msg="Timestamp outside recvWindow")
+    params = {"symbol": "QRLUSDT", "side": "SELL", "type": "MARKET", "quantity": "10.00", "newClientOrderId": "c1"}
+    assert client.place_order(params)["orderId"]
+    posts = [call["path"] for call in fake.requests if call["path"] in ("/api/v3/order", "/api/v3/time")]
+    assert posts == ["/api/v3/order", "/api/v3/time", "/api/v3/order"]
+    assert len(fake.placed) == 1 and client.clock_resyncs == 1
+
+
+def test_a_second_700003_after_the_resync_fails_with_the_measured_offset(fake):
+    fake.inject("/api/v3/account", "code", times=2, code=700003, msg="Timestamp outside recvWindow")
+    client = client_for(fake)
+    with pytest.raises(MexcError, match="timestamp outside recvWindow.*again after resyncing the clock") as raised:
+        client.account()
+    assert raised.value.code == 700003
+    assert [call["path"] for call in fake.requests] == ["/api/v3/account", "/api/v3/time", "/api/v3/account"]
+
+
+def test_700003_whose_resync_fails_names_both_problems(fake):
+    fake.inject("/api/v3/account", "code", code=700003, msg="Timestamp outside recvWindow")
+    fake.inject("/api/v3/time", "500", times=3)
+    with pytest.raises(MexcError, match="resyncing the clock against GET /api/v3/time failed too") as raised:
         client_for(fake).account()
     assert raised.value.code == 700003
-    assert client_for(fake, recv_window_ms=20_000).account()["accountType"] == "SPOT"
+    assert len(fake.calls("/api/v3/account")) == 1  # not retried on a clock we could not measure
+
+
+def test_public_700003_is_not_resynced(fake):
+    fake.inject("/api/v3/ticker/price", "code", code=700003, msg="Timestamp outside recvWindow")
+    with pytest.raises(MexcError, match="timestamp outside recvWindow"):
+        client_for(fake).ticker_price("QRLUSDT")
+    assert fake.calls("/api/v3/time") == []
 
 
 def test_429_honours_retry_after_then_succeeds(fake):

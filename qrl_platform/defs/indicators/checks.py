@@ -206,19 +206,31 @@ def _evaluation(
     )
 
 
-def _target(instance: dg.DagsterInstance, asset: str, date: dt.date):
-    """The latest materialisation of the partition, so the UI ties the evaluation to it."""
-    if AssetCheckEvaluationTargetMaterializationData is None:
-        return None
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[date.isoformat()]), limit=1
-    ).records
-    if not records:
-        return None
-    record = records[0]
-    return AssetCheckEvaluationTargetMaterializationData(
-        run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
-    )
+def _targets(instance: dg.DagsterInstance, asset: str, dates: list[dt.date]) -> dict[dt.date, object]:
+    """The latest materialisation of each partition, so the UI ties each evaluation to it: one paged
+    query for the whole range (a year of partitions is one or two round trips, not one per day)."""
+    if AssetCheckEvaluationTargetMaterializationData is None or not dates:
+        return {}
+    wanted = {d.isoformat(): d for d in dates}
+    latest: dict[str, object] = {}
+    cursor = None
+    while len(latest) < len(wanted):
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=list(wanted)),
+            limit=max(100, len(wanted)),
+            cursor=cursor,
+        )
+        for record in page.records:  # newest first
+            latest.setdefault(record.partition_key, record)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return {
+        wanted[key]: AssetCheckEvaluationTargetMaterializationData(
+            run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+        )
+        for key, record in latest.items()
+    }
 
 
 def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
@@ -245,8 +257,9 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
         no_quotes = _unmaterialised_quotes(store, dates)
         stored = {table: set(store.partitions(table)) for table in compute_range.DAILY_INPUTS[asset]}
         failed = 0
+        targets = _targets(context.instance, asset, dates)
         for date in dates:
-            target = _target(context.instance, asset, date)
+            target = targets.get(date)
             cause = ""
             if any(reports[date].failures(CHECK_RULES[check]) for check in selected):
                 missing = compute_range.missing_history(store, asset, [date], stored)

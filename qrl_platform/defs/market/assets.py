@@ -10,8 +10,25 @@ from qrl_platform.calendar import parse_date
 from qrl_platform.defs.partitions import fiscal_quarter, partition_dates, revenue_month, shareholding_week, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
 from qrl_platform.market.ingest import ingest_days, store_frame
+from qrl_platform.market.live.twse import NotPublishedYet
 
 GROUP = "market"
+
+# Dagster concurrency pools, one per exchange host group, each limited to 1 by the instance
+# (`concurrency: pools: default_limit: 1` in dagster.yaml and deploy/dagster.yaml): at most one step
+# talks to a host at a time across runs and pods, so the in-process politeness gap
+# (QRL_HTTP_MIN_INTERVAL_SECONDS) holds for the whole deployment. A step holds exactly one pool slot,
+# and each daily table asks TWSE and then TPEx in the same step, so the two hosts share one pool
+# ("twse-tpex"): two separate pools could not both be held by one step.
+POOLS = {
+    "daily_quotes": "twse-tpex",
+    "institutional_flows": "twse-tpex",
+    "margin_balances": "twse-tpex",
+    "valuations": "twse-tpex",
+    "monthly_revenue": "mops",
+    "financials": "mops",
+    "shareholding_distribution": "tdcc",
+}
 
 DAILY_DESCRIPTIONS = {
     "daily_quotes": "Daily OHLCV of every TWSE and TPEx stock (volume in shares, turnover in TWD; "
@@ -40,22 +57,31 @@ def _unstored_history(store, table: str, history_from: str, first: dt.date) -> l
     return [parse_date(k, field="partition") for k in keys if k not in stored]
 
 
+NOT_PUBLISHED_YET_NOTE = (
+    " A day the exchange has not published yet (NotPublishedYet) ends the run green without a "
+    "materialisation; the availability sensor asks again later."
+)
+
+
 def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=table,
         group_name=GROUP,
         partitions_def=trading_day,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        description=DAILY_DESCRIPTIONS[table],
+        description=DAILY_DESCRIPTIONS[table] + NOT_PUBLISHED_YET_NOTE,
         kinds={"polars", "parquet"},
         tags={"module": "market"},
+        pool=POOLS[table],
+        # Data the exchange has not published yet is "no materialisation", not a failure (see below).
+        output_required=False,
     )
     def _asset(
         context: dg.AssetExecutionContext,
         config: DailyRawConfig,
         market_source: MarketSourceResource,
         frames: FrameStoreResource,
-    ) -> dg.MaterializeResult:
+    ):
         dates = partition_dates(context)
         source, store = market_source.get(), frames.get()
         history = _unstored_history(store, table, config.history_from, dates[0])
@@ -71,13 +97,27 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
                     )
                 )
             context.log.info(f"{table}: lookback filled, {filled.rows} rows over {len(history)} partition(s)")
-        with progress.stage(f"{table} {dates[0]}..{dates[-1]}", len(dates)) as stage:
-            summary = ingest_days(source, store, table, dates, log=context.log, on_day=stage.advance)
+        try:
+            with progress.stage(f"{table} {dates[0]}..{dates[-1]}", len(dates)) as stage:
+                summary = ingest_days(source, store, table, dates, log=context.log, on_day=stage.advance)
+        except NotPublishedYet as late:
+            if len(dates) > 1:
+                raise  # a backfill range reaching unpublished data is a mistake worth a failed run
+            # Late data is not an error: the step succeeds without a materialisation (the run stays
+            # green and never counts toward the 3-failures pause), the reason is logged and recorded
+            # as an observation, and market_data_available_sensor asks again on its next tick.
+            context.log.warning(f"{table}: not published yet, nothing materialised: {late}")
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=table, partition=context.partition_key, metadata={"not_published_yet": str(late)}
+                )
+            )
+            return
         context.log.info(f"{table}: {summary.rows} rows over {len(dates)} partition(s) from {summary.source}")
         metadata = summary.metadata()
         if history:
             metadata["lookback_filled"] = len(history)
-        return dg.MaterializeResult(metadata=metadata)
+        yield dg.MaterializeResult(metadata=metadata)
 
     return _asset
 
@@ -118,6 +158,7 @@ def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
         description=description,
         kinds={"polars", "parquet"},
         tags={"module": "market"},
+        pool=POOLS[table],
     )
     def _asset(
         context: dg.AssetExecutionContext, market_source: MarketSourceResource, frames: FrameStoreResource

@@ -1,17 +1,71 @@
-"""Jobs that ingest the raw market tables (S4) and compute the indicators of the day with them."""
+"""Jobs that ingest the raw market tables (S4) and compute the indicators of the day with them.
+
+Two ways the day's market data comes in:
+* `market_data_available_sensor` (defs/market/sensors.py) launches one job per table as soon as the
+  publication timetable says that table is out (`ingest_<table>_job`) and one job per indicator once
+  its inputs are stored (`<indicator>_job`), so a late table never blocks or fails the others;
+* the 16:00 `daily_market_schedule` (defs/daily_flow) runs `daily_market_job`, a backstop over the
+  tables out by 16:00 and M07/M08/M09. margin_balances (out ~21:00, QRL_PUBLISH_MARGIN_BALANCES) is not
+  in it: at 16:00 it is never out, and M09 of day D reads the margin of D-1 (the margin lag), which the
+  sensor stored the evening before.
+"""
 
 import dagster as dg
 
 from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY, STEP_RETRY, job_tags
 
+RAW_BY_1600 = [table for table in RAW_DAILY if table != "margin_balances"]
+
 daily_market_job = dg.define_asset_job(
     "daily_market_job",
-    selection=dg.AssetSelection.assets(*RAW_DAILY, *INDICATORS),
-    description="16:00 trading days: ingest TWSE/TPEx (quotes, institutional flows, margin, valuations) and "
-    "compute M07/M08/M09 with their blocking quality checks.",
+    selection=dg.AssetSelection.assets(*RAW_BY_1600, *INDICATORS),
+    description="16:00 trading days: ingest TWSE/TPEx quotes, institutional flows and valuations and compute "
+    "M07/M08/M09 with their blocking quality checks (margin_balances comes in the evening via "
+    "market_data_available_sensor; M09 of D uses the margin of D-1).",
     tags=job_tags(estimate_seconds=180, exchange="twse-tpex"),
     op_retry_policy=STEP_RETRY,
 )
+
+
+def _table_job(table: str):
+    return dg.define_asset_job(
+        f"ingest_{table}_job",
+        selection=dg.AssetSelection.assets(table),
+        description=f"Ingest {table} for one trading day (launched by market_data_available_sensor when due).",
+        tags=job_tags(estimate_seconds=60, exchange="twse-tpex"),
+        op_retry_policy=STEP_RETRY,
+    )
+
+
+def _indicator_job(asset: str):
+    return dg.define_asset_job(
+        f"{asset}_job",
+        selection=dg.AssetSelection.assets(asset),  # includes the asset's quality checks
+        description=f"Compute {asset} for one trading day once its inputs are stored (market_data_available_sensor).",
+        tags=job_tags(estimate_seconds=60),
+        op_retry_policy=STEP_RETRY,
+    )
+
+
+ingest_daily_quotes_job = _table_job("daily_quotes")
+ingest_institutional_flows_job = _table_job("institutional_flows")
+ingest_margin_balances_job = _table_job("margin_balances")
+ingest_valuations_job = _table_job("valuations")
+technical_indicators_job = _indicator_job("technical_indicators")
+fundamental_indicators_job = _indicator_job("fundamental_indicators")
+chip_indicators_job = _indicator_job("chip_indicators")
+
+TABLE_JOBS = {
+    "daily_quotes": ingest_daily_quotes_job,
+    "institutional_flows": ingest_institutional_flows_job,
+    "margin_balances": ingest_margin_balances_job,
+    "valuations": ingest_valuations_job,
+}
+INDICATOR_JOBS = {
+    "technical_indicators": technical_indicators_job,
+    "fundamental_indicators": fundamental_indicators_job,
+    "chip_indicators": chip_indicators_job,
+}
 monthly_revenue_job = dg.define_asset_job(
     "monthly_revenue_job",
     selection=dg.AssetSelection.assets("monthly_revenue"),

@@ -1,36 +1,144 @@
-"""Ingest the day as soon as the source has it (before the 16:00 schedule)."""
+"""Ingest each raw daily table as soon as it is published, and each indicator once its inputs are stored.
+
+Every tick (10 minutes) looks at today and the previous trading day (a table published late in the
+evening, or later than usual, is still picked up after midnight) and, per open day:
+
+* each raw table (daily_quotes, institutional_flows, valuations, margin_balances) whose publication
+  time has passed (`timetable.is_due`, QRL_PUBLISH_<TABLE>) and that is neither materialised nor being
+  ingested gets its own run of `ingest_<table>_job`; a table that is not due is a wait, with the time
+  it is due, in the SkipReason — no request is sent to the exchange before then;
+* each indicator whose inputs for the day are materialised gets its own run: technical needs
+  daily_quotes of D, fundamental daily_quotes and valuations of D, chip daily_quotes and
+  institutional_flows of D and margin_balances of the trading day before D (the margin lag: D's margin
+  is out ~21:00 and feeds D+1, `compute_range._chip`).
+
+Why the timetable and not a request: the timetable costs nothing and is what the exchanges promise.
+When a table is due but the exchange is late anyway, the raw asset meets `NotPublishedYet` and ends
+its run green *without* a materialisation (defs/market/assets.py): a failed run would alert and count
+toward the 3-failures pause for data that is merely late. The next tick sees "run succeeded, still
+not materialised" and asks again with the next attempt's run key (`<job>:<day>:<attempt>`), so there is
+never more than one run per table and day in flight and never a second run once it is materialised.
+A run that *failed* (bad data, exchange down after its retries) is not retried by the sensor: it is
+reported by the failure sensor and re-executed by a person or the 16:00 backstop.
+"""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import datetime as dt
+from dataclasses import dataclass, field
 
 import dagster as dg
 
-from qrl_platform.calendar import CLOSING_DATA_OUT, TAIPEI, closing_data_out, day_status
+from qrl_platform.calendar import TAIPEI, day_status, previous_trading_days
 from qrl_platform.defs import clock
-from qrl_platform.defs.daily_flow.readiness import is_materialized, run_in_flight_or_done
-from qrl_platform.defs.market.jobs import daily_market_job
-from qrl_platform.defs.resources import MarketSourceResource
+from qrl_platform.defs.daily_flow.readiness import is_materialized
+from qrl_platform.defs.job_tags import RAW_DAILY
+from qrl_platform.defs.market.jobs import INDICATOR_JOBS, TABLE_JOBS
+from qrl_platform.factors import chip
+from qrl_platform.market import timetable
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def indicator_inputs(asset: str, day: dt.date) -> list[tuple[str, dt.date]]:
+    """The (raw table, partition day) an indicator of `day` cannot be computed without."""
+    if asset == "technical_indicators":
+        return [("daily_quotes", day)]
+    if asset == "fundamental_indicators":
+        return [("daily_quotes", day), ("valuations", day)]
+    if asset == "chip_indicators":
+        margin_day = previous_trading_days(day, 1 + chip.MARGIN_LAG_DAYS)[0]
+        return [("daily_quotes", day), ("institutional_flows", day), ("margin_balances", margin_day)]
+    raise KeyError(f"no inputs known for indicator {asset!r}")
+
+
+def days_to_watch(now: dt.datetime) -> list[dt.date]:
+    """The previous trading day and today (when open), oldest first."""
+    today = now.astimezone(TAIPEI).date()
+    days = previous_trading_days(today - dt.timedelta(days=1), 1)
+    return days + ([today] if day_status(today).is_open else [])
+
+
+@dataclass
+class Plan:
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+
+
+def _runs(instance: dg.DagsterInstance, job_name: str, partition: str) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(filters=dg.RunsFilter(job_name=job_name, tags={"dagster/partition": partition})))
+
+
+def _request_once(
+    instance: dg.DagsterInstance, plan: Plan, asset: str, job_name: str, day: dt.date, trigger: str
+) -> None:
+    """One run for (asset, day) unless it is materialised, in flight, or its last run failed."""
+    partition = day.isoformat()
+    if is_materialized(instance, asset, partition):
+        return
+    runs = _runs(instance, job_name, partition)  # newest first
+    if runs and runs[0].status in IN_FLIGHT:
+        plan.waiting.append(f"{asset} {partition}: run {runs[0].run_id[:8]} in flight")
+        return
+    if runs and runs[0].status != dg.DagsterRunStatus.SUCCESS:
+        plan.waiting.append(f"{asset} {partition}: last run {runs[0].run_id[:8]} {runs[0].status.value}; not retried")
+        return
+    # No run yet, or the last one succeeded without a materialisation (the exchange was late): ask again.
+    plan.requests.append(
+        dg.RunRequest(
+            run_key=f"{job_name}:{partition}:{len(runs) + 1}",
+            job_name=job_name,
+            partition_key=partition,
+            tags={"qrl/trigger": trigger},
+        )
+    )
+
+
+def plan_market_runs(instance: dg.DagsterInstance, now: dt.datetime) -> Plan:
+    plan = Plan()
+    for day in days_to_watch(now):
+        for table in RAW_DAILY:
+            if is_materialized(instance, table, day.isoformat()):
+                continue
+            due, reason = timetable.is_due(table, day, now)
+            if not due:
+                plan.waiting.append(reason)
+                continue
+            _request_once(instance, plan, table, TABLE_JOBS[table].name, day, "published")
+        for asset, job in INDICATOR_JOBS.items():
+            missing = [
+                f"{table} {when}"
+                for table, when in indicator_inputs(asset, day)
+                if not is_materialized(instance, table, when.isoformat())
+            ]
+            if missing:
+                if not is_materialized(instance, asset, day.isoformat()):
+                    plan.waiting.append(f"{asset} {day}: waits for {', '.join(missing)}")
+                continue
+            _request_once(instance, plan, asset, job.name, day, "inputs-stored")
+    return plan
 
 
 @dg.sensor(
-    job=daily_market_job,
+    jobs=[*TABLE_JOBS.values(), *INDICATOR_JOBS.values()],
     minimum_interval_seconds=600,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="From 14:30 on trading days, asks the market source every 10 minutes whether today's closing data "
-    "is published and materialises the raw assets and M07/M08/M09 as soon as it is (before the 16:00 schedule).",
+    description="Every 10 minutes, today and the previous trading day: ingests each raw daily table once the "
+    "publication timetable says it is out (QRL_PUBLISH_<TABLE>), and computes M07/M08/M09 once their inputs "
+    "are stored. Late data is a skip with its reason, never a failed run.",
 )
-def market_data_available_sensor(context: dg.SensorEvaluationContext, market_source: MarketSourceResource):
+def market_data_available_sensor(context: dg.SensorEvaluationContext):
     now = clock.current_time().astimezone(TAIPEI)
     today = now.date()
     status = day_status(today)
-    if not status.is_open:
-        return dg.SkipReason(f"{today}: market closed ({status.reason})")
-    if not closing_data_out(now):
-        return dg.SkipReason(f"{today}: closing data is not published before {CLOSING_DATA_OUT:%H:%M}")
-    partition = today.isoformat()
-    if is_materialized(context.instance, "daily_quotes", partition) or run_in_flight_or_done(
-        context.instance, daily_market_job.name, partition
-    ):
-        return dg.SkipReason(f"{today}: already ingested or ingesting")
-    if not market_source.get().has_data(today):
-        return dg.SkipReason(f"{today}: the {market_source.settings().source} source has no data yet")
-    return dg.RunRequest(run_key=f"{daily_market_job.name}:{today}", partition_key=partition,
-                         tags={"qrl/trigger": "data-available"})
+    plan = plan_market_runs(context.instance, now)
+    if plan.requests:
+        return plan.requests
+    if not status.is_open and not plan.waiting:
+        return dg.SkipReason(f"{today}: market closed ({status.reason}); nothing left to ingest")
+    closed = "" if status.is_open else f"{today}: market closed ({status.reason}). "
+    return dg.SkipReason(closed + ("; ".join(plan.waiting) or "everything is ingested"))

@@ -158,16 +158,20 @@ def indicator_check_status(
     failures: list[str] = []
     unchecked: list[str] = []
     wanted = list(dict.fromkeys(dates))
+    # A run's evaluations are read once for all three assets: a one-year run holds thousands of them.
+    run_evaluations: dict[str, list] = {}
     for asset in assets:
         key = dg.AssetKey(asset)
         run_by_date = _latest_materialisation_runs(instance, key, wanted)
         evaluations: dict[str, list] = {}
         for run_id in set(run_by_date.values()):
-            evaluations[run_id] = [
-                entry.dagster_event.event_specific_data
-                for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-                if entry.dagster_event is not None and entry.dagster_event.event_specific_data.asset_key == key
-            ]
+            if run_id not in run_evaluations:
+                run_evaluations[run_id] = [
+                    entry.dagster_event.event_specific_data
+                    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+                    if entry.dagster_event is not None
+                ]
+            evaluations[run_id] = [e for e in run_evaluations[run_id] if e.asset_key == key]
         for date in wanted:
             run_id = run_by_date.get(date)
             relevant = [e for e in evaluations.get(run_id, []) if e.partition in (None, date)] if run_id else []

@@ -22,8 +22,8 @@ from qrl_platform.treasury.execution import (
     REJECTED,
     UNKNOWN,
     execute_plan,
-    past_orders_from_rows,
-    peak_total_value,
+    guard_history,
+    reconcile_unknown_orders,
 )
 from qrl_platform.treasury.mexc_client import (
     SpotExchange,
@@ -158,6 +158,12 @@ def _plan_and_execute(
     previous: dict | None,
 ) -> tuple[dict, dict]:
     """Plan against the exchange's limits, balances and price, then execute if enabled and allowed."""
+    since = now - GUARD_LOOKBACK
+    # An earlier run's unknown order is looked up first, so this quarter hour sees it before planning.
+    for found in reconcile_unknown_orders(
+        exchange, recent_plans(store, symbol=settings.symbol, mode=settings.mode, since=since), now=now
+    ):
+        store_plan(store, found)
     rules = parse_symbol_rules(exchange.exchange_info(settings.symbol), settings.symbol)
     account = exchange.account()
     balances = parse_balances(account, rules.base_asset, rules.quote_asset)
@@ -173,7 +179,8 @@ def _plan_and_execute(
         params=replace(settings.params, fee_rate=fee_rate),
         timestamp=observed_at,
     )
-    history = recent_plans(store, symbol=settings.symbol, mode=settings.mode, since=now - GUARD_LOOKBACK)
+    history = recent_plans(store, symbol=settings.symbol, mode=settings.mode, since=since)
+    guards = guard_history(history, partition_key=key, kill_switch_reset_at=settings.limits.kill_switch_reset_at)
     outcome = execute_plan(
         exchange,
         plan,
@@ -183,9 +190,10 @@ def _plan_and_execute(
         partition_key=key,
         partition_end=window.end,
         now=now,
-        past_orders=past_orders_from_rows(history),
-        peak_total_value=peak_total_value([row for row in history if row["partition_key"] != key]),
+        past_orders=guards.past_orders,
+        peak_total_value=guards.peak_total_value,
         previous=previous,
+        kill_switch=guards.kill_switch,
     )
     row = plan_row(plan, partition_key=key, mode=settings.mode, execution=outcome.as_dict(), created_at=now)
     extra = {

@@ -10,6 +10,7 @@ Configuration comes from the environment so one Definitions object serves a lapt
 | QRL_EXECUTE_ORDERS | false | place orders at all (see qrl/execution.py for the guards) |
 | QRL_TARGET_RATIO / QRL_REBALANCE_THRESHOLD / QRL_MAX_ORDER_NOTIONAL | 0.5 / 0.01 / 100 | plan parameters |
 | QRL_DAILY_TRADE_CAP / QRL_MIN_TRADE_INTERVAL_MINUTES / QRL_MAX_DRAWDOWN | 4 / 60 / 0.2 | execution guards |
+| QRL_KILL_SWITCH_RESET_AT | — | ISO time (UTC if no zone): resets a tripped drawdown kill switch tripped before it |
 
 A config field, when set, wins over its variable. The API key and secret deliberately have no
 config field: config values are shown in the Dagster UI and stored with every run.
@@ -42,6 +43,17 @@ def _number(value: float | int | None, env_value: str, env: str, default: str) -
         return Decimal(raw)
     except ArithmeticError:
         raise ValueError(f"{env}: {raw!r} is not a number") from None
+
+
+def _instant(value: str, env_value: str, env: str) -> dt.datetime | None:
+    raw = value or env_value
+    if not raw:
+        return None
+    try:
+        instant = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{env}: {raw!r} is not an ISO date-time (e.g. 2026-12-01T09:30:00+00:00)") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class MexcResource(dg.ConfigurableResource):
     min_trade_interval_minutes: float | None = Field(default=None, description="QRL_MIN_TRADE_INTERVAL_MINUTES or 60")
     max_drawdown: float | None = Field(default=None, description="kill switch; QRL_MAX_DRAWDOWN or 0.2")
     max_plan_age_minutes: float = 30.0
+    kill_switch_reset_at: str = Field(default="", description="ISO time; empty: QRL_KILL_SWITCH_RESET_AT or never")
     recv_window_ms: int = 5000
     timeout_seconds: float = 10.0
     max_retries: int = 3
@@ -146,6 +159,7 @@ class MexcResource(dg.ConfigurableResource):
                 max_order_notional=max_notional,
                 max_drawdown=_number(self.max_drawdown, env.max_drawdown, "QRL_MAX_DRAWDOWN", "0.2"),
                 max_plan_age=dt.timedelta(minutes=self.max_plan_age_minutes),
+                kill_switch_reset_at=_instant(self.kill_switch_reset_at, env.kill_switch_reset_at, "QRL_KILL_SWITCH_RESET_AT"),
             ),
             client=ClientSettings(
                 base_url=base_url,

@@ -1,0 +1,408 @@
+"""The whole 2024 daily chain from an empty home in one run, on SQLite and on PostgreSQL (issue 14).
+
+    python benchmarks/year.py                              # year on both warehouses + one day
+    python benchmarks/year.py --warehouses sqlite          # one warehouse
+    python benchmarks/year.py --hashes-out before.json     # record the stored tables' content hashes
+    python benchmarks/year.py --hashes-in before.json      # ... and compare against a recording
+    python benchmarks/year.py --scale-only --stocks 18000  # one day at 10x the universe
+
+The year is `qrl backfill 2024-01-02 2024-12-31 --whole-chain` in a child process (so its peak RSS
+is its own): the slower-cadence tables and 261 trading days of raw history, then raw -> M07/M08/M09
++ checks -> 10 strategies -> signals -> M13 -> stats over the year as ONE run. Printed: the wall
+time of the command, each step's share (from the Dagster event log), the child's peak RSS, and two
+floors measured in this process:
+
+* a bare bulk write of the same signal frame (read back from the warehouse): PostgreSQL COPY,
+  SQLite executemany in one transaction, into an empty table with the same DDL;
+* a trivial one-asset Dagster run on the same instance (median of 5).
+
+strategy_signals is reported against the bulk-write floor, every step against the trivial run.
+Then one day end to end (`qrl run-all 2024-12-31`, history present) alternates with the trivial
+run (3 each) and the ratio of the medians is printed. Figures are printed, never asserted; the
+machine may be shared, so repeat and compare ratios.
+
+Content hashes: every stored frame table and warehouse table, sorted, with the columns that differ
+between any two runs by design (run ids, execution ids, timestamps, durations) left out. Equal
+hashes before and after a speed change mean the same rows were stored. The hashes depend on the
+polars version (row hashing), so compare recordings made with the same environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import isolated_home  # noqa: E402
+
+START, END, DAY = "2024-01-02", "2024-12-31", "2024-12-31"
+RAW_DAILY = ("daily_quotes", "institutional_flows", "margin_balances", "valuations")
+
+# Columns that change between two runs of the same code by design.
+VOLATILE = {
+    "execution_id",
+    "run_id",
+    "event_id",
+    "stream_id",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "recorded_at",
+    "computed_at",
+    "last_execution_at",
+    "published_at",
+}
+TIMESTAMP_IN_PAYLOAD = re.compile(r'"timestamp": "[^"]*"')
+
+
+def canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    frame = frame.drop([c for c in frame.columns if c in VOLATILE])
+    if "payload" in frame.columns:  # the M13 event's JSON carries its publication time
+        frame = frame.with_columns(pl.col("payload").cast(pl.Utf8).str.replace_all(TIMESTAMP_IN_PAYLOAD.pattern, ""))
+    if "consumed_at" in frame.columns:
+        frame = frame.with_columns(pl.col("consumed_at").is_not_null())
+    frame = frame.select(sorted(frame.columns))
+    return frame
+
+
+def content_hash(frame: pl.DataFrame) -> str:
+    """Order-independent hash of the rows (and the column names)."""
+    frame = canonical(frame)
+    digest = hashlib.sha256(",".join(frame.columns).encode())
+    digest.update(str(frame.height).encode())
+    if frame.height:
+        digest.update(frame.hash_rows(seed=0).sort().to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def stored_hashes(home: Path, url: str) -> dict[str, str]:
+    """Content hash of every frame table under `home` and every warehouse table at `url`."""
+    import sqlalchemy as sa
+
+    from qrl_platform.warehouse import Warehouse
+    from qrl_platform.warehouse.schema import TABLES
+
+    hashes: dict[str, str] = {}
+    frames = home / "frames"
+    for table in sorted(p.name for p in frames.iterdir() if p.is_dir()):
+        files = sorted((frames / table).glob("*.parquet"))
+        parts = [pl.read_parquet(f) for f in files]
+        parts = [p for p in parts if p.height]
+        hashes[f"frames/{table}"] = content_hash(pl.concat(parts, how="diagonal_relaxed")) if parts else "empty"
+    warehouse = Warehouse(url)
+    for name, table in sorted(TABLES.items()):
+        with warehouse.engine.connect() as connection:
+            result = connection.execute(sa.select(table))
+            rows = result.fetchall()
+        frame = (
+            pl.DataFrame(
+                [tuple(r) for r in rows], schema=list(table.columns.keys()), orient="row", infer_schema_length=None
+            )
+            if rows
+            else pl.DataFrame()
+        )
+        hashes[f"warehouse/{name}"] = content_hash(frame) if rows else "empty"
+    warehouse.dispose()
+    return hashes
+
+
+# ------------------------------------------------------------------------------------------ floors
+def trivial_run_seconds(instance, repeat: int = 5) -> float:
+    """Median wall time of materialising one asset that does nothing, on `instance`."""
+    import dagster as dg
+
+    @dg.asset
+    def trivial_asset() -> None:
+        return None
+
+    times = []
+    for _ in range(repeat):
+        tick = time.perf_counter()
+        result = dg.materialize(
+            [trivial_asset],
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        times.append(time.perf_counter() - tick)
+    global TRIVIAL_EVENTS
+    TRIVIAL_EVENTS = len(instance.all_logs(result.run_id))
+    return statistics.median(times)
+
+
+TRIVIAL_EVENTS = 1  # events the trivial run writes to the instance (set by trivial_run_seconds)
+
+
+def bulk_write_floor(url: str, scratch_url: str) -> tuple[float, int]:
+    """Seconds to write the stored strategy_signals frame with the bare bulk path into an empty
+    table with the same DDL (PostgreSQL COPY, SQLite executemany in one transaction)."""
+    import sqlalchemy as sa
+
+    from qrl_platform.warehouse import Warehouse
+    from qrl_platform.warehouse.schema import strategy_signals
+
+    warehouse = Warehouse(url)
+    columns = [c.name for c in strategy_signals.columns]
+    with warehouse.engine.connect() as connection:
+        rows = connection.execute(sa.select(strategy_signals)).fetchall()
+    warehouse.dispose()
+    frame = pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+    del rows
+    engine = sa.create_engine(scratch_url)
+    meta = sa.MetaData()
+    strategy_signals.to_metadata(meta)
+    meta.create_all(engine)
+    raw = engine.raw_connection()
+    try:
+        tick = time.perf_counter()
+        if engine.dialect.name == "postgresql":
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(f"COPY strategy_signals ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy,
+            ):
+                for chunk in frame.iter_slices(200_000):
+                    copy.write(chunk.write_csv(include_header=False))
+        else:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            placeholders = ", ".join("?" * len(columns))
+            cursor.executemany(
+                f"INSERT INTO strategy_signals VALUES ({placeholders})",
+                frame.with_columns(pl.col("trade_date").cast(pl.Utf8), pl.col("created_at").cast(pl.Utf8)).iter_rows(),
+            )
+        raw.commit()
+        seconds = time.perf_counter() - tick
+    finally:
+        raw.close()
+        engine.dispose()
+    return seconds, frame.height
+
+
+# ------------------------------------------------------------------------------------------ runs
+def run_child(argv: list[str]) -> tuple[float, float]:
+    """Run `python -m qrl_platform.cli ARGV`; return (wall seconds, peak RSS MiB) of that process."""
+    tick = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "qrl_platform.cli", *argv])
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - tick
+    if process.returncode:
+        raise SystemExit(f"qrl {' '.join(argv)} failed ({process.returncode})")
+    return wall, usage.ru_maxrss / 1024
+
+
+def step_seconds(instance) -> dict[str, list[float]]:
+    """[seconds, own work seconds, Dagster events written] per step of every run on the instance.
+
+    Own work is STEP_START -> STEP_OUTPUT (what the asset's function did before Dagster records the
+    per-partition materialisations); NaN for check steps (they yield their evaluations as they go).
+    The raw history run's steps are summed into 'raw history', the slower-cadence and unpartitioned
+    runs into 'slower-cadence + metadata'."""
+    import dagster as dg
+
+    steps: dict[str, list[float]] = {}
+    for run in instance.get_runs():
+        start = run.tags.get("dagster/asset_partition_range_start")
+        begun: dict[str, float] = {}
+        work: dict[str, float] = {}
+        events: dict[str, int] = {}
+        for record in instance.all_logs(run.run_id):
+            event = record.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            key = event.step_key
+            events[key] = events.get(key, 0) + 1
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                begun[key] = record.timestamp
+            elif event.event_type == dg.DagsterEventType.STEP_OUTPUT and key not in work:
+                work[key] = record.timestamp - begun[key]
+            elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                if start == START:
+                    label = key
+                elif start is not None and start < START and len(start) == 10 and key in RAW_DAILY:
+                    label = "raw history (261 days, 4 tables)"
+                else:
+                    label = "slower-cadence + metadata"
+                total = steps.setdefault(label, [0.0, 0.0, 0])
+                total[0] += event.event_specific_data.duration_ms / 1000
+                total[1] += work.get(key, float("nan"))
+                total[2] += events[key]
+    return steps
+
+
+def year(backend: str, args, server, hashes_in: dict | None) -> dict:
+    with isolated_home(args.stocks) as root:
+        import dagster as dg
+
+        if backend == "postgresql":
+            url = server.create_database(f"year_{int(time.time())}")
+            os.environ["QRL_WAREHOUSE_URL"] = url
+            scratch = server.create_database(f"floor_{int(time.time())}")
+            if not args.sqlite_instance:
+                # As in production (deploy/dagster.yaml): run and event-log storage in PostgreSQL too.
+                instance_url = server.create_database(f"dagster_{int(time.time())}").replace("+psycopg", "+psycopg2")
+                with (root / "dagster" / "dagster.yaml").open("a") as config:
+                    config.write(f"storage:\n  postgres:\n    postgres_url: {instance_url}\n")
+        else:
+            url = f"sqlite:///{root / 'qrl' / 'warehouse.sqlite'}"
+            scratch = f"sqlite:///{root / 'floor.sqlite'}"
+        wall, peak = run_child(["backfill", START, END, "--whole-chain"])
+        instance = dg.DagsterInstance.get()
+        steps = step_seconds(instance)
+        trivial = trivial_run_seconds(instance)
+        per_event = trivial / TRIVIAL_EVENTS
+        write_floor, signals = bulk_write_floor(url, scratch)
+        from qrl_platform.warehouse import Warehouse
+
+        Warehouse(url).dispose()  # migrations are applied (and counted) once
+        # Hashes first: the one-day run-all below adds executions on purpose.
+        hashes = stored_hashes(root / "qrl", url) if not args.no_hashes else {}
+        day = one_day(instance) if not args.no_day else None
+        os.environ.pop("QRL_WAREHOUSE_URL", None)
+    return {
+        "backend": backend,
+        "wall": wall,
+        "peak": peak,
+        "steps": steps,
+        "trivial": trivial,
+        "per_event": per_event,
+        "write_floor": write_floor,
+        "signals": signals,
+        "day": day,
+        "hashes": hashes,
+    }
+
+
+def one_day(instance) -> dict:
+    """`qrl run-all DAY` (history present) alternating with the trivial run, 3 times each."""
+    import contextlib
+    import io
+
+    from qrl_platform import cli
+
+    days, trivials = [], []
+    for _ in range(3):
+        tick = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli.main(["run-all", DAY]) == 0
+        days.append(time.perf_counter() - tick)
+        trivials.append(trivial_run_seconds(instance, repeat=1))
+    return {"run_all": statistics.median(days), "trivial": statistics.median(trivials)}
+
+
+def report(result: dict) -> None:
+    wall, steps = result["wall"], result["steps"]
+    print(f"\n== {result['backend']}: qrl backfill {START} {END} --whole-chain, {result['signals']:,} signals")
+    print(
+        f"wall {wall:.1f} s, peak RSS {result['peak']:.0f} MiB; floors: bulk write of the signal frame "
+        f"{result['write_floor']:.1f} s, trivial one-asset Dagster run {result['trivial']:.2f} s"
+    )
+    print(
+        f"  (a trivial run writes {TRIVIAL_EVENTS} events: {result['per_event'] * 1000:.0f} ms per event; "
+        "'/ events floor' = seconds / (the step's events x that cost))"
+    )
+    print(
+        f"  {'step':<36} {'seconds':>8} {'share':>6} {'own work':>9} {'events':>7} {'/ trivial run':>14}"
+        f" {'/ events floor':>15} {'/ bulk write':>13}"
+    )
+    for step, (seconds, work, events) in sorted(steps.items(), key=lambda item: -item[1][0]):
+        write = f"{seconds / result['write_floor']:12.1f}x" if step == "strategy_signals" else ""
+        own = f"{work:9.1f}" if work == work else f"{'-':>9}"
+        print(
+            f"  {step:<36} {seconds:8.1f} {seconds / wall:6.1%} {own} {events:7d}"
+            f" {seconds / result['trivial']:13.0f}x {seconds / (events * result['per_event']):14.1f}x {write:>13}"
+        )
+    other = wall - sum(v[0] for v in steps.values())
+    print(f"  {'(process start, imports, run set-up)':<36} {other:8.1f} {other / wall:6.1%}")
+    if result["day"]:
+        day = result["day"]
+        print(
+            f"one day end to end (qrl run-all {DAY}, history present): {day['run_all']:.2f} s; trivial run "
+            f"{day['trivial']:.2f} s; ratio {day['run_all'] / day['trivial']:.2f}"
+        )
+
+
+def scale(args) -> None:
+    """One trading day at `--stocks` (history materialised first, in the same child process)."""
+    with isolated_home(args.stocks):
+        import dagster as dg
+
+        wall, peak = run_child(["backfill", DAY, DAY, "--whole-chain"])
+        instance = dg.DagsterInstance.get()
+        day_run = next(r for r in instance.get_runs() if r.tags.get("dagster/partition") == DAY)
+        stats = instance.get_run_stats(day_run.run_id)
+        steps = {}
+        for record in instance.all_logs(day_run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
+            steps[record.dagster_event.step_key] = record.dagster_event.event_specific_data.duration_ms / 1000
+    print(
+        f"\n== {args.stocks:,} stocks: one trading day {DAY} end to end (raw -> stats) in one run: "
+        f"{stats.end_time - stats.start_time:.1f} s; whole command incl. history {wall:.1f} s; "
+        f"peak RSS {peak:.0f} MiB"
+    )
+    for step, seconds in sorted(steps.items(), key=lambda item: -item[1]):
+        print(f"  {step:<32} {seconds:7.2f} s")
+
+
+def main() -> None:
+    global START
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stocks", type=int, default=1800)
+    parser.add_argument("--start", default=START, help="first day of the backfill (a shorter smoke run)")
+    parser.add_argument("--warehouses", default="sqlite,postgresql")
+    parser.add_argument("--hashes-out", help="write the content hashes (per warehouse) to this JSON file")
+    parser.add_argument("--hashes-in", help="compare the content hashes with this JSON file")
+    parser.add_argument("--no-day", action="store_true", help="skip the one-day run-all figure")
+    parser.add_argument("--no-hashes", action="store_true")
+    parser.add_argument(
+        "--sqlite-instance",
+        action="store_true",
+        help="keep the Dagster instance on SQLite for the PostgreSQL warehouse too (default: PostgreSQL, as deployed)",
+    )
+    parser.add_argument("--scale-only", action="store_true", help="only the one-day run at --stocks")
+    args = parser.parse_args()
+    START = args.start
+    if args.scale_only:
+        scale(args)
+        return
+    expected = json.loads(Path(args.hashes_in).read_text()) if args.hashes_in else None
+    from qrl_platform_tests.servers import start_postgres
+
+    server = start_postgres() if "postgresql" in args.warehouses else None
+    results = []
+    try:
+        for backend in args.warehouses.split(","):
+            result = year(backend, args, server, expected)
+            report(result)
+            results.append(result)
+            if expected and backend in expected:
+                differ = {
+                    k: (v, result["hashes"].get(k))
+                    for k, v in expected[backend].items()
+                    if result["hashes"].get(k) != v
+                }
+                print(f"content hashes vs {args.hashes_in}: " + ("all equal" if not differ else f"DIFFER: {differ}"))
+    finally:
+        if server:
+            server.stop()
+    if args.hashes_out:
+        Path(args.hashes_out).write_text(json.dumps({r["backend"]: r["hashes"] for r in results}, indent=1))
+    for result in results:
+        if result["hashes"]:
+            print(f"\ncontent hashes ({result['backend']}):")
+            for key, value in result["hashes"].items():
+                print(f"  {key:<40} {value}")
+
+
+if __name__ == "__main__":
+    main()
