@@ -56,6 +56,7 @@ class PostgresServer:
     port: int
     data_dir: Path
     process_user: str | None
+    options: str = ""
 
     @property
     def url(self) -> str:
@@ -78,6 +79,16 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url_for(name)
 
+    def halt(self) -> None:
+        """Stop the server like an outage would (open connections are cut); the data stays."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port and data directory."""
+        log = str(self.data_dir.parent / "log")
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-o", self.options, "-l", log, "-w", "start")
+        _wait_for_port(self.port)
+
     def stop(self) -> None:
         try:
             self._run(_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop")
@@ -96,6 +107,7 @@ def start_postgres() -> PostgresServer:
     server = PostgresServer(port=free_port(), data_dir=data_dir, process_user=user)
     server._run(_pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
     options = f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    server.options = options
     server._run(_pg_bin("pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(base / "log"), "-w", "start")
     _wait_for_port(server.port)
     return server
@@ -106,10 +118,20 @@ class RedisServer:
     port: int
     process: subprocess.Popen
     directory: Path
+    command: list[str]
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def halt(self) -> None:
+        """Stop the server process like an outage would (with persistence on, the data stays)."""
+        stop_process(self.process, timeout=10)
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port and directory."""
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_port(self.port)
 
     def stop(self) -> None:
         stop_process(self.process, timeout=10)
@@ -126,31 +148,19 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
         process.wait()
 
 
-def start_redis() -> RedisServer:
+def start_redis(persistent: bool = False) -> RedisServer:
+    """A Redis on a free port; `persistent` = append-only file fsynced on every write, so a halted
+    and resumed server still has every acknowledged write (as a production Redis with AOF would)."""
     binary = shutil.which("redis-server")
     if not binary:
         raise RuntimeError("redis-server not found (install the redis-server package)")
     directory = Path(tempfile.mkdtemp(prefix="qrl-redis-"))
     port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(directory)]
+    command += ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_port(port)
-    return RedisServer(port=port, process=process, directory=directory)
+    return RedisServer(port=port, process=process, directory=directory, command=command)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

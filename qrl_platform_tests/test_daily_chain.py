@@ -1,7 +1,6 @@
 """The whole trading day end to end on the demo market, through the README's `qrl demo` and the
 manual operations of S9: raw → M07/M08/M09 → strategies → M13 event → stats, all as Dagster runs."""
 
-
 import dagster as dg
 import polars as pl
 import pytest
@@ -77,7 +76,8 @@ def test_manual_operations(chain):
 
 def test_retry_reruns_a_failed_run(chain, monkeypatch):
     def broken(*args, **kwargs):
-        raise RuntimeError("warehouse went away")
+        # Final (allow_retries=False): the job's step retry policy (minutes of backoff) does not retry it.
+        raise dg.Failure("strategies refused the day", allow_retries=False)
 
     monkeypatch.setattr("qrl_platform.defs.strategies.assets.run_strategy_days", broken)
     assert cli.main(["run-all", END]) == 1

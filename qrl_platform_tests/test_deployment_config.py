@@ -481,6 +481,34 @@ def test_production_instance_validates_against_dagsters_instance_schema(tmp_path
     assert config["schedules"]["use_threads"] and config["sensors"]["use_threads"]
 
 
+def test_local_instance_validates_and_monitors_runs(tmp_path):
+    """The local dagster.yaml (copied to DAGSTER_HOME by scripts/demo) enforces max runtimes too."""
+    config = _dagster_instance_config(tmp_path, _yaml(ROOT / "dagster.yaml"))
+    assert config["run_monitoring"] == {
+        "enabled": True,
+        "start_timeout_seconds": 180,
+        "cancel_timeout_seconds": 180,
+        "max_runtime_seconds": 7200,
+        "max_resume_run_attempts": 0,
+        "poll_interval_seconds": 30,
+    }
+    home = tmp_path / "local_home"
+    home.mkdir()
+    local = _yaml(ROOT / "dagster.yaml")
+    local["storage"]["sqlite"]["base_dir"] = str(home / "storage")
+    (home / "dagster.yaml").write_text(yaml.safe_dump(local, sort_keys=False))
+    import dagster as dg
+
+    from qrl_platform.defs.treasury.jobs import QRL_JOBS
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["max_runtime_seconds"] == 7200
+        assert instance.run_monitoring_settings["poll_interval_seconds"] == 30
+    qrl_job = QRL_JOBS[0]
+    assert qrl_job.tags["dagster/max_runtime_seconds"] == "600"  # the per-run limit the monitor enforces
+
+
 def test_postgres_storage_validates_for_every_storage_class_and_names_psycopg2(dummy_pg_env):
     from dagster_postgres import (
         DagsterPostgresStorage,

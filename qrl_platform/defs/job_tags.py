@@ -1,5 +1,5 @@
 """Tags and retry policies every job shares: the duration estimate (S10: WARNING above 2×), the run
-queue tags deploy/dagster.yaml limits by, and the in-place step retry for transient faults."""
+queue tags deploy/dagster.yaml limits by, and the in-place step retry for outages."""
 
 import dagster as dg
 
@@ -19,5 +19,9 @@ def job_tags(estimate_seconds: int, retries: int = 2, **queue_tags: str) -> dict
     return tags
 
 
-# Transient faults inside a step (exchange 5xx, database blip) are retried in place first.
-STEP_RETRY = dg.RetryPolicy(max_retries=2, delay=20, backoff=dg.Backoff.EXPONENTIAL)
+# The one retry policy of every job that touches the warehouse, Redis or an exchange: a failed step
+# (exchange 5xx, database or Redis restart) is retried in place after 20 s, 60 s, 140 s (Dagster's
+# exponential backoff: (2^n - 1) x delay), each ± up to 20 s of jitter, so runs that failed together
+# do not all hit a server that is coming back at the same moment.
+# A `dg.Failure(allow_retries=False)` is final (a day refused because its indicators failed their checks).
+STEP_RETRY = dg.RetryPolicy(max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

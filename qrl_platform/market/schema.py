@@ -162,7 +162,8 @@ def conform(table: str, frame: pl.DataFrame, *, context: str = "") -> pl.DataFra
     dupes = out.filter(out.select(keys).is_duplicated())
     if dupes.height:
         sample = dupes.select(keys).row(0)
-        raise BadMarketData(f"{where}: duplicate rows for {dict(zip(keys, sample, strict=True))}")
+        named = ", ".join(f"{key}={value}" for key, value in zip(keys, sample, strict=True))
+        raise BadMarketData(f"{where}: duplicate rows for {named} (fields {', '.join(keys)})")
     for column in NON_NEGATIVE[table]:
         negative = out.filter(pl.col(column) < 0)
         if negative.height:

@@ -17,6 +17,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from qrl_platform.defs.job_tags import ESTIMATE_TAG
 from qrl_platform.defs.monitoring.sensors import consecutive_failures, job_duration_sensor, run_failure_alert_sensor
 from qrl_platform.defs.resources import AlertsResource
+from qrl_platform_tests.alerts.local_servers import WebhookServer
 
 
 @dg.op
@@ -62,11 +63,14 @@ def _evaluate_failure_sensor(instance, run_id, alerts):
     run_failure_alert_sensor(context)
 
 
-def test_three_consecutive_failures_pause_the_schedule_and_alert_critical(caplog, monkeypatch, tmp_path):
-    monkeypatch.setenv("QRL_ALERT_CHANNELS", "log")
-    alerts = AlertsResource(dedupe_state_path="memory")
-    caplog.set_level(logging.INFO, logger="qrl_platform.alerts")
-    with dg.instance_for_test() as instance:
+def test_three_consecutive_failures_pause_the_schedule_and_alert_critical(monkeypatch, tmp_path):
+    """S10 row "3+ consecutive failures": each failure alerts ERROR with the step's error; the third
+    also alerts CRITICAL and stops the job's schedule. Seen on a local Slack webhook."""
+    monkeypatch.delenv("QRL_SLACK_MIN_LEVEL", raising=False)
+    with WebhookServer() as slack, dg.instance_for_test() as instance:
+        monkeypatch.setenv("QRL_ALERT_CHANNELS", "slack")
+        monkeypatch.setenv("QRL_SLACK_WEBHOOK_URL", slack.url("/services/T/B/monitoring"))
+        alerts = AlertsResource(dedupe_state_path=str(tmp_path / "dedupe.json"))
         instance.add_instigator_state(_schedule_state(InstigatorStatus.RUNNING))
         job = test_defs.get_job_def("flaky_job")
         for attempt in range(1, 4):
@@ -77,11 +81,12 @@ def test_three_consecutive_failures_pause_the_schedule_and_alert_critical(caplog
             state = instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)[0]
             expected = InstigatorStatus.STOPPED if attempt == 3 else InstigatorStatus.RUNNING
             assert state.status == expected, f"after failure {attempt}"
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "flaky_job failed" in r.getMessage()]
-    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
-    assert len(errors) == 3
-    assert len(critical) == 1 and "3 times in a row" in critical[0].getMessage()
-    assert "flaky_schedule" in critical[0].getMessage()
+        texts = [r.json["text"] for r in slack.requests]
+    errors = [t for t in texts if t.startswith(":x: [ERROR] flaky_job failed: ")]
+    critical = [t for t in texts if "[CRITICAL]" in t]
+    assert len(errors) == 3 and all("RuntimeError: exchange answered 503 three times" in t for t in errors)
+    assert len(critical) == 1 and len(texts) == 4
+    assert "flaky_job failed 3 times in a row" in critical[0] and "Schedules paused: flaky_schedule" in critical[0]
 
 
 def test_a_success_resets_the_consecutive_failure_count():

@@ -109,11 +109,22 @@ def test_strategies_wait_for_indicators_and_their_blocking_checks():
         assert [(r.partition_key, r.run_key) for r in tick.run_requests] == [(DAY, f"strategies_job:{DAY}")]
 
 
-def test_notify_and_stats_wait_for_strategy_signals():
+SIGNALS_MATCH = dg.AssetCheckKey(dg.AssetKey("strategy_signals"), "signals_match_executions")
+
+
+def test_notify_and_stats_wait_for_strategy_signals_and_its_blocking_check():
+    """Runless events here; qrl_platform_tests/daily_flow/test_gating.py drives the same gate with real runs."""
     with dg.instance_for_test() as instance:
         for name in ("notify_m13_schedule", "strategy_stats_schedule"):
             assert "strategy_signals" in _evaluate_schedule(name, instance, _at(DAY, "16:45")).skip_message
         _materialize(instance, "strategy_signals", DAY)
+        for name in ("notify_m13_schedule", "strategy_stats_schedule"):
+            tick = _evaluate_schedule(name, instance, _at(DAY, "17:00"))
+            assert not tick.run_requests
+            assert tick.skip_message == (
+                f"{DAY}: blocking check(s) not evaluated yet: strategy_signals:signals_match_executions"
+            )
+        _check_result(instance, SIGNALS_MATCH, DAY, passed=True)
         for name in ("notify_m13_schedule", "strategy_stats_schedule"):
             assert _evaluate_schedule(name, instance, _at(DAY, "17:00")).run_requests[0].partition_key == DAY
 
@@ -168,9 +179,12 @@ def test_catchup_sensor_launches_late_stages_once_ready(monkeypatch):
         assert not early.run_requests
         for asset in ("technical_indicators", "fundamental_indicators", "chip_indicators"):
             _materialize(instance, asset, DAY)
+        for key in indicator_check_keys():
+            _check_result(instance, key, DAY, passed=True)
         late = _evaluate_sensor("daily_flow_catchup_sensor", instance, _at(DAY, "16:50"), monkeypatch)
         assert [r.job_name for r in late.run_requests] == ["strategies_job"]
         _materialize(instance, "strategy_signals", DAY)
+        _check_result(instance, SIGNALS_MATCH, DAY, passed=True)
         later = _evaluate_sensor("daily_flow_catchup_sensor", instance, _at(DAY, "16:55"), monkeypatch)
         # Stats waits for 17:00; notify is due.
         assert sorted(r.job_name for r in later.run_requests) == ["notify_m13_job", "strategies_job"]

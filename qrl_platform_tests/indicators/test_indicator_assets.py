@@ -4,19 +4,17 @@ days, blocking checks, what a one-day run reads, and factor_metadata on SQLite a
 import base64
 import dataclasses
 import datetime as dt
-import logging
 import os
 import shutil
 
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 import qrl_platform
 from qrl_platform.calendar import previous_trading_days
 from qrl_platform.definitions import RESOURCES
+from qrl_platform.defs.gating import blocking_check_status, check_names_of
 from qrl_platform.defs.indicators.assets import (
     INDICATOR_ASSETS,
     chip_indicators,
@@ -157,24 +155,12 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
     assert all(e.metadata["market_closed"].value for e in closed_day)
     coverage = next(e for e in evaluations if e.check_name == "coverage" and e.partition == "2024-11-05")
     assert coverage.metadata["coverage"].value == 1.0
-    # Each evaluation points at its own partition's materialisation (looked up once for the whole range).
-    for name in NAMES:
-        stored = {
-            r.partition_key: r.storage_id
-            for r in instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(name)), limit=100
-            ).records
-        }
-        linked = {
-            e.partition: e.target_materialization_data.storage_id for e in evaluations if e.asset_key.path[-1] == name
-        }
-        assert linked == stored and len(set(linked.values())) == 10
-    # The schedules' readiness gate reads check status per partition from the instance.
-    key = dg.AssetCheckKey(dg.AssetKey("chip_indicators"), "within_ranges")
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=1, partition_filter=PartitionKeyFilter(key="2024-11-05")
-    )
-    assert history and history[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED
+    # The daily flow's gate reads each day's own evaluations from the one range run.
+    names = check_names_of(INDICATOR_CHECKS, "chip_indicators")
+    assert names == ["missing_rate", "coverage", "no_infinities", "within_ranges"]
+    status = blocking_check_status(instance, "chip_indicators", "2024-11-05", names)
+    assert status.materialized and status.failures == [] and status.unchecked == []
+    assert status.run_id == result.run_id
 
 
 def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
@@ -435,19 +421,6 @@ def test_stored_obv_is_talib_obv_over_the_trailing_window():
     for t in (OBV_WINDOW - 1, OBV_WINDOW + 5, n - 1):  # TA-Lib OBV over the last OBV_WINDOW bars
         window = slice(t - OBV_WINDOW + 1, t + 1)
         assert stored[t] == pytest.approx(talib.OBV(close[window], volume[window])[-1])
-
-
-def test_dagster_no_result_warning_is_dropped_only_for_the_indicator_quality_checks(caplog):
-    """These checks gate by failing their step, so Dagster's "proceed without gating" line would mislead."""
-    logger = logging.getLogger("dagster._core.execution.plan.active")
-    template = (
-        "Blocking asset check '{}:coverage' emitted no result in step 'x_quality'; downstream step "
-        "'strategy_signals' will proceed without gating on it."
-    )
-    with caplog.at_level(logging.WARNING, logger=logger.name):
-        logger.warning(template.format("technical_indicators"))
-        logger.warning(template.format("some_other_asset"))
-    assert [r.getMessage() for r in caplog.records] == [template.format("some_other_asset")]
 
 
 @pytest.mark.parametrize("source", ["demo", "live", "live without MOPS"])

@@ -12,7 +12,7 @@ sorted by total net buy. Closed days answer each endpoint's recorded envelope (s
 Query parameters are checked like the real hosts need them (response=json, date=YYYYMMDD for TWSE,
 date=YYYY/MM/DD for TPEx, type/selectType/sect); a wrong request gets HTTP 400.
 
-Switches for the unhappy paths: `close_day`, `serve_html`, `drop_stock_table`, `rename_field`,
+Switches for the unhappy paths: `close_day`, `serve_html`, `serve_truncated`, `drop_stock_table`, `rename_field`,
 `mutate` (any payload edit), `tpex_answers_date`, `fail_next` (429 with Retry-After, 5xx), and every
 request is recorded with its arrival time. `storm(rate, seed=…)` answers each request, with
 probability `rate`, with one of STORM_KINDS at random (429 + Retry-After, 503, a timeout, an HTML error
@@ -33,8 +33,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+
+from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
 
 TWSE_NO_DATA = {"stat": "很抱歉，沒有符合條件的資料!"}
 MI_MARGN_NO_DATA = {"stat": "很抱歉，沒有符合條件的資料"}  # recorded without the final 「!」
@@ -363,11 +363,27 @@ STORM_RETRY_AFTER = "0.02"  # seconds; honoured by the client, small so storms s
 STORM_TIMEOUT_SECONDS = 0.5  # longer than the client timeout the storm test sets
 
 
+class _Host(LocalHttpServer):
+    """One host of the fake (TWSE or TPEx); both answer from the shared state of FakeExchanges."""
+
+    def __init__(self, exchange: FakeExchanges, market: str, routes: dict[str, Route]):
+        super().__init__()
+        self.exchange, self.market, self.routes = exchange, market, routes
+
+    def answer(self, request: Request) -> Reply:
+        with self.exchange._lock:
+            self.exchange.requests.append(Seen(self.market, request.path, request.query, request.at))
+        status, headers, body = self.exchange._answer(self.market, self.routes, request.path, request.query)
+        content_type = headers.pop("Content-Type", "text/plain")
+        return Reply(status, body, headers, content_type)
+
+
 class FakeExchanges:
     def __init__(self):
         self.requests: list[Seen] = []
         self.closed: set[dt.date] = set()
         self.html: set[str] = set()
+        self.truncated: set[str] = set()
         self.mutations: dict[str, list[Callable[[dict], dict]]] = {}
         self.failures: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.tpex_date: dt.date | None = None
@@ -377,21 +393,20 @@ class FakeExchanges:
         self.publication: dict[str, dt.time] = {}
         self.late: dict[tuple[str, dt.date], dt.time] = {}
         self._lock = threading.Lock()
-        self._servers = [self._serve("twse", TWSE_ROUTES), self._serve("tpex", TPEX_ROUTES)]
+        self._servers = [_Host(self, "twse", TWSE_ROUTES).start(), _Host(self, "tpex", TPEX_ROUTES).start()]
 
     # ---------------------------------------------------------------------------------- lifecycle
     @property
     def twse_base_url(self) -> str:
-        return f"http://127.0.0.1:{self._servers[0].server_address[1]}"
+        return self._servers[0].base_url
 
     @property
     def tpex_base_url(self) -> str:
-        return f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        return self._servers[1].base_url
 
     def stop(self) -> None:
         for server in self._servers:
-            server.shutdown()
-            server.server_close()
+            server.stop()
 
     # ----------------------------------------------------------------------------------- switches
     def close_day(self, date: dt.date) -> None:
@@ -400,6 +415,10 @@ class FakeExchanges:
 
     def serve_html(self, path: str) -> None:
         self.html.add(path)
+
+    def serve_truncated(self, path: str) -> None:
+        """Answer `path` with the first half of its JSON body (a connection cut mid-answer)."""
+        self.truncated.add(path)
 
     def mutate(self, path: str, edit: Callable[[dict], dict | None]) -> None:
         """Edit the payload served on `path` (the edit may change it in place and return None)."""
@@ -471,33 +490,6 @@ class FakeExchanges:
         return [r.at for r in self.requests if r.market == market]
 
     # --------------------------------------------------------------------------------------- serving
-    def _serve(self, market: str, routes: dict[str, Route]) -> ThreadingHTTPServer:
-        exchange = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                url = urlsplit(self.path)
-                params = dict(parse_qsl(url.query, keep_blank_values=True))
-                with exchange._lock:
-                    exchange.requests.append(Seen(market, url.path, params, time.time()))
-                status, headers, body = exchange._answer(market, routes, url.path, params)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-{market}", daemon=True
-        ).start()
-        return server
-
     def _answer(self, market: str, routes: dict[str, Route], path: str, params: dict[str, str]):
         with self._lock:
             queued = self.failures.get(path)
@@ -520,7 +512,7 @@ class FakeExchanges:
             time.sleep(STORM_TIMEOUT_SECONDS)
         if path in self.html or kind == "html":
             return 200, {"Content-Type": "text/html; charset=utf-8"}, HTML_PAGE
-        if kind == "truncated":
+        if kind == "truncated" or path in self.truncated:
             status, headers, body = _json(200, route.build(date))
             return status, headers, body[: len(body) // 2]
         if kind == "another_date":

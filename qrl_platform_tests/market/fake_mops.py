@@ -18,8 +18,9 @@ import datetime as dt
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
+
+from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
 
 MONTH = dt.date(2026, 7, 1)  # the month the fixture publishes
 YEAR, QUARTER = 2026, 2  # the quarter the fixture publishes (and Q1 before it)
@@ -197,6 +198,21 @@ class Seen:
     at: float
 
 
+class _MopsHost(LocalHttpServer):
+    """The HTTP side of FakeMops: GET revenue pages, POST the statement forms."""
+
+    def __init__(self, mops: FakeMops):
+        super().__init__()
+        self.mops = mops
+
+    def answer(self, request: Request) -> Reply:
+        form = {}
+        if request.method == "POST":
+            form = dict(parse_qsl(request.body.decode("ascii"), keep_blank_values=True))
+        status, content_type, body = self.mops._answer(request.method, request.path, form)
+        return Reply(status, body, content_type=content_type)
+
+
 class FakeMops:
     def __init__(self):
         self.requests: list[Seen] = []
@@ -205,39 +221,14 @@ class FakeMops:
         self.published_quarters: set[tuple[int, int]] = {(YEAR, 1), (YEAR, 2)}
         self.overrides: dict[str, bytes] = {}  # path → body served instead (broken layouts)
         self._lock = threading.Lock()
-        mops = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                self._reply(mops._answer("GET", urlsplit(self.path).path, {}))
-
-            def do_POST(self):  # noqa: N802
-                length = int(self.headers.get("Content-Length", "0"))
-                form = dict(parse_qsl(self.rfile.read(length).decode("ascii"), keep_blank_values=True))
-                self._reply(mops._answer("POST", urlsplit(self.path).path, form))
-
-            def _reply(self, answer):
-                status, content_type, body = answer
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._host = _MopsHost(self).start()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self._host.base_url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._host.stop()
 
     def count(self, path_part: str = "") -> int:
         return sum(1 for r in self.requests if path_part in r.path)

@@ -2,9 +2,11 @@
 
 Each stage of the trading day has a schedule at its time; when it fires, it launches the stage for
 today's partition only if the market is open, the stage has not run for the day, and its upstream is
-materialised (strategies: M07/M08/M09 with their blocking checks passed). When the upstream is late,
-the catch-up sensor (sensors.py) launches the stage as soon as the gate opens — so nothing waits for
-the next day, and nothing runs twice.
+materialised with its blocking checks passed (strategies: M07/M08/M09 and their quality checks; M13
+notification and stats: strategy_signals and signals_match_executions) — the rule is
+`qrl_platform.defs.gating`. When the upstream is late, the catch-up sensor (sensors.py) launches the
+stage as soon as the gate opens — so nothing waits for the next day, and nothing runs twice. A skipped
+tick carries the reason (the UI shows it on the schedule's and the sensor's tick history).
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
@@ -15,7 +17,7 @@ from typing import Any
 import dagster as dg
 
 from qrl_platform.calendar import TAIPEI, TAIPEI_NAME, day_status
-from qrl_platform.defs.daily_flow.readiness import Readiness, run_in_flight_or_done, upstream_ready
+from qrl_platform.defs.gating import Readiness, check_names_of, run_in_flight_or_done, upstream_ready
 from qrl_platform.defs.job_tags import INDICATORS
 from qrl_platform.defs.market.jobs import daily_market_job
 from qrl_platform.defs.notify.jobs import notify_m13_job
@@ -31,7 +33,6 @@ class Stage:
     job: Any  # an asset job of one of the domains
     at: dt.time
     upstream: tuple[str, ...] = ()
-    gate_on_upstream_checks: bool = False
 
     @property
     def name(self) -> str:
@@ -48,9 +49,17 @@ def indicator_check_keys() -> list[dg.AssetCheckKey]:
     return [key for checks in INDICATOR_CHECKS for key in checks.check_keys]
 
 
+def blocking_checks(upstream: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each upstream asset with the names of its blocking checks (from the check definitions)."""
+    from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
+    from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
+
+    return {asset: check_names_of([*INDICATOR_CHECKS, *STRATEGY_CHECKS], asset) for asset in upstream}
+
+
 DAILY_STAGES = (
     Stage(daily_market_job, dt.time(16, 0)),
-    Stage(strategies_job, dt.time(16, 35), tuple(INDICATORS), gate_on_upstream_checks=True),
+    Stage(strategies_job, dt.time(16, 35), tuple(INDICATORS)),
     Stage(notify_m13_job, dt.time(16, 45), ("strategy_signals",)),
     Stage(strategy_stats_job, dt.time(17, 0), ("strategy_signals",)),
 )
@@ -64,8 +73,7 @@ def stage_gate(instance: dg.DagsterInstance, stage: Stage, date: dt.date) -> Rea
     partition = date.isoformat()
     if run_in_flight_or_done(instance, stage.job.name, partition):
         return Readiness(False, f"{date}: {stage.job.name} already ran or is running")
-    checks = indicator_check_keys() if stage.gate_on_upstream_checks else ()
-    return upstream_ready(instance, stage.upstream, partition, checks)
+    return upstream_ready(instance, partition, blocking_checks(stage.upstream))
 
 
 def _daily_schedule(stage: Stage) -> dg.ScheduleDefinition:

@@ -3,15 +3,16 @@
 Each indicator asset gets four blocking checks — missing_rate, coverage, no_infinities, within_ranges —
 run by one multi-asset check so the stored frames are read once. A failure (severity ERROR) stops
 every downstream asset in the same run (Dagster fails the check step on a failed blocking evaluation),
-so strategies never score a day off broken factors; `strategy_signals` also refuses a day whose checks
-failed in an earlier run. On a pass Dagster would log that a blocking check "emitted no result ...
-will proceed without gating": it looks for check outputs, and per-partition evaluations are not
-outputs. For these checks that line is wrong (a failure fails the step), so it is filtered out.
+so strategies never score a day off broken factors; across runs the daily flow's gate
+(`qrl_platform.defs.gating`) reads these evaluations, so the strategies stage never launches on a
+failed day and `strategy_signals` refuses one. (On a pass Dagster logs that a blocking check "emitted
+no result ... will proceed without gating": it looks for check outputs, and per-partition evaluations
+are not outputs. Both gates above still hold; a failed evaluation fails the check step.)
 
 The checks report one evaluation *per partition* (AssetCheckEvaluation with `partition=` the day),
 also in a single-run backfill: the quality rules run once, vectorised over the whole range, and each
-day gets its own pass/fail, so the UI, the schedules' readiness gate (check history filtered by
-partition) and the strategies see exactly which days failed. A failing day's evaluation names the
+day gets its own pass/fail, so the UI, the daily flow's gate (the evaluations of the
+partition's materialising run) and the strategies see exactly which days failed. A failing day's evaluation names the
 factor and the worst stocks. The specs themselves stay unpartitioned: partitioned check specs are a
 preview feature in Dagster 1.13, and Dagster already plans unpartitioned checks per partition of a
 partitioned run, which these evaluations then resolve.
@@ -19,7 +20,6 @@ partitioned run, which these evaluations then resolve.
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
-import logging
 
 import dagster as dg
 import polars as pl
@@ -29,27 +29,6 @@ from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
 from qrl_platform.factors import compute_range, quality, registry
 from qrl_platform.storage.frames import FrameStore
-
-try:  # links each evaluation to the materialisation it judged (what AssetCheckResult does internally)
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
-except ImportError:  # pragma: no cover - the link is a UI nicety, the evaluation stands without it
-    AssetCheckEvaluationTargetMaterializationData = None
-
-_CHECKED_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
-
-
-class _DropNoResultWarningForQualityChecks(logging.Filter):
-    """Drops Dagster's "emitted no result ... without gating" warning for these checks only: they gate by
-    failing their step (see the module docstring), so the warning would mislead whoever reads the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not ("emitted no result" in message and any(f"'{asset}:" in message for asset in _CHECKED_ASSETS))
-
-
-logging.getLogger("dagster._core.execution.plan.active").addFilter(_DropNoResultWarningForQualityChecks())
 
 # Check name -> the quality rule it enforces.
 CHECK_RULES = {
@@ -154,7 +133,6 @@ def _evaluation(
     date: dt.date,
     report: quality.QualityReport,
     no_quotes: bool,
-    target,
     left_out=(),
     missing_history: str = "",
 ) -> dg.AssetCheckEvaluation:
@@ -198,39 +176,11 @@ def _evaluation(
         check_name=check,
         passed=passed,
         metadata=metadata,
-        target_materialization_data=target,
         severity=dg.AssetCheckSeverity.ERROR,
         description=description[:2000],
         blocking=True,
         partition=date.isoformat(),
     )
-
-
-def _targets(instance: dg.DagsterInstance, asset: str, dates: list[dt.date]) -> dict[dt.date, object]:
-    """The latest materialisation of each partition, so the UI ties each evaluation to it: one paged
-    query for the whole range (a year of partitions is one or two round trips, not one per day)."""
-    if AssetCheckEvaluationTargetMaterializationData is None or not dates:
-        return {}
-    wanted = {d.isoformat(): d for d in dates}
-    latest: dict[str, object] = {}
-    cursor = None
-    while len(latest) < len(wanted):
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=list(wanted)),
-            limit=max(100, len(wanted)),
-            cursor=cursor,
-        )
-        for record in page.records:  # newest first
-            latest.setdefault(record.partition_key, record)
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    return {
-        wanted[key]: AssetCheckEvaluationTargetMaterializationData(
-            run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
-        )
-        for key, record in latest.items()
-    }
 
 
 def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
@@ -257,16 +207,14 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
         no_quotes = _unmaterialised_quotes(store, dates)
         stored = {table: set(store.partitions(table)) for table in compute_range.DAILY_INPUTS[asset]}
         failed = 0
-        targets = _targets(context.instance, asset, dates)
         for date in dates:
-            target = targets.get(date)
             cause = ""
             if any(reports[date].failures(CHECK_RULES[check]) for check in selected):
                 missing = compute_range.missing_history(store, asset, [date], stored)
                 if missing:  # named on each failing evaluation, with the command that fixes the run's days
                     cause = compute_range.describe_missing_history(missing, (dates[0], dates[-1]))
             for check in selected:
-                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, target, left_out, cause)
+                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, left_out, cause)
                 if not evaluation.passed:
                     failed += 1
                     context.log.error(f"{asset} {date}: {evaluation.description}")

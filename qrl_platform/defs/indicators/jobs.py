@@ -4,13 +4,15 @@
 import dagster as dg
 
 from qrl_platform.defs.indicators.assets import factor_metadata
+from qrl_platform.defs.job_tags import STEP_RETRY, job_tags
 
 refresh_factor_metadata_job = dg.define_asset_job(
     name="refresh_factor_metadata_job",
     selection=dg.AssetSelection.assets(factor_metadata),
     description="REFRESH_FACTOR_METADATA (M11-005): replace the warehouse factor_metadata table with the M07/M08/M09 "
     "factor registry in code.",
-    tags={"module": "M11-005"},
+    tags={"module": "M11-005", **job_tags(estimate_seconds=30)},
+    op_retry_policy=STEP_RETRY,
 )
 
 INDICATOR_JOBS = [refresh_factor_metadata_job]

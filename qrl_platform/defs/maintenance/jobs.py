@@ -3,7 +3,7 @@
 import dagster as dg
 
 from qrl_platform.calendar import taipei_today
-from qrl_platform.defs.job_tags import job_tags
+from qrl_platform.defs.job_tags import STEP_RETRY, job_tags
 from qrl_platform.defs.resources import WarehouseResource
 from qrl_platform.maintenance.cleanup import RetentionPolicy, cleanup_old_signals
 
@@ -34,6 +34,7 @@ def cleanup_old_signals_op(context: dg.OpExecutionContext, config: CleanupConfig
     description="JOB-M11-004 (Sunday 03:00): delete signals older than 90 days, keep execution diagnostics 30 days "
     "and summaries 365 days, then VACUUM.",
     tags=job_tags(estimate_seconds=120, retries=1, warehouse_writer="strategy_signals"),
+    op_retry_policy=STEP_RETRY,
 )
 def cleanup_old_signals_job():
     cleanup_old_signals_op()

@@ -70,12 +70,17 @@ monthly_revenue_job = dg.define_asset_job(
     "monthly_revenue_job",
     selection=dg.AssetSelection.assets("monthly_revenue"),
     tags=job_tags(120, exchange="twse-tpex"),
+    op_retry_policy=STEP_RETRY,
 )
 financials_job = dg.define_asset_job(
-    "financials_job", selection=dg.AssetSelection.assets("financials"), tags=job_tags(120, exchange="twse-tpex")
+    "financials_job",
+    selection=dg.AssetSelection.assets("financials"),
+    tags=job_tags(120, exchange="twse-tpex"),
+    op_retry_policy=STEP_RETRY,
 )
 shareholding_job = dg.define_asset_job(
     "shareholding_job",
     selection=dg.AssetSelection.assets("shareholding_distribution"),
     tags=job_tags(120, exchange="twse-tpex"),
+    op_retry_policy=STEP_RETRY,
 )

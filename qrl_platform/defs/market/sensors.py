@@ -30,7 +30,7 @@ import dagster as dg
 
 from qrl_platform.calendar import TAIPEI, day_status, previous_trading_days
 from qrl_platform.defs import clock
-from qrl_platform.defs.daily_flow.readiness import is_materialized
+from qrl_platform.defs.gating import is_materialized
 from qrl_platform.defs.job_tags import RAW_DAILY
 from qrl_platform.defs.market.jobs import INDICATOR_JOBS, TABLE_JOBS
 from qrl_platform.factors import chip

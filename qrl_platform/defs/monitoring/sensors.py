@@ -8,14 +8,24 @@
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import dagster as dg
-from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
-from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from qrl_platform.defs.job_tags import ESTIMATE_TAG
 from qrl_platform.defs.resources import AlertsResource
 
 SLOW_FACTOR = 2.0
 CONSECUTIVE_FAILURES_TO_PAUSE = 3
+WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run it re-launches (run retries)
+
+
+def step_error_message(error) -> str:
+    """The message of a step's final error: past Dagster's wrappers ("Exceeded max_retries", "Error
+    occurred while executing op"), the user's exception, e.g. `qrl_platform.defs.outages.ServerUnavailable:
+    warehouse postgresql+psycopg://qrl:***@db:5432/qrl unavailable during strategy_signals …`."""
+    while error.cause is not None and (
+        error.message.startswith("Exceeded max_retries") or error.cls_name == "DagsterExecutionStepExecutionError"
+    ):
+        error = error.cause
+    return error.message.strip()
 
 
 def run_duration_seconds(instance: dg.DagsterInstance, run_id: str) -> float | None:
@@ -25,7 +35,9 @@ def run_duration_seconds(instance: dg.DagsterInstance, run_id: str) -> float | N
     return record.end_time - record.start_time
 
 
-def consecutive_failures(instance: dg.DagsterInstance, job_name: str, limit: int = CONSECUTIVE_FAILURES_TO_PAUSE) -> int:
+def consecutive_failures(
+    instance: dg.DagsterInstance, job_name: str, limit: int = CONSECUTIVE_FAILURES_TO_PAUSE
+) -> int:
     """How many of the job's most recent finished runs failed in a row."""
     finished = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=finished), limit=limit * 3)
@@ -40,11 +52,16 @@ def consecutive_failures(instance: dg.DagsterInstance, job_name: str, limit: int
 
 
 def pause_schedules_of_job(instance: dg.DagsterInstance, schedule_names: list[str]) -> list[str]:
-    """Stop the named schedules in the instance (the UI shows them as stopped; a person restarts them)."""
+    """Stop the named schedules in the instance (the UI shows them as stopped; a person restarts them).
+
+    A schedule that is on by default has a stored state once the daemon has ticked it; that state is
+    what `DagsterInstance.stop_schedule` flips to stopped."""
     paused = []
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE):
-        if state.instigator_name in schedule_names and state.status != InstigatorStatus.STOPPED:
-            instance.update_instigator_state(state.with_status(InstigatorStatus.STOPPED))
+    for state in instance.all_instigator_state():
+        if state.instigator_type.value != "SCHEDULE" or state.instigator_name not in schedule_names:
+            continue
+        if state.is_running:
+            instance.stop_schedule(state.instigator_origin_id, state.selector_id, None)
             paused.append(state.instigator_name)
     return paused
 
@@ -57,13 +74,20 @@ def pause_schedules_of_job(instance: dg.DagsterInstance, schedule_names: list[st
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "")
-    error = context.failure_event.message or "run failed"
-    alerts.send("ERROR", f"{run.job_name} failed{' for ' + partition if partition else ''}", error,
-                source="run_failure_alert_sensor", run_id=run.run_id)
+    step_errors = [step_error_message(e.step_failure_data.error) for e in context.get_step_failure_events()]
+    error = "\n".join(step_errors) or context.failure_event.message or "run failed"
+    alerts.send(
+        "ERROR",
+        f"{run.job_name} failed{' for ' + partition if partition else ''}",
+        error,
+        source="run_failure_alert_sensor",
+        run_id=run.run_id,
+    )
     failures = consecutive_failures(context.instance, run.job_name)
     if failures >= CONSECUTIVE_FAILURES_TO_PAUSE:
         schedules = [
-            s.name for s in (context.repository_def.schedule_defs if context.repository_def else [])
+            s.name
+            for s in (context.repository_def.schedule_defs if context.repository_def else [])
             if s.job_name == run.job_name
         ]
         paused = pause_schedules_of_job(context.instance, schedules)
@@ -71,7 +95,8 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
             "CRITICAL",
             f"{run.job_name} failed {failures} times in a row",
             f"Schedules paused: {', '.join(paused) or 'none running'}. Last error: {error}",
-            source="run_failure_alert_sensor", dedupe_key=f"consecutive-failures:{run.job_name}:{run.run_id}",
+            source="run_failure_alert_sensor",
+            dedupe_key=f"consecutive-failures:{run.job_name}:{run.run_id}",
         )
 
 
@@ -88,9 +113,11 @@ def job_duration_sensor(context: dg.RunStatusSensorContext, alerts: AlertsResour
         return dg.SkipReason(f"{run.job_name}: no estimate or duration")
     if duration > SLOW_FACTOR * float(estimate):
         alerts.send(
-            "WARNING", f"{run.job_name} is slow",
+            "WARNING",
+            f"{run.job_name} is slow",
             f"Run {run.run_id[:8]} took {duration:.0f}s, more than {SLOW_FACTOR:g}× its estimate of {estimate}s.",
-            source="job_duration_sensor", run_id=run.run_id,
+            source="job_duration_sensor",
+            run_id=run.run_id,
         )
     return None
 

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from qrl_platform.calendar import day_status
+from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import EventBusResource, WarehouseResource
 from qrl_platform.notify.summary import unconsumed_signal_summary
@@ -37,12 +38,14 @@ def m13_notification(
         if not status.is_open:
             skipped[date.isoformat()] = f"market closed: {status.reason}"
             continue
-        summary = unconsumed_signal_summary(wh, date)
+        with naming_outages(f"reading the signals of {date}", warehouse_url=wh.url):
+            summary = unconsumed_signal_summary(wh, date)
         last_summary = summary
         if summary["total_signals"] == 0:
             skipped[date.isoformat()] = "no unconsumed signals"
             continue
-        result = event_bus.publish_signals_ready(wh, date, summary, force=config.force)
+        with naming_outages(f"publishing STRATEGY_SIGNALS_READY for {date}", warehouse_url=wh.url):
+            result = event_bus.publish_signals_ready(wh, date, summary, force=config.force)
         if result.relay_error:
             context.log.warning(f"{date}: event kept in the outbox, not yet on the stream: {result.relay_error}")
         context.log.info(

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 from pydantic import Field
 
 from qrl_platform import dashboard
+from qrl_platform.defs.gating import blocking_check_statuses, check_names_of
+from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.strategy.definition import BUILTIN_DIR
@@ -139,69 +140,29 @@ class StrategyRunConfig(dg.Config):
         )
 
 
-class IndicatorChecksFailed(RuntimeError):
-    """A blocking check of an M07/M08/M09 partition failed; strategies must not run on that data."""
+class IndicatorChecksFailed(dg.Failure):
+    """A blocking check of an M07/M08/M09 partition failed; strategies must not run on that data.
+    Raised with `allow_retries=False`, so the step's retry policy does not retry it: only fixing the day helps."""
 
 
 def indicator_check_status(
     instance: dg.DagsterInstance, dates: Sequence[str], assets: Sequence[str] = INDICATOR_ASSETS
 ) -> tuple[list[str], list[str]]:
-    """(failures, unchecked) for the indicator partitions `dates`.
+    """(failures, unchecked) for the indicator partitions `dates`, by the daily flow's one rule
+    (`qrl_platform.defs.gating`): the blocking checks logged in the run of each partition's latest
+    materialisation. Partitions without a Dagster materialisation (frames written by a notebook or the
+    CLI) or without check evaluations are `unchecked` — reported, not refused."""
+    from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
 
-    For each asset and date, take the latest materialisation of that partition and the check
-    evaluations logged in the run that produced it (a single-run backfill logs one evaluation for
-    the whole range, with no partition; a one-day run logs the day). A failure is a blocking check
-    that did not pass with ERROR severity. Partitions without a Dagster materialisation (frames written
-    by a notebook or the CLI) or without check evaluations are returned as `unchecked` — reported,
-    not refused. Within one run, Dagster itself already stops downstream steps on a failed blocking check.
-    """
     failures: list[str] = []
     unchecked: list[str] = []
-    wanted = list(dict.fromkeys(dates))
-    # A run's evaluations are read once for all three assets: a one-year run holds thousands of them.
-    run_evaluations: dict[str, list] = {}
     for asset in assets:
-        key = dg.AssetKey(asset)
-        run_by_date = _latest_materialisation_runs(instance, key, wanted)
-        evaluations: dict[str, list] = {}
-        for run_id in set(run_by_date.values()):
-            if run_id not in run_evaluations:
-                run_evaluations[run_id] = [
-                    entry.dagster_event.event_specific_data
-                    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-                    if entry.dagster_event is not None
-                ]
-            evaluations[run_id] = [e for e in run_evaluations[run_id] if e.asset_key == key]
-        for date in wanted:
-            run_id = run_by_date.get(date)
-            relevant = [e for e in evaluations.get(run_id, []) if e.partition in (None, date)] if run_id else []
-            if not relevant:
+        names = check_names_of(INDICATOR_CHECKS, asset)
+        for date, status in blocking_check_statuses(instance, asset, dates, names).items():
+            failures += [f"{date} {failure}" for failure in status.failures]
+            if not status.materialized or status.unchecked:
                 unchecked.append(f"{asset} {date}")
-                continue
-            for evaluation in relevant:
-                if not evaluation.passed and evaluation.blocking and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-                    failures.append(
-                        f"{asset} {date}: blocking check '{evaluation.check_name}' failed (run {run_id[:8]})"
-                        + (f" — {evaluation.description}" if evaluation.description else "")
-                    )
     return failures, unchecked
-
-
-def _latest_materialisation_runs(instance: dg.DagsterInstance, key: dg.AssetKey, dates: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    cursor = None
-    while len(found) < len(dates):
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=dates), limit=1000, cursor=cursor
-        )
-        for record in result.records:  # newest first
-            partition = record.partition_key
-            if partition is not None and partition not in found:
-                found[partition] = record.run_id
-        if not result.has_more:
-            break
-        cursor = result.cursor
-    return found
 
 
 @dg.asset(
@@ -227,11 +188,14 @@ def strategy_signals(
     failures, unchecked = indicator_check_status(context.instance, [d.isoformat() for d in dates])
     if failures:
         raise IndicatorChecksFailed(
-            "strategies refused: the indicators they read failed blocking checks — " + "; ".join(failures)
+            description="strategies refused: the indicators they read failed blocking checks — " + "; ".join(failures),
+            allow_retries=False,
         )
     if unchecked:
         context.log.warning(f"indicator partitions without check evaluations (not gated): {', '.join(unchecked[:10])}")
-    summary = run_strategy_days(warehouse.get(), frames.get(), dates, settings, run_id=context.run_id, log=context.log)
+    wh = warehouse.get()
+    with naming_outages(f"strategy_signals {dates[0]}..{dates[-1]}", warehouse_url=wh.url):
+        summary = run_strategy_days(wh, frames.get(), dates, settings, run_id=context.run_id, log=context.log)
     metadata = signals_metadata(summary)
     metadata["indicator_partitions_unchecked"] = len(unchecked)
     for key, figures in dashboard.signal_plot_metadata(summary).items():  # a Plots graph per strategy and figure
@@ -338,11 +302,13 @@ def strategy_stats(
     dates = partition_dates(context)
     open_dates = [d for d in dates if day_status(d).is_open]
     closed = {d: day_status(d).reason for d in dates if d not in open_dates}
-    result = update_strategy_stats(warehouse.get(), frames.get(), open_dates)
+    wh = warehouse.get()
+    with naming_outages(f"strategy_stats {dates[0]}..{dates[-1]}", warehouse_url=wh.url):
+        result = update_strategy_stats(wh, frames.get(), open_dates)
     for key, figures in dashboard.stats_plot_metadata(result.stats).items():  # a Plots graph per strategy and figure
         context.add_asset_metadata(figures, partition_key=key)
     if open_dates:  # charts of the trailing window, on the run's last day only
-        charts = dashboard.strategy_stats_charts(warehouse.get(), result, open_dates[-1])
+        charts = dashboard.strategy_stats_charts(wh, result, open_dates[-1])
         context.add_asset_metadata(
             {k: dg.MetadataValue.md(v) for k, v in charts.items()}, partition_key=str(open_dates[-1])
         )

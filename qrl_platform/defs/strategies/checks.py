@@ -4,9 +4,12 @@
   equals the rows stored under its execution_id — the seed's §6.2 SQL as a check. Blocking, so
   M13 notification and stats never run on an inconsistent day.
 * `signals_not_all_zero` (WARN): a day where every strategy produced no BUY/SELL (or no rows at
-  all) usually means bad input data ("check the data source", seed §4.1).
+  all) usually means bad input data ("check the data source", seed §4.1); it also sends a WARNING
+  alert through the M15 alerts resource (resource key "alerts").
 * `strategy_failure_rate` (ERROR above 30 %): share of FAILED/TIMEOUT strategies per day; above
-  50 % it also sends an alert through the M15 alerts resource (resource key "alerts").
+  30 % it also sends an ERROR alert at once (seed S10: 立即告警).
+
+Each alert has a dedupe key per day, so re-evaluating a day does not alert twice.
 
 The checks read the latest execution per (strategy, date): re-running a day adds executions and
 supersedes the older ones, whose signals were replaced.
@@ -24,8 +27,7 @@ from qrl_platform.defs.resources import WarehouseResource
 from qrl_platform.defs.strategies.assets import strategy_signals
 from qrl_platform.strategy.store import latest_executions
 
-FAILURE_RATE_ERROR = 0.30
-FAILURE_RATE_ALERT = 0.50
+FAILURE_RATE_ERROR = 0.30  # above it: ERROR check and an immediate ERROR alert
 ALERTS_RESOURCE_KEY = "alerts"  # qrl_platform.defs.resources.AlertsResource in the Definitions
 
 
@@ -118,8 +120,8 @@ def failure_rate_result(rates: pl.DataFrame) -> dg.AssetCheckResult:
 
 
 def failure_alert(rates: pl.DataFrame, run_id: str) -> tuple[str, str, str, dict] | None:
-    """(level, title, message, tags) when a day's failure rate exceeds 50 %, else None."""
-    over = rates.filter(pl.col("failure_rate") > FAILURE_RATE_ALERT)
+    """(level, title, message, tags) when a day's failure rate exceeds 30 %, else None."""
+    over = rates.filter(pl.col("failure_rate") > FAILURE_RATE_ERROR)
     if not over.height:
         return None
     lines = [
@@ -132,9 +134,43 @@ def failure_alert(rates: pl.DataFrame, run_id: str) -> tuple[str, str, str, dict
     return "ERROR", title, "\n".join(lines), tags
 
 
+def zero_signal_alert(executions: pl.DataFrame, run_id: str) -> tuple[str, str, str, dict] | None:
+    """(level, title, message, tags) when every strategy produced zero BUY/SELL on a day, else None."""
+    result = zero_signal_result(executions)
+    if result.passed:
+        return None
+    dates = result.metadata["dates"].value
+    first = dates.split(", ")[0]
+    strategies = executions.filter(pl.col("execution_date").cast(pl.Utf8) == first)["strategy_id"].n_unique()
+    title = f"M11: zero BUY/SELL signals across all strategies on {first}"
+    message = (
+        f"{strategies} strategies ran and none produced a BUY or SELL on {dates} — check the data source "
+        "(indicators, quotes) before M13 acts on the day."
+    )
+    tags = {"module": "M11", "job": "EXEC_ALL_STRATEGIES", "trade_date": first, "run_id": run_id}
+    return "WARNING", title, message, tags
+
+
+def _send_alert(context, alerts, alert, dedupe_prefix: str) -> None:
+    """Send `alert` (level, title, message, tags) once per day; an alert channel being down or no alerts
+    resource wired is logged, never hides the check result."""
+    if alert is None:
+        return
+    level, title, message, tags = alert
+    if alerts is None:
+        context.log.error(f"{title} (no alerts resource wired): {message}")
+        return
+    try:
+        dedupe = f"{dedupe_prefix}:{tags['trade_date']}"
+        alerts.send(level, title, message, source="strategy_signals", dedupe_key=dedupe, **tags)
+    except Exception as exc:
+        context.log.error(f"{dedupe_prefix} alert could not be sent: {exc}")
+
+
 def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY) -> list[dg.AssetChecksDefinition]:
     """The three checks. With an alerts resource key (default "alerts", the M15 `AlertsResource`) the
-    failure-rate check alerts above 50 %; with None it only logs (for Definitions without alerts)."""
+    failure-rate check alerts above 30 % and the zero-signal check when a day has no BUY/SELL; with
+    None they only log (for Definitions without alerts)."""
 
     @dg.asset_check(
         asset=strategy_signals,
@@ -146,34 +182,31 @@ def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY)
     ) -> dg.AssetCheckResult:
         return consistency_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
 
-    @dg.asset_check(
-        asset=strategy_signals,
-        description="WARN when every strategy produced zero BUY/SELL signals on a day (check the data source).",
-    )
-    def signals_not_all_zero(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        return zero_signal_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
+    def evaluate_zero_signals(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
+        executions = latest_executions(warehouse.get(), _check_dates(context, warehouse))
+        _send_alert(context, alerts, zero_signal_alert(executions, context.run.run_id), "m11-zero-signals")
+        return zero_signal_result(executions)
 
     def evaluate_failure_rate(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
         rates = failure_rates(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
-        alert = failure_alert(rates, context.run.run_id)
-        if alert is not None:
-            level, title, message, tags = alert
-            if alerts is None:
-                context.log.error(f"{title} (no alerts resource wired): {message}")
-            else:
-                try:
-                    # The dedupe key keeps a re-evaluated day from alerting twice.
-                    dedupe = f"m11-failure-rate:{tags['trade_date']}"
-                    alerts.send(level, title, message, source="strategy_signals", dedupe_key=dedupe, **tags)
-                except Exception as exc:  # an alert channel being down must not hide the check result
-                    context.log.error(f"failure-rate alert could not be sent: {exc}")
+        _send_alert(context, alerts, failure_alert(rates, context.run.run_id), "m11-failure-rate")
         return failure_rate_result(rates)
 
-    failure_rate_description = "ERROR when more than 30 % of strategies failed on a day; above 50 % also alerts (M15)."
+    zero_description = "WARN and a WARNING alert (M15) when every strategy produced zero BUY/SELL signals on a day."
+    failure_rate_description = "ERROR and an immediate ERROR alert (M15) when more than 30 % of strategies failed."
     if alerts_resource_key:
         # Dagster resources are either all declared by key or all passed as arguments, not mixed.
+        @dg.asset_check(
+            asset=strategy_signals,
+            name="signals_not_all_zero",
+            description=zero_description,
+            required_resource_keys={"warehouse", alerts_resource_key},
+        )
+        def signals_not_all_zero(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+            return evaluate_zero_signals(
+                context, context.resources.warehouse, getattr(context.resources, alerts_resource_key)
+            )
+
         @dg.asset_check(
             asset=strategy_signals,
             name="strategy_failure_rate",
@@ -185,6 +218,12 @@ def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY)
                 context, context.resources.warehouse, getattr(context.resources, alerts_resource_key)
             )
     else:
+
+        @dg.asset_check(asset=strategy_signals, name="signals_not_all_zero", description=zero_description)
+        def signals_not_all_zero(
+            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+        ) -> dg.AssetCheckResult:
+            return evaluate_zero_signals(context, warehouse, None)
 
         @dg.asset_check(asset=strategy_signals, name="strategy_failure_rate", description=failure_rate_description)
         def strategy_failure_rate(

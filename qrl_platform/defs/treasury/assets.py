@@ -13,6 +13,7 @@ import dagster as dg
 import redis as redis_lib
 
 from qrl_platform import dashboard
+from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import quarter_hour
 from qrl_platform.defs.resources import RedisResource, WarehouseResource
 from qrl_platform.defs.treasury.resources import MexcResource, QrlSettings
@@ -74,13 +75,12 @@ def _publish(redis: RedisResource, publish, payload) -> str:
         return "not configured"
     client = redis.client()
     try:
-        return publish(client, payload)["redis"]
+        # An outage raises ServerUnavailable (URL without password), which the job's retry policy
+        # retries: the warehouse row is already stored and the re-run replaces, never duplicates.
+        with naming_outages(f"{publish.__name__} (Redis write)", redis_url=redis.resolved_url()):
+            return publish(client, payload)["redis"]
     except redis_lib.RedisError as exc:
-        # The URL may carry a password: name the failure, never the URL.
-        raise dg.Failure(
-            description=f"Redis write failed ({type(exc).__name__}: {exc}); the warehouse row is stored — "
-            "re-run this partition once Redis is back (it replaces, never duplicates)",
-        ) from exc
+        raise dg.Failure(description=f"Redis refused the write ({type(exc).__name__}: {exc})") from exc
     finally:
         client.close()
 

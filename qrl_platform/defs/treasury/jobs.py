@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from qrl_platform.defs.job_tags import STEP_RETRY
 from qrl_platform.defs.treasury.assets import qrl_position, rebalance_plan
 
 qrl_15min_job = dg.define_asset_job(
@@ -10,6 +11,8 @@ qrl_15min_job = dg.define_asset_job(
     description="QRL cost/PnL then the rebalance plan for one quarter hour (S8; the source's 15-min-job).",
     # One MEXC run at a time (deploy/dagster.yaml queue limit) and never longer than a period.
     tags={"qrl/exchange": "mexc", "dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
+    # Retrying a step cannot place a second order: each order's client id derives from the partition.
+    op_retry_policy=STEP_RETRY,
 )
 
 qrl_rebalance_job = dg.define_asset_job(
@@ -17,6 +20,7 @@ qrl_rebalance_job = dg.define_asset_job(
     selection=[rebalance_plan],
     description="The rebalance plan alone (the source's standalone /tasks/rebalance/symmetric).",
     tags={"qrl/exchange": "mexc", "dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
+    op_retry_policy=STEP_RETRY,
 )
 
 QRL_JOBS = [qrl_15min_job, qrl_rebalance_job]

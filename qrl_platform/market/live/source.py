@@ -4,8 +4,9 @@ For each table: ask TWSE first. TWSE's "no data" answer means the market was clo
 closures the calendar missed, SPEC S3), and TPEx is not asked — unless it cannot be a closure yet: a
 future date, today before the closing data are out, or a table published later than the quotes TWSE
 already has (those raise `NotPublishedYet`, a `BadMarketData`, so nothing is stored and a retry works). Otherwise ask TPEx, combine and
-`conform()`. Every payload is parsed completely before it is cached or returned, so a bad answer
-raises `BadMarketData` and neither a partial frame nor a cache entry comes out of it.
+`conform()`. Every payload is parsed and checked (TWSE's rows by `conform()` on their own, TPEx's as part
+of the whole day) before it is cached or returned, so a bad answer raises `BadMarketData` and neither a
+partial frame nor a cache entry comes out of it.
 
 MOPS (monthly revenue, quarterly financials; see mops.py) is asked only once the period's statutory
 deadline has passed (revenue: the 10th of the next month; Q1 May 15, Q2 Aug 14, Q3 Nov 14, Q4 Mar 31;
@@ -79,6 +80,9 @@ class LiveMarketSource:
             self.http.keep(listed_answer, no_data=True)
             reason = f"TWSE has no data for {date}: {listed.reason}"
             return DayResult(table, date, schema.empty(table), closed=True, reason=reason, details=details)
+        # The table's checks (negative prices, duplicate rows, high < low) run on TWSE's rows alone before
+        # its answer is cached: a parsed answer that fails them must not stick in the cache.
+        schema.conform(table, listed.frame, context=f"{twse.ENDPOINTS[table].label} {date}")
         self.http.keep(listed_answer)  # valid on its own: never ask TWSE for it again, whatever TPEx says
         otc, otc_answer = self._fetch(self.settings.tpex_base_url, tpex, table, date, details)
         if otc.no_data:
@@ -87,9 +91,9 @@ class LiveMarketSource:
                 f"{tpex.ENDPOINTS[table].label} {date}: no rows ({otc.reason}) although TWSE has data for the day; "
                 f"try again later"
             )
-        self.http.keep(otc_answer)
         details["rows_per_market"] = {"TWSE": listed.frame.height, "TPEx": otc.frame.height}
         frame = schema.conform(table, pl.concat([listed.frame, otc.frame], how="vertical"), context=f"{date}")
+        self.http.keep(otc_answer)  # only once the whole day conforms (e.g. no stock listed on both markets)
         return DayResult(table, date, frame, details=details)
 
     def shareholding_distribution(self, week: dt.date) -> pl.DataFrame:

@@ -1,0 +1,223 @@
+"""The one rule of the daily flow: may a stage run for a day? Read from the Dagster instance through
+its public API only (`fetch_materializations`, `get_records_for_run`, `get_run_records`).
+
+A day's upstream partition is *ready* when it is materialised and every blocking check of it passed:
+per check, the latest evaluation made after the latest materialisation counts (in the run that
+materialised it, or in a later run of the checks — so deleting a signal row and re-running the
+checks closes the gate):
+
+* strategies (`strategy_signals`) wait for M07/M08/M09 and their four quality checks each;
+* M13 notification and stats wait for `strategy_signals` and `signals_match_executions`.
+
+A check evaluated with WARN severity never blocks. A blocking check never evaluated since the
+latest materialisation counts as *unchecked*: the schedules and the catch-up sensor wait on it (they only
+launch stages after a real chain run, which always runs the checks), while `strategy_signals` itself
+only reports it (frames written by a notebook or the CLI have no check evaluations).
+
+Fixing a day means materialising it again (the run evaluates the checks again) or, for a fix outside
+Dagster, re-running the checks; the gate then reads the new evaluations.
+
+Why not declarative automation: `AutomationCondition.on_cron` requires every dependency to be updated
+*after* the cron tick, but `strategy_signals` finishes before 16:45, so notify would wait a day;
+runs it launches are not the named jobs, so their duration estimates, queue tags, retry policies and
+the three-failures pause would not apply. The schedules and the catch-up sensor ask this module.
+"""
+# No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+MAX_LATER_RUNS = 500  # runs after a materialisation searched for re-runs of its checks
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CheckStatus:
+    """Blocking checks of one asset partition that failed or were never evaluated, and the run judged."""
+
+    failures: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    materialized: bool = False
+
+
+def latest_materialization(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dg.EventLogRecord | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    return records[0] if records else None
+
+
+def is_materialized(instance: dg.DagsterInstance, asset: str, partition: str | None) -> bool:
+    return latest_materialization(instance, asset, partition) is not None
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    timestamp: float
+    run_id: str
+    evaluation: dg.AssetCheckEvaluation
+
+
+def _evaluations_in_run(instance: dg.DagsterInstance, run_id: str, asset: str) -> list[_Evaluation]:
+    """The check evaluations of `asset` logged in run `run_id`, oldest first ("" = runless events)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    found = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event is not None else None
+        if isinstance(evaluation, dg.AssetCheckEvaluation) and evaluation.asset_key == dg.AssetKey(asset):
+            found.append(_Evaluation(record.timestamp, run_id, evaluation))
+    return found
+
+
+def _latest_materializations(
+    instance: dg.DagsterInstance, asset: str, partitions: list[str]
+) -> dict[str, dg.EventLogRecord]:
+    """partition -> the record of its latest materialisation, for the partitions that have one."""
+    found: dict[str, dg.EventLogRecord] = {}
+    cursor = None
+    while len(found) < len(partitions):
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=partitions), limit=1000, cursor=cursor
+        )
+        for record in result.records:  # newest first
+            if record.partition_key is not None and record.partition_key not in found:
+                found[record.partition_key] = record
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return found
+
+
+def _covers(run: dg.DagsterRun, partition: str) -> bool:
+    """The run targeted `partition` (one partition, or a range of date keys around it)."""
+    tags = run.tags
+    if tags.get("dagster/partition") == partition:
+        return True
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    return bool(start and end and start <= partition <= end)
+
+
+def _later_runs(instance: dg.DagsterInstance, since: float) -> list[dg.DagsterRun]:
+    """Runs created after `since`: the ones that may have re-evaluated the checks (e.g. run alone)."""
+    after = dt.datetime.fromtimestamp(since, tz=dt.UTC)
+    records = instance.get_run_records(filters=dg.RunsFilter(created_after=after), limit=MAX_LATER_RUNS)
+    return [record.dagster_run for record in records]
+
+
+def blocking_check_statuses(
+    instance: dg.DagsterInstance, asset: str, partitions: Sequence[str], check_names: Sequence[str]
+) -> dict[str, CheckStatus]:
+    """How the blocking checks `check_names` of `asset` judged each partition's latest materialisation:
+    per check, the latest evaluation made after it — in the run that materialised it or in a later run
+    of the checks for that partition. An evaluation without a partition (a single-run backfill) counts
+    for every day of its run. Each run's events are read once, also for a long backfill."""
+    wanted = list(dict.fromkeys(partitions))
+    materializations = _latest_materializations(instance, asset, wanted)
+    later_runs = _later_runs(instance, min(r.timestamp for r in materializations.values())) if materializations else []
+    events: dict[str, list[_Evaluation]] = {}
+
+    def evaluations(run_id: str) -> list[_Evaluation]:
+        if run_id not in events:
+            events[run_id] = _evaluations_in_run(instance, run_id, asset)
+        return events[run_id]
+
+    statuses = {}
+    for partition in wanted:
+        record = materializations.get(partition)
+        if record is None:
+            statuses[partition] = CheckStatus()
+            continue
+        run_ids = [record.run_id] + [
+            r.run_id for r in later_runs if r.run_id != record.run_id and _covers(r, partition)
+        ]
+        latest: dict[str, _Evaluation] = {}
+        for run_id in run_ids:
+            for found in evaluations(run_id):
+                evaluation = found.evaluation
+                if (
+                    evaluation.check_name in check_names
+                    and evaluation.partition in (None, partition)
+                    and found.timestamp >= record.timestamp
+                    and (
+                        evaluation.check_name not in latest
+                        or found.timestamp >= latest[evaluation.check_name].timestamp
+                    )
+                ):
+                    latest[evaluation.check_name] = found
+        failures, unchecked = [], []
+        for name in check_names:
+            found = latest.get(name)
+            if found is None:
+                unchecked.append(f"{asset}:{name}")
+            elif not found.evaluation.passed and found.evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                description = found.evaluation.description
+                detail = f" — {description[:300]}" if description else ""
+                failures.append(f"{asset}:{name} failed (run {found.run_id[:8] or 'runless'}){detail}")
+        statuses[partition] = CheckStatus(failures, unchecked, record.run_id, materialized=True)
+    return statuses
+
+
+def blocking_check_status(
+    instance: dg.DagsterInstance, asset: str, partition: str, check_names: Sequence[str]
+) -> CheckStatus:
+    return blocking_check_statuses(instance, asset, [partition], check_names)[partition]
+
+
+def upstream_ready(
+    instance: dg.DagsterInstance, partition: str, blocking_checks: dict[str, Sequence[str]]
+) -> Readiness:
+    """Ready when every upstream asset (key of `blocking_checks`) is materialised for `partition` and
+    each of its listed blocking checks passed; otherwise the reason, shown as the tick's skip reason."""
+    missing, failed, unchecked = [], [], []
+    for asset, checks in blocking_checks.items():
+        status = blocking_check_status(instance, asset, partition, checks)
+        if not status.materialized:
+            missing.append(asset)
+        failed += status.failures
+        unchecked += status.unchecked
+    if missing:
+        return Readiness(False, f"{partition}: not materialised yet: {', '.join(missing)}")
+    if failed:
+        return Readiness(False, f"{partition}: blocking check(s) failed: {'; '.join(failed)}")
+    if unchecked:
+        return Readiness(False, f"{partition}: blocking check(s) not evaluated yet: {', '.join(unchecked)}")
+    return Readiness(True)
+
+
+ACTIVE_OR_DONE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.SUCCESS,
+]
+
+
+def run_in_flight_or_done(instance: dg.DagsterInstance, job_name: str, partition: str) -> bool:
+    """A run of `job_name` for `partition` is queued, running or succeeded (so don't launch another)."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, tags={"dagster/partition": partition}, statuses=ACTIVE_OR_DONE),
+        limit=1,
+    )
+    return bool(records)
+
+
+def check_names_of(checks: Iterable[dg.AssetChecksDefinition], asset: str) -> list[str]:
+    """The names of the blocking checks among `checks` that target `asset`."""
+    names = []
+    for definition in checks:
+        for spec in definition.check_specs:
+            if spec.asset_key == dg.AssetKey(asset) and spec.blocking:
+                names.append(spec.name)
+    return names
