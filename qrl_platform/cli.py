@@ -1,5 +1,13 @@
-"""`qrl` — the manual operations of S9 from a terminal, executed as Dagster runs on the local
-instance (DAGSTER_HOME) so that every one of them is visible in the UI like a scheduled run."""
+"""`qrl` — the manual operations of S9 from a terminal, each one a Dagster run.
+
+Where the run goes:
+
+* `QRL_DAGSTER_URL` set: it is submitted to that deployed webserver through Dagster's GraphQL client
+  (with `Authorization: Bearer $QRL_DAGSTER_TOKEN` when a token is set, for the authenticating proxy
+  in front of it), so it passes the run queue, its tag limits and the run launcher, and shows in that
+  UI; the CLI follows it to the end, prints the run id and final status and exits non-zero on failure.
+* otherwise: executed in this process on the local instance (DAGSTER_HOME), visible in the local UI.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +15,31 @@ import argparse
 import datetime as dt
 import sys
 import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import dagster as dg
 
-from qrl_platform.calendar import TAIPEI, closing_data_out, day_status, parse_date, previous_trading_days, taipei_now
+from qrl_platform.calendar import (
+    TAIPEI,
+    closing_data_out,
+    day_status,
+    parse_date,
+    previous_trading_days,
+    taipei_now,
+    trading_days,
+)
+from qrl_platform.settings import settings
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+PARTITION = "dagster/partition"
+ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job for an asset selection (what the UI's "Materialize" runs)
 # Dagster's console logger prints every event at DEBUG; a terminal user wants the run's own messages.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# How often a submitted run's status is asked for while following it.
+POLL_SECONDS = 2.0
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
 def latest_closed_trading_day(now: dt.datetime | None = None) -> dt.date:
@@ -35,141 +59,59 @@ def _instance() -> dg.DagsterInstance:
         return dg.DagsterInstance.ephemeral()
 
 
-def materialize_range(selection: list[str], start: str, end: str, *, instance: dg.DagsterInstance, run_config=None):
-    """Materialise `selection` over [start, end] as ONE run (single-run backfill)."""
+@dataclass
+class Launch:
+    """One run to launch: a job (or, with `assets`, Dagster's asset job over that selection) for one
+    partition, a partition range (one single-run backfill) or no partition (`span` None)."""
+
+    job_name: str
+    span: tuple[str, str] | None
+    run_config: dict = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)
+    assets: list[str] | None = None
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        tags = dict(self.tags)
+        if self.span and self.span[0] == self.span[1]:
+            tags[PARTITION] = self.span[0]
+        elif self.span:
+            tags.update({RANGE_START: self.span[0], RANGE_END: self.span[1]})
+        return tags
+
+    @property
+    def what(self) -> str:
+        return ", ".join(self.assets) if self.assets else self.job_name
+
+    @property
+    def label(self) -> str:
+        what = self.what
+        if not self.span:
+            return what
+        return f"{what} {self.span[0]}" if self.span[0] == self.span[1] else f"{what} {self.span[0]}..{self.span[1]}"
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    success: bool
+    result: dg.ExecuteInProcessResult | None = None  # in-process runs only (its events, for benchmarks)
+
+
+def launch(request: Launch, *, instance: dg.DagsterInstance | None = None) -> Outcome:
+    """Run `request` on the deployment (QRL_DAGSTER_URL) or in this process (on `instance`, default the
+    local one), print its outcome. A span that is not a partition stops here, before any run."""
     from qrl_platform.definitions import defs
 
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = [dg.AssetKey(name) for name in selection]
-    tags = {RANGE_START: start, RANGE_END: end} if start != end else {}
-    started = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=keys,
-        tags=tags,
-        partition_key=start if start == end else None,
-        run_config={**QUIET, **(run_config or {})},
-        raise_on_error=True,
-    )
-    print(f"  {', '.join(selection)} {start}..{end}: {'ok' if result.success else 'FAILED'} "
-          f"in {time.perf_counter() - started:.1f}s (run {result.run_id[:8]})")
-    return result
-
-
-def _partitioned_selection(partitions_def) -> list[str]:
-    from qrl_platform.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    return [
-        key.to_user_string()
-        for key in graph.get_all_asset_keys()
-        if graph.get(key).is_materializable and graph.get(key).partitions_def == partitions_def
-    ]
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Materialise the daily chain on the demo market: history for the lookback, then the chain."""
-    from qrl_platform.defs.market.assets import DAILY_DESCRIPTIONS
-    from qrl_platform.defs.partitions import trading_day
-
-    instance = _instance()
-    end = parse_date(args.end) if args.end else latest_closed_trading_day()
-    chain_days = previous_trading_days(end, args.days)
-    history = previous_trading_days(chain_days[0], args.lookback_days)
-    first = history[0]
-    print(f"demo market: history {first}..{end}, daily chain {chain_days[0]}..{end}")
-    materialize_slow_tables(first, end, instance=instance)
-    raw = list(DAILY_DESCRIPTIONS)
-    materialize_range(raw, first.isoformat(), end.isoformat(), instance=instance)
-    chain = [k for k in _partitioned_selection(trading_day) if k not in raw]
-    if chain:
-        materialize_range(chain, chain_days[0].isoformat(), end.isoformat(), instance=instance)
-    # The QRL treasury side: the latest quarter hour on the simulated exchange (QRL_MEXC_MODE).
-    from qrl_platform.calendar import just_finished_quarter_hour
-
-    quarter = just_finished_quarter_hour(dt.datetime.now(dt.UTC))
-    materialize_range(["qrl_position", "rebalance_plan"], quarter, quarter, instance=instance)
-    print("done.")
-    return 0
-
-
-def materialize_slow_tables(first: dt.date, end: dt.date, *, instance: dg.DagsterInstance) -> None:
-    """The slower-cadence raw tables (revenue, financials, shareholding) covering what the daily
-    factors from `first` to `end` look back on, and the unpartitioned assets (factor_metadata...)."""
-    from qrl_platform.defs.partitions import fiscal_quarter, revenue_month, shareholding_week
-
-    def key_range(partitions_def, start: dt.date, stop: dt.date) -> tuple[str, str]:
-        keys = partitions_def.get_partition_keys_in_range(
-            dg.PartitionKeyRange(*_clamp(partitions_def, start, stop))
-        )
-        return keys[0], keys[-1]
-
-    slow = [("monthly_revenue", revenue_month, 15 * 31), ("financials", fiscal_quarter, 2 * 366),
-            ("shareholding_distribution", shareholding_week, 21)]
-    for name, partitions_def, extra_days in slow:
-        start, stop = key_range(partitions_def, first - dt.timedelta(days=extra_days), end)
-        materialize_range([name], start, stop, instance=instance)
-
-    unpartitioned = _partitioned_selection(None)
-    if unpartitioned:
-        from qrl_platform.definitions import defs
-
-        defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey(k) for k in unpartitioned], run_config=QUIET
-        )
-        print(f"  {', '.join(unpartitioned)}: ok")
-
-
-def backfill_whole_chain(start: dt.date, end: dt.date, *, lookback_days: int, instance: dg.DagsterInstance):
-    """From an empty home: the slower-cadence tables and `lookback_days` of raw history before
-    `start`, then the whole daily chain over [start, end] as ONE run (raw -> M07/M08/M09 + checks ->
-    strategies -> signals -> M13 -> stats). Returns that run's result."""
-    from qrl_platform.defs.market.assets import DAILY_DESCRIPTIONS
-    from qrl_platform.defs.partitions import trading_day
-
-    history = previous_trading_days(start, lookback_days + 1)[:-1]  # the days before `start`
-    materialize_slow_tables(history[0], end, instance=instance)
-    materialize_range(list(DAILY_DESCRIPTIONS), history[0].isoformat(), history[-1].isoformat(), instance=instance)
-    return materialize_range(_partitioned_selection(trading_day), start.isoformat(), end.isoformat(),
-                             instance=instance)
-
-
-def _clamp(partitions_def, start: dt.date, stop: dt.date) -> tuple[str, str]:
-    """The first and last partition keys whose windows overlap [start, stop]."""
-    keys = partitions_def.get_partition_keys()
-    inside = [k for k in keys if start.isoformat() <= k <= stop.isoformat()]
-    before = [k for k in keys if k < start.isoformat()]
-    first = before[-1] if before else inside[0]
-    return first, inside[-1] if inside else first
-
-
-def _run_job(job_name: str, partition_or_range: tuple[str, str], *, run_config=None, tags=None) -> int:
-    """Execute one of the code location's jobs on the local instance, for one partition or a range."""
-    from qrl_platform.definitions import defs
-
-    start, end = partition_or_range
-    job = defs.resolve_job_def(job_name)
-    _check_partition_keys(job_name, job.partitions_def, start, end)
-    run_tags = dict(tags or {})
-    if start != end:
-        run_tags.update({RANGE_START: start, RANGE_END: end})
-    started = time.perf_counter()
-    result = job.execute_in_process(
-        instance=_instance(), partition_key=start if start == end else None, tags=run_tags,
-        run_config={**QUIET, **(run_config or {})}, raise_on_error=False,
-    )
-    label = start if start == end else f"{start}..{end}"
-    print(f"{job_name} {label}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s "
-          f"(run {result.run_id})")
-    for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            meta = event.step_materialization_data.materialization.metadata
-            shown = {k: v.value for k, v in meta.items() if k in SUMMARY_KEYS}
-            if shown:
-                print(f"  {event.asset_key.to_user_string()}: {shown}")
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            print(f"  step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
-    return 0 if result.success else 1
+    if request.span:
+        if request.assets:
+            partitions_def = defs.resolve_asset_graph().get(dg.AssetKey(request.assets[0])).partitions_def
+        else:
+            partitions_def = defs.resolve_job_def(request.job_name).partitions_def
+        _check_partition_keys(request.what, partitions_def, *request.span)
+    if settings().dagster_url:
+        return _launch_remote(request)
+    return _launch_local(request, instance)
 
 
 def _check_partition_keys(job_name: str, partitions_def, start: str, end: str) -> None:
@@ -178,7 +120,7 @@ def _check_partition_keys(job_name: str, partitions_def, start: str, end: str) -
     if partitions_def is None:
         return
     fields = [("date", start)] if start == end else [("start", start), ("end", end)]
-    for field, key in fields:
+    for field_name, key in fields:
         if partitions_def.has_partition_key(key):
             continue
         reason = "not one of its partitions"
@@ -192,68 +134,438 @@ def _check_partition_keys(job_name: str, partitions_def, start: str, end: str) -
             keys = partitions_def.get_partition_keys()
             if keys:
                 reason = f"outside its partitions ({keys[0]} .. {keys[-1]})"
-        raise SystemExit(f"{field}: {key} is {reason} — {job_name} was not run")
+        raise SystemExit(f"{field_name}: {key} is {reason} — {job_name} was not run")
 
 
-SUMMARY_KEYS = ("dagster/row_count", "strategies_run", "strategies_failed", "total_signals", "buy_signals",
-                "sell_signals", "hold_signals", "slowest_strategy", "events_published", "events_already_published",
-                "market_closed", "dry_run")
+def _launch_local(request: Launch, instance: dg.DagsterInstance | None = None) -> Outcome:
+    from qrl_platform.definitions import defs
+
+    if request.assets:
+        job = defs.resolve_implicit_global_asset_job_def()
+        selection = [dg.AssetKey(name) for name in request.assets]
+    else:
+        job, selection = defs.resolve_job_def(request.job_name), None
+    tags = request.run_tags
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        instance=instance or _instance(),
+        asset_selection=selection,
+        partition_key=tags.pop(PARTITION, None),
+        tags=tags,
+        run_config={**QUIET, **request.run_config},
+        raise_on_error=False,
+    )
+    print(
+        f"{request.label}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s "
+        f"(run {result.run_id})"
+    )
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            meta = event.step_materialization_data.materialization.metadata
+            shown = {k: v.value for k, v in meta.items() if k in SUMMARY_KEYS}
+            if shown and not request.assets:
+                print(f"  {event.asset_key.to_user_string()}: {shown}")
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            print(f"  step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+    return Outcome(result.run_id, result.success, result)
+
+
+SUMMARY_KEYS = (
+    "dagster/row_count",
+    "strategies_run",
+    "strategies_failed",
+    "total_signals",
+    "buy_signals",
+    "sell_signals",
+    "hold_signals",
+    "slowest_strategy",
+    "events_published",
+    "events_already_published",
+    "market_closed",
+    "dry_run",
+)
+
+
+# ------------------------------------------------------------------ the deployment (GraphQL)
+def _headers() -> dict[str, str]:
+    token = settings().dagster_token.get_secret_value()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def graphql_client():
+    """Dagster's GraphQL client for QRL_DAGSTER_URL (scheme, host, port and path prefix taken from it)."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    url = urlsplit(settings().dagster_url)
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise SystemExit(f"QRL_DAGSTER_URL must be an http(s) URL of the Dagster webserver, got {url.geturl()!r}")
+    return DagsterGraphQLClient(
+        url.hostname,
+        port_number=url.port,
+        use_https=url.scheme == "https",
+        path_prefix=url.path.rstrip("/"),
+        headers=_headers() or None,
+        timeout=60,
+    )
+
+
+def graphql(query: str, variables: dict | None = None) -> dict:
+    """A query the client has no method for (a run's tags and config, its step failures)."""
+    import httpx
+
+    response = httpx.post(
+        settings().dagster_url.rstrip("/") + "/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers=_headers(),
+        timeout=60,
+    )
+    response.raise_for_status()
+    body = response.json()
+    if body.get("errors"):
+        raise SystemExit(f"{settings().dagster_url}: GraphQL error: {body['errors'][0].get('message')}")
+    return body["data"]
+
+
+RUN_QUERY = """
+query QrlRun($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run {
+      runId jobName status runConfigYaml
+      tags { key value }
+      assetSelection { path }
+    }
+    ... on PythonError { message }
+    ... on RunNotFoundError { message }
+  }
+}
+"""
+
+FAILURES_QUERY = """
+query QrlRunFailures($runId: ID!) {
+  logsForRun(runId: $runId, limit: 5000) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent { stepKey error { message } }
+        ... on RunFailureEvent { message }
+      }
+    }
+  }
+}
+"""
+
+
+def _launch_remote(request: Launch) -> Outcome:
+    client = graphql_client()
+    started = time.perf_counter()
+    run_id = client.submit_job_execution(
+        request.job_name,
+        run_config=request.run_config,
+        tags=request.run_tags,
+        asset_selection=[dg.AssetKey(name) for name in request.assets] if request.assets else None,
+    )
+    print(f"{request.label}: submitted run {run_id} to {settings().dagster_url}", flush=True)
+    status, shown = client.get_run_status(run_id), None
+    while status not in TERMINAL:
+        if status != shown:
+            print(f"  run {run_id}: {status.value}", flush=True)
+            shown = status
+        time.sleep(POLL_SECONDS)
+        status = client.get_run_status(run_id)
+    success = status == dg.DagsterRunStatus.SUCCESS
+    print(
+        f"{request.label}: {'ok' if success else status.value} in {time.perf_counter() - started:.1f}s (run {run_id})"
+    )
+    if not success:
+        events = graphql(FAILURES_QUERY, {"runId": run_id})["logsForRun"].get("events", [])
+        for event in events:
+            if event["__typename"] == "ExecutionStepFailureEvent":
+                print(f"  step {event['stepKey']} failed: {(event.get('error') or {}).get('message', '').strip()}")
+    return Outcome(run_id, success)
+
+
+@dataclass
+class PastRun:
+    """What `retry` needs of a run, from the local instance or the deployment."""
+
+    run_id: str
+    job_name: str
+    status: dg.DagsterRunStatus
+    tags: dict[str, str]
+    run_config: dict
+    assets: list[str] | None
+
+
+def _past_run(run_id: str) -> PastRun | None:
+    if settings().dagster_url:
+        import yaml
+
+        found = graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
+        if found["__typename"] != "Run":
+            return None
+        selection = found.get("assetSelection")
+        return PastRun(
+            found["runId"],
+            found["jobName"],
+            dg.DagsterRunStatus(found["status"]),
+            {t["key"]: t["value"] for t in found["tags"]},
+            yaml.safe_load(found["runConfigYaml"] or "") or {},
+            ["/".join(k["path"]) for k in selection] if selection else None,
+        )
+    run = _instance().get_run_by_id(run_id)
+    if run is None:
+        return None
+    assets = sorted(k.to_user_string() for k in run.asset_selection) if run.asset_selection else None
+    return PastRun(run.run_id, run.job_name, run.status, dict(run.tags), dict(run.run_config or {}), assets)
+
+
+def _exit_code(outcome: Outcome) -> int:
+    return 0 if outcome.success else 1
+
+
+def _partitioned_selection(partitions_def) -> list[str]:
+    from qrl_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return [
+        key.to_user_string()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).is_materializable and graph.get(key).partitions_def == partitions_def
+    ]
+
+
+def materialize_range(
+    selection: list[str], start: str | None, end: str | None, run_config=None, *, instance=None
+) -> Outcome:
+    """Materialise `selection` over [start, end] as ONE run (single-run backfill); no span: unpartitioned.
+    Stops the command (exit 1) when the run fails: later stages would only fail on its missing output."""
+    span = (start, end) if start else None
+    outcome = launch(Launch(ASSET_JOB, span, run_config or {}, assets=selection), instance=instance)
+    if not outcome.success:
+        raise SystemExit(1)
+    return outcome
+
+
+def _clamp(partitions_def, start: dt.date, stop: dt.date) -> tuple[str, str]:
+    """The first and last partition keys whose windows overlap [start, stop]."""
+    keys = partitions_def.get_partition_keys()
+    inside = [k for k in keys if start.isoformat() <= k <= stop.isoformat()]
+    before = [k for k in keys if k < start.isoformat()]
+    first = before[-1] if before else inside[0]
+    return first, inside[-1] if inside else first
+
+
+def _periodic_tables():
+    from qrl_platform.defs.partitions import fiscal_quarter, revenue_month, shareholding_week
+
+    # (table, partitions, calendar days of it before the first daily day that the indicators read)
+    return [
+        ("monthly_revenue", revenue_month, 15 * 31),
+        ("financials", fiscal_quarter, 2 * 366),
+        ("shareholding_distribution", shareholding_week, 21),
+    ]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Materialise the daily chain on the demo market: history for the lookback, then the chain."""
+    from qrl_platform.defs.job_tags import RAW_DAILY
+    from qrl_platform.defs.partitions import trading_day
+
+    end = parse_date(args.end) if args.end else latest_closed_trading_day()
+    chain_days = previous_trading_days(end, args.days)
+    history = previous_trading_days(chain_days[0], args.lookback_days)
+    first = history[0]
+    print(f"demo market: history {first}..{end}, daily chain {chain_days[0]}..{end}")
+    materialize_slow_tables(first, end)
+    materialize_range(list(RAW_DAILY), first.isoformat(), end.isoformat())
+    chain = [k for k in _partitioned_selection(trading_day) if k not in RAW_DAILY]
+    if chain:
+        materialize_range(chain, chain_days[0].isoformat(), end.isoformat())
+    # The QRL treasury side: the latest quarter hour on the simulated exchange (QRL_MEXC_MODE).
+    from qrl_platform.calendar import just_finished_quarter_hour
+
+    quarter = just_finished_quarter_hour(dt.datetime.now(dt.UTC))
+    materialize_range(["qrl_position", "rebalance_plan"], quarter, quarter)
+    print("done.")
+    return 0
+
+
+def materialize_slow_tables(
+    first: dt.date, end: dt.date, *, instance: dg.DagsterInstance | None = None, only_missing: bool = False
+) -> None:
+    """What the daily chain reads but cannot share its run (other partitions, or none): the slower raw
+    tables covering what the daily factors from `first` to `end` look back on (those the source
+    provides), and the unpartitioned registries (strategies, factor_metadata). `only_missing`: each
+    only when something of it is not stored."""
+    from qrl_platform.defs.resources import MarketSourceResource
+    from qrl_platform.storage.frames import FrameStore
+
+    store, provided = FrameStore(), MarketSourceResource().provided_tables()
+    for name, partitions_def, extra_days in _periodic_tables():
+        if name not in provided:
+            continue
+        start, stop = _clamp(partitions_def, first - dt.timedelta(days=extra_days), end)
+        keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, stop))
+        if not only_missing or set(keys) - set(store.partitions(name)):
+            materialize_range([name], start, stop, instance=instance)
+    import qrl_platform
+
+    unpartitioned = _partitioned_selection(None)
+    registries_empty = any(qrl_platform.load(table).height == 0 for table in ("strategies", "factor_metadata"))
+    if unpartitioned and (not only_missing or registries_empty):
+        materialize_range(unpartitioned, None, None, instance=instance)
+
+
+def backfill_whole_chain(start: dt.date, end: dt.date, *, lookback_days: int, instance=None) -> Outcome:
+    """From an empty home: the slower-cadence tables and `lookback_days` of raw history before
+    `start`, then the whole daily chain over [start, end] as ONE run (raw -> M07/M08/M09 + checks ->
+    strategies -> signals -> M13 -> stats). Returns that run's outcome."""
+    from qrl_platform.defs.job_tags import RAW_DAILY
+    from qrl_platform.defs.partitions import trading_day
+
+    history = previous_trading_days(start, lookback_days + 1)[:-1]  # the days before `start`
+    materialize_slow_tables(history[0], end, instance=instance)
+    materialize_range(list(RAW_DAILY), history[0].isoformat(), history[-1].isoformat(), instance=instance)
+    chain = _partitioned_selection(trading_day)
+    return materialize_range(chain, start.isoformat(), end.isoformat(), instance=instance)
 
 
 def _strategy_config(strategy_ids: list[str], save: bool) -> dict:
     return {"ops": {"strategy_signals": {"config": {"strategy_ids": strategy_ids, "save_results": save}}}}
 
 
+def _job(job_name: str, day_or_range: tuple[str, str], run_config: dict, command: str, **tags: str) -> int:
+    return _exit_code(launch(Launch(job_name, day_or_range, run_config, {"qrl/manual": command, **tags})))
+
+
 def cmd_run_strategy(args: argparse.Namespace) -> int:
     date = parse_date(args.date, field="date").isoformat()
-    return _run_job("strategies_job", (date, date), run_config=_strategy_config([args.strategy_id], not args.dry_run),
-                    tags={"qrl/manual": "run-strategy"})
+    config = _strategy_config([args.strategy_id], not args.dry_run)
+    return _job("strategies_job", (date, date), config, "run-strategy")
 
 
 def cmd_run_all(args: argparse.Namespace) -> int:
     date = parse_date(args.date, field="date").isoformat()
     # Re-running replaces the day's rows (deterministic signal ids), so "force" is always safe.
-    return _run_job("strategies_job", (date, date), run_config=_strategy_config([], True),
-                    tags={"qrl/manual": "run-all"})
+    return _job("strategies_job", (date, date), _strategy_config([], True), "run-all")
+
+
+def cmd_market(args: argparse.Namespace) -> int:
+    """The 16:00 stage by hand: raw tables + M07/M08/M09 with their blocking checks, for a day or a range."""
+    start = parse_date(args.start, field="start").isoformat()
+    end = parse_date(args.end, field="end").isoformat() if args.end else start
+    if end < start:
+        raise SystemExit(f"market: end {end} is before start {start}")
+    return _job("daily_market_job", (start, end), {}, "market")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    date = parse_date(args.date, field="date").isoformat()
+    return _job("strategy_stats_job", (date, date), {}, "stats")
+
+
+def backfill_plan(start: dt.date, end: dt.date) -> tuple[str, list[str]]:
+    """(history_from, what is missing): the first lookback day the indicators of [start, end] read, and
+    the stored frames the range still lacks (raw lookback and range, indicator partitions)."""
+    from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
+    from qrl_platform.factors import compute_range as ranges
+    from qrl_platform.storage.frames import FrameStore
+
+    days = [d for d in trading_days(start, end)]
+    needed = {table: set() for table in RAW_DAILY}
+    for asset in INDICATORS:
+        for table, history in ranges.history_needed(asset, days).items():
+            needed[table].update(history)
+    history_from = min((min(h) for h in needed.values() if h), default=start)
+    store = FrameStore()
+    missing = []
+    for table in RAW_DAILY:
+        wanted = sorted(needed[table] | set(days))
+        absent = [d for d in wanted if d.isoformat() not in set(store.partitions(table))]
+        if absent:
+            missing.append(f"{table}: {len(absent)} day(s) ({absent[0]}…{absent[-1]})")
+    for asset in INDICATORS:
+        stored = set(store.partitions(asset))
+        absent = [d for d in days if d.isoformat() not in stored]
+        if absent:
+            missing.append(f"{asset}: {len(absent)} day(s) ({absent[0]}…{absent[-1]})")
+    return history_from.isoformat(), missing
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    start = parse_date(args.start, field="start").isoformat()
-    end = parse_date(args.end, field="end").isoformat()
+    """Strategies over [start, end] as one run. When the frames the range reads are not all stored (the
+    raw lookback before `start`, raw days, indicator days), the same run first ingests the missing
+    lookback (`history_from` of the raw assets), then the raw tables, indicators + checks and strategies."""
+    from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
+
+    start = parse_date(args.start, field="start")
+    end = parse_date(args.end, field="end")
     if end < start:
         raise SystemExit(f"backfill: end {end} is before start {start}")
+    from qrl_platform.defs.partitions import trading_day
+
+    _check_partition_keys("backfill", trading_day, start.isoformat(), end.isoformat())
     ids = [s for s in (args.strategies or "").split(",") if s]
     if args.whole_chain:
         if ids:
             raise SystemExit("backfill: --whole-chain runs every ACTIVE strategy; drop --strategies")
-        result = backfill_whole_chain(parse_date(start), parse_date(end), lookback_days=args.lookback_days,
-                                      instance=_instance())
-        return 0 if result.success else 1
-    return _run_job("strategies_job", (start, end), run_config=_strategy_config(ids, True),
-                    tags={"qrl/manual": "backfill"})
+        return _exit_code(backfill_whole_chain(start, end, lookback_days=args.lookback_days))
+    span = (start.isoformat(), end.isoformat())
+    history_from, missing = backfill_plan(start, end)
+    if not missing and not args.chain:
+        return _job("strategies_job", span, _strategy_config(ids, True), "backfill")
+    print(
+        "backfill: "
+        + ("; ".join(missing) + " not stored" if missing else "--chain")
+        + f" — one run ingests the lookback from {history_from}, then raw, indicators and strategies"
+    )
+    materialize_slow_tables(dt.date.fromisoformat(history_from), end, only_missing=True)
+    config = {
+        "ops": {
+            **{table: {"config": {"history_from": history_from}} for table in RAW_DAILY},
+            **_strategy_config(ids, True)["ops"],
+        }
+    }
+    selection = [*RAW_DAILY, *INDICATORS, "strategy_signals"]
+    return _exit_code(launch(Launch(ASSET_JOB, span, config, {"qrl/manual": "backfill"}, assets=selection)))
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
     date = parse_date(args.date, field="date").isoformat()
-    config = {"ops": {"m13_notification": {"config": {"force": args.force}}}}
-    return _run_job("notify_m13_job", (date, date), run_config=config, tags={"qrl/manual": "notify"})
+    return _job(
+        "notify_m13_job", (date, date), {"ops": {"m13_notification": {"config": {"force": args.force}}}}, "notify"
+    )
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    """Re-run a failed run: same job, same partition(s), same config."""
-    instance = _instance()
-    run = instance.get_run_by_id(args.run_id)
+    """Re-run a failed run: same job, asset selection, partition(s) and config."""
+    run = _past_run(args.run_id)
     if run is None:
         raise SystemExit(f"retry: no run with id {args.run_id}")
     if run.status != dg.DagsterRunStatus.FAILURE and not args.any_status:
         raise SystemExit(f"retry: run {args.run_id} is {run.status.value}, not FAILURE (use --any-status)")
-    tags = run.tags
-    partition = tags.get("dagster/partition")
-    span = (partition, partition) if partition else (tags.get(RANGE_START), tags.get(RANGE_END))
+    partition = run.tags.get(PARTITION)
+    span = (partition, partition) if partition else (run.tags.get(RANGE_START), run.tags.get(RANGE_END))
     if span[0] is None:
         raise SystemExit(f"retry: run {args.run_id} has no partition to retry")
-    run_config = {k: v for k, v in (run.run_config or {}).items() if k != "loggers"}
-    return _run_job(run.job_name, span, run_config=run_config, tags={"qrl/manual": "retry", "qrl/retry_of": run.run_id})
+    run_config = {k: v for k, v in run.run_config.items() if k != "loggers"}
+    tags = {"qrl/manual": "retry", "qrl/retry_of": run.run_id}
+    return _exit_code(launch(Launch(run.job_name, span, run_config, tags, assets=run.assets)))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from qrl_platform.cli_status import status_lines
+
+    day = parse_date(args.date, field="date")
+    if settings().dagster_url:
+        print("status reads the local instance (DAGSTER_HOME) and QRL_HOME, not QRL_DAGSTER_URL", file=sys.stderr)
+    try:
+        instance = dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError:
+        instance = None
+    print("\n".join(status_lines(day, instance)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,16 +588,37 @@ def main(argv: list[str] | None = None) -> int:
     every.add_argument("date")
     every.set_defaults(func=cmd_run_all)
 
-    backfill = sub.add_parser("backfill", help="run strategies over a date range as one run")
+    backfill = sub.add_parser(
+        "backfill", help="run strategies over a date range as one run, first storing the history it lacks"
+    )
     backfill.add_argument("start")
     backfill.add_argument("end")
     backfill.add_argument("--strategies", help="comma-separated strategy ids (default: every ACTIVE one)")
-    backfill.add_argument("--whole-chain", action="store_true",
-                          help="the whole daily chain from the raw tables (with their lookback history and the "
-                               "slower-cadence tables) to strategy_stats, the range as one run")
-    backfill.add_argument("--lookback-days", type=int, default=261,
-                          help="with --whole-chain: trading days of raw history before start (default 261)")
+    backfill.add_argument(
+        "--whole-chain",
+        action="store_true",
+        help="the whole daily chain from the raw tables (with their lookback history and the "
+        "slower-cadence tables) to strategy_stats, the range as one run",
+    )
+    backfill.add_argument(
+        "--lookback-days",
+        type=int,
+        default=261,
+        help="with --whole-chain: trading days of raw history before start (default 261)",
+    )
+    backfill.add_argument(
+        "--chain", action="store_true", help="also re-ingest the raw tables and recompute the indicators of the range"
+    )
     backfill.set_defaults(func=cmd_backfill)
+
+    market = sub.add_parser("market", help="ingest the raw tables and compute the indicators (daily_market_job)")
+    market.add_argument("start")
+    market.add_argument("end", nargs="?", help="last day of a range (one run)")
+    market.set_defaults(func=cmd_market)
+
+    stats = sub.add_parser("stats", help="recompute strategy_stats for a day (strategy_stats_job)")
+    stats.add_argument("date")
+    stats.set_defaults(func=cmd_stats)
 
     notify = sub.add_parser("notify", help="(re-)publish STRATEGY_SIGNALS_READY to M13 for a day")
     notify.add_argument("date")
@@ -297,8 +630,32 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("--any-status", action="store_true", help="also re-run a run that did not fail")
     retry.set_defaults(func=cmd_retry)
 
+    status = sub.add_parser(
+        "status", help="one screen on a day's stages: raw, indicators + checks, signals, M13, stats"
+    )
+    status.add_argument("date")
+    status.set_defaults(func=cmd_status)
+
     args = parser.parse_args(argv)
-    return args.func(args)
+    return _with_terminal_progress(lambda: args.func(args))
+
+
+def _with_terminal_progress(command):
+    """Run `command` with progress drawn on this terminal even from inside in-process Dagster steps
+    (whose stderr Dagster redirects to the compute log): the progress module gets a duplicate of fd 2."""
+    import os
+
+    from qrl_platform import progress
+
+    if not (sys.stderr.isatty() and progress.interactive(sys.stderr)):
+        return command()
+    terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    progress.attach_terminal(terminal)
+    try:
+        return command()
+    finally:
+        progress.attach_terminal(None)
+        terminal.close()
 
 
 if __name__ == "__main__":

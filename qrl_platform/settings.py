@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     max_drawdown: str = _env("QRL_MAX_DRAWDOWN")
     kill_switch_reset_at: str = _env("QRL_KILL_SWITCH_RESET_AT")
 
+    # The `qrl` CLI: submit runs to this deployed Dagster webserver (GraphQL) instead of the local instance;
+    # the token is sent as `Authorization: Bearer …` to the authenticating proxy in front of it.
+    dagster_url: str = _env("QRL_DAGSTER_URL")
+    dagster_token: SecretStr = _secret("QRL_DAGSTER_TOKEN")
+    # Set by CI systems (GitHub Actions, GitLab, …): progress stays at one line per stage.
+    ci: str = _env("CI")
+
     @field_validator("market_source")
     @classmethod
     def _known_source(cls, value: str) -> str:
@@ -110,7 +117,7 @@ class Settings(BaseSettings):
             raise ValueError(f"QRL_MARKET_SOURCE must be 'demo' or 'live', got {value!r}")
         return value
 
-    @field_validator("twse_base_url", "tpex_base_url", "tdcc_base_url", "mops_base_url", "mexc_base_url")
+    @field_validator("twse_base_url", "tpex_base_url", "tdcc_base_url", "mops_base_url", "mexc_base_url", "dagster_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")
@@ -126,6 +133,10 @@ class Settings(BaseSettings):
     def qrl_home(self) -> str:
         """Data directory (local path or object-store URL) holding frames, caches and the SQLite files."""
         return self.home or str(Path(".qrl").resolve())
+
+    @property
+    def in_ci(self) -> bool:
+        return self.ci.lower() in {"true", "1", "yes"}
 
     @property
     def warehouse_url(self) -> str:

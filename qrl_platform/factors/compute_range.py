@@ -17,6 +17,7 @@ Plain functions over a FrameStore, so a notebook or the CLI computes exactly wha
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,65 @@ class _Reader:
         return frame
 
 
+# The daily raw tables each indicator asset reads, with the lookback before the day (trading days).
+DAILY_INPUTS: dict[str, tuple[str, ...]] = {
+    "technical_indicators": ("daily_quotes",),
+    "fundamental_indicators": ("daily_quotes", "valuations"),
+    "chip_indicators": ("daily_quotes", "institutional_flows", "margin_balances"),
+}
+
+
+def lookback_trading_days(asset: str) -> int:
+    """Trading days before a day that `asset` reads from its daily raw tables (M07: 239 + 10 slack)."""
+    module = {"technical_indicators": "M07", "fundamental_indicators": "M08", "chip_indicators": "M09"}[asset]
+    return registry.module_lookback(module) + (TECHNICAL_SLACK_DAYS if module == "M07" else 0)
+
+
+def lookback_weekdays(asset: str) -> int:
+    """Weekday partitions that always span `lookback_trading_days(asset)` trading days: exchange holidays
+    add up to ~10% over a year, and the Lunar New Year closes a whole week (checked against the calendar
+    for every trading day since 2021 in the tests)."""
+    days = lookback_trading_days(asset)
+    return days + math.ceil(days * 0.1) + 8 if days else 0
+
+
+def history_needed(asset: str, dates: list[dt.date]) -> dict[str, list[dt.date]]:
+    """Per daily raw table, the open days before the first open day of `dates` that `compute_range`
+    reads for `asset` (its lookback); empty when `dates` has no open day."""
+    days, required = _window(sorted(set(dates)), lookback_trading_days(asset))
+    before = [d for d in days if required and d < required[0]]
+    return {table: before for table in DAILY_INPUTS[asset]}
+
+
+def missing_history(
+    store: FrameStore, asset: str, dates: list[dt.date], stored: dict[str, set[str]] | None = None
+) -> dict[str, list[dt.date]]:
+    """The lookback days of `history_needed` that are not stored, per table (tables with none left out).
+    `stored` (table -> stored keys) saves listing the store again when asking day by day."""
+    missing = {}
+    for table, days in history_needed(asset, dates).items():
+        keys = stored[table] if stored is not None and table in stored else set(store.partitions(table))
+        absent = [d for d in days if d.isoformat() not in keys]
+        if absent:
+            missing[table] = absent
+    return missing
+
+
+def describe_missing_history(missing: dict[str, list[dt.date]], fix: tuple[dt.date, dt.date]) -> str:
+    """One line naming the cause and the command that fixes it, e.g. "249 lookback partitions of daily_quotes
+    not stored (2023-06-21…2024-06-28) — materialise them with `qrl backfill 2024-07-01 2024-12-31`"
+    (`qrl backfill` stores the missing lookback first, in the same run)."""
+    by_days: dict[tuple[dt.date, ...], list[str]] = {}
+    for table, days in missing.items():
+        by_days.setdefault(tuple(days), []).append(table)
+    causes = [
+        f"{len(days)} lookback partition{'s' if len(days) != 1 else ''} of {', '.join(tables)} not stored "
+        f"({days[0]}…{days[-1]})"
+        for days, tables in by_days.items()
+    ]
+    return f"{'; '.join(causes)} — materialise them with `qrl backfill {fix[0]} {fix[1]}`"
+
+
 def _window(dates: list[dt.date], lookback_days: int) -> tuple[list[dt.date], list[dt.date]]:
     """(all open days to read, the open days among `dates`): `lookback_days` open days before the first."""
     open_dates = [d for d in dates if day_status(d).is_open]
@@ -133,7 +193,7 @@ def _or_empty(frame: pl.DataFrame, table: str) -> pl.DataFrame:
 
 # ---------------------------------------------------------------- per module
 def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    days, required = _window(dates, registry.module_lookback("M07") + TECHNICAL_SLACK_DAYS)
+    days, required = _window(dates, lookback_trading_days("technical_indicators"))
     quotes = _or_empty(
         reader.daily(
             "daily_quotes",
@@ -174,7 +234,7 @@ def trailing_obv(quotes: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
 
 
 def _fundamental(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    days, required = _window(dates, registry.module_lookback("M08"))
+    days, required = _window(dates, lookback_trading_days("fundamental_indicators"))
     quotes = _or_empty(
         reader.daily("daily_quotes", days, required, ["stock_id", "trade_date", "is_suspended"]), "daily_quotes"
     )
@@ -190,7 +250,7 @@ def _fundamental(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, p
 
 
 def _chip(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    days, required = _window(dates, registry.module_lookback("M09"))
+    days, required = _window(dates, lookback_trading_days("chip_indicators"))
     quotes = _or_empty(
         reader.daily("daily_quotes", days, required, ["stock_id", "trade_date", "volume", "is_suspended"]),
         "daily_quotes",

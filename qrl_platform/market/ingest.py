@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -64,8 +65,15 @@ def fetch_day(source: MarketSource, table: str, date: dt.date) -> DayResult:
 
 
 def ingest_days(
-    source: MarketSource, store: FrameStore, table: str, dates: list[dt.date], *, log=None
+    source: MarketSource,
+    store: FrameStore,
+    table: str,
+    dates: list[dt.date],
+    *,
+    log=None,
+    on_day: Callable[[], None] | None = None,
 ) -> IngestSummary:
+    """Fetch and store each of `dates`; `on_day` is called after each one (progress)."""
     summary = IngestSummary(table=table, source=source.name)
     for date in dates:
         result = fetch_day(source, table, date)
@@ -83,6 +91,8 @@ def ingest_days(
         for key, value in (result.details or {}).items():
             if isinstance(value, (int, float)) and key in ("requests", "cache_hits"):
                 summary.details[key] = summary.details.get(key, 0) + value
+        if on_day:
+            on_day()
     return summary
 
 

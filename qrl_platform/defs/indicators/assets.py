@@ -1,6 +1,7 @@
 """M07/M08/M09 indicator assets and `factor_metadata`: thin Dagster wiring over `compute_range` and the registry."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
+import datetime as dt
 import math
 
 import dagster as dg
@@ -33,22 +34,31 @@ def _periodic_dep(table: str, calendar_days: float) -> dg.AssetDep:
     )
 
 
-# Daily raw tables use the default identity mapping on purpose: same partitions definition and backfill
-# policy, so a backfill of raw + indicators plans as ONE run (an offset mapping would make Dagster's
-# backfill daemon split parent and child into separate runs). The lookback history (up to ~250 earlier
-# trading days) is read by `compute_range` and stated in each description instead.
+def _lookback_dep(table: str, asset: str) -> dg.AssetDep:
+    # Day D reads the previous `lookback_trading_days` trading days of its daily raw tables (compute_range).
+    # Declaring them as a window of weekday partitions makes the lineage say so, and a UI launch "with
+    # upstream" (or an asset backfill) materialises that history before the indicators. Reading is
+    # unchanged: compute_range reads the stored frames itself, these are deps, not IO-manager inputs.
+    weekdays = ranges.lookback_weekdays(asset)
+    if not weekdays:
+        return dg.AssetDep(table)
+    return dg.AssetDep(
+        table,
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-weekdays, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
 DEPS: dict[str, list[dg.AssetDep]] = {
-    "technical_indicators": [dg.AssetDep("daily_quotes")],
+    "technical_indicators": [_lookback_dep("daily_quotes", "technical_indicators")],
     "fundamental_indicators": [
-        dg.AssetDep("daily_quotes"),
-        dg.AssetDep("valuations"),
+        *(_lookback_dep(table, "fundamental_indicators") for table in ranges.DAILY_INPUTS["fundamental_indicators"]),
         _periodic_dep("monthly_revenue", (REVENUE_HISTORY_MONTHS + 1) * 30.44),
         _periodic_dep("financials", (FINANCIALS_HISTORY_QUARTERS + 1) * 91.31),
     ],
     "chip_indicators": [
-        dg.AssetDep("daily_quotes"),
-        dg.AssetDep("institutional_flows"),
-        dg.AssetDep("margin_balances"),
+        *(_lookback_dep(table, "chip_indicators") for table in ranges.DAILY_INPUTS["chip_indicators"]),
         _periodic_dep("shareholding_distribution", SHAREHOLDING_HISTORY_DAYS),
     ],
 }
@@ -57,7 +67,7 @@ DESCRIPTIONS = {
     "technical_indicators": (
         "M07 technical indicators (TA-Lib definitions + Taiwan KD): one row per stock in the day's daily_quotes, "
         f"one Float64 column per factor. Reads daily_quotes for the day and the "
-        f"{registry.module_lookback('M07') + ranges.TECHNICAL_SLACK_DAYS} trading days before it."
+        f"{ranges.lookback_trading_days('technical_indicators')} trading days before it."
     ),
     "fundamental_indicators": (
         "M08 fundamental indicators (PE/PB/yield, EPS TTM, ROE TTM, EPS and revenue growth), point in time: "
@@ -68,7 +78,8 @@ DESCRIPTIONS = {
     "chip_indicators": (
         "M09 chip indicators (foreign/trust/dealer net buy % of volume, trust buy streak, margin utilisation, "
         "券資比, margin changes, big-holder share): one row per stock in the day's daily_quotes. Reads flows, "
-        f"margin and quotes for the day and the {registry.module_lookback('M09')} trading days before it, and "
+        f"margin and quotes for the day and the {ranges.lookback_trading_days('chip_indicators')} trading days before "
+        "it, and "
         "the latest TDCC weeks."
     ),
 }
@@ -172,12 +183,12 @@ def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
             stored = _stored_missing_rates(context.instance, asset_name, dashboard.missing_rate_days(last))
             charts = dashboard.indicator_charts(asset_name, result.factor_ids, last, rates, stored)
             context.add_asset_metadata({k: dg.MetadataValue.md(v) for k, v in charts.items()}, partition_key=str(last))
-        for table, keys in result.history_missing.items():
-            if keys:
-                context.log.warning(
-                    f"{asset_name}: {len(keys)} lookback partition(s) of {table} not stored "
-                    f"(e.g. {keys[0]}); affected factors stay in warm-up"
-                )
+        missing = {t: [dt.date.fromisoformat(k) for k in keys] for t, keys in result.history_missing.items() if keys}
+        if missing:
+            context.log.warning(
+                f"{asset_name}: {ranges.describe_missing_history(missing, (dates[0], dates[-1]))}; "
+                "affected factors stay in warm-up"
+            )
         context.log.info(
             f"{asset_name}: {result.rows} rows over {len(dates)} partition(s) "
             f"({len(result.closed)} closed) in {result.compute_seconds:.2f}s compute + {result.read_seconds:.2f}s read"

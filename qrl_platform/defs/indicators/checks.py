@@ -27,7 +27,7 @@ import polars as pl
 from qrl_platform.calendar import day_status, parse_date
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
-from qrl_platform.factors import quality, registry
+from qrl_platform.factors import compute_range, quality, registry
 from qrl_platform.storage.frames import FrameStore
 
 # Check name -> the quality rule it enforces.
@@ -128,8 +128,16 @@ def _unmaterialised_quotes(store: FrameStore, dates: list[dt.date]) -> set[dt.da
 
 
 def _evaluation(
-    asset: str, check: str, date: dt.date, report: quality.QualityReport, no_quotes: bool, left_out=()
+    asset: str,
+    check: str,
+    date: dt.date,
+    report: quality.QualityReport,
+    no_quotes: bool,
+    left_out=(),
+    missing_history: str = "",
 ) -> dg.AssetCheckEvaluation:
+    """`missing_history`: the line naming unstored lookback partitions; it leads a failure's description,
+    since missing history is the usual cause of warm-up factors failing their missing rate."""
     issues = report.failures(CHECK_RULES[check])
     passed = not issues
     metadata: dict = {"market_closed": bool(report.closed_dates) and not no_quotes}
@@ -143,6 +151,9 @@ def _evaluation(
         description = "Market closed: nothing to check."
     elif issues:
         description = "; ".join(i.message for i in issues)
+        if missing_history:
+            description = f"{missing_history}\n{description}"
+            metadata["missing_history"] = missing_history
         metadata["failing_factors"] = ", ".join(i.factor or "universe" for i in issues)
         metadata["worst_stocks"] = ", ".join(sid for sid, _ in issues[0].worst_stocks)
         metadata["issues"] = dg.MetadataValue.json([i.as_dict() for i in issues])
@@ -194,10 +205,16 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
             context.log.info(f"{asset}: not judged, their raw tables are not provided by the source: {left_out}")
         reports = daily_reports(store, asset, dates, factors)
         no_quotes = _unmaterialised_quotes(store, dates)
+        stored = {table: set(store.partitions(table)) for table in compute_range.DAILY_INPUTS[asset]}
         failed = 0
         for date in dates:
+            cause = ""
+            if any(reports[date].failures(CHECK_RULES[check]) for check in selected):
+                missing = compute_range.missing_history(store, asset, [date], stored)
+                if missing:  # named on each failing evaluation, with the command that fixes the run's days
+                    cause = compute_range.describe_missing_history(missing, (dates[0], dates[-1]))
             for check in selected:
-                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, left_out)
+                evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, left_out, cause)
                 if not evaluation.passed:
                     failed += 1
                     context.log.error(f"{asset} {date}: {evaluation.description}")

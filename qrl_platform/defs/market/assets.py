@@ -1,8 +1,11 @@
 """Raw market assets (SPEC S4.1): thin Dagster wiring over `ingest` and the market sources."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
+import datetime as dt
+
 import dagster as dg
 
+from qrl_platform import progress
 from qrl_platform.calendar import parse_date
 from qrl_platform.defs.partitions import fiscal_quarter, partition_dates, revenue_month, shareholding_week, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
@@ -38,6 +41,22 @@ DAILY_DESCRIPTIONS = {
 }
 
 
+class DailyRawConfig(dg.Config):
+    # `qrl backfill` sets it, so the lookback the indicators read is stored in the same run.
+    history_from: str = ""
+    """YYYY-MM-DD: before the run's first partition, also ingest every partition from this day on that is
+    not stored yet (the indicators' lookback), each recorded as a materialisation of its own partition."""
+
+
+def _unstored_history(store, table: str, history_from: str, first: dt.date) -> list[dt.date]:
+    if not history_from:
+        return []
+    start = parse_date(history_from, field="history_from")
+    stored = set(store.partitions(table))
+    keys = [k for k in trading_day.get_partition_keys() if start.isoformat() <= k < first.isoformat()]
+    return [parse_date(k, field="partition") for k in keys if k not in stored]
+
+
 NOT_PUBLISHED_YET_NOTE = (
     " A day the exchange has not published yet (NotPublishedYet) ends the run green without a "
     "materialisation; the availability sensor asks again later."
@@ -57,10 +76,30 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
         # Data the exchange has not published yet is "no materialisation", not a failure (see below).
         output_required=False,
     )
-    def _asset(context: dg.AssetExecutionContext, market_source: MarketSourceResource, frames: FrameStoreResource):
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: DailyRawConfig,
+        market_source: MarketSourceResource,
+        frames: FrameStoreResource,
+    ):
         dates = partition_dates(context)
+        source, store = market_source.get(), frames.get()
+        history = _unstored_history(store, table, config.history_from, dates[0])
+        if history:
+            with progress.stage(f"{table} lookback {history[0]}..{history[-1]}", len(history)) as stage:
+                filled = ingest_days(source, store, table, history, log=context.log, on_day=stage.advance)
+            for day in history:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=table,
+                        partition=day.isoformat(),
+                        metadata={"source": filled.source, "lookback_for": f"{dates[0]}..{dates[-1]}"},
+                    )
+                )
+            context.log.info(f"{table}: lookback filled, {filled.rows} rows over {len(history)} partition(s)")
         try:
-            summary = ingest_days(market_source.get(), frames.get(), table, dates, log=context.log)
+            with progress.stage(f"{table} {dates[0]}..{dates[-1]}", len(dates)) as stage:
+                summary = ingest_days(source, store, table, dates, log=context.log, on_day=stage.advance)
         except NotPublishedYet as late:
             if len(dates) > 1:
                 raise  # a backfill range reaching unpublished data is a mistake worth a failed run
@@ -75,7 +114,10 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
             )
             return
         context.log.info(f"{table}: {summary.rows} rows over {len(dates)} partition(s) from {summary.source}")
-        yield dg.MaterializeResult(metadata=summary.metadata())
+        metadata = summary.metadata()
+        if history:
+            metadata["lookback_filled"] = len(history)
+        yield dg.MaterializeResult(metadata=metadata)
 
     return _asset
 
