@@ -71,3 +71,17 @@ def warehouse(warehouse_url):
     wh = Warehouse(warehouse_url)
     yield wh
     wh.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _dagster_defs_state_storage_is_per_test():
+    """Each test starts without a "current" Dagster defs-state storage and ends by restoring the one it
+    found. A DagsterInstance entered with `with` publishes its storage in a context variable; when some
+    test's instance is left entered (seen only in full-suite runs, after in-process runs whose blocking
+    checks failed), later tests would read a storage whose instance is gone ("Attempted to resolve
+    undefined DagsterInstance weakref"). Dagster offers no public switch for this, so the test suite
+    uses its context manager directly; the package itself never does."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
