@@ -10,7 +10,6 @@ because the Dagster UI shows config values.
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
@@ -35,6 +34,9 @@ from qrl_platform.settings import MarketSourceSettings, settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse
 
+_warehouses: dict[str, Warehouse] = {}
+_frame_stores: dict[str, FrameStore] = {}
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """The relational warehouse (S6/S7 tables, outbox, QRL audit). SQLite file by default,
@@ -42,12 +44,13 @@ class WarehouseResource(dg.ConfigurableResource):
 
     url: str = ""  # empty: QRL_WAREHOUSE_URL or the SQLite file under QRL_HOME
 
-    @cached_property
-    def _warehouse(self) -> Warehouse:
-        return Warehouse(self.url or settings().warehouse_url)
-
     def get(self) -> Warehouse:
-        return self._warehouse
+        # Resolved at each use and shared per URL: one engine per database in a process, and a
+        # resource object that outlives a change of QRL_HOME (tests, a notebook) follows it.
+        url = self.url or settings().warehouse_url
+        if url not in _warehouses:
+            _warehouses[url] = Warehouse(url)
+        return _warehouses[url]
 
 
 class FrameStoreResource(dg.ConfigurableResource):
@@ -55,12 +58,11 @@ class FrameStoreResource(dg.ConfigurableResource):
 
     root: str = ""  # empty: QRL_HOME
 
-    @cached_property
-    def _store(self) -> FrameStore:
-        return FrameStore(self.root or None)
-
     def get(self) -> FrameStore:
-        return self._store
+        root = self.root or settings().qrl_home
+        if root not in _frame_stores:
+            _frame_stores[root] = FrameStore(root)
+        return _frame_stores[root]
 
 
 class RedisResource(dg.ConfigurableResource):
