@@ -12,6 +12,7 @@ Where the run goes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -29,7 +30,7 @@ from qrl_platform.calendar import (
     taipei_now,
     trading_days,
 )
-from qrl_platform.settings import settings
+from qrl_platform.settings import range_run_dagster_environment, settings
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -147,14 +148,16 @@ def _launch_local(request: Launch, instance: dg.DagsterInstance | None = None) -
         job, selection = defs.resolve_job_def(request.job_name), None
     tags = request.run_tags
     started = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance or _instance(),
-        asset_selection=selection,
-        partition_key=tags.pop(PARTITION, None),
-        tags=tags,
-        run_config={**QUIET, **request.run_config},
-        raise_on_error=False,
-    )
+    many_partitions = RANGE_START in tags
+    with range_run_dagster_environment() if many_partitions else contextlib.nullcontext():
+        result = job.execute_in_process(
+            instance=instance or _instance(),
+            asset_selection=selection,
+            partition_key=tags.pop(PARTITION, None),
+            tags=tags,
+            run_config={**QUIET, **request.run_config},
+            raise_on_error=False,
+        )
     print(
         f"{request.label}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s "
         f"(run {result.run_id})"

@@ -66,7 +66,9 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
         for r in fresh.all_logs(backfill.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
     indicators = [e for e in evaluations if e.asset_key.to_user_string().endswith("_indicators")]
-    assert len(indicators) == 3 * 4 * 2  # 3 assets x 4 blocking checks x 2 days
+    # Both days passed: 3 assets x 4 blocking checks, each recorded once for the run's two days.
+    assert len(indicators) == 3 * 4 and {e.partition for e in indicators} == {None}
+    assert {e.metadata["days_checked"].value for e in indicators} == {2}
     assert all(e.passed for e in evaluations), [e.description for e in evaluations if not e.passed]
 
     # The 249 lookback days before START are stored and recorded as materialisations of their partitions.

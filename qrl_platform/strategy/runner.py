@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -136,35 +137,77 @@ def run_strategy_days(
         return summary
 
     previous_day_fields = sorted({f for definition in definitions for f in definition.previous_day_fields()})
-    for start in range(0, len(open_dates), settings.batch_size):
-        chunk = open_dates[start : start + settings.batch_size]
-        tick = time.perf_counter()
-        frame = load_frame(store, chunk, previous_day_fields=previous_day_fields)
-        outcomes = run_strategies(
-            definitions,
-            frame,
-            chunk,
-            settings.options,
-            timeout_seconds=settings.timeout_minutes * 60.0,
-            evaluate=evaluate,
-        )
-        outcomes += [_prefailed(strategy_id, message) for strategy_id, message in prefailed.items()]
-        records = build_records(outcomes, chunk, run_id=run_id)
-        summary.compute_ms += (time.perf_counter() - tick) * 1000
-        if settings.save_results:
+    writer = _ChunkWriter(warehouse, summary) if settings.save_results else None
+    try:
+        for start in range(0, len(open_dates), settings.batch_size):
+            chunk = open_dates[start : start + settings.batch_size]
             tick = time.perf_counter()
-            result: SaveResult = save_run(warehouse, records)
-            summary.write_ms += (time.perf_counter() - tick) * 1000
-            summary.signals_written += result.signals_written
-            summary.execution_ids += [row["execution_id"] for row in records.executions]
-        _accumulate(summary, outcomes, records)
-        summary.last_records = records
-        if log is not None:
-            log.info(
-                f"strategies {chunk[0]}..{chunk[-1]}: {records.signals.height} signals from {len(outcomes)} strategies"
-                f"{' (dry run, nothing written)' if not settings.save_results else ''}"
+            frame = load_frame(store, chunk, previous_day_fields=previous_day_fields)
+            outcomes = run_strategies(
+                definitions,
+                frame,
+                chunk,
+                settings.options,
+                timeout_seconds=settings.timeout_minutes * 60.0,
+                evaluate=evaluate,
             )
+            outcomes += [_prefailed(strategy_id, message) for strategy_id, message in prefailed.items()]
+            records = build_records(outcomes, chunk, run_id=run_id)
+            del frame
+            summary.compute_ms += (time.perf_counter() - tick) * 1000
+            if writer is not None:
+                writer.write(records)  # in the background, once the previous chunk's write has committed
+            _accumulate(summary, outcomes, records)
+            summary.last_records = records
+            if log is not None:
+                log.info(
+                    f"strategies {chunk[0]}..{chunk[-1]}: {records.signals.height} signals from {len(outcomes)} "
+                    f"strategies{' (dry run, nothing written)' if not settings.save_results else ''}"
+                )
+        if writer is not None:
+            writer.wait()  # the last chunk's write; raises its error
+    finally:
+        if writer is not None:
+            writer.close()
     return summary
+
+
+class _ChunkWriter:
+    """Writes one chunk's records (`save_run`, one transaction) in a background thread while the next
+    chunk is evaluated, one write at a time and in order.
+
+    Why: in a backfill the write of a chunk (3.7 M signal rows a year) and the evaluation of the next
+    (in the strategy worker process, the other core) do not depend on each other; overlapping them
+    takes the shorter of the two off the wall time. The thread spends most of its time in SQLite or
+    the PostgreSQL COPY, which release the GIL. `write` first waits for the previous write and
+    re-raises its error, so nothing is written after a failed chunk; `close` waits for a pending write
+    without raising (the caller is already handling an error)."""
+
+    def __init__(self, warehouse: Warehouse, summary: StrategyRunSummary):
+        self._warehouse, self._summary = warehouse, summary
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strategy-signals-writer")
+        self._pending: Future | None = None
+
+    def write(self, records: RunRecords) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._save, records)
+
+    def _save(self, records: RunRecords) -> tuple[SaveResult, float, list[str]]:
+        tick = time.perf_counter()
+        result = save_run(self._warehouse, records)
+        return result, (time.perf_counter() - tick) * 1000, [row["execution_id"] for row in records.executions]
+
+    def wait(self) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        result, write_ms, execution_ids = pending.result()
+        self._summary.write_ms += write_ms
+        self._summary.signals_written += result.signals_written
+        self._summary.execution_ids += execution_ids
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def _open_dates(store: FrameStore, summary: StrategyRunSummary) -> list[dt.date]:

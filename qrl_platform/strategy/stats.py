@@ -216,7 +216,7 @@ def update_strategy_stats(
                 strategy_signals.c.trade_date,
                 strategy_signals.c.signal,
                 sa.func.count().label("n"),
-                sa.func.sum(strategy_signals.c.confidence).label("confidence_sum"),
+                _reproducible_sum(conn, strategy_signals.c.confidence).label("confidence_sum"),
             )
             .where(strategy_signals.c.trade_date <= last)
             .group_by(strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal),
@@ -304,6 +304,17 @@ def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:
                 updated_at=now,
             )
         )
+
+
+def _reproducible_sum(conn: Connection, column: sa.ColumnElement) -> sa.ColumnElement:
+    """SUM of a float column that gives the same bits on every run. PostgreSQL sums a large table in
+    parallel workers whose partial sums meet in no fixed order, and float addition is not associative:
+    the year's confidence sums (and so avg_confidence) differed in the last bits between two runs of
+    the same code. A NUMERIC sum is exact, so its order does not matter; SQLite sums in one pass, in
+    a fixed order, already."""
+    if conn.dialect.name == "postgresql":
+        return sa.cast(sa.func.sum(sa.cast(column, sa.Numeric)), sa.Float)
+    return sa.func.sum(column)
 
 
 def _frame(conn: Connection, query: sa.Select, schema: dict) -> pl.DataFrame:

@@ -139,28 +139,31 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
         else:
             assert "factor_lag_days" not in day
 
-    # Four blocking checks on each of the three assets, evaluated for every partition of the range.
+    # Every day passes, so each of the four blocking checks of the three assets is recorded once for the
+    # whole range (no partition), naming the days it judged.
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 4 * 3 * 10
+    assert len(evaluations) == 4 * 3
     failed = [
         (e.asset_key.to_user_string(), e.check_name, e.partition, e.description) for e in evaluations if not e.passed
     ]
     assert not failed
     assert all(e.blocking for e in evaluations)
-    per_check = {}
-    for e in evaluations:
-        per_check.setdefault((e.asset_key.path[-1], e.check_name), set()).add(e.partition)
-    assert len(per_check) == 12 and all(len(p) == 10 for p in per_check.values())
-    closed_day = [e for e in evaluations if e.partition == CLOSED]
-    assert all(e.metadata["market_closed"].value for e in closed_day)
-    coverage = next(e for e in evaluations if e.check_name == "coverage" and e.partition == "2024-11-05")
-    assert coverage.metadata["coverage"].value == 1.0
-    # The daily flow's gate reads each day's own evaluations from the one range run.
+    assert {(e.asset_key.path[-1], e.check_name, e.partition) for e in evaluations} == {
+        (name, check, None) for name in NAMES for check in ("missing_rate", "coverage", "no_infinities", "within_ranges")
+    }
+    assert all(e.metadata["days_checked"].value == 9 and e.metadata["closed_days"].value == 1 for e in evaluations)
+    assert all((e.metadata["first_day"].value, e.metadata["last_day"].value) == RANGE for e in evaluations)
+    coverage = next(e for e in evaluations if e.check_name == "coverage")
+    assert coverage.metadata["lowest_coverage"].value == 1.0
+    missing = next(e for e in evaluations if e.check_name == "missing_rate" and e.asset_key.path[-1] == "chip_indicators")
+    assert set(missing.metadata["worst_missing_rates"].value) == set(registry.factor_ids("chip_indicators"))
+    # The daily flow's gate counts the range evaluations for every day of the one range run.
     names = check_names_of(INDICATOR_CHECKS, "chip_indicators")
     assert names == ["missing_rate", "coverage", "no_infinities", "within_ranges"]
-    status = blocking_check_status(instance, "chip_indicators", "2024-11-05", names)
-    assert status.materialized and status.failures == [] and status.unchecked == []
-    assert status.run_id == result.run_id
+    for day in [*open_days, dt.date.fromisoformat(CLOSED)]:
+        status = blocking_check_status(instance, "chip_indicators", day.isoformat(), names)
+        assert status.materialized and status.failures == [] and status.unchecked == []
+        assert status.run_id == result.run_id
 
 
 def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
@@ -275,6 +278,10 @@ def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
     assert not result.success
     failed = [(e.check_name, e.partition) for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed == [("no_infinities", bad_day.isoformat())]
+    # One failing day: every day of the range gets its own four evaluations again (no range evaluation).
+    days = trading_day.get_partition_keys_in_range(dg.PartitionKeyRange("2024-10-21", HISTORY_END.isoformat()))
+    judged = {(e.check_name, e.partition) for e in result.get_asset_check_evaluations()}
+    assert judged == {(c, d) for c in ("missing_rate", "coverage", "no_infinities", "within_ranges") for d in days}
     [evaluation] = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert evaluation.metadata["failing_factors"].value == "pb"
     assert (
@@ -294,7 +301,11 @@ def test_checks_run_on_their_own_judge_the_run_partitions_or_the_latest_day(indi
         tags=_range_tags("2024-10-23", "2024-10-25"),
     )
     assert not ranged.asset_materializations_for_node("fundamental_indicators")
-    assert {e.partition for e in ranged.get_asset_check_evaluations()} == {"2024-10-23", "2024-10-24", "2024-10-25"}
+    judged = ranged.get_asset_check_evaluations()
+    assert {e.partition for e in judged} == {None} and len(judged) == 4  # one per check for the run's three days
+    assert {(e.metadata["first_day"].value, e.metadata["last_day"].value) for e in judged} == {
+        ("2024-10-23", "2024-10-25")
+    }
     latest = dg.materialize([fundamental_indicators, *checks], selection=only_checks, resources=RESOURCES)
     evaluations = latest.get_asset_check_evaluations()
     assert {e.partition for e in evaluations} == {"2024-10-25"} and all(e.passed for e in evaluations)

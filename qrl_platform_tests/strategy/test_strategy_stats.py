@@ -179,3 +179,41 @@ def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
         2024, 3, 7, 8, 35, tzinfo=dt.UTC
     )
     assert summary["STG_IDLE_001"]["total_signals"] == 0 and summary["STG_IDLE_001"]["last_execution_at"] is None
+
+
+def test_the_confidence_sum_is_the_same_whether_postgresql_sums_in_parallel_or_not(postgres_url):
+    """PostgreSQL sums a large table in parallel workers whose partial sums meet in no fixed order; the
+    stats' confidence sum must not depend on that (the year's strategy_stats differed between runs)."""
+    import sqlalchemy as sa
+
+    from qrl_platform.strategy.stats import _reproducible_sum
+
+    engine = sa.create_engine(postgres_url)
+    values = sa.table("confidences", sa.column("x", sa.Float))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE confidences (x float8)"))
+        # Values of very different magnitudes, so the order of the additions shows in the last bits.
+        conn.execute(
+            sa.text("INSERT INTO confidences SELECT random() * power(10, (i % 7)) FROM generate_series(1, 400000) i")
+        )
+        conn.execute(sa.text("ANALYZE confidences"))
+
+    def total(parallel: bool) -> tuple[float, str]:
+        with engine.connect() as conn:
+            workers = 4 if parallel else 0
+            for setting in (
+                f"SET max_parallel_workers_per_gather = {workers}",
+                "SET parallel_setup_cost = 0",
+                "SET parallel_tuple_cost = 0",
+                "SET min_parallel_table_scan_size = 0",
+            ):
+                conn.execute(sa.text(setting))
+            query = sa.select(_reproducible_sum(conn, values.c.x))
+            plan = "\n".join(row[0] for row in conn.execute(sa.text("EXPLAIN " + str(query.compile(conn)))))
+            return conn.execute(query).scalar(), plan
+
+    sequential, sequential_plan = total(parallel=False)
+    parallel, parallel_plan = total(parallel=True)
+    engine.dispose()
+    assert "Gather" in parallel_plan and "Gather" not in sequential_plan  # the two plans really differ
+    assert parallel == sequential  # bit for bit

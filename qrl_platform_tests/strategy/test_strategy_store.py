@@ -83,6 +83,11 @@ def test_rerun_gives_same_signal_ids_and_a_second_execution(warehouse):
     assert set(after["execution_id"]) == set(executions.filter(pl.col("run_id") == "run-2")["execution_id"])
     latest = latest_executions(warehouse, [D1, D2])
     assert latest.height == 4 and (latest["signals_generated"] == latest["stored_signals"]).all()
+    # Without the count (the checks that read only the executions' columns): the same current
+    # executions, and no count pretending to be one.
+    uncounted = latest_executions(warehouse, [D1, D2], count_stored=False)
+    assert uncounted.drop("stored_signals").equals(latest.drop("stored_signals"))
+    assert uncounted["stored_signals"].null_count() == 4
 
 
 def test_a_subset_run_replaces_only_its_strategies(warehouse):

@@ -183,12 +183,12 @@ def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY)
         return consistency_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
 
     def evaluate_zero_signals(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
-        executions = latest_executions(warehouse.get(), _check_dates(context, warehouse))
+        executions = latest_executions(warehouse.get(), _check_dates(context, warehouse), count_stored=False)
         _send_alert(context, alerts, zero_signal_alert(executions, context.run.run_id), "m11-zero-signals")
         return zero_signal_result(executions)
 
     def evaluate_failure_rate(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
-        rates = failure_rates(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
+        rates = failure_rates(latest_executions(warehouse.get(), _check_dates(context, warehouse), count_stored=False))
         _send_alert(context, alerts, failure_alert(rates, context.run.run_id), "m11-failure-rate")
         return failure_rate_result(rates)
 

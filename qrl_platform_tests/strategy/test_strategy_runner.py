@@ -1,0 +1,95 @@
+"""The runner writes a chunk of days in the background while it evaluates the next, in order, and stops
+at a failed write (strategy/runner.py `_ChunkWriter`)."""
+
+import datetime as dt
+import functools
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from qrl_platform.market.demo import demo_market
+from qrl_platform.market.ingest import ingest_days
+from qrl_platform.storage.frames import FrameStore
+from qrl_platform.strategy import runner
+from qrl_platform.strategy.engine import evaluate_strategy
+from qrl_platform.strategy.runner import StrategyRunSettings, run_strategy_days
+from qrl_platform.strategy.store import seed_strategies
+from qrl_platform.warehouse.schema import strategy_executions, strategy_signals
+from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
+
+DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)]
+WRITE_SECONDS = 1.5  # the first chunk's write is held this long
+
+
+def stamped(log_dir: str, definition, frame, dates, options):
+    """Evaluates normally; notes when each chunk's evaluation began (in the worker process)."""
+    mark = Path(log_dir) / f"evaluated-{dates[0].isoformat()}"
+    if not mark.exists():
+        mark.write_text(repr(time.time()))
+    return evaluate_strategy(definition, frame, dates, options)
+
+
+@pytest.fixture
+def three_days(warehouse, tmp_path):
+    store = FrameStore(str(tmp_path / "frames"))
+    ingest_days(demo_market(7, 60), store, "daily_quotes", DAYS)
+    write_synthetic_indicators(store, DAYS)
+    seed_strategies(warehouse)
+    return store
+
+
+def test_chunks_are_written_in_order_in_the_background_while_the_next_is_evaluated(
+    warehouse, three_days, tmp_path, monkeypatch
+):
+    real_save, writes = runner.save_run, []
+
+    def slow_first_write(wh, records):
+        begun = time.time()
+        if not writes:
+            time.sleep(WRITE_SECONDS)
+        result = real_save(wh, records)
+        writes.append((records.dates, threading.current_thread().name, begun, time.time()))
+        return result
+
+    monkeypatch.setattr(runner, "save_run", slow_first_write)
+    summary = run_strategy_days(
+        warehouse,
+        three_days,
+        DAYS,
+        StrategyRunSettings(batch_size=1),
+        run_id="run-chunks",
+        evaluate=functools.partial(stamped, str(tmp_path)),
+    )
+
+    assert [dates for dates, *_ in writes] == [[d] for d in DAYS]  # one write per chunk, in order
+    assert {name for _, name, *_ in writes} == {"strategy-signals-writer_0"}  # not the caller's thread
+    first_write_ended = writes[0][3]
+    second_evaluated = float((tmp_path / f"evaluated-{DAYS[1].isoformat()}").read_text())
+    assert second_evaluated < first_write_ended  # day 2 was evaluated while day 1 was still being written
+    assert writes[1][2] >= first_write_ended  # and its write waited for day 1's to commit
+
+    with warehouse.engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(strategy_signals)).scalar()
+        execution_ids = set(conn.execute(sa.select(strategy_executions.c.execution_id)).scalars())
+    assert summary.signals_written == stored > 0
+    assert set(summary.execution_ids) == execution_ids and len(execution_ids) == 10 * len(DAYS)
+    assert summary.write_ms >= WRITE_SECONDS * 1000
+
+
+def test_a_failed_write_stops_the_run_and_nothing_after_it_is_written(warehouse, three_days, monkeypatch):
+    calls = []
+
+    def failing_write(wh, records):
+        calls.append(records.dates)
+        raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(runner, "save_run", failing_write)
+    with pytest.raises(sa.exc.OperationalError, match="disk I/O error"):
+        run_strategy_days(warehouse, three_days, DAYS, StrategyRunSettings(batch_size=1), run_id="run-fails")
+    # The failure surfaced when the second chunk was handed over: that one and the third were never written.
+    assert calls == [[DAYS[0]]]
+    with warehouse.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(strategy_executions)).scalar() == 0
