@@ -12,7 +12,8 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def isolated_home(universe: int):
-    """Fresh data and Dagster directories with the demo market at `universe` stocks."""
+    """Fresh data and Dagster directories (the repository's local dagster.yaml) with the demo market at
+    `universe` stocks."""
     with tempfile.TemporaryDirectory(prefix="qrl-bench-") as tmp:
         root = Path(tmp)
         (root / "dagster").mkdir()
@@ -21,7 +22,10 @@ def isolated_home(universe: int):
             "QRL_MARKET_SOURCE": "demo", "QRL_DEMO_UNIVERSE": str(universe),
         })
         os.environ.pop("QRL_WAREHOUSE_URL", None)
-        (root / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        # The local instance as the README sets it up: the repository's dagster.yaml, storage under it.
+        config = (Path(__file__).resolve().parents[1] / "dagster.yaml").read_text()
+        storage = root / "dagster" / "storage"
+        (root / "dagster" / "dagster.yaml").write_text(config.replace("base_dir: .qrl/dagster_storage", f"base_dir: {storage}"))
         yield root
 
 

@@ -262,8 +262,9 @@ def year(backend: str, args, server, hashes_in: dict | None) -> dict:
             if not args.sqlite_instance:
                 # As in production (deploy/dagster.yaml): run and event-log storage in PostgreSQL too.
                 instance_url = server.create_database(f"dagster_{int(time.time())}").replace("+psycopg", "+psycopg2")
-                with (root / "dagster" / "dagster.yaml").open("a") as config:
-                    config.write(f"storage:\n  postgres:\n    postgres_url: {instance_url}\n")
+                (root / "dagster" / "dagster.yaml").write_text(
+                    f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {instance_url}\n"
+                )
         else:
             url = f"sqlite:///{root / 'qrl' / 'warehouse.sqlite'}"
             scratch = f"sqlite:///{root / 'floor.sqlite'}"

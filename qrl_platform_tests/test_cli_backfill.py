@@ -2,6 +2,7 @@
 as the raw days, indicators (with their blocking checks) and strategies of the range."""
 
 import datetime as dt
+import os
 
 import dagster as dg
 import pytest
@@ -59,6 +60,16 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
         ("shareholding_distribution",),
         ("factor_metadata", "strategies"),
     }
+
+    # A range run of the CLI plans each asset once for the whole range (RANGE_RUN_DAGSTER_ENVIRONMENT),
+    # not once per day and asset, and leaves the process environment as it found it.
+    planned = [
+        r.dagster_event.event_specific_data
+        for r in fresh.all_logs(backfill.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    ]
+    assert len(planned) == 8 and all(p.partition is None and p.partitions_subset is not None for p in planned)
+    assert all(sorted(p.partitions_subset.get_partition_keys()) == [START, END] for p in planned)
+    assert "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS" not in os.environ
 
     # Every check of both days passed in that run.
     evaluations = [

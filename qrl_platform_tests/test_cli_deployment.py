@@ -109,6 +109,8 @@ def test_commands_run_on_the_deployment_and_exit_with_its_status(deployment, cap
     assert failed.job_name == "strategies_job" and failed.status == dg.DagsterRunStatus.FAILURE
     out = capsys.readouterr().out
     assert f"strategies_job {DAY}: FAILURE" in out and "step strategy_signals failed" in out
+    # Missing indicators are not retried by the job's step retry policy (only materialising them helps).
+    assert not remote.all_logs(failed.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
 
     # retry reads the failed run from the deployment and submits the same job, partition and config there.
     assert cli.main(["retry", failed.run_id]) == 1

@@ -494,14 +494,17 @@ def test_local_instance_validates_and_monitors_runs(tmp_path):
     }
     home = tmp_path / "local_home"
     home.mkdir()
-    local = _yaml(ROOT / "dagster.yaml")
-    local["storage"]["sqlite"]["base_dir"] = str(home / "storage")
-    (home / "dagster.yaml").write_text(yaml.safe_dump(local, sort_keys=False))
+    local = (ROOT / "dagster.yaml").read_text().replace(".qrl/dagster_storage", str(home / "storage"))
+    (home / "dagster.yaml").write_text(local)
     import dagster as dg
 
+    from qrl_platform.defs.instance_storage import BatchedSqliteEventLogStorage
     from qrl_platform.defs.treasury.jobs import QRL_JOBS
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
+        # The storages in the layout `storage: sqlite` gives, with the batched event log.
+        assert type(instance.event_log_storage) is BatchedSqliteEventLogStorage
+        assert instance.event_log_storage._base_dir == str(home / "storage" / "history" / "runs")
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["max_runtime_seconds"] == 7200
         assert instance.run_monitoring_settings["poll_interval_seconds"] == 30

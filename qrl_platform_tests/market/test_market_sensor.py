@@ -226,9 +226,8 @@ def test_instance_config_limits_every_pool_to_one_step_at_a_time(path):
 def test_a_local_instance_from_dagster_yaml_gives_each_pool_one_slot(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-    config["storage"] = {"sqlite": {"base_dir": str(tmp_path / "storage")}}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    config = (ROOT / "dagster.yaml").read_text().replace(".qrl/dagster_storage", str(tmp_path / "storage"))
+    (home / "dagster.yaml").write_text(config)
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2

@@ -134,6 +134,22 @@ def _unmaterialised_quotes(store: FrameStore, dates: list[dt.date]) -> set[dt.da
     return {d for d in dates if day_status(d).is_open and d.isoformat() not in stored}
 
 
+def _blocking_evaluation(
+    asset: str, check: str, passed: bool, metadata: dict, description: str, partition: str | None
+) -> dg.AssetCheckEvaluation:
+    """An ERROR-severity blocking evaluation; `partition` None = every day of the run."""
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset),
+        check_name=check,
+        passed=passed,
+        metadata=metadata,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description[:2000],
+        blocking=True,
+        partition=partition,
+    )
+
+
 def _evaluation(
     asset: str,
     check: str,
@@ -178,16 +194,7 @@ def _evaluation(
     if check == "coverage" and report.coverage.height:
         metadata["coverage"] = float(report.coverage["coverage"][0])
         metadata["universe"] = int(report.coverage["universe"][0])
-    return dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(asset),
-        check_name=check,
-        passed=passed,
-        metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description[:2000],
-        blocking=True,
-        partition=date.isoformat(),
-    )
+    return _blocking_evaluation(asset, check, passed, metadata, description, date.isoformat())
 
 
 def _range_evaluation(
@@ -225,15 +232,7 @@ def _range_evaluation(
                 "universe": int(lowest["universe"]),
             }
         )
-    return dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(asset),
-        check_name=check,
-        passed=True,
-        metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description[:2000],
-        blocking=True,
-    )
+    return _blocking_evaluation(asset, check, True, metadata, description, partition=None)
 
 
 def _quality_checks(asset: str) -> dg.AssetChecksDefinition:

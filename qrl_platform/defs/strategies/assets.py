@@ -20,7 +20,13 @@ from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform.strategy.engine import RunOptions, UniverseOverride
-from qrl_platform.strategy.runner import INDICATOR_ASSETS, StrategyRunSettings, StrategyRunSummary, run_strategy_days
+from qrl_platform.strategy.runner import (
+    INDICATOR_ASSETS,
+    StrategyInputsMissing,
+    StrategyRunSettings,
+    StrategyRunSummary,
+    run_strategy_days,
+)
 from qrl_platform.strategy.stats import PERIODS, update_strategy_stats
 from qrl_platform.strategy.store import seed_strategies
 
@@ -104,9 +110,11 @@ class StrategyRunConfig(dg.Config):
     )
     save_all_signals: bool = Field(default=True, description="false = store BUY/SELL only, not HOLD.")
     batch_size: int = Field(
-        default=100,
+        default=50,
         description="Trading days evaluated in one vectorised pass and written in one transaction. (The source "
-        "batched 100 stocks; evaluation here is vectorised over all stocks, so batching is by day.)",
+        "batched 100 stocks; evaluation here is vectorised over all stocks, so batching is by day.) 50 days of "
+        "1,800 stocks and 10 strategies are 0.9 M signal rows; a chunk is written while the next is evaluated, "
+        "so two are in memory at once.",
     )
     timeout_minutes: float = Field(
         default=30,
@@ -194,8 +202,13 @@ def strategy_signals(
     if unchecked:
         context.log.warning(f"indicator partitions without check evaluations (not gated): {', '.join(unchecked[:10])}")
     wh = warehouse.get()
-    with naming_outages(f"strategy_signals {dates[0]}..{dates[-1]}", warehouse_url=wh.url):
-        summary = run_strategy_days(wh, frames.get(), dates, settings, run_id=context.run_id, log=context.log)
+    try:
+        with naming_outages(f"strategy_signals {dates[0]}..{dates[-1]}", warehouse_url=wh.url):
+            summary = run_strategy_days(wh, frames.get(), dates, settings, run_id=context.run_id, log=context.log)
+    except StrategyInputsMissing as missing:
+        # Retrying cannot help (only materialising the indicators does): fail now, not after the step
+        # retry policy's 20 + 60 + 140 s of waits.
+        raise dg.Failure(description=str(missing), allow_retries=False) from missing
     metadata = signals_metadata(summary)
     metadata["indicator_partitions_unchecked"] = len(unchecked)
     for key, figures in dashboard.signal_plot_metadata(summary).items():  # a Plots graph per strategy and figure
