@@ -185,8 +185,8 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
     a dry run of another deployment's variables).
 
     Validating the variables costs about 3 ms (pydantic-settings inspects every field), and the frame
-    store, the market source and the resources ask for each partition they touch: a year's backfill
-    asked about 8,000 times. So the last result is kept with a snapshot of the environment it was read
+    store, the market source and the resources ask for each partition they touch (968 times for one
+    raw table's 242 days). So the last result is kept with a snapshot of the environment it was read
     from and returned while the environment is unchanged (comparing the snapshot costs microseconds);
     any change to any variable reads it afresh. `Settings` is frozen, so a kept result cannot be
     altered by a caller."""
@@ -212,7 +212,8 @@ RANGE_RUN_DAGSTER_ENVIRONMENT = {
     # itself shows as failed and the daily flow never reads planned events.
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
     # The per-partition events of one output stored as one batch (PostgreSQL event log: one INSERT;
-    # the SQLite event log stores a batch event by event, as before).
+    # Dagster's SQLite event log stores a batch event by event, the local dagster.yaml's
+    # BatchedSqliteEventLogStorage at once).
     "DAGSTER_EVENT_BATCH_SIZE": "1000",
 }
 

@@ -177,9 +177,9 @@ class _ChunkWriter:
     chunk is evaluated, one write at a time and in order.
 
     Why: in a backfill the write of a chunk (3.7 M signal rows a year) and the evaluation of the next
-    (in the strategy worker process, the other core) do not depend on each other; overlapping them
-    takes the shorter of the two off the wall time. The thread spends most of its time in SQLite or
-    the PostgreSQL COPY, which release the GIL. `write` first waits for the previous write and
+    (in the strategy worker process, the other core) do not depend on each other, so they may overlap:
+    at best the shorter of the two comes off the wall time (less where both need the GIL: SQLite and the
+    PostgreSQL COPY release it, building the rows does not). `write` first waits for the previous write and
     re-raises its error, so nothing is written after a failed chunk; `close` waits for a pending write
     without raising (the caller is already handling an error)."""
 

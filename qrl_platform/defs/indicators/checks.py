@@ -82,13 +82,14 @@ def judged_factors(asset: str, provided_tables: frozenset[str]) -> tuple[list, l
 
 
 def daily_reports(
-    store: FrameStore, asset: str, dates: list[dt.date], factors: list | None = None
+    frame: pl.DataFrame,
+    quotes: pl.DataFrame,
+    factors: list,
+    dates: list[dt.date],
+    overall: quality.QualityReport,
 ) -> dict[dt.date, quality.QualityReport]:
-    """One report per day: the whole range is evaluated once; only failing days are re-evaluated on their
-    own, so their worst stocks are that day's. `factors` defaults to all of the asset's factors."""
-    frame, quotes = load_for_quality(store, asset, dates)
-    factors = registry.factors(asset) if factors is None else factors
-    overall = quality.evaluate(frame, quotes, factors, dates=dates)
+    """One report per day from `overall`, the report of the whole range (`load_for_quality` rows):
+    only failing days are re-evaluated on their own, so their worst stocks are that day's."""
     failing = {d for issue in overall.issues for d in issue.dates}
     reports = {}
     for date in dates:
@@ -256,14 +257,14 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
         if left_out:
             context.log.info(f"{asset}: not judged, their raw tables are not provided by the source: {left_out}")
         no_quotes = _unmaterialised_quotes(store, dates)
-        if len(dates) > 1 and not no_quotes:
-            overall = evaluate_stored(store, asset, dates, factors)
-            if not any(overall.failures(CHECK_RULES[check]) for check in selected):
-                for check in selected:
-                    yield _range_evaluation(asset, check, overall, left_out)
-                context.log.info(f"{asset}: quality checked on {len(dates)} partitions, all passed")
-                return
-        reports = daily_reports(store, asset, dates, factors)
+        frame, quotes = load_for_quality(store, asset, dates)  # read once, judged once over the whole range
+        overall = quality.evaluate(frame, quotes, factors, dates=dates)
+        if len(dates) > 1 and not no_quotes and not any(overall.failures(CHECK_RULES[c]) for c in selected):
+            for check in selected:
+                yield _range_evaluation(asset, check, overall, left_out)
+            context.log.info(f"{asset}: quality checked on {len(dates)} partitions, all passed")
+            return
+        reports = daily_reports(frame, quotes, factors, dates, overall)
         stored = {table: set(store.partitions(table)) for table in compute_range.DAILY_INPUTS[asset]}
         failed = 0
         for date in dates:
