@@ -1,4 +1,4 @@
-"""The reliability suite with its full counts, printing the figures table (README "Reliability").
+"""The reliability suite with its full counts, printing the figures table (docs/reliability.md).
 
     python benchmarks/reliability.py [--ci] [pytest arguments…]
 

@@ -1,4 +1,4 @@
-"""Prints the figures every reliability test recorded, as the README's table."""
+"""Prints the figures every reliability test recorded, as the table in docs/reliability.md."""
 
 from __future__ import annotations
 
