@@ -68,7 +68,7 @@ def test_monthly_revenue_parses_the_cp950_pages_to_exact_values(make_source):
     frame = make_source().monthly_revenue(MONTH)
     assert dict(frame.schema) == RAW_TABLES["monthly_revenue"]
     # 2353 宏碁 and 2399 碁曜電子 carry the cp950-only 碁; 2399's revenue is negative; "   8,470,118" has
-    # leading spaces (and sits in the one <Td nowrap> cell); the 合計 and 全部國內上市公司合計 rows are gone.
+    # leading spaces; the 合計 and 全部國內上市公司合計 rows are gone; 備註 (rowspan=2) is the eleventh column.
     assert frame.rows() == [
         ("1101", "2026-07", 8_470_118, dt.date(2026, 8, 10)),
         ("1102", "2026-07", 5_120_300, dt.date(2026, 8, 10)),
@@ -83,7 +83,8 @@ def test_the_revenue_page_is_one_line_of_cp950_that_strict_big5_cannot_read():
     assert (
         b"\n" not in body
         and b"<Td nowrap>" in body
-        and "<th align=center class='tt' colspan=2>合計</th>".encode("cp950") in body
+        and "<th class=tt nowrap colspan=2 align=center>合計</th>".encode("cp950") in body
+        and b"<th rowspan=2 class=tt>" in body
     )
     with pytest.raises(UnicodeDecodeError):
         body.decode("big5")
@@ -130,8 +131,10 @@ def test_a_second_run_reads_the_cache_and_asks_nothing(server, make_source):
 
 def test_a_truncated_revenue_page_fails_and_is_not_cached(server, make_source, tmp_path):
     full = fake_mops.revenue_page("sii", MONTH, dt.date(2026, 8, 12))
-    server.overrides["/nas/t21/sii/t21sc03_115_7_0.html"] = full[: full.index("出表日期".encode("cp950"))]
-    with pytest.raises(BadMarketData, match=r"MOPS t21sc03 sii 2026-07: field '出表日期' is missing"):
+    # Cut before the closing 全部國內上市公司合計 table: every industry table is whole, the page is not.
+    cut = full.rindex(fake_mops.REVENUE_TABLE.encode("cp950"))
+    server.overrides["/nas/t21/sii/t21sc03_115_7_0.html"] = full[:cut]
+    with pytest.raises(BadMarketData, match=r"MOPS t21sc03 sii 2026-07: field '全部國內上市公司合計' is missing"):
         make_source().monthly_revenue(MONTH)
     assert cached(tmp_path) == []
 
