@@ -97,6 +97,31 @@ def test_the_revenue_page_is_one_line_of_cp950_that_strict_big5_cannot_read():
     ]
 
 
+REVENUE_NAMES = [
+    "公司代號", "公司名稱", "當月營收", "上月營收", "去年當月營收", "上月比較增減(%)", "去年同月增減(%)",
+    "當月累計營收", "去年累計營收", "前期比較增減(%)",
+]  # fmt: skip
+
+
+def test_revenue_header_rows_are_read_as_a_grid_so_the_rowspan_note_is_the_eleventh_column():
+    # The real layout: &nbsp; (colspan=2), 營業收入 (colspan=5), 累計營業收入 (colspan=3), 備註 (rowspan=2)
+    # over the ten names; the closing grand-total table has 備註 commented out.
+    page = mops.decode_cp950(fake_mops.revenue_page("sii", MONTH, dt.date(2026, 8, 12)))
+    tables, _ = mops.read_tables(page)
+    named = [mops.leaf_columns(t) for t in tables if "公司代號" in mops.leaf_columns(t)[0]]
+    assert [names for names, _ in named] == [[*REVENUE_NAMES, "備註"]] * 2 + [REVENUE_NAMES]
+    assert {first for _, first in named} == {2}  # data from the third row on
+
+
+def test_header_grid_fills_every_slot_a_spanning_cell_covers():
+    def th(text, colspan=1, rowspan=1):
+        return mops.Cell("th", text, colspan, rowspan)
+
+    rows = [[th("A", rowspan=2), th("B", colspan=2), th("C", rowspan=2)], [th("b1"), th("b2")]]
+    assert mops.header_grid(rows) == [["A", "B", "B", "C"], ["A", "b1", "b2", "C"]]
+    assert mops.leaf_columns(mops.Table(rows)) == (["A", "b1", "b2", "C"], 2)
+
+
 def test_a_month_mops_has_not_published_is_not_published_yet_and_retried(server, make_source, tmp_path):
     server.published_months.discard(("otc", MONTH))
     source = make_source()

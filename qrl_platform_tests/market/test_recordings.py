@@ -241,7 +241,12 @@ def test_margin_balances_on_the_recorded_day(source):
     # margin/balance: 6488 前資 3,120 資買 278 資賣 407 現償 11 資餘額 2,980 資限額 108,809 前券 159 券賣 49
     # 券買 8 券償 0 券餘額 200 券限額 108,809 資券相抵 0
     gw = stocks["6488"]
-    assert (gw["margin_prev_balance"], gw["margin_buy"], gw["margin_sell"], gw["margin_cash_repay"]) == (3_120, 278, 407, 11)
+    assert (gw["margin_prev_balance"], gw["margin_buy"], gw["margin_sell"], gw["margin_cash_repay"]) == (
+        3_120,
+        278,
+        407,
+        11,
+    )
     assert (gw["margin_balance"], gw["margin_limit"]) == (2_980, 108_809)
     assert (gw["short_prev_balance"], gw["short_sell"], gw["short_cover"], gw["short_stock_repay"]) == (159, 49, 8, 0)
     assert (gw["short_balance"], gw["short_limit"], gw["offset"]) == (200, 108_809, 0)

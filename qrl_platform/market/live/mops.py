@@ -298,7 +298,9 @@ def _company_tables(tables: list[Table], text: str, where: Period, kind: str) ->
         return found
     said = next((spelling for spelling in NOT_PUBLISHED_SPELLINGS if spelling in text), None)
     if said:
-        raise NotPublishedYet(f"{where.endpoint.label} {where.market} {where.period}: MOPS answers {said} (not published yet)")
+        raise NotPublishedYet(
+            f"{where.endpoint.label} {where.market} {where.period}: MOPS answers {said} (not published yet)"
+        )
     raise where.bad(f"no table with a '公司代號' column: not a {kind}")
 
 
