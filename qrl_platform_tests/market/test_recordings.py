@@ -99,6 +99,9 @@ class RecordedHost(LocalHttpServer):
     def __init__(self, routes: list[Route]):
         super().__init__()
         self.routes = routes
+        # Read (and digest-checked) now, in the test's thread: a missing recording skips the test here
+        # rather than failing a request inside the server's thread.
+        self.bodies = {route.recording: recording(route.recording) for route in routes}
 
     def answer(self, request: Request) -> Reply:
         sent = request.query
@@ -106,7 +109,7 @@ class RecordedHost(LocalHttpServer):
             sent = dict(parse_qsl(request.body.decode("ascii"), keep_blank_values=True))
         for route in self.routes:
             if route.method == request.method and route.path == request.path and _matches(route.match, sent):
-                return Reply(200, recording(route.recording), content_type=route.content_type)
+                return Reply(200, self.bodies[route.recording], content_type=route.content_type)
         return Reply(404, f"no recording for {request.method} {request.path} {sent}", content_type="text/plain")
 
 
