@@ -1,11 +1,13 @@
 """A local stand-in for mops.twse.com.tw, serving pages built in the recorded shapes (invented rows).
 
 * `GET /nas/t21/{sii|otc}/t21sc03_{ROC year}_{month}_0.html`: cp950 bytes (a name with the cp950-only
-  碁, so strict big5 fails), one line of HTML, one table per industry with a title row (產業別 / 單位：千元),
-  two header rows with `<br>` in the cells, numbers right-aligned with leading spaces and commas inside
-  `<td nowrap>` (one cell written `<Td nowrap>`), a `<th … colspan=2>合計</th>` row per industry, then
-  全部國內上市公司合計 and 出表日期. A month not published answers a full page with
-  `<h3 align=center>查無資料</h3>`.
+  碁, so strict big5 fails), one line of HTML laid out as the recorded page (recordings/SOURCES.md):
+  出表日期 first, then per industry an outer table (產業別 / 單位：千元) around the company table, whose
+  first header row is `&nbsp;` (colspan=2), 營業收入 (colspan=5), 累計營業收入 (colspan=3), 備註
+  (rowspan=2) and whose second row names the other ten columns with `<br>` inside; numbers right-aligned
+  with leading spaces and commas inside `<td nowrap>` (the fifth written `<Td nowrap>`), a
+  `<th … colspan=2>合計</th>` row per industry, then the 全部國內上市公司合計 table. A month not published
+  answers a full page with `<h3 align=center>查無資料</h3>`.
 * `POST /mops/web/t163sb04` and `/mops/web/t163sb05` with MOPS's form (encodeURIComponent=1, step=1,
   firstin=1, off=1, isQuery=Y, TYPEK, year, season; anything else is HTTP 400): UTF-8 HTML, one table
   per industry template (general and bank templates, different line items), or 查無資料. The t163sb05
@@ -107,59 +109,66 @@ def not_published_page(encoding: str) -> bytes:
     return page.encode(encoding)
 
 
+REVENUE_HEAD = (  # the two header rows of every t21sc03 table, as the real page writes them
+    "<tr><th class=tt colspan=2>&nbsp;</th><th class=tt colspan=5 >營業收入</th>"
+    "<th class=tt colspan=3 >累計營業收入</th>{note}</tr>"
+    "<tr><th class=tt>公司<br>代號</th><th class=tt>公司名稱</th><th class=tt>當月營收</th><th class=tt>上月營收</th>"
+    "<th class=tt>去年當月營收</th><th class=tt>上月比較<br>增減(%)</th><th class=tt >去年同月<br>增減(%)</th>"
+    "<th class=tt >當月累計營收</th><th class=tt >去年累計營收</th><th class=tt >前期比較<br>增減(%)</th></tr>"
+)
+REVENUE_TABLE = "<table  width=100% border=5 bordercolor='#FF6600' bgcolor='#FFFFFF'>"
+
+
 def revenue_page(market: str, month: dt.date, printed: dt.date) -> bytes:
-    """t21sc03 in one line of cp950 HTML."""
+    """t21sc03 in one line of cp950 HTML, laid out as the real page: 出表日期 first, then per industry an
+    outer table (產業別 / 單位：千元) holding the company table, whose first header row is `&nbsp;`
+    (colspan=2), 營業收入 (colspan=5), 累計營業收入 (colspan=3) and 備註 (rowspan=2) and whose second row
+    names the other ten columns; each row's fifth number cell is written `<Td nowrap>`. The closing
+    全部國內上市公司合計 table has 備註 commented out of its header and ten cells."""
     kind = "上市" if market == "sii" else "上櫃"
+    title = f"{kind}公司{roc(month.year)}年{month.month}月份(累計與當月)營業收入統計表"
     parts = [
-        f"<html><head><title>{kind}公司{roc(month.year)}年{month.month}月份營業收入彙總表</title>"
-        "<meta http-equiv='Content-Type' content='text/html; charset=big5'></head><body><center>"
-        f"<table border=0 width=100%><tr><td align=center><b>{kind}公司{roc(month.year)}年{month.month}月份營業收入彙總表</b>"
-        "</td></tr></table>"
+        "<html><script src='/nocopy.js'></script><head><meta http-equiv='Content-Type' "
+        f"content='text/html;charset=big5'></head><body><center><center><font size='5'><b>{title}</b></font>"
+        "<h3>本資料由各公司提供</h3>"
+        f"<div class=tt style='width:100%;text-align:left;'>出表日期：{roc(printed.year)}/{printed:%m/%d}"
+        "<!--01:49:20--></div><table border=0 width=100%><tr><td><br>"
     ]
     grand = [0] * 5
-    first_number_cell = True
     for industry, rows in REVENUE[market]:
         parts.append(
-            "<table width='100%' border=0><tr><td><table class='hasBorder' width='100%'>"
-            f"<tr><th align=left class='tt' colspan=2>產業別：{industry}</th>"
-            "<th align=right class='tt' colspan=9>單位：千元</th></tr>"
-            "<tr><th rowspan=2 class='tt'>公司<br>代號</th><th rowspan=2 class='tt'>公司名稱</th>"
-            "<th colspan=5 class='tt'>營業收入</th><th colspan=3 class='tt'>累計營業收入</th>"
-            "<th rowspan=2 class='tt'>備註</th></tr>"
-            "<tr><th class='tt'>當月營收</th><th class='tt'>上月營收</th><th class='tt'>去年當月營收</th>"
-            "<th class='tt'>上月比較<br>增減(%)</th><th class='tt'>去年同月<br>增減(%)</th>"
-            "<th class='tt'>當月累計營收</th><th class='tt'>去年累計營收</th><th class='tt'>前期比較<br>增減(%)</th></tr>"
+            f"<table border=0 width=100%><tr><th class=tt align=left >產業別：{industry}</th>"
+            f"<th class=tt align=right >單位：千元</th></tr><tr><td colspan=2>{REVENUE_TABLE}"
+            + REVENUE_HEAD.format(note="<th rowspan=2 class=tt>備註</th>")
         )
         total = [0] * 5
         for code, name, *numbers, note in rows:
-            cells = []
-            for value in numbers:
-                tag = "Td" if first_number_cell else "td"  # the recorded page writes one cell <Td nowrap>
-                first_number_cell = False
-                cells.append(f"<{tag} nowrap>{value}</td>")
+            cells = "".join(
+                f"<{'Td' if position == 4 else 'td'} nowrap>{value}</td>" for position, value in enumerate(numbers)
+            )
             parts.append(
-                f"<tr align=right><td align=center>{code}</td><td align=left>{name}</td>{''.join(cells)}"
-                f"<td align=left>{note}</td></tr>"
+                f"<tr align=right><td align=center>{code}</td><td align=left>{name}</td>{cells}"
+                f"<td align=center>{note}</td></tr>"
             )
             for i, position in enumerate((0, 1, 2, 5, 6)):
                 total[i] += int(numbers[position].replace(",", ""))
         grand = [g + t for g, t in zip(grand, total, strict=True)]
-        parts.append(_total_row("合計", total) + "</table></td></tr></table>")
+        parts.append(_total_row("合計", total) + "<td>&nbsp;</td></tr></table></td></tr></table><br>")
     parts.append(
-        f"<table class='hasBorder' width='100%'>{_total_row(f'全部國內{kind}公司合計', grand)}</table>"
-        f"<table width='100%'><tr><td align=left>出表日期：{roc(printed.year)}/{printed:%m/%d}</td></tr></table>"
-        "</center></body></html>"
+        REVENUE_TABLE
+        + REVENUE_HEAD.format(note="<!-- <th rowspan=2 class=tt>備註</th> -->")
+        + _total_row(f"全部國內{kind}公司合計", grand)
+        + "</table></td></tr></table></body></html>"
     )
     return "".join(parts).encode("cp950")
 
 
 def _total_row(label: str, total: list[int]) -> str:
-    this, last, last_year, cumulative, last_cumulative = (f"{v:>12,}" for v in total)
+    """A 合計 row up to its ten cells (the industry tables add the 備註 cell)."""
+    this, last, last_year, cumulative, last_cumulative = (f"{v:>27,}" for v in total)
     values = [this, last, last_year, "", "", cumulative, last_cumulative, ""]
-    return (
-        f"<tr align=right><th align=center class='tt' colspan=2>{label}</th>"
-        + "".join(f"<td nowrap>{v or '&nbsp;'}</td>" for v in values)
-        + "<td>&nbsp;</td></tr>"
+    return f"<tr align=right><th class=tt nowrap colspan=2 align=center>{label}</th>" + "".join(
+        f"<td nowrap>{v or '&nbsp;'}</td>" for v in values
     )
 
 

@@ -68,7 +68,7 @@ def test_monthly_revenue_parses_the_cp950_pages_to_exact_values(make_source):
     frame = make_source().monthly_revenue(MONTH)
     assert dict(frame.schema) == RAW_TABLES["monthly_revenue"]
     # 2353 宏碁 and 2399 碁曜電子 carry the cp950-only 碁; 2399's revenue is negative; "   8,470,118" has
-    # leading spaces (and sits in the one <Td nowrap> cell); the 合計 and 全部國內上市公司合計 rows are gone.
+    # leading spaces; the 合計 and 全部國內上市公司合計 rows are gone; 備註 (rowspan=2) is the eleventh column.
     assert frame.rows() == [
         ("1101", "2026-07", 8_470_118, dt.date(2026, 8, 10)),
         ("1102", "2026-07", 5_120_300, dt.date(2026, 8, 10)),
@@ -83,7 +83,8 @@ def test_the_revenue_page_is_one_line_of_cp950_that_strict_big5_cannot_read():
     assert (
         b"\n" not in body
         and b"<Td nowrap>" in body
-        and "<th align=center class='tt' colspan=2>合計</th>".encode("cp950") in body
+        and "<th class=tt nowrap colspan=2 align=center>合計</th>".encode("cp950") in body
+        and b"<th rowspan=2 class=tt>" in body
     )
     with pytest.raises(UnicodeDecodeError):
         body.decode("big5")
@@ -94,6 +95,31 @@ def test_the_revenue_page_is_one_line_of_cp950_that_strict_big5_cannot_read():
         ("2353", "宏碁"),
         ("2399", "碁曜電子"),
     ]
+
+
+REVENUE_NAMES = [
+    "公司代號", "公司名稱", "當月營收", "上月營收", "去年當月營收", "上月比較增減(%)", "去年同月增減(%)",
+    "當月累計營收", "去年累計營收", "前期比較增減(%)",
+]  # fmt: skip
+
+
+def test_revenue_header_rows_are_read_as_a_grid_so_the_rowspan_note_is_the_eleventh_column():
+    # The real layout: &nbsp; (colspan=2), 營業收入 (colspan=5), 累計營業收入 (colspan=3), 備註 (rowspan=2)
+    # over the ten names; the closing grand-total table has 備註 commented out.
+    page = mops.decode_cp950(fake_mops.revenue_page("sii", MONTH, dt.date(2026, 8, 12)))
+    tables, _ = mops.read_tables(page)
+    named = [mops.leaf_columns(t) for t in tables if "公司代號" in mops.leaf_columns(t)[0]]
+    assert [names for names, _ in named] == [[*REVENUE_NAMES, "備註"]] * 2 + [REVENUE_NAMES]
+    assert {first for _, first in named} == {2}  # data from the third row on
+
+
+def test_header_grid_fills_every_slot_a_spanning_cell_covers():
+    def th(text, colspan=1, rowspan=1):
+        return mops.Cell("th", text, colspan, rowspan)
+
+    rows = [[th("A", rowspan=2), th("B", colspan=2), th("C", rowspan=2)], [th("b1"), th("b2")]]
+    assert mops.header_grid(rows) == [["A", "B", "B", "C"], ["A", "b1", "b2", "C"]]
+    assert mops.leaf_columns(mops.Table(rows)) == (["A", "b1", "b2", "C"], 2)
 
 
 def test_a_month_mops_has_not_published_is_not_published_yet_and_retried(server, make_source, tmp_path):
@@ -130,8 +156,10 @@ def test_a_second_run_reads_the_cache_and_asks_nothing(server, make_source):
 
 def test_a_truncated_revenue_page_fails_and_is_not_cached(server, make_source, tmp_path):
     full = fake_mops.revenue_page("sii", MONTH, dt.date(2026, 8, 12))
-    server.overrides["/nas/t21/sii/t21sc03_115_7_0.html"] = full[: full.index("出表日期".encode("cp950"))]
-    with pytest.raises(BadMarketData, match=r"MOPS t21sc03 sii 2026-07: field '出表日期' is missing"):
+    # Cut before the closing 全部國內上市公司合計 table: every industry table is whole, the page is not.
+    cut = full.rindex(fake_mops.REVENUE_TABLE.encode("cp950"))
+    server.overrides["/nas/t21/sii/t21sc03_115_7_0.html"] = full[:cut]
+    with pytest.raises(BadMarketData, match=r"MOPS t21sc03 sii 2026-07: field '全部國內上市公司合計' is missing"):
         make_source().monthly_revenue(MONTH)
     assert cached(tmp_path) == []
 

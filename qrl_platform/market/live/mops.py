@@ -5,13 +5,17 @@ page. Everything that does not look like what MOPS publishes (shared/reference/e
 § MOPS) raises `BadMarketData` naming the endpoint, the period and the field.
 
 * Monthly revenue, `GET /nas/t21/{sii|otc}/t21sc03_{ROC year}_{month}_0.html`: Big5 with cp950
-  extensions (Python's strict `big5` fails on e.g. 宏碁), one line of HTML, one table per industry,
-  header cells with `<br>`, numbers with leading spaces and commas, a 合計 row per industry, the page
-  ending with 全部國內上市公司合計 and 出表日期. Revenue in thousand TWD.
+  extensions (Python's strict `big5` fails on e.g. 宏碁), one line of HTML, 出表日期 near the top, one
+  table per industry with two header rows (備註 spans both, 營業收入 and 累計營業收入 group the columns
+  named in the second row: read as a grid, `header_grid`), header cells with `<br>`, numbers with
+  leading spaces and commas, a 合計 row per industry, the page ending with 全部國內上市公司合計 (上櫃 for
+  otc). Revenue in thousand TWD. Checked against recordings (qrl_platform_tests/market/recordings).
 * Income statement summary, `POST /mops/web/t163sb04`, and balance-sheet summary `POST
   /mops/web/t163sb05`: UTF-8 HTML, one table per industry template (general, banks, insurers,
   securities firms …), each with 公司代號 and 公司名稱 and its own line items, so columns are found by a
-  short list of accepted header names per item. t163sb05 was not checked against a recording.
+  short list of accepted header names per item; their header rows go through the same grid. t163sb04
+  was checked against recordings of the full page (the ajax part sits inside it); no recording of
+  t163sb05 was found. A quarter not filed yet answers 查無資料 (ajax) or 查詢無資料! (the full page).
 
 The income statement summary reports the year to date (Q2 = January–June); `quarterly()` turns it into
 the quarter by subtracting the previous quarter's year-to-date figures, as is usual for these reports.
@@ -36,7 +40,11 @@ REVENUE = Endpoint("MOPS", "t21sc03", "/nas/t21/{market}/t21sc03_{roc_year}_{mon
 INCOME = Endpoint("MOPS", "t163sb04", "/mops/web/t163sb04")
 BALANCE = Endpoint("MOPS", "t163sb05", "/mops/web/t163sb05")
 NOT_PUBLISHED = "查無資料"
+# The full t163sb04/05 page (not its ajax part) says it this way for a quarter not filed yet.
+NOT_PUBLISHED_SPELLINGS = (NOT_PUBLISHED, "查詢無資料")
 PRINTED_ON = "出表日期"
+# The last row of a complete t21sc03 page, per market.
+GRAND_TOTAL = {"sii": "全部國內上市公司合計", "otc": "全部國內上櫃公司合計"}
 
 # Accepted header names (first present wins), normalised by `header()`: whitespace removed, full-width
 # parentheses kept as MOPS writes them.
@@ -185,29 +193,36 @@ def header(text: str) -> str:
     return "".join(text.replace("\xa0", " ").split())
 
 
-def leaf_columns(table: Table) -> tuple[list[str], int]:
-    """The column names of a table with one or two header rows of <th>, and the index of its first data row.
+def header_grid(rows: list[list[Cell]]) -> list[list[str]]:
+    """Header rows as a grid of names, one per (row, column): a cell spanning n columns and m rows fills
+    every slot it covers, and a cell goes to the first slot of its row that no cell above still covers."""
+    grid: list[list[str | None]] = [[] for _ in rows]
+    for r, row in enumerate(rows):
+        column = 0
+        for cell in row:
+            while column < len(grid[r]) and grid[r][column] is not None:
+                column += 1  # covered by a rowspan from a row above
+            for line in grid[r : r + cell.rowspan]:
+                line.extend([None] * (column + cell.colspan - len(line)))
+                line[column : column + cell.colspan] = [header(cell.text)] * cell.colspan
+            column += cell.colspan
+    width = max((len(line) for line in grid), default=0)
+    return [[name or "" for name in line] + [""] * (width - len(line)) for line in grid]
 
-    Two rows: a cell spanning both rows (rowspan=2) is a column; a cell spanning n columns in the first
-    row takes the next n names of the second row (營業收入 → 當月營收, 上月營收, …)."""
+
+def leaf_columns(table: Table) -> tuple[list[str], int]:
+    """The column names of a table whose header is its leading rows of <th>, and the index of its first
+    data row.
+
+    The header rows are read into a grid (`header_grid`) and each column is named by its lowest
+    non-empty slot. So t21sc03's two rows — `&nbsp;` (colspan=2), 營業收入 (colspan=5), 累計營業收入
+    (colspan=3), 備註 (rowspan=2) over 公司代號 … 前期比較增減(%) — give eleven names ending in 備註, and a
+    title row such as 「產業別：水泥工業 … 單位：千元」 above them names nothing."""
     head = 0
     while head < len(table.rows) and table.rows[head] and all(c.tag == "th" for c in table.rows[head]):
         head += 1
-    rows = table.rows[:head]
-    # Title rows such as 「產業別：水泥工業 … 單位：千元」 come before the column names.
-    while rows and not any(header(c.text) in {"公司代號", "公司名稱"} for c in rows[0]):
-        rows = rows[1:]
-    if not rows:
-        return [], head
-    if len(rows) == 1 or all(c.rowspan == 1 and c.colspan == 1 for c in rows[0]):
-        return [header(c.text) for c in rows[0]], head
-    below = iter(header(c.text) for c in rows[1])
-    names: list[str] = []
-    for cell in rows[0]:
-        if cell.rowspan >= 2 or cell.colspan == 1:
-            names.append(header(cell.text))
-        else:  # a group header (營業收入, 累計營業收入): its columns are named in the second row
-            names.extend(next(below, "") for _ in range(cell.colspan))
+    grid = header_grid(table.rows[:head])
+    names = [next((name for name in reversed(column) if name), "") for column in zip(*grid, strict=True)]
     return names, head
 
 
@@ -281,9 +296,10 @@ def _company_tables(tables: list[Table], text: str, where: Period, kind: str) ->
             found.append((table, names, first))
     if found:
         return found
-    if NOT_PUBLISHED in text:
+    said = next((spelling for spelling in NOT_PUBLISHED_SPELLINGS if spelling in text), None)
+    if said:
         raise NotPublishedYet(
-            f"{where.endpoint.label} {where.market} {where.period}: MOPS answers {NOT_PUBLISHED} (not published yet)"
+            f"{where.endpoint.label} {where.market} {where.period}: MOPS answers {said} (not published yet)"
         )
     raise where.bad(f"no table with a '公司代號' column: not a {kind}")
 
@@ -306,6 +322,9 @@ def parse_revenue(html: str, market: str, month: dt.date) -> list[dict]:
     tables, text = read_tables(html)
     found = _company_tables(tables, text, where, "revenue report")
     printed = printed_on(text, where)
+    grand_total = GRAND_TOTAL[market]
+    if grand_total not in text:  # the page's last row: 出表日期 comes first, so only this shows the end arrived
+        raise where.bad(f"field {grand_total!r} is missing: the page is incomplete")
     month_end = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
     if printed <= month_end:
         raise where.bad(f"field {PRINTED_ON!r} is {printed}, before the month ended: not this month's report")
