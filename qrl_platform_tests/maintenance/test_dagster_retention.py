@@ -3,7 +3,6 @@ the project's dagster.yaml: old finished runs go with their events, files and lo
 daily chain's runs and unfinished runs stay."""
 
 import datetime as dt
-import sqlite3
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +10,7 @@ import pytest
 
 from qrl_platform.defs.maintenance.dagster_retention import apply_run_retention, dagster_retention_job
 from qrl_platform.maintenance.dagster_retention import RunRetentionPolicy, RunSummary, runs_to_delete
+from qrl_platform_tests.maintenance.dagster_runs import backdate_run
 from qrl_platform_tests.servers import local_dagster_home
 
 NOW = dt.datetime(2026, 12, 6, 3, 30, tzinfo=dt.UTC)
@@ -105,16 +105,7 @@ def fake_daily_job():
 
 
 def _age(instance_home: Path, run_id: str, days: float, status: str | None = None) -> None:
-    """Move a run `days` back in time in the SQLite run storage (as if it had run then)."""
-    (runs_db,) = instance_home.rglob("runs.db")
-    moment = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-    with sqlite3.connect(runs_db) as conn:
-        conn.execute(
-            "UPDATE runs SET create_timestamp = ?, update_timestamp = ?, start_time = ?, end_time = ? WHERE run_id = ?",
-            (*[moment.replace(tzinfo=None).isoformat(sep=" ")] * 2, moment.timestamp(), moment.timestamp(), run_id),
-        )
-        if status:
-            conn.execute("UPDATE runs SET status = ? WHERE run_id = ?", (status, run_id))
+    backdate_run(instance_home, run_id, dt.datetime.now(dt.UTC) - dt.timedelta(days=days), status=status)
 
 
 def _files_of(home: Path, run_id: str) -> list[Path]:
