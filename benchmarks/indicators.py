@@ -13,9 +13,10 @@ loop would make the baseline look worse than TA-Lib is), so ours does slightly m
 The bare TA-Lib loop (`bare_talib_loop`) is the floor M07 is held to (at most 1.0x): the same
 TA-Lib calls on contiguous per-stock slices of arrays taken once beforehand, nothing else.
 The three run alternately --repeat times (the machine may be shared: both see the same load); the
-best and median wall times and the median process CPU time are printed. Ours uses polars' thread
-pool (batches of stocks on all cores); TA-Lib is single-threaded by nature, so the CPU-time ratio
-is the per-core comparison (or run with POLARS_MAX_THREADS=1). Peak memory is the process's max
+best and median wall times and the median process CPU time are printed. Ours runs batches of
+stocks on as many threads as polars' thread pool has (all cores; TA-Lib and numpy release the GIL);
+the loops are single-threaded, so the CPU-time ratio is the per-core comparison (or run with
+POLARS_MAX_THREADS=1). On a machine shared with other work the wall ratio tends to the CPU ratio. Peak memory is the process's max
 RSS (ru_maxrss) after data generation, after one run of ours, and at the end.
 """
 
@@ -203,9 +204,9 @@ def main() -> None:
     )
     print(f"peak RSS after TA-Lib too:      {peak_mb():,.0f} MB")
     print(f"{'':34s} {'best':>8s} {'median':>8s} {'CPU (median)':>13s}")
-    print(f"ours, polars ({ours.width - 2} factors)          {o_best:7.3f}s {o_med:7.3f}s {o_cpu:12.3f}s")
+    print(f"ours, M07 compute ({ours.width - 2} factors)     {o_best:7.3f}s {o_med:7.3f}s {o_cpu:12.3f}s")
     print(f"TA-Lib per-stock loop ({len(TALIB_COLUMNS)} factors) {t_best:7.3f}s {t_med:7.3f}s {t_cpu:12.3f}s")
-    print(f"bare TA-Lib loop (same calls, slices)   {b_best:7.3f}s {b_med:7.3f}s {b_cpu:12.3f}s")
+    print(f"bare TA-Lib loop (same calls, slices) {b_best:7.3f}s {b_med:7.3f}s {b_cpu:12.3f}s")
     print(
         f"ratio ours / TA-Lib loop with frames: wall best {o_best / t_best:.2f}, wall median {o_med / t_med:.2f}, "
         f"CPU {o_cpu / t_cpu:.2f}"

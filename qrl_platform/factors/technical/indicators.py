@@ -143,13 +143,12 @@ class _Batch:
         return x[rows].sum(axis=1) / (last - first + 1)
 
     def seeded(self, g: np.ndarray, period: int, seed: np.ndarray | float, t0: int) -> np.ndarray:
-        """The per-stock recurrence seeded with `seed` at bar t0, from the batch-wide EMA `g` (a new
-        array; before t0 it is g itself: warm-up, finite for the EMAs that read it)."""
+        """The per-stock recurrence seeded with `seed` at bar t0, from the batch-wide EMA `g`, in
+        place (before t0 it stays g: warm-up, finite for the EMAs that read it)."""
         decay = _decay(period)
         rows = self.rows(t0, len(decay))
-        y = g.copy()
-        y[rows] = g[rows] + (seed - self.at_bar(g, t0))[:, None] * decay
-        return y
+        g[rows] += (seed - self.at_bar(g, t0))[:, None] * decay  # rows are unique but for row 0 (NaN)
+        return g
 
     def null_warm_up(self, x: np.ndarray, lookback: int) -> np.ndarray:
         """x with NaN (null later) on each stock's bars before bar `lookback`."""
@@ -171,7 +170,7 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
     # EMA N seeded at bar N-1 with the mean of the first N closes; TA-Lib MACD seeds its fast EMA at
     # the slow one's first bar (25) with the mean of the 12 closes ending there.
     g12, g26 = talib.EMA(c, _EMA12), talib.EMA(c, _EMA26)
-    ema12 = b.seeded(g12, _EMA12, b.bar_mean(c, 0, 11), _T0_EMA12)
+    ema12 = b.seeded(g12.copy(), _EMA12, b.bar_mean(c, 0, 11), _T0_EMA12)
     macd_fast = b.seeded(g12, _EMA12, b.bar_mean(c, 14, 25), _T0_EMA26)
     ema26 = b.seeded(g26, _EMA26, b.bar_mean(c, 0, 25), _T0_EMA26)
     line = macd_fast - ema26  # valid from bar 25
