@@ -273,3 +273,12 @@ def test_values_within_declared_bounds(bars, factors):
             assert column.min() >= factor.min_value, factor.factor_id
         if factor.max_value is not None:
             assert column.max() <= factor.max_value, factor.factor_id
+
+
+def test_rows_without_keys_are_rejected_by_name(bars):
+    with pytest.raises(ValueError, match="1 row\\(s\\) without a trade_date"):
+        compute(
+            bars.with_columns(
+                pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("trade_date")).alias("trade_date")
+            )
+        )

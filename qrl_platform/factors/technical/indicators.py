@@ -278,12 +278,10 @@ def _sorted_stock_lengths(frame: pl.DataFrame) -> np.ndarray | None:
     """Rows per stock if `frame` is sorted by (stock_id, trade_date) with no duplicate, else None."""
     runs = frame["stock_id"].rle()
     ids = runs.struct.field("value")
-    if ids.null_count() or (len(ids) > 1 and not bool((ids.slice(1) > ids.slice(0, len(ids) - 1)).all())):
+    if len(ids) > 1 and not bool((ids.slice(1) > ids.slice(0, len(ids) - 1)).all()):
         return None
     lengths = runs.struct.field("len").to_numpy().astype(np.int64)
     days = frame["trade_date"]
-    if days.null_count():
-        return None
     step = np.diff(days.to_physical().to_numpy())
     step[np.cumsum(lengths)[:-1] - 1] = 1  # across a stock boundary any date may follow
     return lengths if bool((step > 0).all()) else None
@@ -324,6 +322,9 @@ def compute(
     ).collect(engine="in-memory")
     if frame.height == 0:
         return frame.select(*KEYS, *(pl.lit(None, pl.Float64).alias(f) for f in FACTOR_IDS))
+    for key in KEYS:
+        if frame[key].null_count():
+            raise ValueError(f"bars has {frame[key].null_count()} row(s) without a {key}")
     # Upstream frames normally arrive sorted; checking is much cheaper than sorting again.
     lengths = _sorted_stock_lengths(frame)
     if lengths is None:
