@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import talib
 
 KEYS = ("stock_id", "trade_date")
@@ -251,8 +252,16 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
     return out
 
 
-def _compute_batch(columns: dict[str, np.ndarray], stock_lengths: np.ndarray, keys: pl.DataFrame) -> pl.DataFrame:
-    """Factors for a batch of whole stocks (sorted rows), keys included, row-aligned with `keys`."""
+def _column(values: np.ndarray) -> pa.Array:
+    """A Float64 arrow column over `values` (kept, not copied), null where NaN."""
+    validity = np.packbits(np.isnan(values), bitorder="little")
+    np.invert(validity, out=validity)
+    return pa.Array.from_buffers(pa.float64(), len(values), [pa.py_buffer(validity), pa.py_buffer(values)])
+
+
+def _compute_batch(columns: dict[str, np.ndarray], stock_lengths: np.ndarray) -> list[pa.Array]:
+    """Factors for a batch of whole stocks (sorted rows), one arrow column per factor, row-aligned
+    with the batch's rows."""
     high, low, close, volume = (columns[name] for name in ("high", "low", "close", "volume"))
     traded = ~(np.isnan(high) | np.isnan(low) | np.isnan(close))
     untraded = np.flatnonzero(~traded)
@@ -262,16 +271,18 @@ def _compute_batch(columns: dict[str, np.ndarray], stock_lengths: np.ndarray, ke
     else:
         lengths = stock_lengths
     factors = _factors(_Batch(high, low, close, volume, lengths))
-    series = []
+    result = []
     for name in FACTOR_IDS:
         values = factors[name][_PAD:]
         if len(untraded):  # put back on the traded rows; the untraded ones are null
-            spread = np.empty(len(traded))  # its own buffer: polars may keep it without copying
+            spread = np.empty(len(traded))
             spread[traded] = values
             spread[untraded] = np.nan
             values = spread
-        series.append(pl.Series(name, values, dtype=pl.Float64, nan_to_null=True))
-    return keys.with_columns(series)
+        else:
+            values = values.copy()  # its own buffer (factors may share one, e.g. sma_20 and bb_middle)
+        result.append(_column(values))
+    return result
 
 
 def _sorted_stock_lengths(frame: pl.DataFrame) -> np.ndarray | None:
@@ -334,12 +345,10 @@ def compute(
             raise ValueError("bars has duplicate (stock_id, trade_date) rows")
     # nulls -> NaN; one contiguous array per column (copied once if the frame had several chunks).
     arrays = {name: frame[name].to_numpy() for name in ("high", "low", "close", "volume")}
-    keys = frame.select(KEYS)
 
-    def run(bounds: tuple[int, int, int, int]) -> pl.DataFrame:
+    def run(bounds: tuple[int, int, int, int]) -> list[pa.Array]:
         first, end, a, z = bounds
-        columns = {name: values[a:z] for name, values in arrays.items()}
-        return _compute_batch(columns, lengths[first:end], keys.slice(a, z - a))
+        return _compute_batch({name: values[a:z] for name, values in arrays.items()}, lengths[first:end])
 
     batches = _batches(lengths, batch_rows)
     workers = min(threads or pl.thread_pool_size(), len(batches))
@@ -348,4 +357,9 @@ def compute(
     else:
         with ThreadPoolExecutor(workers) as pool:
             parts = list(pool.map(run, batches))
-    return pl.concat(parts, how="vertical", rechunk=False)
+    # One chunk per batch and factor, handed to polars without copying.
+    table = pa.Table.from_arrays(
+        [pa.chunked_array([part[i] for part in parts], pa.float64()) for i in range(len(FACTOR_IDS))],
+        names=list(FACTOR_IDS),
+    )
+    return pl.concat([frame.select(KEYS), pl.from_arrow(table, rechunk=False)], how="horizontal")
