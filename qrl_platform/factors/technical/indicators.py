@@ -240,8 +240,9 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
 
     for n in RETURN_HORIZONS:
         ret = np.empty_like(c)
+        ret[:n] = np.nan  # the batch's first rows: the pad's, discarded
         np.divide(c[n:], c[:-n], out=ret[n:])
-        ret -= 1.0
+        ret[n:] -= 1.0
         out[f"ret_{n}"] = b.null_warm_up(ret, n)
     high_52w = c / talib.MAX(h, WINDOW_52W)
     high_52w -= 1.0
