@@ -344,12 +344,12 @@ def compute(
         lengths = _sorted_stock_lengths(frame)
         if lengths is None:
             raise ValueError("bars has duplicate (stock_id, trade_date) rows")
-    # nulls -> NaN; one contiguous array per column (copied once if the frame had several chunks).
-    arrays = {name: frame[name].to_numpy() for name in ("high", "low", "close", "volume")}
 
     def run(bounds: tuple[int, int, int, int]) -> list[pa.Array]:
         first, end, a, z = bounds
-        return _compute_batch({name: values[a:z] for name, values in arrays.items()}, lengths[first:end])
+        # nulls -> NaN, one contiguous array per column, converted in the worker (in parallel)
+        columns = {name: frame[name].slice(a, z - a).to_numpy() for name in ("high", "low", "close", "volume")}
+        return _compute_batch(columns, lengths[first:end])
 
     batches = _batches(lengths, batch_rows)
     workers = min(threads or pl.thread_pool_size(), len(batches))
