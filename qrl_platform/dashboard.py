@@ -9,7 +9,8 @@ Two kinds of metadata, built here and attached by the assets in one or two lines
   never the range total.
 * **Charts** — markdown with an embedded PNG (`qrl_platform.charts`), attached to the run's LAST
   partition only: a chart shows a trailing window ending there, and attaching it to every partition of
-  a 290-day backfill would store 290 copies in the event log.
+  a 290-day backfill would store 290 copies in the event log. The 15-minute QRL assets attach theirs
+  once per Taipei day (`treasury_charts_due`), not to each of the day's 96 runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from qrl_platform import charts
-from qrl_platform.calendar import previous_trading_days
+from qrl_platform.calendar import QUARTER_HOUR, QUARTER_HOUR_FMT, TAIPEI, previous_trading_days
 from qrl_platform.warehouse.schema import qrl_positions, rebalance_plans, strategy_stats
 
 if TYPE_CHECKING:  # types only: the treasury assets use this module without the strategy code
@@ -169,6 +170,26 @@ def indicator_charts(
 
 
 # ------------------------------------------------------------------------------------- treasury charts
+def treasury_charts_due(partition_end: dt.datetime) -> bool:
+    """Whether the quarter hour ending at `partition_end` carries the QRL charts: the last quarter hour
+    of each Taipei day (23:45-24:00 Taipei, UTC key HH:MM 15:45), which the 00:00 Taipei schedule tick
+    runs, so it is also the first run after Taipei midnight.
+
+    Once a day rather than every run: each chart is 5-30 KB and an operator looks at the latest one,
+    not at 96 near-identical copies a day (about a tenth of a 15-minute run's event-log size). At the
+    day's boundary, its trailing window covers whole Taipei days. Decided by the partition (not by the
+    clock), so a re-run or backfill of that quarter hour charts it again and no other one does."""
+    local = partition_end.astimezone(TAIPEI)
+    return local.hour == 0 and local.minute == 0
+
+
+def latest_charted_quarter_hour(partition_end: dt.datetime) -> str:
+    """The key of the latest quarter hour, up to the one ending at `partition_end`, that carries charts."""
+    local = partition_end.astimezone(TAIPEI)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - QUARTER_HOUR).astimezone(dt.UTC).strftime(QUARTER_HOUR_FMT)
+
+
 def position_chart(
     warehouse: Warehouse, *, symbol: str, mode: str, until: dt.datetime, days: int = TREASURY_CHART_DAYS
 ) -> dict[str, str]:

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     max_drawdown: str = _env("QRL_MAX_DRAWDOWN")
     kill_switch_reset_at: str = _env("QRL_KILL_SWITCH_RESET_AT")
 
+    # How long Dagster's own runs (and their event logs) are kept, in days (dagster_retention_job, weekly):
+    # the high-frequency QRL jobs briefly, every other job (the daily chain) for more than a year.
+    dagster_runs_high_frequency_days: int = _env("QRL_DAGSTER_RUNS_HIGH_FREQUENCY_DAYS", "14")
+    dagster_runs_daily_days: int = _env("QRL_DAGSTER_RUNS_DAILY_DAYS", "400")
+
     # The `qrl` CLI: submit runs to this deployed Dagster webserver (GraphQL) instead of the local instance;
     # the token is sent as `Authorization: Bearer …` to the authenticating proxy in front of it.
     dagster_url: str = _env("QRL_DAGSTER_URL")
@@ -117,6 +122,14 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if value not in {"demo", "live"}:
             raise ValueError(f"QRL_MARKET_SOURCE must be 'demo' or 'live', got {value!r}")
+        return value
+
+    @field_validator("dagster_runs_high_frequency_days", "dagster_runs_daily_days")
+    @classmethod
+    def _at_least_a_day(cls, value: int, info) -> int:
+        if value < 1:
+            name = cls.model_fields[info.field_name].validation_alias.choices[0]
+            raise ValueError(f"{name} must be at least 1 (days), got {value}")
         return value
 
     @field_validator("twse_base_url", "tpex_base_url", "tdcc_base_url", "mops_base_url", "mexc_base_url", "dagster_url")

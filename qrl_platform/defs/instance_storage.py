@@ -12,12 +12,19 @@ Dagster's PostgreSQL implementation does it: one multi-row INSERT into the run's
 transaction on the index for the rows, their tags and the asset's latest materialisation (the last
 of the batch). Anything else (other event types, mixed runs) goes through Dagster's own path.
 
+A deleted run (`DagsterInstance.delete_run`, e.g. by the weekly dagster_retention_job) also loses
+its own SQLite file: Dagster's class empties the rows but leaves the file (one per run, ~180-250 KB,
+SQLite never shrinks a file by itself), so without this a year of 15-minute runs would keep 35,040
+empty files however old runs are pruned.
+
 This relies on Dagster internals (the SQLite storage class and its helpers, pinned by
 `dagster==1.13.*`); `qrl_platform_tests/test_instance_storage.py` compares what it stores with what
 Dagster's own class stores for the same run.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
+import contextlib
+import os
 from collections.abc import Sequence
 
 import dagster as dg
@@ -47,3 +54,12 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             event_ids = sorted(row[0] for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)))
             self._store_asset_event_tags(conn, events, event_ids)
             self._store_asset_event(conn, events[-1], event_ids[-1])  # the asset's latest materialisation
+
+    def delete_events(self, run_id: str) -> None:
+        """Dagster's deletion (the run's rows in its file and in the index), then the run's file."""
+        super().delete_events(run_id)
+        path = self.path_for_shard(run_id)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + suffix)
+        self._initialized_dbs.discard(run_id)  # a later write for this id recreates the schema

@@ -26,6 +26,7 @@ EXPECTED = {
     "notify_m13_schedule": ("45 16 * * 1-5", "notify_m13_job"),
     "strategy_stats_schedule": ("0 17 * * 1-5", "strategy_stats_job"),
     "cleanup_old_signals_schedule": ("0 3 * * 0", "cleanup_old_signals_job"),
+    "dagster_retention_schedule": ("30 3 * * 0", "dagster_retention_job"),
     "refresh_factor_metadata_schedule": ("0 7 * * 1", None),
     "monthly_revenue_schedule": ("0 8 11 * *", "monthly_revenue_job"),
     "shareholding_schedule": ("0 10 * * 6", "shareholding_job"),

@@ -217,10 +217,11 @@ def test_output_rows_columns_and_nulls(bars, factors):
 def test_batching_and_lazy_input_do_not_change_results(bars, factors):
     one_pass = compute(bars.lazy(), batch_rows=10**9, threads=1)
     assert one_pass.select(KEYS).equals(factors.select(KEYS))
-    # Not bit-identical: the global ewm state entering each stock differs, and the seed correction
-    # removes it only up to rounding.
+    # Not bit-identical: the batch-wide EMA state entering each stock differs, and the seed correction
+    # removes it only up to rounding; TA-Lib's running window sums (Bollinger's sum of squares) carry
+    # a rounding residue from the stocks before in the same batch (measured up to ~2e-12 relative).
     for name in FACTOR_IDS:
-        _assert_same(one_pass[name], factors[name].to_numpy(), name=name, rtol=1e-12, atol=1e-12)
+        _assert_same(one_pass[name], factors[name].to_numpy(), name=name, rtol=1e-11, atol=1e-12)
 
 
 def test_stock_without_any_traded_bar(bars):
@@ -272,3 +273,12 @@ def test_values_within_declared_bounds(bars, factors):
             assert column.min() >= factor.min_value, factor.factor_id
         if factor.max_value is not None:
             assert column.max() <= factor.max_value, factor.factor_id
+
+
+def test_rows_without_keys_are_rejected_by_name(bars):
+    with pytest.raises(ValueError, match="1 row\\(s\\) without a trade_date"):
+        compute(
+            bars.with_columns(
+                pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("trade_date")).alias("trade_date")
+            )
+        )

@@ -306,11 +306,8 @@ def test_secrets_are_not_resource_config_fields():
     assert not {name for name in fields if "secret" in name or "api_key" in name}
 
 
-def test_position_and_plan_charts_show_the_last_three_days_of_stored_rows(
-    qrl_home, clean_env, warehouse_url, monkeypatch
-):
+def _spy_on_charts(monkeypatch) -> dict[str, list]:
     from qrl_platform import charts
-    from qrl_platform_tests.test_charts import WIDE_PIXELS, png_image
 
     drawn: dict[str, list] = {}
     for name in ("position_chart", "rebalance_chart"):
@@ -321,13 +318,27 @@ def test_position_and_plan_charts_show_the_last_three_days_of_stored_rows(
             return _real(frame)
 
         monkeypatch.setattr(charts, name, spy)
-    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(url=warehouse_url), "redis": RedisResource()}
-    for key in ("2026-11-10-07:00", "2026-11-20-09:00", "2026-11-20-07:00", "2026-11-20-07:15", "2026-11-20-07:30"):
-        materialize(resources, key=key)
-    result = materialize(resources, key=KEY)  # 07:45: its window ends 08:00
+    return drawn
 
-    # Simulated mode stamps both rows with the partition's end; 11-10 is older than 3 days, 09:00 is later.
-    ends = [dt.datetime(2026, 11, 20, 7, 15) + dt.timedelta(minutes=15 * i) for i in range(4)]
+
+# 15:45 UTC is 23:45-24:00 Taipei: the day's last quarter hour, run by the 00:00 Taipei tick.
+CHARTED_KEY = "2026-11-20-15:45"
+
+
+def test_position_and_plan_charts_show_the_last_three_days_of_stored_rows(
+    qrl_home, clean_env, warehouse_url, monkeypatch
+):
+    from qrl_platform_tests.test_charts import WIDE_PIXELS, png_image
+
+    drawn = _spy_on_charts(monkeypatch)
+    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(url=warehouse_url), "redis": RedisResource()}
+    for key in ("2026-11-10-15:00", "2026-11-20-17:00", "2026-11-20-15:00", "2026-11-20-15:15", "2026-11-20-15:30"):
+        materialize(resources, key=key)
+    assert drawn == {}  # none of those quarter hours ends a Taipei day
+    result = materialize(resources, key=CHARTED_KEY)  # its window ends 16:00 UTC, Taipei midnight
+
+    # Simulated mode stamps both rows with the partition's end; 11-10 is older than 3 days, 17:00 is later.
+    ends = [dt.datetime(2026, 11, 20, 15, 15) + dt.timedelta(minutes=15 * i) for i in range(4)]
     for name, column in (("position_chart", "as_of"), ("rebalance_chart", "timestamp")):
         stamps = sorted(
             t if t.tzinfo is None else t.astimezone(dt.UTC).replace(tzinfo=None) for t in drawn[name][column]
@@ -337,3 +348,33 @@ def test_position_and_plan_charts_show_the_last_three_days_of_stored_rows(
         markdown = metadata_of(result, asset)[name]
         png = base64.b64decode(markdown.split("data:image/png;base64,", 1)[1][:-1])
         assert png_image(png).size == WIDE_PIXELS
+
+
+def test_charts_are_attached_once_per_taipei_day_and_other_runs_name_where_they_are(
+    qrl_home, clean_env, warehouse_url, monkeypatch
+):
+    from qrl_platform.dashboard import latest_charted_quarter_hour, treasury_charts_due
+
+    # The rule itself: only a quarter hour ending at Taipei midnight (16:00 UTC) is charted.
+    day_ends = [
+        dt.datetime(2026, 11, 20, 0, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=15 * i)
+        for i in range(1, 97)
+        if treasury_charts_due(dt.datetime(2026, 11, 20, 0, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=15 * i))
+    ]
+    assert day_ends == [dt.datetime(2026, 11, 20, 16, 0, tzinfo=dt.UTC)]
+    assert latest_charted_quarter_hour(dt.datetime(2026, 11, 20, 16, 0, tzinfo=dt.UTC)) == CHARTED_KEY
+    assert latest_charted_quarter_hour(dt.datetime(2026, 11, 21, 15, 45, tzinfo=dt.UTC)) == CHARTED_KEY
+    assert latest_charted_quarter_hour(dt.datetime(2026, 11, 20, 15, 45, tzinfo=dt.UTC)) == "2026-11-19-15:45"
+
+    drawn = _spy_on_charts(monkeypatch)
+    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(url=warehouse_url), "redis": RedisResource()}
+    plain = materialize(resources, key="2026-11-21-03:00")
+    assert drawn == {}  # not even drawn: the charts cost render time too
+    for asset in ("qrl_position", "rebalance_plan"):
+        metadata = metadata_of(plain, asset)
+        assert not {"position_chart", "rebalance_chart"} & set(metadata), asset
+        assert metadata["charts_at_partition"] == CHARTED_KEY, asset
+    charted = materialize(resources, key=CHARTED_KEY)
+    assert "position_chart" in metadata_of(charted, "qrl_position")
+    assert "rebalance_chart" in metadata_of(charted, "rebalance_plan")
+    assert "charts_at_partition" not in metadata_of(charted, "qrl_position")

@@ -61,8 +61,12 @@ QUARTER_HOUR_ASSET = dict(
 )
 
 
-def _charts(charts: dict[str, str]) -> dict[str, dg.MetadataValue]:
-    return {name: dg.MetadataValue.md(markdown) for name, markdown in charts.items()}
+def _daily_charts(window: dg.TimeWindow, draw) -> dict[str, dg.MetadataValue]:
+    """The charts `draw()` makes, on the one quarter hour a Taipei day that carries them
+    (dashboard.treasury_charts_due); elsewhere only the key of the partition to open for them."""
+    if not dashboard.treasury_charts_due(window.end):
+        return {"charts_at_partition": dg.MetadataValue.text(dashboard.latest_charted_quarter_hour(window.end))}
+    return {name: dg.MetadataValue.md(markdown) for name, markdown in draw().items()}
 
 
 def _now() -> dt.datetime:
@@ -142,7 +146,10 @@ def qrl_position(
             "trades_synced": synced.inserted,
             "redis": redis_status,
             "dagster/row_count": rows,
-            **_charts(dashboard.position_chart(store, symbol=settings.symbol, mode=settings.mode, until=window.end)),
+            **_daily_charts(
+                window,
+                lambda: dashboard.position_chart(store, symbol=settings.symbol, mode=settings.mode, until=window.end),
+            ),
         }
     )
 
@@ -256,7 +263,12 @@ def rebalance_plan(
         **extra,
         "redis": redis_status,
         "dagster/row_count": rows,
-        **_charts(dashboard.rebalance_chart(store, symbol=settings.symbol, mode=settings.mode, until=row["timestamp"])),
+        **_daily_charts(
+            window,
+            lambda: dashboard.rebalance_chart(
+                store, symbol=settings.symbol, mode=settings.mode, until=row["timestamp"]
+            ),
+        ),
     }
     if status == UNKNOWN:
         # Recorded first, then failed: the retry looks the client order id up before anything else.

@@ -1,42 +1,40 @@
-"""M07 technical indicators, vectorised over every stock at once with polars (no Dagster here).
+"""M07 technical indicators for every stock at once: TA-Lib over batches of whole stocks (no Dagster here).
 
 `compute(bars)` takes a long frame of daily bars for many stocks and returns one Float64 column per
 factor of `TECHNICAL_FACTORS` (ids in `FACTOR_IDS`), row-aligned with the input sorted by
 (stock_id, trade_date). Definitions are TA-Lib's, seeding and warm-up included; the tests use TA-Lib
 as the oracle.
 
-How it stays vectorised and fast
---------------------------------
-* **Whole columns, no per-stock windows.** Rows are sorted by (stock_id, trade_date), so a rolling
-  window or shift computed over the whole column is correct for every row whose window lies inside
-  its own stock, i.e. whose position in the stock `_idx` is at least the window's warm-up. Rows with
-  a smaller `_idx` are exactly TA-Lib's warm-up rows and are set to null. `_idx` comes from a
-  forward fill of the row number at each stock's first row (`_start`), so no `.over("stock_id")`
-  group-by is needed anywhere (it measured several times slower).
-* **Recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) as one global `ewm_mean` plus a
+How it is computed
+------------------
+A per-stock loop pays a Python call per stock and indicator (1,800 stocks x ~20 calls); here TA-Lib
+runs over a whole batch of stocks at once, and the batch's stock boundaries are handled by numpy.
+`benchmarks/indicators.py` compares it with such a loop and with the bare TA-Lib calls alone:
+
+* **Batches of whole stocks.** The sorted rows are cut at stock boundaries into batches of about
+  `BATCH_ROWS` rows, computed on a few threads (TA-Lib and numpy release the GIL). Each batch holds only the *traded* bars, one stock after another, behind a
+  short pad (`_PAD` copies of the first bar, an extra stock whose results are discarded) that absorbs
+  TA-Lib's own warm-up at the start of the array.
+* **Window indicators (SMA, Bollinger, MAX/MIN, returns) over the concatenation.** A window that
+  lies inside one stock is that stock's window, i.e. every row whose position in its stock `idx`
+  is at least the lookback; rows with a smaller `idx` are exactly TA-Lib's warm-up rows and are set
+  to null.
+* **Recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) as one batch-wide TA-Lib EMA plus a
   correction.** Each is the linear recurrence  y[t] = r·y[t-1] + a·x[t]  (r = 1-a) started from a
-  seed s at a fixed position t0 of each stock (TA-Lib: the SMA of the first N inputs; KD: 50).
-  `g = ewm_mean(x, adjust=False)` over the concatenation of all stocks obeys the same recurrence
-  after t0, only from the wrong state (whatever leaked in from the previous stock). The difference
-  of two solutions of the recurrence decays geometrically, so inside each stock
+  seed s at bar t0 of each stock (TA-Lib: the mean of the first N inputs; KD: 50). TA-Lib's EMA `g`
+  over the concatenation obeys the same recurrence after t0, only from the wrong state (whatever
+  leaked in from the previous stock). The difference of two solutions decays geometrically, so
+  inside each stock
       y[t] = g[t] + r^(t-t0) · (s - g[t0])        for t >= t0,
-  with (s - g[t0]) read at row `_start + t0` by a gather. This is exact algebra; numerically it costs
-  ~1e-15 relative (see the tests). r^k comes from a small lookup table (exactly 0 once it drops
-  below 1e-30, which keeps denormals out of the arithmetic; null before t0, which is the warm-up
-  mask).
-* **Rolling max/min by doubling.** max over 2w bars = max(max over w, the same shifted by w):
-  9 and 240 bars take 4 and 8 cheap element-wise steps instead of a `rolling_max` each.
-* **Explicit stages.** Expensive expressions are materialised in successive `with_columns` stages
-  and referenced by name afterwards (no reliance on common-subexpression elimination, which is
-  switched off), intermediates are dropped as soon as nothing reads them, and plans run on the
-  in-memory engine (the streaming engine is far slower for these order-dependent kernels and
-  returns many small chunks).
-* **Batches of whole stocks.** The sorted frame is cut at stock boundaries into batches of about
-  `BATCH_ROWS` rows, run on a few threads (polars releases the GIL). A batch's intermediates stay in
-  CPU cache and its memory is reused by the next batch (one pass over 1.8M rows measured ~2.5x
-  slower).
+  which is exact algebra (~1e-15 relative in floating point). The correction is added only while
+  r^(t-t0) >= 1e-18 (below a double's resolution of the corrected value), on each stock's rows from
+  t0; the rows before t0 keep g (warm-up: nulled at the end, finite for the EMAs that read them).
+  Wilder's 1/14 and KD's 1/3 are TA-Lib EMAs of period 27 and 5 (alpha = 2/(N+1)).
+* **OBV** is TA-Lib's running sum over the batch minus its value entering each stock.
+* **Output without copies.** Each factor's array becomes an arrow column as it is (its validity
+  bitmap from the NaNs), one chunk per batch, and polars takes the chunks over.
 * **Suspended days.** A stock's series is its *traded* bars only: rows with a missing close, high
-  or low (suspended / no trade) are dropped before computing and get null factors when the result
+  or low (suspended / no trade) are left out before computing and get null factors when the result
   is put back. A suspension therefore neither blanks rolling windows for the next N days nor
   restarts the warm-up; e.g. `ret_1` after a suspension is the return since the last traded close.
 """
@@ -49,6 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import talib
 
 KEYS = ("stock_id", "trade_date")
 
@@ -80,293 +80,237 @@ FACTOR_IDS: tuple[str, ...] = (
     "dist_52w_low",
 )
 
-# Rows per batch of whole stocks (see the module docstring): big enough to amortise the ~5 ms
-# fixed cost of running a plan, small enough to stay mostly in cache; 150k-250k measured best.
-BATCH_ROWS = 200_000
+# Rows per batch of whole stocks: enough batches to keep every thread busy, each large enough to
+# amortise the ~30 TA-Lib calls it makes (5k-80k rows measured within 10% of each other).
+BATCH_ROWS = 40_000
 
-# TA-Lib's TA_IS_ZERO / TA_IS_ZERO_OR_NEG threshold: RSI is 0 when avg gain + avg loss is below it,
-# and the Bollinger variance is taken as 0 below it.
+# TA-Lib's TA_IS_ZERO threshold: RSI is 0 when avg gain + avg loss is below it.
 _TA_EPSILON = 1e-14
 
-# Smoothing factors and the bar (position in the stock) each recurrence is seeded at.
-_A_EMA12, _A_EMA26, _A_SIGNAL = 2 / 13, 2 / 27, 2 / 10  # EMA alpha = 2/(N+1)
-_A_WILDER = 1 / 14  # RSI 14 and ATR 14
-_A_KD = 1 / 3  # Taiwan KD: K = 2/3 K' + 1/3 RSV
-_T0_EMA12, _T0_EMA26, _T0_WILDER, _T0_KD, _T0_SIGNAL = 11, 25, 14, 7, 33
+# Smoothing factors, as TA-Lib EMA periods (alpha = 2/(period+1)), and the bar each recurrence is seeded at.
+_EMA12, _EMA26, _SIGNAL9, _WILDER, _KD = 12, 26, 9, 27, 5  # Wilder 1/14 = 2/28; KD 1/3 = 2/6
+_T0_KD, _T0_EMA12, _T0_WILDER, _T0_EMA26, _T0_SIGNAL = 7, 11, 14, 25, 33
 
-# The plans name every intermediate explicitly, so common-subexpression elimination only costs time.
-_OPTIMIZATIONS = pl.QueryOptFlags(comm_subexpr_elim=False, comm_subplan_elim=False)
-
-_idx = pl.col("_idx")  # position of the row within its stock
-_start = pl.col("_start")  # row number (in the batch) of the stock's first row
-_c, _h, _l = pl.col("close"), pl.col("high"), pl.col("low")
-_TRADED = _c.is_not_null() & _h.is_not_null() & _l.is_not_null()
+# Rows of the leading pad stock: more than any TA-Lib lookback before a recurrence's first value
+# (the MACD signal's 33), so every real stock's rows are past TA-Lib's own warm-up.
+_PAD = 64
 
 
-def _mean(x: pl.Expr, n: int) -> pl.Expr:
-    """Mean of the last n values: the window sum divided by n, as TA-Lib computes it (and a little
-    cheaper than `rolling_mean`)."""
-    return x.rolling_sum(n) / n
-
-
-def _valid_from(first: int, expr: pl.Expr) -> pl.Expr:
-    """`expr` where the bar's position in its stock is >= `first` (TA-Lib's lookback), else null."""
-    return pl.when(_idx >= first).then(expr)
-
-
-def _max(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    return pl.when(a >= b).then(a).otherwise(b)
-
-
-def _min(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    return pl.when(a <= b).then(a).otherwise(b)
-
-
-def _ewm(x: pl.Expr, alpha: float, *, has_nulls: bool = False) -> pl.Expr:
-    """Global exponential average y[t] = (1-alpha)·y[t-1] + alpha·x[t] (seeds applied later).
-
-    Some inputs are null on warm-up rows (e.g. the first 8 rows of a batch for RSV), whose values the
-    seed correction discards; filling them keeps g[t0] defined even when a stock opens the batch.
-    """
-    return (x.fill_null(0.0) if has_nulls else x).ewm_mean(alpha=alpha, adjust=False)
-
-
-def _decay(alpha: float, t0: int) -> pl.Expr:
-    """(1-alpha)^(_idx - t0) for _idx >= t0 and null before (which also masks the warm-up of
-    whatever it multiplies), from a lookup table; exactly 0 once below 1e-30."""
-    r = 1.0 - alpha
-    size = math.ceil(math.log(1e-30) / math.log(r))
-    table = pl.Series([None, *(r ** np.arange(size, dtype=np.float64)), 0.0], dtype=pl.Float64)
-    return pl.lit(table).gather((_idx - (t0 - 1)).clip(0, size + 1))
-
-
-# Bars whose value is read for every row of the stock (`_at_bar`): seeds and OBV's start.
-_READ_BARS = (0, _T0_KD, _T0_EMA12, _T0_WILDER, _T0_EMA26, _T0_SIGNAL)
-
-
-def _at_bar(expr: pl.Expr, t0: int) -> pl.Expr:
-    """The value of `expr` at bar t0 of each row's stock (garbage for stocks shorter than t0+1)."""
-    return expr.gather(pl.col(f"_row_of_bar_{t0}"))
-
-
-def _seeded(g: str, seed: pl.Expr, t0: int, decay: str) -> pl.Expr:
-    """The per-stock recurrence seeded with `seed` at bar t0, from the global ewm column `g`
-    (null before t0, through the decay column)."""
-    return pl.col(g) + pl.col(decay) * _at_bar(seed - pl.col(g), t0)
+# A seed's correction r^(t-t0)·(s - g[t0]) is applied while r^(t-t0) >= 1e-18: below that it is far
+# under a double's resolution of the value it corrects (both have the scale of the series).
+_NEGLIGIBLE = 1e-18
 
 
 @functools.cache
-def _plan() -> tuple[tuple[tuple[tuple[pl.Expr, ...], tuple[str, ...]], ...], tuple[pl.Expr, ...]]:
-    """The stages (`with_columns` expressions, intermediates to drop afterwards) and the final
-    projection, built once (expressions are immutable)."""
-    stages: list[tuple[tuple[pl.Expr, ...], tuple[str, ...]]] = []
+def _decay(period: int) -> np.ndarray:
+    """r^0, r^1, ... while above `_NEGLIGIBLE`, for the TA-Lib EMA of `period` (alpha = 2/(period+1))."""
+    r = 1.0 - 2.0 / (period + 1)
+    return r ** np.arange(math.ceil(math.log(_NEGLIGIBLE) / math.log(r)), dtype=np.float64)
 
-    def stage(*exprs: pl.Expr, drop: tuple[str, ...] = ()) -> None:
-        # Dropping intermediates as soon as no later stage reads them lets the next stage reuse
-        # their memory while it is still in cache.
-        stages.append((exprs, drop))
 
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
-    first_row = pl.col("stock_id").ne_missing(pl.col("stock_id").shift(1))
-    stage(pl.when(first_row).then(row).forward_fill().alias("_start"), _h.alias("_hh1"), _l.alias("_ll1"))
-    stage(
-        (row - _start).alias("_idx"),
-        *((_start + t0).clip(0, pl.len() - 1).alias(f"_row_of_bar_{t0}") for t0 in _READ_BARS),
+class _Batch:
+    """One batch of traded bars: stocks one after another behind the pad stock."""
+
+    def __init__(self, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, lengths: np.ndarray):
+        self.n = _PAD + len(close)
+        self.lengths = np.concatenate(([_PAD], lengths))
+        self.starts = np.concatenate(([0], np.cumsum(self.lengths)[:-1]))
+        self.ends = self.starts + self.lengths
+        self.h, self.low, self.c, self.v = (self._padded(x) for x in (high, low, close, volume))
+        self._rows: dict[tuple[int, int], np.ndarray] = {}
+
+    def _padded(self, values: np.ndarray) -> np.ndarray:
+        out = np.empty(self.n)
+        out[_PAD:] = values
+        out[:_PAD] = values[0] if len(values) else 1.0
+        return out
+
+    def rows(self, first: int, count: int) -> np.ndarray:
+        """(stocks, count) row numbers of bars first..first+count-1 of each stock; a bar past the
+        stock's end points at row 0 (the pad's first row, NaN in every recurrence and never read)."""
+        key = (first, count)
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self.starts[:, None] + np.arange(first, first + count)
+            rows[rows >= self.ends[:, None]] = 0
+            self._rows[key] = rows
+        return rows
+
+    def at_bar(self, x: np.ndarray, bar: int) -> np.ndarray:
+        """x at bar `bar` of each stock (clipped: garbage for stocks shorter than that, all warm-up)."""
+        return x[np.minimum(self.starts + bar, self.n - 1)]
+
+    def bar_mean(self, x: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Mean of x over bars first..last of each stock, summed in order as TA-Lib's SMA seeds are."""
+        rows = np.minimum(self.starts[:, None] + np.arange(first, last + 1), self.n - 1)
+        return x[rows].sum(axis=1) / (last - first + 1)
+
+    def seeded(self, g: np.ndarray, period: int, seed: np.ndarray | float, t0: int) -> np.ndarray:
+        """The per-stock recurrence seeded with `seed` at bar t0, from the batch-wide EMA `g`, in
+        place (before t0 it stays g: warm-up, finite for the EMAs that read it)."""
+        decay = _decay(period)
+        rows = self.rows(t0, len(decay))
+        g[rows] += (seed - self.at_bar(g, t0))[:, None] * decay  # rows are unique but for row 0 (NaN)
+        return g
+
+    def null_warm_up(self, x: np.ndarray, lookback: int) -> np.ndarray:
+        """x with NaN (null later) on each stock's bars before bar `lookback`."""
+        if lookback > 0:
+            x[self.rows(0, lookback)] = np.nan
+        return x
+
+
+def _factors(b: _Batch) -> dict[str, np.ndarray]:
+    """Every factor over the batch (pad rows included), NaN where null."""
+    c, h, low, v = b.c, b.h, b.low, b.v
+    out: dict[str, np.ndarray] = {}
+    for n in SMA_WINDOWS:
+        if n != 20:
+            out[f"sma_{n}"] = b.null_warm_up(talib.SMA(c, n), n - 1)
+    upper, middle, lower = talib.BBANDS(c, 20, 2.0, 2.0, 0)
+    out["sma_20"] = b.null_warm_up(middle, 19)
+
+    # EMA N seeded at bar N-1 with the mean of the first N closes; TA-Lib MACD seeds its fast EMA at
+    # the slow one's first bar (25) with the mean of the 12 closes ending there.
+    g12, g26 = talib.EMA(c, _EMA12), talib.EMA(c, _EMA26)
+    ema12 = b.seeded(g12.copy(), _EMA12, b.bar_mean(c, 0, 11), _T0_EMA12)
+    macd_fast = b.seeded(g12, _EMA12, b.bar_mean(c, 14, 25), _T0_EMA26)
+    ema26 = b.seeded(g26, _EMA26, b.bar_mean(c, 0, 25), _T0_EMA26)
+    line = macd_fast - ema26  # valid from bar 25
+    # The signal: EMA 9 of the line seeded with the mean of its first 9 values (bars 25..33).
+    signal = b.seeded(talib.EMA(line, _SIGNAL9), _SIGNAL9, b.bar_mean(line, 25, 33), _T0_SIGNAL)
+    out["ema_12"] = b.null_warm_up(ema12, _T0_EMA12)
+    out["ema_26"] = b.null_warm_up(ema26, _T0_EMA26)
+    out["macd_hist"] = b.null_warm_up(line - signal, _T0_SIGNAL)
+    out["macd"] = b.null_warm_up(line, _T0_SIGNAL)  # TA-Lib reports the line from bar 33, with its signal
+    out["macd_signal"] = b.null_warm_up(signal, _T0_SIGNAL)
+
+    # Wilder smoothing (alpha 1/14) seeded at bar 14 with the plain mean of the first 14 changes / true
+    # ranges (bars 1..14), as TA-Lib RSI and ATR do. Bar 0 of each stock reads the previous stock's
+    # close, but no seed or value uses it.
+    prev_close = np.empty_like(c)
+    prev_close[0], prev_close[1:] = c[0], c[:-1]
+    change = c - prev_close
+    gain, loss = np.maximum(change, 0.0), np.maximum(-change, 0.0)
+    # TA-Lib TRANGE, max(h-l, |h-prev_c|, |l-prev_c|), is max(h, prev_c) - min(l, prev_c) as high >= low
+    # (which the market schema enforces).
+    true_range = np.maximum(h, prev_close) - np.minimum(low, prev_close)
+    avg_gain = b.seeded(talib.EMA(gain, _WILDER), _WILDER, b.bar_mean(gain, 1, 14), _T0_WILDER)
+    avg_loss = b.seeded(talib.EMA(loss, _WILDER), _WILDER, b.bar_mean(loss, 1, 14), _T0_WILDER)
+    atr = b.seeded(talib.EMA(true_range, _WILDER), _WILDER, b.bar_mean(true_range, 1, 14), _T0_WILDER)
+    total = avg_gain + avg_loss
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsi = np.where(total < _TA_EPSILON, 0.0, 100.0 * avg_gain / total)
+    # RSI, K, D and ATR are clipped to their natural ranges only to remove rounding-level excursions of
+    # the seed correction (an exact 0 can come out as -1e-17), which the range checks would flag. K/D
+    # could only leave [0, 100] with a close outside [low, high], which dist_52w_high / dist_52w_low
+    # (not clipped) still expose once their window is full.
+    out["rsi_14"] = b.null_warm_up(np.clip(rsi, 0.0, 100.0, out=rsi), _T0_WILDER)
+    upper_band, lower_band = upper, lower
+    out["bb_upper"], out["bb_middle"], out["bb_lower"] = (
+        b.null_warm_up(upper_band, 19),
+        out["sma_20"],
+        b.null_warm_up(lower_band, 19),
     )
+    out["atr_14"] = b.null_warm_up(np.maximum(atr, 0.0, out=atr), _T0_WILDER)
 
-    # Highest high / lowest low by doubling: _hh{2w} = max(_hh{w}, _hh{w} shifted by w).
-    width = 1
-    while width < 128:
-        hh, ll = pl.col(f"_hh{width}"), pl.col(f"_ll{width}")
-        stage(_max(hh, hh.shift(width)).alias(f"_hh{2 * width}"), _min(ll, ll.shift(width)).alias(f"_ll{2 * width}"))
-        width *= 2
-    hh128, ll128 = pl.col("_hh128"), pl.col("_ll128")
-    stage(
-        _max(pl.col("_hh8"), _h.shift(8)).alias("_hh9"),
-        _min(pl.col("_ll8"), _l.shift(8)).alias("_ll9"),
-        _max(hh128, hh128.shift(WINDOW_52W - 128)).alias("_hh240"),
-        _min(ll128, ll128.shift(WINDOW_52W - 128)).alias("_ll240"),
-        drop=tuple(f"_{hl}{w}" for hl in ("hh", "ll") for w in (1, 2, 4, 8, 16, 32, 64, 128)),
-    )
+    # OBV: TA-Lib starts at +volume[0], then adds/subtracts the volume on up/down closes. The batch-wide
+    # running sum (whole shares in float64: exact) minus its value entering each stock.
+    obv = talib.OBV(c, v)
+    obv -= np.repeat(b.at_bar(obv, 0) - b.at_bar(v, 0), b.lengths)
+    out["obv"] = obv
 
-    # Inputs of rolling windows and ewms are kept null-free (polars' null-aware kernels are ~10-15%
-    # slower): the batch's first row has no previous close, and it is a warm-up row anyway.
-    prev_close = _c.shift(1).fill_null(_c)
-    change = _c - prev_close
-    volume = pl.col("volume")
-    hh9, ll9 = pl.col("_hh9"), pl.col("_ll9")
-    # Stage 1: windows, shifts, the inputs of the recurrences and their global ewms.
-    stage(
-        *(_valid_from(n - 1, _mean(_c, n)).alias(f"sma_{n}") for n in SMA_WINDOWS),
-        # EMA seeds: SMA of the first 12 / 26 closes. TA-Lib MACD seeds its fast EMA with the SMA of
-        # the 12 closes ending at bar 25 (both of its EMAs start at the slow one's first bar): the
-        # same `_sma_12` column, read at bar 25.
-        _mean(_c, 12).alias("_sma_12"),
-        _mean(_c, 26).alias("_sma_26"),
-        # Bollinger: TA-Lib's population variance is mean(x^2) - mean(x)^2 over the 20 bars.
-        _mean(_c * _c, 20).alias("_sq_mean_20"),
-        change.clip(lower_bound=0.0).alias("_gain"),
-        (-change).clip(lower_bound=0.0).alias("_loss"),
-        # TA-Lib TRANGE, max(h-l, |h-prev_c|, |l-prev_c|) from bar 1, is max(h, prev_c) - min(l, prev_c)
-        # as high >= low (which the market schema enforces).
-        (_max(_h, prev_close) - _min(_l, prev_close)).alias("_tr"),
-        # Taiwan KD raw stochastic over 9 bars. A flat 9-bar range (H9 == L9) puts the close nowhere
-        # inside it, so RSV is defined as the neutral 50 rather than 0/0.
-        pl.when(hh9 == ll9).then(50.0).otherwise((_c - ll9) / (hh9 - ll9) * 100.0).alias("_rsv"),
-        # OBV: TA-Lib starts at +volume[0], then adds/subtracts the volume on up/down closes. Summed
-        # in Int64 (shares), so it is exact; each stock's offset is removed in stage 2.
-        pl.when(_idx == 0).then(volume).otherwise(change.sign().cast(pl.Int64) * volume).alias("_obv_step"),
-        # Mean volume of the 5 previous traded bars (today excluded).
-        _valid_from(5, _mean(volume.cast(pl.Float64), 5).shift(1)).alias("_vol_mean_5"),
-        *(_valid_from(n, _c / _c.shift(n) - 1.0).alias(f"ret_{n}") for n in RETURN_HORIZONS),
-        _valid_from(WINDOW_52W - 1, _c / pl.col("_hh240") - 1.0).alias("dist_52w_high"),
-        _valid_from(WINDOW_52W - 1, _c / pl.col("_ll240") - 1.0).alias("dist_52w_low"),
-        _ewm(_c, _A_EMA12).alias("_g_ema12"),
-        _ewm(_c, _A_EMA26).alias("_g_ema26"),
-        # Decay tables r^(t - t0), one per (alpha, t0).
-        _decay(_A_EMA12, _T0_EMA12).alias("_r_ema12"),
-        _decay(_A_EMA12, _T0_EMA26).alias("_r_macd_fast"),
-        _decay(_A_EMA26, _T0_EMA26).alias("_r_ema26"),
-        _decay(_A_WILDER, _T0_WILDER).alias("_r_wilder"),
-        _decay(_A_KD, _T0_KD).alias("_r_kd"),
-        _decay(_A_SIGNAL, _T0_SIGNAL).alias("_r_signal"),
-        drop=("_hh9", "_ll9", "_hh240", "_ll240"),
-    )
+    # Taiwan KD: raw stochastic over 9 bars; a flat 9-bar range (H9 == L9) puts the close nowhere inside
+    # it, so RSV is the neutral 50 rather than 0/0. K = 2/3 K' + 1/3 RSV and D = 2/3 D' + 1/3 K, both 50
+    # on the bar before the first RSV (bar 8), so seeded at bar 7; reported from bar 8.
+    hh9, ll9 = talib.MAX(h, 9), talib.MIN(low, 9)
+    span = hh9 - ll9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsv = np.where(span == 0.0, 50.0, (c - ll9) / span * 100.0)
+    k = b.seeded(talib.EMA(rsv, _KD), _KD, 50.0, _T0_KD)
+    d = b.seeded(talib.EMA(k, _KD), _KD, 50.0, _T0_KD)
+    kd_k = b.null_warm_up(np.clip(k, 0.0, 100.0, out=k), _T0_KD + 1)
+    kd_d = b.null_warm_up(np.clip(d, 0.0, 100.0, out=d), _T0_KD + 1)
+    out["kd_k"], out["kd_d"], out["kd_j"] = kd_k, kd_d, 3.0 * kd_k - 2.0 * kd_d
 
-    # Stage 2: seeded EMAs; global Wilder / KD averages and their seeds; OBV.
-    stage(
-        # EMA N: seeded at bar N-1 with the SMA of the first N closes.
-        _seeded("_g_ema12", pl.col("_sma_12"), _T0_EMA12, "_r_ema12").alias("ema_12"),
-        _seeded("_g_ema26", pl.col("_sma_26"), _T0_EMA26, "_r_ema26").alias("ema_26"),
-        _seeded("_g_ema12", pl.col("_sma_12"), _T0_EMA26, "_r_macd_fast").alias("_macd_fast"),
-        # Wilder smoothing (alpha 1/14) seeded at bar 14 with the plain mean of the first 14 changes /
-        # true ranges (bars 1..14), as TA-Lib RSI and ATR do.
-        _mean(pl.col("_gain"), 14).alias("_seed_gain"),
-        _mean(pl.col("_loss"), 14).alias("_seed_loss"),
-        _mean(pl.col("_tr"), 14).alias("_seed_tr"),
-        _ewm(pl.col("_gain"), _A_WILDER).alias("_g_gain"),
-        _ewm(pl.col("_loss"), _A_WILDER).alias("_g_loss"),
-        _ewm(pl.col("_tr"), _A_WILDER).alias("_g_tr"),
-        _ewm(pl.col("_rsv"), _A_KD, has_nulls=True).alias("_g_k"),
-        pl.col("_obv_step").cum_sum().alias("_obv_sum"),
-        (pl.col("_sq_mean_20") - pl.col("sma_20") * pl.col("sma_20")).alias("_var_20"),
-        drop=("_g_ema12", "_g_ema26", "_r_ema12", "_r_macd_fast", "_r_ema26", "_sma_12", "_sma_26", "_gain")
-        + ("_loss", "_tr", "_rsv", "_sq_mean_20"),
-    )
+    # Volume against the mean of the 5 previous traded bars (today excluded); no shares traded in
+    # those 5 bars gives null rather than infinity.
+    mean5 = talib.SMA(v, 5)
+    ratio = np.full_like(v, np.nan)
+    np.divide(v[1:], mean5[:-1], out=ratio[1:], where=mean5[:-1] > 0)
+    out["vol_ratio_5"] = b.null_warm_up(ratio, 5)
 
-    # Stage 3: apply the Wilder / KD seeds; the MACD line.
-    stage(
-        _seeded("_g_gain", pl.col("_seed_gain"), _T0_WILDER, "_r_wilder").alias("_avg_gain"),
-        _seeded("_g_loss", pl.col("_seed_loss"), _T0_WILDER, "_r_wilder").alias("_avg_loss"),
-        _seeded("_g_tr", pl.col("_seed_tr"), _T0_WILDER, "_r_wilder").alias("atr_14"),
-        # K[t] = 2/3·K[t-1] + 1/3·RSV[t] with K = 50 on the bar before the first RSV (bar 8), so the
-        # seed sits at bar 7; K is kept at bar 7 (masked at the end) so that D starts there too.
-        _seeded("_g_k", pl.lit(50.0), _T0_KD, "_r_kd").alias("_k"),
-        (pl.col("_macd_fast") - pl.col("ema_26")).alias("_macd_line"),  # valid from bar 25
-        (pl.col("_obv_sum") - _at_bar(pl.col("_obv_sum") - pl.col("_obv_step"), 0)).alias("_obv"),
-        drop=("_g_gain", "_g_loss", "_g_tr", "_g_k", "_seed_gain", "_seed_loss", "_seed_tr", "_r_wilder", "_macd_fast")
-        + ("_obv_step", "_obv_sum"),
-    )
-
-    # Stage 4: EMAs of stage-3 results. The MACD signal is an EMA 9 of the MACD line seeded with the
-    # mean of its first 9 values (bars 25..33); D = 2/3·D' + 1/3·K seeded with 50 at bar 7.
-    stage(
-        _mean(pl.col("_macd_line").fill_null(0.0), 9).alias("_seed_signal"),
-        _ewm(pl.col("_macd_line"), _A_SIGNAL, has_nulls=True).alias("_g_signal"),
-        _ewm(pl.col("_k"), _A_KD, has_nulls=True).alias("_g_d"),
-    )
-    stage(
-        _seeded("_g_signal", pl.col("_seed_signal"), _T0_SIGNAL, "_r_signal").alias("macd_signal"),
-        _seeded("_g_d", pl.lit(50.0), _T0_KD, "_r_kd").alias("_d"),
-        drop=("_g_signal", "_g_d", "_seed_signal", "_r_signal", "_r_kd"),
-    )
-    # RSI, K, D and ATR are clipped to their natural ranges only to remove rounding-level excursions
-    # of the seed correction (an exact 0 can come out as -1e-17), which the range checks would
-    # flag. RSI and ATR are inside exactly for any input; K/D could only leave [0, 100] with a close
-    # outside [low, high], which dist_52w_high / dist_52w_low (not clipped) still expose once their
-    # window is full.
-    stage(
-        _valid_from(_T0_KD + 1, pl.col("_k").clip(0.0, 100.0)).alias("kd_k"),
-        _valid_from(_T0_KD + 1, pl.col("_d").clip(0.0, 100.0)).alias("kd_d"),
-    )
-
-    avg_up_down = pl.col("_avg_gain") + pl.col("_avg_loss")
-    var_20 = pl.col("_var_20")
-    std_20 = pl.when(var_20 < _TA_EPSILON).then(0.0).otherwise(var_20.sqrt())  # TA-Lib clamps at 0
-    vol_mean_5 = pl.col("_vol_mean_5")
-    final = (
-        *(pl.col(f"sma_{n}") for n in SMA_WINDOWS),
-        pl.col("ema_12"),
-        pl.col("ema_26"),
-        pl.when(avg_up_down < _TA_EPSILON)
-        .then(0.0)
-        .otherwise((100.0 * pl.col("_avg_gain") / avg_up_down).clip(0.0, 100.0))
-        .alias("rsi_14"),
-        # TA-Lib reports the MACD line only from bar 33, where its signal starts.
-        _valid_from(_T0_SIGNAL, pl.col("_macd_line")).alias("macd"),
-        pl.col("macd_signal"),
-        (pl.col("_macd_line") - pl.col("macd_signal")).alias("macd_hist"),
-        (pl.col("sma_20") + 2.0 * std_20).alias("bb_upper"),
-        pl.col("sma_20").alias("bb_middle"),
-        (pl.col("sma_20") - 2.0 * std_20).alias("bb_lower"),
-        pl.col("atr_14").clip(lower_bound=0.0),
-        pl.col("_obv").cast(pl.Float64).alias("obv"),
-        pl.col("kd_k"),
-        pl.col("kd_d"),
-        (3.0 * pl.col("kd_k") - 2.0 * pl.col("kd_d")).alias("kd_j"),
-        # A zero mean (no shares traded in the previous 5 bars) gives null rather than infinity.
-        pl.when(vol_mean_5 > 0).then(volume / vol_mean_5).alias("vol_ratio_5"),
-        *(pl.col(f"ret_{n}") for n in RETURN_HORIZONS),
-        pl.col("dist_52w_high"),
-        pl.col("dist_52w_low"),
-    )
-    return tuple(stages), final
+    for n in RETURN_HORIZONS:
+        ret = np.empty_like(c)
+        ret[:n] = np.nan  # the batch's first rows: the pad's, discarded
+        np.divide(c[n:], c[:-n], out=ret[n:])
+        ret[n:] -= 1.0
+        out[f"ret_{n}"] = b.null_warm_up(ret, n)
+    high_52w = c / talib.MAX(h, WINDOW_52W)
+    high_52w -= 1.0
+    low_52w = c / talib.MIN(low, WINDOW_52W)
+    low_52w -= 1.0
+    out["dist_52w_high"] = b.null_warm_up(high_52w, WINDOW_52W - 1)
+    out["dist_52w_low"] = b.null_warm_up(low_52w, WINDOW_52W - 1)
+    return out
 
 
-def _run_plan(bars: pl.DataFrame) -> pl.DataFrame:
-    stages, final = _plan()
-    lf = bars.lazy()
-    for exprs, drop in stages:
-        lf = lf.with_columns(*exprs).drop(drop)
-    return lf.select(*final).collect(engine="in-memory", optimizations=_OPTIMIZATIONS)
+def _column(values: np.ndarray) -> pa.Array:
+    """A Float64 arrow column over `values` (kept, not copied), null where NaN."""
+    validity = np.packbits(np.isnan(values), bitorder="little")
+    np.invert(validity, out=validity)
+    return pa.Array.from_buffers(pa.float64(), len(values), [pa.py_buffer(validity), pa.py_buffer(values)])
 
 
-def _compute_batch(batch: pl.DataFrame) -> pl.DataFrame:
-    """Factors for a batch of whole stocks (sorted), keys included, row-aligned with `batch`."""
-    mask = batch.select(_TRADED).to_series()
-    n_traded = int(mask.sum())
-    if n_traded == batch.height:
-        factors = _run_plan(batch)
+def _compute_batch(columns: dict[str, np.ndarray], stock_lengths: np.ndarray) -> list[pa.Array]:
+    """Factors for a batch of whole stocks (sorted rows), one arrow column per factor, row-aligned
+    with the batch's rows."""
+    high, low, close, volume = (columns[name] for name in ("high", "low", "close", "volume"))
+    traded = ~(np.isnan(high) | np.isnan(low) | np.isnan(close))
+    untraded = np.flatnonzero(~traded)
+    if len(untraded):
+        high, low, close, volume = high[traded], low[traded], close[traded], volume[traded]
+        lengths = np.add.reduceat(traded, np.concatenate(([0], np.cumsum(stock_lengths)[:-1])))
     else:
-        # Compute on the traded bars plus one extra row that the plan sees as a one-bar stock (null
-        # stock_id): at position 0 every factor is still in warm-up, hence null, except OBV. Input
-        # row i then takes traded row position[i], or that extra row when it was not traded: one
-        # plain gather. The extra row holds numbers, not nulls, to keep the inputs null-free.
-        extra = pl.DataFrame({"high": [1.0], "low": [1.0], "close": [1.0], "volume": [0]}).with_columns(
-            pl.lit(None, dtype).alias(key) for key, dtype in batch.select(KEYS).schema.items()
-        )
-        factors = _run_plan(pl.concat([batch.filter(mask), extra.select(batch.columns)]).rechunk())
-        position = pl.select(pl.when(mask).then(mask.cast(pl.Int64).cum_sum() - 1).otherwise(n_traded)).to_series()
-        factors = factors[position].with_columns(pl.when(mask).then(pl.col("obv")).alias("obv"))
-    return pl.concat([batch.select(KEYS), factors], how="horizontal")
+        lengths = stock_lengths
+    factors = _factors(_Batch(high, low, close, volume, lengths))
+    result = []
+    for name in FACTOR_IDS:
+        values = factors[name][_PAD:]
+        if len(untraded):  # put back on the traded rows; the untraded ones are null
+            spread = np.empty(len(traded))
+            spread[traded] = values
+            spread[untraded] = np.nan
+            values = spread
+        else:
+            values = values.copy()  # its own buffer (factors may share one, e.g. sma_20 and bb_middle)
+        result.append(_column(values))
+    return result
 
 
-def _is_strictly_sorted(frame: pl.DataFrame) -> bool:
-    if frame.height < 2:
-        return True
-    sid, day = pl.col("stock_id"), pl.col("trade_date")
-    ordered = (sid > sid.shift(1)) | ((sid == sid.shift(1)) & (day > day.shift(1)))
-    return bool(frame.select(ordered.slice(1).all()).item())
+def _sorted_stock_lengths(frame: pl.DataFrame) -> np.ndarray | None:
+    """Rows per stock if `frame` is sorted by (stock_id, trade_date) with no duplicate, else None."""
+    runs = frame["stock_id"].rle()
+    ids = runs.struct.field("value")
+    if len(ids) > 1 and not bool((ids.slice(1) > ids.slice(0, len(ids) - 1)).all()):
+        return None
+    lengths = runs.struct.field("len").to_numpy().astype(np.int64)
+    days = frame["trade_date"]
+    step = np.diff(days.to_physical().to_numpy())
+    step[np.cumsum(lengths)[:-1] - 1] = 1  # across a stock boundary any date may follow
+    return lengths if bool((step > 0).all()) else None
 
 
-def _batch_bounds(frame: pl.DataFrame, rows: int) -> list[tuple[int, int]]:
-    """(offset, length) slices of about `rows` rows that never split a stock."""
-    sid = frame["stock_id"]
-    starts = np.flatnonzero(sid.ne_missing(sid.shift(1)).to_numpy())
-    first_at_or_after = np.searchsorted(starts, np.arange(0, frame.height, rows))  # cut at stock starts
-    cuts = np.unique(starts[first_at_or_after[first_at_or_after < len(starts)]])
-    ends = np.append(cuts[1:], frame.height)
-    return [(int(a), int(b - a)) for a, b in zip(cuts, ends, strict=True)]
+def _batches(lengths: np.ndarray, rows: int) -> list[tuple[int, int, int, int]]:
+    """(first stock, end stock, first row, end row) of batches of about `rows` rows of whole stocks."""
+    ends = np.cumsum(lengths)
+    bounds, first = [], 0
+    while first < len(lengths):
+        start_row = int(ends[first - 1]) if first else 0
+        end = max(first + 1, int(np.searchsorted(ends, start_row + rows, side="right")))
+        bounds.append((first, end, start_row, int(ends[end - 1])))
+        first = end
+    return bounds
 
 
 def compute(
@@ -383,30 +327,42 @@ def compute(
     Raises ValueError on duplicate (stock_id, trade_date) rows.
     """
     lf = bars.lazy() if isinstance(bars, pl.DataFrame) else bars
-    frame = (
-        lf.select(
-            pl.col("stock_id").cast(pl.Utf8),
-            pl.col("trade_date").cast(pl.Date),
-            # NaN is treated as missing, like null: a NaN price is never a traded bar.
-            *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in ("high", "low", "close")),
-            pl.col("volume").cast(pl.Int64),
-        )
-        .collect(engine="in-memory")
-        .rechunk()  # rolling / ewm kernels are much slower across many chunks
-    )
-    # Upstream frames normally arrive sorted; checking is much cheaper than sorting again.
-    if not _is_strictly_sorted(frame):
-        frame = frame.sort(KEYS)
-        if not _is_strictly_sorted(frame):
-            raise ValueError("bars has duplicate (stock_id, trade_date) rows")
+    frame = lf.select(
+        pl.col("stock_id").cast(pl.Utf8),
+        pl.col("trade_date").cast(pl.Date),
+        # NaN is treated as missing, like null: a NaN price is never a traded bar.
+        *(pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")),
+        pl.col("volume").cast(pl.Float64).fill_null(0.0),
+    ).collect(engine="in-memory")
     if frame.height == 0:
         return frame.select(*KEYS, *(pl.lit(None, pl.Float64).alias(f) for f in FACTOR_IDS))
+    for key in KEYS:
+        if frame[key].null_count():
+            raise ValueError(f"bars has {frame[key].null_count()} row(s) without a {key}")
+    # Upstream frames normally arrive sorted; checking is much cheaper than sorting again.
+    lengths = _sorted_stock_lengths(frame)
+    if lengths is None:
+        frame = frame.sort(KEYS)
+        lengths = _sorted_stock_lengths(frame)
+        if lengths is None:
+            raise ValueError("bars has duplicate (stock_id, trade_date) rows")
 
-    batches = [frame.slice(offset, length) for offset, length in _batch_bounds(frame, batch_rows)]
+    def run(bounds: tuple[int, int, int, int]) -> list[pa.Array]:
+        first, end, a, z = bounds
+        # nulls -> NaN, one contiguous array per column, converted in the worker (in parallel)
+        columns = {name: frame[name].slice(a, z - a).to_numpy() for name in ("high", "low", "close", "volume")}
+        return _compute_batch(columns, lengths[first:end])
+
+    batches = _batches(lengths, batch_rows)
     workers = min(threads or pl.thread_pool_size(), len(batches))
     if workers <= 1:
-        parts = [_compute_batch(b) for b in batches]
+        parts = [run(bounds) for bounds in batches]
     else:
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(_compute_batch, batches))
-    return pl.concat(parts, how="vertical", rechunk=False)
+            parts = list(pool.map(run, batches))
+    # One chunk per batch and factor, handed to polars without copying.
+    table = pa.Table.from_arrays(
+        [pa.chunked_array([part[i] for part in parts], pa.float64()) for i in range(len(FACTOR_IDS))],
+        names=list(FACTOR_IDS),
+    )
+    return pl.concat([frame.select(KEYS), pl.from_arrow(table, rechunk=False)], how="horizontal")
