@@ -45,8 +45,6 @@ EX_DAILY = Endpoint("TPEx", "exDailyQ", "/www/zh-tw/bulletin/exDailyQ")
 REVIVT = Endpoint("TPEx", "revivt", "/www/zh-tw/bulletin/revivt")
 PV_CHANGE = Endpoint("TPEx", "pvChgRslt", "/www/zh-tw/bulletin/pvChgRslt")
 
-TWSE_LISTS = (TWT49U, TWTAUU, TWTB8U)
-TPEX_LISTS = (EX_DAILY, REVIVT, PV_CHANGE)
 NO_DATA_STAT = "沒有符合條件的資料"
 
 
@@ -118,9 +116,7 @@ def _check_reference(published: float, ours: float, where: RangeWhere, field_nam
         )
 
 
-def _event(
-    code: str, day: dt.date, market: str, kind: str, prior: float, reference: float, cash, stock
-) -> dict:
+def _event(code: str, day: dt.date, market: str, kind: str, prior: float, reference: float, cash, stock) -> dict:
     return {
         "stock_id": code,
         "ex_date": day,
@@ -243,9 +239,7 @@ def parse_twt49u_detail(payload: object, pending: PendingDetail) -> dict:
             f"field '(每股配發現金股利)除息' is {cash} for stock {pending.stock_id}, more than 除權息前收盤價 − "
             f"減除股利參考價 allows"
         )
-    record.update(
-        kind=_dividend_kind(cash, free), cash_per_share=cash or None, stock_per_share=free or None
-    )
+    record.update(kind=_dividend_kind(cash, free), cash_per_share=cash or None, stock_per_share=free or None)
     return record
 
 
@@ -390,7 +384,14 @@ def parse_revivt(payload: object, start: dt.date, end: dt.date) -> list[dict]:
         terms = _detail(row[at["detail"]])
         new_shares = _detail_number(terms, "每壹仟股換發新股票", where, code) / 1000
         cash = _detail_number(terms, "每股退還股款", where, code)
-        _check_reference(reference, reduction_reference_price(prior, new_shares, cash), where, "減資恢復買賣開始日參考價格", code, day)
+        _check_reference(
+            reference,
+            reduction_reference_price(prior, new_shares, cash),
+            where,
+            "減資恢復買賣開始日參考價格",
+            code,
+            day,
+        )
         events.append(_event(code, day, "TPEx", "capital_reduction", prior, reference, cash, round(new_shares, 8)))
     return events
 
@@ -422,5 +423,5 @@ def parse_pv_change(payload: object, start: dt.date, end: dt.date) -> list[dict]
     return events
 
 
-TWSE_PARSERS = {TWTAUU: parse_twtauu, TWTB8U: parse_twtb8u}
-TPEX_PARSERS = {EX_DAILY: parse_ex_daily, REVIVT: parse_revivt, PV_CHANGE: parse_pv_change}
+TWSE_BASIS_CHANGES = ((TWTAUU, parse_twtauu), (TWTB8U, parse_twtb8u))
+TPEX_LISTS = ((EX_DAILY, parse_ex_daily), (REVIVT, parse_revivt), (PV_CHANGE, parse_pv_change))
