@@ -272,10 +272,10 @@ shareholding_distribution = _periodic_raw_asset("shareholding_distribution")
 
 MARKET_ASSETS = [
     daily_quotes,
-    corporate_actions,
     institutional_flows,
     margin_balances,
     valuations,
+    corporate_actions,
     monthly_revenue,
     financials,
     shareholding_distribution,
