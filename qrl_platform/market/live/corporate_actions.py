@@ -108,6 +108,29 @@ def _price(row: list, at: dict[str, int], key: str, where: RangeWhere, code: str
     return value
 
 
+@dataclass(frozen=True)
+class PricedRow:
+    """One list row with what every list has: stock, event date (checked against the range), prior close
+    and reference price."""
+
+    row: list
+    at: dict[str, int]
+    code: str
+    day: dt.date
+    prior: float
+    reference: float
+
+
+def _priced_rows(table: dict, fields: dict, where: RangeWhere, date_field: str):
+    at = positions(table.get("fields"), fields, where)
+    for row in rows_of(table, where):
+        code = text(row[at["code"]])
+        day = _in_range(roc_date(row[at["date"]], where, date_field, code), where, date_field, code)
+        yield PricedRow(
+            row, at, code, day, _price(row, at, "prior", where, code), _price(row, at, "reference", where, code)
+        )
+
+
 def _check_reference(published: float, ours: float, where: RangeWhere, field_name: str, code: str, day) -> None:
     if not within_a_tick(ours, published):
         raise where.bad(
@@ -184,12 +207,9 @@ def parse_twt49u(payload: object, start: dt.date, end: dt.date) -> tuple[list[di
     table = _twse_table(payload, where)
     if table is None:
         return [], []
-    at = positions(table.get("fields"), TWT49U_FIELDS, where)
     events, pending = [], []
-    for row in rows_of(table, where):
-        code = text(row[at["code"]])
-        day = _in_range(roc_date(row[at["date"]], where, "資料日期", code), where, "資料日期", code)
-        prior, reference = _price(row, at, "prior", where, code), _price(row, at, "reference", where, code)
+    for item in _priced_rows(table, TWT49U_FIELDS, where, "資料日期"):
+        row, at, code, day, prior, reference = item.row, item.at, item.code, item.day, item.prior, item.reference
         dividend_reference = _price(row, at, "dividend_reference", where, code)
         value = number(row[at["value"]], where, "權值+息值", code, required=True)
         if abs(prior - reference - value) > 0.011:
@@ -266,14 +286,10 @@ def _twse_basis_changes(payload: object, where: RangeWhere, kind: str) -> list[d
     table = _twse_table(payload, where)
     if table is None:
         return []
-    at = positions(table.get("fields"), REDUCTION_FIELDS, where)
-    events = []
-    for row in rows_of(table, where):
-        code = text(row[at["code"]])
-        day = _in_range(roc_date(row[at["date"]], where, "恢復買賣日期", code), where, "恢復買賣日期", code)
-        prior, reference = _price(row, at, "prior", where, code), _price(row, at, "reference", where, code)
-        events.append(_event(code, day, "TWSE", kind, prior, reference, None, None))
-    return events
+    return [
+        _event(item.code, item.day, "TWSE", kind, item.prior, item.reference, None, None)
+        for item in _priced_rows(table, REDUCTION_FIELDS, where, "恢復買賣日期")
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ TPEx
@@ -319,15 +335,12 @@ def parse_ex_daily(payload: object, start: dt.date, end: dt.date) -> list[dict]:
     table = _tpex_table(payload, where)
     if table is None:
         return []
-    at = positions(table.get("fields"), EX_DAILY_FIELDS, where)
     events = []
-    for row in rows_of(table, where):
-        code = text(row[at["code"]])
-        day = _in_range(roc_date(row[at["date"]], where, "除權息日期", code), where, "除權息日期", code)
-        prior, reference = _price(row, at, "prior", where, code), _price(row, at, "reference", where, code)
+    for item in _priced_rows(table, EX_DAILY_FIELDS, where, "除權息日期"):
+        code, day, prior, reference = item.code, item.day, item.prior, item.reference
 
-        def amount(key: str, row=row, code=code) -> float:
-            return number(row[at[key]], where, key, code) or 0.0
+        def amount(key: str, item=item) -> float:
+            return number(item.row[item.at[key]], where, key, item.code) or 0.0
 
         cash, free = amount("cash"), amount("free") / 1000
         # 按持股比例仟股認購 counts only the shares offered to existing holders; the formula's rate is over
@@ -375,13 +388,10 @@ def parse_revivt(payload: object, start: dt.date, end: dt.date) -> list[dict]:
     table = _tpex_table(payload, where)
     if table is None:
         return []
-    at = positions(table.get("fields"), REVIVT_FIELDS, where)
     events = []
-    for row in rows_of(table, where):
-        code = text(row[at["code"]])
-        day = _in_range(roc_date(row[at["date"]], where, "恢復買賣日期", code), where, "恢復買賣日期", code)
-        prior, reference = _price(row, at, "prior", where, code), _price(row, at, "reference", where, code)
-        terms = _detail(row[at["detail"]])
+    for item in _priced_rows(table, REVIVT_FIELDS, where, "恢復買賣日期"):
+        code, day, prior, reference = item.code, item.day, item.prior, item.reference
+        terms = _detail(item.row[item.at["detail"]])
         new_shares = _detail_number(terms, "每壹仟股換發新股票", where, code) / 1000
         cash = _detail_number(terms, "每股退還股款", where, code)
         _check_reference(
@@ -411,13 +421,10 @@ def parse_pv_change(payload: object, start: dt.date, end: dt.date) -> list[dict]
     table = _tpex_table(payload, where)
     if table is None:
         return []
-    at = positions(table.get("fields"), PV_FIELDS, where)
     events = []
-    for row in rows_of(table, where):
-        code = text(row[at["code"]])
-        day = _in_range(roc_date(row[at["date"]], where, "恢復買賣日期", code), where, "恢復買賣日期", code)
-        prior, reference = _price(row, at, "prior", where, code), _price(row, at, "reference", where, code)
-        ratio = _detail_number(_detail(row[at["detail"]]), "變更股票面額換股率", where, code)
+    for item in _priced_rows(table, PV_FIELDS, where, "恢復買賣日期"):
+        code, day, prior, reference = item.code, item.day, item.prior, item.reference
+        ratio = _detail_number(_detail(item.row[item.at["detail"]]), "變更股票面額換股率", where, code)
         _check_reference(reference, reduction_reference_price(prior, ratio), where, "恢復買賣開始參考價", code, day)
         events.append(_event(code, day, "TPEx", "par_value_change", prior, reference, None, ratio))
     return events
