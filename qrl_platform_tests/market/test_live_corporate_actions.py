@@ -5,7 +5,6 @@ to the tick, for every event whose terms the recording carries)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import polars as pl
 import pytest
@@ -249,10 +248,9 @@ def test_a_range_not_published_yet_asks_nothing(make_source, fake):
     assert fake.requests == []
 
 
-def test_recordings_are_listed_in_sources_md():
-    from qrl_platform_tests.market.fake_corporate_actions import RECORDINGS
+def test_recordings_are_listed_in_sources_md_with_their_digests():
+    from qrl_platform_tests.market.fake_corporate_actions import MANIFEST, RECORDINGS
 
     listed = (RECORDINGS / "SOURCES.md").read_text(encoding="utf-8")
-    for path in RECORDINGS.glob("*.json"):
-        assert path.name in listed
-        json.loads(path.read_text(encoding="utf-8"))
+    for name, digest in MANIFEST.items():
+        assert name in listed and digest in listed, name
