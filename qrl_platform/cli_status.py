@@ -17,7 +17,7 @@ import polars as pl
 from qrl_platform.calendar import day_status
 from qrl_platform.storage.frames import FrameStore
 
-RAW_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations")
+RAW_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations", "corporate_actions")
 INDICATOR_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
 CHECKS = ("missing_rate", "coverage", "no_infinities", "within_ranges")
 WIDTH = 24

@@ -11,7 +11,7 @@ import datetime as dt
 import polars as pl
 import sqlalchemy as sa
 
-from qrl_platform.calendar import parse_date
+from qrl_platform.calendar import parse_date, trading_days
 from qrl_platform.settings import warehouse_url
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
@@ -38,14 +38,26 @@ def load(
     *,
     start: str | dt.date | None = None,
     end: str | dt.date | None = None,
+    as_of: str | dt.date | None = None,
 ) -> pl.DataFrame:
     """Return the stored rows of `asset_name` for one partition, a [start, end] range, or everything.
 
+    `adjusted_quotes` is daily_quotes with point-in-time backward-adjusted prices (see
+    `load_adjusted_quotes`): `as_of` (default `end`) is the day whose knowledge of corporate actions applies.
+
     >>> quotes = load("daily_quotes", "2024-03-05")
     >>> signals = load("strategy_signals", start="2024-01-01", end="2024-03-31")
+    >>> adjusted = load("adjusted_quotes", start="2024-01-02", end="2024-06-28", as_of="2024-06-28")
     """
     if partition is not None and (start is not None or end is not None):
         raise ValueError("load: give either partition or start/end, not both")
+    if asset_name == "adjusted_quotes":
+        first, last = (start, end) if partition is None else (partition, partition)
+        if first is None or last is None:
+            raise ValueError("load: adjusted_quotes needs start and end (or a partition)")
+        return load_adjusted_quotes(first, last, as_of=as_of)
+    if as_of is not None:
+        raise ValueError(f"load: as_of applies to adjusted_quotes only, not {asset_name!r}")
     if asset_name in WAREHOUSE_ASSETS:
         return _load_from_warehouse(asset_name, partition, start, end)
     store = FrameStore()
@@ -54,6 +66,33 @@ def load(
     if partition is not None:
         return store.read(asset_name, str(partition))
     return store.read_range(asset_name, start, end)
+
+
+def load_adjusted_quotes(
+    start: str | dt.date, end: str | dt.date, *, as_of: str | dt.date | None = None
+) -> pl.DataFrame:
+    """daily_quotes of [start, end] plus adj_factor and adj_open/high/low/close, adjusted backward with the
+    corporate actions known as of `as_of` (default `end`): exactly what a run on `as_of` saw.
+
+    Every trading day's corporate_actions partition from `start` to `as_of` must be stored (an event after
+    a quote scales it), otherwise this raises naming the missing days rather than adjusting silently wrong."""
+    from qrl_platform.market.adjustment import adjust_prices
+
+    first, last = parse_date(start, field="start"), parse_date(end, field="end")
+    known = parse_date(as_of, field="as_of") if as_of is not None else last
+    if known < last:
+        raise ValueError(f"load: as_of {known} is before end {last}: quotes after as_of were not known then")
+    store = FrameStore()
+    stored = set(store.partitions("corporate_actions"))
+    missing = [d for d in trading_days(first, known) if d.isoformat() not in stored]
+    if missing:
+        raise KeyError(
+            f"load: corporate_actions not stored for {len(missing)} trading day(s) {missing[0]}..{missing[-1]}; "
+            f"materialise corporate_actions for {first}..{known} first"
+        )
+    quotes = store.read_range("daily_quotes", first.isoformat(), last.isoformat())
+    actions = store.read_range("corporate_actions", first.isoformat(), known.isoformat())
+    return adjust_prices(quotes, actions, known)
 
 
 def _load_from_warehouse(asset_name: str, partition, start, end) -> pl.DataFrame:

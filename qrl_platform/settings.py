@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     publish_monthly_revenue: str = _env("QRL_PUBLISH_MONTHLY_REVENUE")
     publish_financials: str = _env("QRL_PUBLISH_FINANCIALS")
     publish_shareholding_distribution: str = _env("QRL_PUBLISH_SHAREHOLDING_DISTRIBUTION")
+    publish_corporate_actions: str = _env("QRL_PUBLISH_CORPORATE_ACTIONS")
 
     # Redis and the M13 event bus
     redis_url: SecretStr = _secret("QRL_REDIS_URL")

@@ -13,6 +13,7 @@ CHAIN = {
     "institutional_flows",
     "margin_balances",
     "valuations",
+    "corporate_actions",
     "technical_indicators",
     "fundamental_indicators",
     "chip_indicators",

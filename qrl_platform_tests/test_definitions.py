@@ -36,6 +36,7 @@ def test_raw_market_assets_have_plain_keys_trading_day_partitions_and_single_run
 ASSET_GROUPS = {
     "daily_quotes": "market", "institutional_flows": "market", "margin_balances": "market", "valuations": "market",
     "monthly_revenue": "market", "financials": "market", "shareholding_distribution": "market",
+    "corporate_actions": "market",
     "technical_indicators": "technical", "fundamental_indicators": "fundamental", "chip_indicators": "chip",
     "strategy_signals": "strategies", "strategy_stats": "strategies", "m13_notification": "notify",
     "qrl_position": "qrl", "rebalance_plan": "qrl",

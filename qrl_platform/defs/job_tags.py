@@ -6,7 +6,7 @@ import dagster as dg
 ESTIMATE_TAG = "qrl/estimate_seconds"
 MAX_RETRIES_TAG = "dagster/max_retries"
 
-RAW_DAILY = ["daily_quotes", "institutional_flows", "margin_balances", "valuations"]
+RAW_DAILY = ["daily_quotes", "institutional_flows", "margin_balances", "valuations", "corporate_actions"]
 INDICATORS = ["technical_indicators", "fundamental_indicators", "chip_indicators"]
 
 

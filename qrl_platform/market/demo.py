@@ -8,7 +8,10 @@ before — and a one-year backfill costs one grid generation plus cheap slices.
 Realism where strategies need it: returns share a market and a sector factor; institutional flows and
 margin changes correlate with returns; prices respect TWSE tick sizes and the ±10 % daily limit; some
 stocks list late, some are ETFs, some are suspended; revenue and quarterly reports appear only on
-their (statutory-deadline-bounded) publication dates.
+their (statutory-deadline-bounded) publication dates. Most companies pay a dividend once a year, the
+largest quarterly, with ex-dates concentrated in June–September; a few loss makers reduce their capital.
+On an ex-date the price path continues from the exchange's reference price, so raw closes drop by the
+dividend (and jump on a reduction) exactly as real closes do.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import groupby
 
 import numpy as np
 import polars as pl
 
-from qrl_platform.calendar import closing_data_out, day_status, taipei_now
+from qrl_platform.calendar import closing_data_out, day_status, taipei_now, trading_days
 from qrl_platform.market import schema
 from qrl_platform.market.schema import BadMarketData
-from qrl_platform.market.sources import DAILY_TABLES, PERIODIC_TABLES, DayResult
+from qrl_platform.market.sources import DAILY_TABLES, EVENT_TABLES, PERIODIC_TABLES, DayResult
 
 GRID_START = dt.date(2018, 1, 1)
 GRID_END = dt.date(2028, 12, 29)
@@ -74,6 +78,17 @@ _TICKS = np.array([0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
 
 
 @dataclass(frozen=True)
+class DemoEvent:
+    t: int  # grid index of the ex-date
+    stock: int
+    kind: str
+    prior_close: float
+    reference_price: float
+    cash_per_share: float | None
+    stock_per_share: float | None
+
+
+@dataclass(frozen=True)
 class Universe:
     stock_id: np.ndarray
     name: np.ndarray
@@ -88,7 +103,7 @@ class DemoMarket:
     """A seeded synthetic market; `fetch_day` matches the live source's interface."""
 
     name = "demo"
-    provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES))
+    provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES, *EVENT_TABLES))
 
     def __init__(self, seed: int = 7, universe_size: int = 1800):
         if universe_size < 10:
@@ -170,10 +185,20 @@ class DemoMarket:
         n = self.size
         start_price = np.exp(rng.uniform(np.log(12), np.log(600), n))
         close_raw = start_price * np.exp(np.cumsum(np.log1p(self._returns), axis=0))
+        # Corporate actions rebase the path: from an ex-date on, every close is scaled by the event's
+        # reference price / prior close (a dividend drops the price, a capital reduction lifts it).
+        events = self._price_events(close_raw)
+        basis = np.ones_like(close_raw)
+        reference = np.full(close_raw.shape, np.nan)
+        for event in events:
+            basis[event.t, event.stock] = event.reference_price / event.prior_close
+            reference[event.t, event.stock] = event.reference_price
+        basis = np.cumprod(basis, axis=0)
         # Real listed shares rarely trade below 1 TWD for long (they get delisted); a floor keeps the
         # decade-long demo grid free of zero prices (and so of infinite ratios).
-        close = tick_round(np.maximum(close_raw, 1.0))
-        prev = np.vstack([close[:1], close[:-1]])
+        close = tick_round(np.maximum(close_raw * basis, 1.0))
+        # The day's reference price: the previous close, or the exchange's reference price on an ex-date.
+        prev = np.where(np.isnan(reference), np.vstack([close[:1], close[:-1]]), reference)
         gap = rng.normal(0, 0.004, close.shape)
         open_ = tick_round(np.clip(prev * (1 + gap), prev * 0.905, prev * 1.095))
         wick_hi = np.abs(rng.normal(0, 0.006, close.shape))
@@ -186,7 +211,150 @@ class DemoMarket:
         activity = np.exp(rng.normal(0, 0.35, close.shape)) * (1 + 25 * np.abs(self._returns))
         volume = (base_volume * activity / 1000).astype(np.int64) * 1000  # whole lots, in shares
         trades = np.maximum(1, volume // rng.integers(1500, 8000, n)).astype(np.int64)
-        return {"open": open_, "high": high, "low": low, "close": close, "volume": volume, "trades": trades}
+        return {
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "reference": prev,
+            "volume": volume,
+            "trades": trades,
+            "events": events,
+        }
+
+    # ---------------------------------------------------------------- corporate actions
+    @cached_property
+    def _dividend_policy(self) -> dict[str, np.ndarray]:
+        """Who pays what: most profitable companies annually, the largest quarterly, some in shares too."""
+        rng = self._rng("corporate_actions")
+        u, n = self.universe, self.size
+        profitable = self._fundamental_base["earnings_sign"] > 0
+        payer = ~u.is_etf & profitable & (rng.random(n) < 0.85)
+        large = u.shares_outstanding >= np.quantile(u.shares_outstanding[~u.is_etf], 0.95)
+        return {
+            "payer": payer,
+            "quarterly": payer & large,
+            "cash_yield": rng.uniform(0.01, 0.08, n),
+            "stock_ratio": np.where(rng.random(n) < 0.12, np.round(rng.uniform(0.01, 0.15, n), 3), 0.0),
+            "stock_only": rng.random(n) < 0.2,  # of those paying in shares, some pay no cash at all
+            "annual_day": rng.integers(0, 365, n),
+            "reducer": rng.random(n),
+        }
+
+    def _price_events(self, close_raw: np.ndarray) -> list[DemoEvent]:
+        """Every event on the grid with its prior close and reference price, in the order they happen per
+        stock (a prior close already reflects the stock's earlier events)."""
+        schedule = self._event_schedule
+        events: list[DemoEvent] = []
+        for stock, stock_events in groupby(schedule, key=lambda e: e[1]):
+            basis = 1.0
+            for t, _, kind, cash_yield, stock_ratio, reduction in stock_events:
+                prior_close = float(tick_round(np.array([max(close_raw[t - 1, stock] * basis, 1.0)]))[0])
+                if kind == "capital_reduction":
+                    cash = None
+                    reference_price = prior_close / (1 - reduction)  # old shares / new shares
+                else:
+                    cash = round(prior_close * cash_yield, 2) if cash_yield else None
+                    reference_price = (prior_close - (cash or 0.0)) / (1 + stock_ratio)
+                reference_price = float(tick_round(np.array([reference_price]))[0])
+                events.append(DemoEvent(t, stock, kind, prior_close, reference_price, cash, stock_ratio or None))
+                basis = basis * (reference_price / prior_close)
+        return events
+
+    @cached_property
+    def _event_schedule(self) -> list[tuple[int, int, str, float, float, float]]:
+        """(grid day, stock, kind, cash yield, stock per share, share reduction) sorted by stock and day."""
+        policy, u = self._dividend_policy, self.universe
+        rng = self._rng("corporate_action_dates")
+        open_days = {np.datetime64(d, "D") for d in trading_days(GRID_START, GRID_END)}
+        is_open = np.array([d in open_days for d in self.days])
+        open_index = np.flatnonzero(is_open)
+
+        def ex_day(date: dt.date) -> int:
+            """The first open grid day on or after `date` (an ex-date is a trading day)."""
+            t = int(np.searchsorted(self.days, np.datetime64(date, "D")))
+            return int(open_index[np.searchsorted(open_index, t)]) if t <= open_index[-1] else -1
+
+        def usable(t: int, stock: int) -> bool:
+            # Listed, trading on the day and the day before (the prior close is a real close).
+            return t > u.listed_from[stock] + 1 and not self._suspended[t - 1 : t + 1, stock].any()
+
+        schedule = []
+        for year in range(GRID_START.year, GRID_END.year + 1):
+            jitter = rng.integers(-10, 11, self.size)
+            off_season = rng.random(self.size) < 0.12
+            for stock in np.flatnonzero(policy["payer"]):
+                if policy["quarterly"][stock]:
+                    # Quarterly payers (like 2330) go ex in the middle of Mar, Jun, Sep and Dec.
+                    dates = [
+                        dt.date(year, month, 15) + dt.timedelta(days=int(jitter[stock])) for month in (3, 6, 9, 12)
+                    ]
+                    yields = [policy["cash_yield"][stock] / 4] * 4
+                    ratios = [0.0] * 4
+                else:
+                    # Annual payers: mostly mid-June to September, after the AGM season; some in Oct–Nov.
+                    start, span = (dt.date(year, 10, 1), 60) if off_season[stock] else (dt.date(year, 6, 15), 105)
+                    dates = [start + dt.timedelta(days=int(policy["annual_day"][stock] % span + jitter[stock] % 5))]
+                    ratio = policy["stock_ratio"][stock]
+                    yields = [0.0 if ratio and policy["stock_only"][stock] else policy["cash_yield"][stock]]
+                    ratios = [ratio]
+                for date, cash, ratio in zip(dates, yields, ratios, strict=True):
+                    t = ex_day(date) if GRID_START <= date <= GRID_END else -1
+                    if t < 1 or not usable(t, stock):
+                        continue
+                    kind = "cash_and_stock" if cash and ratio else "stock_dividend" if ratio else "cash_dividend"
+                    schedule.append((t, int(stock), kind, float(cash), float(ratio), 0.0))
+        # A few loss makers reduce their capital to write off losses (20–80 % of the shares cancelled).
+        losers = np.flatnonzero(~u.is_etf & (self._fundamental_base["earnings_sign"] < 0))
+        for stock in losers[np.argsort(policy["reducer"][losers])][: max(1, self.size // 150)]:
+            t = int(open_index[rng.integers(len(open_index) // 10, len(open_index))])
+            if usable(t, stock):
+                schedule.append(
+                    (t, int(stock), "capital_reduction", 0.0, 0.0, float(np.round(rng.uniform(0.2, 0.8), 2)))
+                )
+        return sorted(schedule, key=lambda e: (e[1], e[0]))
+
+    def corporate_actions(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Events with an ex-date in start..end; published the trading day before the ex-date (the exchange
+        computes the reference price from that day's close)."""
+        if start > end:
+            raise BadMarketData(f"corporate_actions: start {start} is after end {end}")
+        if start < GRID_START or end > GRID_END:
+            raise BadMarketData(f"demo market: {start}..{end} is outside the demo range {GRID_START}..{GRID_END}")
+        u = self.universe
+        first, last = np.datetime64(start, "D"), np.datetime64(end, "D")
+        chosen = [e for e in self._prices["events"] if first <= self.days[e.t] <= last]
+        frame = pl.DataFrame(
+            {
+                "stock_id": [u.stock_id[e.stock] for e in chosen],
+                "ex_date": [self.days[e.t].item() for e in chosen],
+                "market": [str(u.market[e.stock]) for e in chosen],
+                "kind": [e.kind for e in chosen],
+                "prior_close": [e.prior_close for e in chosen],
+                "reference_price": [e.reference_price for e in chosen],
+                "cash_per_share": [e.cash_per_share for e in chosen],
+                "stock_per_share": [e.stock_per_share for e in chosen],
+                "published_on": [self._previous_open_day(e.t) for e in chosen],
+            },
+            schema=schema.CORPORATE_ACTIONS,
+        )
+        return schema.conform("corporate_actions", frame, context=f"{start}..{end}").sort("ex_date", "stock_id")
+
+    def _previous_open_day(self, t: int) -> dt.date:
+        day = self.days[t].item() - dt.timedelta(days=1)
+        while not day_status(day).is_open:
+            day -= dt.timedelta(days=1)
+        return day
+
+    @cached_property
+    def _trailing_cash_dividends(self) -> np.ndarray:
+        """Cash dividends per share with an ex-date in the last 250 grid days (about a year), days × stocks."""
+        paid = np.zeros((len(self.days), self.size))
+        for event in self._prices["events"]:
+            paid[event.t, event.stock] += event.cash_per_share or 0.0
+        cumulative = np.vstack([np.zeros((1, self.size)), np.cumsum(paid, axis=0)])
+        rows = np.arange(1, len(self.days) + 1)
+        return cumulative[rows] - cumulative[np.maximum(rows - 250, 0)]
 
     # ---------------------------------------------------------------- daily tables
     def fetch_day(self, table: str, date: dt.date) -> DayResult:
@@ -217,7 +385,8 @@ class DemoMarket:
             return np.where(traded, values, np.nan)
 
         close = price("close")
-        prev_close = p["close"][t - 1, listed] if t > 0 else p["close"][t, listed]
+        # TWSE reports the change against the day's reference price (the ex-date's after a corporate action).
+        prev_close = p["reference"][t, listed]
         volume = np.where(traded, p["volume"][t, listed], 0)
         return pl.DataFrame(
             {
@@ -348,11 +517,11 @@ class DemoMarket:
         return eps, fair / f["base_pb"]
 
     def _valuations(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
-        f = self._fundamental_base
         close = self._prices["close"][t, listed]
         eps, book = (values[listed] for values in self._eps_and_book(t))
         pe = np.where(eps > 0, np.round(close / np.where(eps > 0, eps, 1), 2), np.nan)
-        dividend_yield = np.round(np.maximum(eps, 0) * f["payout"][listed] / close * 100, 2)
+        # The exchange's yield: the last year's cash dividends over today's close.
+        dividend_yield = np.round(self._trailing_cash_dividends[t, listed] / close * 100, 2)
         etf = self.universe.is_etf[listed]
         return pl.DataFrame(
             {

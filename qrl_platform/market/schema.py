@@ -99,6 +99,29 @@ SHAREHOLDING_DISTRIBUTION = {
     "published_on": pl.Date,
 }
 
+# One row per event that changes a stock's price basis (ex-rights/dividend, capital reduction, par-value
+# change, split). The backward adjustment factor of an event is reference_price / prior_close.
+CORPORATE_ACTION_KINDS = (
+    "cash_dividend",
+    "stock_dividend",
+    "cash_and_stock",
+    "capital_reduction",
+    "par_value_change",
+    "split",
+)
+
+CORPORATE_ACTIONS = {
+    "stock_id": pl.Utf8,
+    "ex_date": pl.Date,  # first trading day on the new basis (ex-date / resumption date)
+    "market": pl.Utf8,  # TWSE | TPEx
+    "kind": pl.Utf8,  # one of CORPORATE_ACTION_KINDS
+    "prior_close": pl.Float64,  # TWD, the exchange's close before the event
+    "reference_price": pl.Float64,  # TWD, the exchange's reference price on ex_date
+    "cash_per_share": pl.Float64,  # TWD per share, null when none
+    "stock_per_share": pl.Float64,  # new shares per existing share, null when none
+    "published_on": pl.Date,  # point in time: first day the event was public
+}
+
 RAW_TABLES: dict[str, dict[str, pl.DataType]] = {
     "daily_quotes": DAILY_QUOTES,
     "institutional_flows": INSTITUTIONAL_FLOWS,
@@ -107,6 +130,7 @@ RAW_TABLES: dict[str, dict[str, pl.DataType]] = {
     "monthly_revenue": MONTHLY_REVENUE,
     "financials": FINANCIALS,
     "shareholding_distribution": SHAREHOLDING_DISTRIBUTION,
+    "corporate_actions": CORPORATE_ACTIONS,
 }
 
 # The natural key of each table: duplicates on it are bad input.
@@ -118,6 +142,7 @@ KEYS = {
     "monthly_revenue": ("stock_id", "year_month"),
     "financials": ("stock_id", "fiscal_quarter"),
     "shareholding_distribution": ("stock_id", "week", "level"),
+    "corporate_actions": ("stock_id", "ex_date", "kind"),
 }
 
 NON_NEGATIVE = {
@@ -128,6 +153,7 @@ NON_NEGATIVE = {
     "monthly_revenue": (),
     "financials": (),
     "shareholding_distribution": ("holders", "shares", "pct"),
+    "corporate_actions": ("prior_close", "reference_price", "cash_per_share", "stock_per_share"),
 }
 
 
@@ -168,7 +194,7 @@ def conform(table: str, frame: pl.DataFrame, *, context: str = "") -> pl.DataFra
         negative = out.filter(pl.col(column) < 0)
         if negative.height:
             row = negative.row(0, named=True)
-            date = row.get("trade_date") or row.get("week") or row.get("year_month")
+            date = row.get("trade_date") or row.get("week") or row.get("year_month") or row.get("ex_date")
             raise BadMarketData(
                 f"{where}: field {column!r} is negative ({row[column]}) for stock {row['stock_id']} on {date}"
             )
@@ -179,6 +205,14 @@ def conform(table: str, frame: pl.DataFrame, *, context: str = "") -> pl.DataFra
             raise BadMarketData(
                 f"{where}: field 'high' ({row['high']}) below 'low' ({row['low']}) for stock "
                 f"{row['stock_id']} on {row['trade_date']}"
+            )
+    if table == "corporate_actions":
+        unknown = out.filter(~pl.col("kind").is_in(CORPORATE_ACTION_KINDS))
+        if unknown.height:
+            row = unknown.row(0, named=True)
+            raise BadMarketData(
+                f"{where}: field 'kind' is {row['kind']!r} for stock {row['stock_id']} on {row['ex_date']} "
+                f"(expected one of {', '.join(CORPORATE_ACTION_KINDS)})"
             )
     return out
 

@@ -16,6 +16,8 @@ import polars as pl
 
 DAILY_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations")
 PERIODIC_TABLES = ("monthly_revenue", "financials", "shareholding_distribution")
+# Tables of events fetched for a date range (`source.corporate_actions(start, end)`), stored per ex-date.
+EVENT_TABLES = ("corporate_actions",)
 
 
 @dataclass
@@ -31,8 +33,8 @@ class DayResult:
 
 class MarketSource(Protocol):
     name: str  # "demo" | "live"
-    # The raw tables this source can ingest: all DAILY_TABLES, plus each of PERIODIC_TABLES it has a
-    # method of that name for. Factors built on a table the source cannot provide are not held
+    # The raw tables this source can ingest: all DAILY_TABLES, plus each of PERIODIC_TABLES and
+    # EVENT_TABLES it has a method of that name for. Factors built on a table the source cannot provide are not held
     # against the source by the quality checks, and the table's schedule skips.
     provides: frozenset[str]
 

@@ -14,6 +14,7 @@ run. Each table has one publication rule and a time of day, configurable through
 | monthly_revenue | first day of month M | the day after the 10th of M+1, at the time | 00:00 | revenue is filed by the 10th |
 | financials | first day of quarter Q | the day after the statutory deadline, at the time | 00:00 | Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual Mar 31 |
 | shareholding_distribution | Friday F | Saturday F+1 at the time | 10:00 | TDCC posts Friday's distribution on Saturday |
+| corporate_actions | ex-date D | D at the time | 08:00 | TWT49U / exDailyQ list D's reference prices after D-1's close; 08:00 is an hour before the 09:00 open, so a strategy run on D can already adjust |
 
 The periodic tables are due only once their deadline has passed, the same rule the live source applies
 before it asks MOPS (`LiveMarketSource._after_deadline`). Whether a day is a trading day is the
@@ -65,6 +66,7 @@ TIMETABLE: dict[str, Publication] = {
         Publication("monthly_revenue", dt.time(0, 0), "after_revenue_deadline"),
         Publication("financials", dt.time(0, 0), "after_statutory_deadline"),
         Publication("shareholding_distribution", dt.time(10, 0), "next_day"),
+        Publication("corporate_actions", dt.time(8, 0), "same_day"),
     )
 }
 

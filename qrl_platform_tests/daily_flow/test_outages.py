@@ -129,7 +129,7 @@ def test_every_job_that_touches_a_server_has_the_shared_retry_policy():
         "dagster_retention_job", "qrl_15min_job", "qrl_rebalance_job",
         # the per-table and per-indicator jobs the market sensor launches on the publication timetable
         "ingest_daily_quotes_job", "ingest_institutional_flows_job", "ingest_margin_balances_job",
-        "ingest_valuations_job", "technical_indicators_job", "fundamental_indicators_job", "chip_indicators_job",
+        "ingest_valuations_job", "ingest_corporate_actions_job", "technical_indicators_job", "fundamental_indicators_job", "chip_indicators_job",
     ]  # fmt: skip
     all_jobs = defs.get_repository_def().get_all_jobs()
     assert sorted(jobs) == sorted(j.name for j in all_jobs if not j.name.startswith("__"))

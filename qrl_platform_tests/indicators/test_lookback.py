@@ -116,6 +116,7 @@ def test_a_failed_check_names_the_missing_lookback_and_the_command_first(qrl_hom
         "  institutional_flows     not stored",
         "  margin_balances         not stored",
         "  valuations              not stored",
+        "  corporate_actions       not stored",
         "indicators",
         "  technical_indicators    60 rows; checks 3/4 passed",
         "                            missing_rate FAILED: 249 lookback partitions of daily_quotes not stored "

@@ -347,6 +347,34 @@ TPEX_ROUTES = {
     PE_QRY_DATE: Route(pe_qry_date, {}),
 }
 
+# The corporate-action lists (asked for a range, startDate/endDate): every range is event-free here, in each
+# list's recorded empty shape (fake_corporate_actions.py serves the recorded events themselves).
+EX_RIGHT_FIELDS = ["除權息日期", "代號", "名稱", "除權息前收盤價", "除權息參考價", "權值", "息值", "權值+息值", "權/息",
+                   "漲停價", "跌停價", "開始交易基準價", "減除股利參考價", "現金股利", "每仟股無償配股", "現金增資股數",
+                   "現金增資認購價", "公開承銷股數", "員工認購股數", "原股東認購股數", "按持股比例仟股認購"]  # fmt: skip
+TWTB8U_FIELDS = ["恢復買賣日期", "股票代號", "名稱", "停止買賣前收盤價格", "恢復買賣參考價", "漲停價格", "跌停價格",
+                 "開盤競價基準", "詳細資料"]  # fmt: skip
+
+
+def _event_free_tpex(fields: list[str]) -> Callable[[str, str], dict]:
+    def build(start: str, end: str) -> dict:
+        table = {"title": "", "totalCount": 0, "fields": fields, "data": [], "summary": [], "notes": []}
+        return {"date": f"{start.replace('/', '')}~{end.replace('/', '')}", "tables": [table], "stat": "ok"}
+
+    return build
+
+
+EVENT_LISTS: dict[str, tuple[str, Callable[[str, str], dict]]] = {
+    "/rwd/zh/exRight/TWT49U": ("twse", lambda start, end: TWSE_NO_DATA),
+    "/rwd/zh/reducation/TWTAUU": ("twse", lambda start, end: TWSE_NO_DATA),
+    "/rwd/zh/change/TWTB8U": ("twse", lambda start, end: {"stat": "OK", "fields": TWTB8U_FIELDS, "data": []}),
+    "/www/zh-tw/bulletin/exDailyQ": ("tpex", _event_free_tpex(EX_RIGHT_FIELDS)),
+    "/www/zh-tw/bulletin/revivt": ("tpex", _event_free_tpex(["恢復買賣日期", "股票代號", "名稱", "最後交易日之收盤價格",
+                                                             "減資恢復買賣開始日參考價格", "詳細資料"])),
+    "/www/zh-tw/bulletin/pvChgRslt": ("tpex", _event_free_tpex(["恢復買賣日期", "證券代號", "證券名稱", "最後交易日之收盤價格",
+                                                                "恢復買賣開始參考價", "詳細資料"])),
+}  # fmt: skip
+
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>TWSE</title></head><body>Page not found / please retry</body></html>"
 
 
@@ -497,6 +525,8 @@ class FakeExchanges:
         if failure:
             status, headers = failure
             return status, {"Content-Type": "text/plain", **headers}, f"fake {status}".encode()
+        if path in EVENT_LISTS and EVENT_LISTS[path][0] == market:
+            return self._event_list(market, path, params)
         route = routes.get(path)
         if route is None:
             return _json(404, {"stat": f"no route {path}"})
@@ -526,6 +556,13 @@ class FakeExchanges:
                 edited = edit(payload)
                 payload = edited if isinstance(edited, dict) else payload
         return _json(200, payload)
+
+    def _event_list(self, market: str, path: str, params: dict[str, str]):
+        pattern = r"\d{8}" if market == "twse" else r"\d{4}/\d{2}/\d{2}"
+        start, end = params.get("startDate", ""), params.get("endDate", "")
+        if params.get("response") != "json" or not (re.fullmatch(pattern, start) and re.fullmatch(pattern, end)):
+            return _json(400, {"stat": f"bad request: {params}"})
+        return _json(200, EVENT_LISTS[path][1](start, end))
 
 
 def _json(status: int, payload: dict):

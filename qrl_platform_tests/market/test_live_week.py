@@ -29,8 +29,10 @@ from qrl_platform.defs import clock
 from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
 from qrl_platform.market import timetable
+from qrl_platform.market.corporate_actions import by_partition
 from qrl_platform.market.ingest import ingest_days
 from qrl_platform.market.live import LiveMarketSource
+from qrl_platform.market.sources import DAILY_TABLES
 from qrl_platform.settings import MarketSourceSettings
 from qrl_platform_tests.market import fake_exchanges as fx
 from qrl_platform_tests.market import fake_universe
@@ -99,8 +101,11 @@ def _ingest_history(exchanges: FakeExchanges) -> None:
     store = FrameStoreResource().get()
     source = LiveMarketSource(MarketSourceSettings.from_env())
     try:
-        for table in RAW_DAILY:
-            ingest_days(source, store, table, previous_trading_days(FRIDAY - dt.timedelta(days=1), 255))
+        days = previous_trading_days(FRIDAY - dt.timedelta(days=1), 255)
+        for table in DAILY_TABLES:
+            ingest_days(source, store, table, days)
+        for day, frame in by_partition(source.corporate_actions(days[0], days[-1]), days).items():
+            store.write("corporate_actions", day.isoformat(), frame)
     finally:
         source.close()
     months = [dt.date(y, m, 1) for y in (2022, 2023) for m in range(1, 13)] + [dt.date(2024, 1, 1)]

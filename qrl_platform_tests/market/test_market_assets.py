@@ -97,7 +97,7 @@ def test_bad_input_fails_naming_field_and_date_and_keeps_stored_partitions(qrl_h
 
 
 def test_slow_cadence_tables_carry_published_on(qrl_home):
-    monthly, quarterly, weekly = MARKET_ASSETS[4:]
+    monthly, quarterly, weekly = MARKET_ASSETS[5:]  # after the four daily tables and corporate_actions
     assert dg.materialize([monthly], resources=RESOURCES, partition_key="2024-02-01").success
     assert dg.materialize([quarterly], resources=RESOURCES, partition_key="2024-04-01").success
     assert dg.materialize([weekly], resources=RESOURCES, partition_key="2024-03-08").success

@@ -50,6 +50,10 @@ def instance():
 
 
 def test_each_table_is_requested_once_due_and_each_indicator_once_its_inputs_are_stored(instance, monkeypatch):
+    morning = _tick(instance, _at(DAY, "08:10"), monkeypatch)  # the ex-rights/dividend lists are out by 08:00
+    assert _requested(morning) == [("ingest_corporate_actions_job", DAY, f"ingest_corporate_actions_job:{DAY}:1")]
+    _materialize(instance, "corporate_actions", DAY)
+
     early = _tick(instance, _at(DAY, "14:00"), monkeypatch)
     assert not early.run_requests
     assert f"daily_quotes for {DAY} is not published yet: normally out at {DAY} 14:30" in early.skip_message
@@ -86,7 +90,7 @@ def test_each_table_is_requested_once_due_and_each_indicator_once_its_inputs_are
 
 def test_publication_time_override_moves_the_request(instance, monkeypatch):
     monkeypatch.setenv("QRL_PUBLISH_MARGIN_BALANCES", "21:30")
-    for asset in ("daily_quotes", "institutional_flows", "valuations", *INDICATORS):
+    for asset in ("daily_quotes", "institutional_flows", "valuations", "corporate_actions", *INDICATORS):
         _materialize(instance, asset, DAY)
     waiting = _tick(instance, _at(DAY, "21:10"), monkeypatch)
     assert not waiting.run_requests
@@ -98,7 +102,7 @@ def test_publication_time_override_moves_the_request(instance, monkeypatch):
 
 def test_yesterdays_late_table_is_still_picked_up_after_midnight(instance, monkeypatch):
     wednesday = "2024-03-06"
-    for asset in ("daily_quotes", "institutional_flows", "valuations", *INDICATORS):
+    for asset in ("daily_quotes", "institutional_flows", "valuations", "corporate_actions", *INDICATORS):
         _materialize(instance, asset, DAY)
     tick = _tick(instance, _at(wednesday, "00:30"), monkeypatch)
     assert _requested(tick) == [("ingest_margin_balances_job", DAY, f"ingest_margin_balances_job:{DAY}:1")]
@@ -119,6 +123,7 @@ def test_the_1600_backstop_leaves_margin_to_the_evening_sensor():
         "daily_quotes",
         "institutional_flows",
         "valuations",
+        "corporate_actions",
         *INDICATORS,
     }
 
@@ -140,7 +145,7 @@ def _run_margin_job(instance, partition: str):
 
 
 def test_late_data_is_a_green_run_without_materialisation_and_is_asked_again(instance, monkeypatch, qrl_home):
-    for asset in ("daily_quotes", "institutional_flows", "valuations", *INDICATORS):
+    for asset in ("daily_quotes", "institutional_flows", "valuations", "corporate_actions", *INDICATORS):
         _materialize(instance, asset, DAY)
 
     def late(self, table, date):
@@ -163,7 +168,7 @@ def test_late_data_is_a_green_run_without_materialisation_and_is_asked_again(ins
 
 
 def test_a_failed_run_is_not_retried_by_the_sensor(instance, monkeypatch, qrl_home):
-    for asset in ("daily_quotes", "institutional_flows", "valuations", *INDICATORS):
+    for asset in ("daily_quotes", "institutional_flows", "valuations", "corporate_actions", *INDICATORS):
         _materialize(instance, asset, DAY)
 
     def bad(self, table, date):
@@ -205,6 +210,7 @@ def test_each_raw_asset_holds_its_exchange_pool():
         "monthly_revenue": "mops",
         "financials": "mops",
         "shareholding_distribution": "tdcc",
+        "corporate_actions": "twse-tpex",
     }
     # Every pool in the code location is an exchange host group (the treasury's MEXC pool is the other
     # one), so the instance's default limit of 1 holds nothing else back.

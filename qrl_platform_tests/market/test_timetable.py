@@ -107,3 +107,9 @@ def test_shareholding_is_due_on_the_saturday_after_the_friday():
 def test_an_unknown_table_is_named():
     with pytest.raises(KeyError, match="no publication time for table 'quotes'"):
         is_due("quotes", MONDAY, taipei(MONDAY, 15))
+
+
+def test_corporate_actions_are_due_before_the_open_on_the_ex_date():
+    assert due_at("corporate_actions", MONDAY) == taipei(MONDAY, 8)
+    assert is_due("corporate_actions", MONDAY, taipei(MONDAY, 7, 59))[0] is False
+    assert is_due("corporate_actions", MONDAY, taipei(MONDAY, 9))[0] is True

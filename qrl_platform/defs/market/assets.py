@@ -4,13 +4,17 @@
 import datetime as dt
 
 import dagster as dg
+import polars as pl
 
 from qrl_platform import progress
 from qrl_platform.calendar import parse_date
 from qrl_platform.defs.partitions import fiscal_quarter, partition_dates, revenue_month, shareholding_week, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
+from qrl_platform.market.adjustment import adjustment_factors
+from qrl_platform.market.corporate_actions import by_partition
 from qrl_platform.market.ingest import ingest_days, store_frame
 from qrl_platform.market.live.twse import NotPublishedYet
+from qrl_platform.market.schema import BadMarketData
 
 GROUP = "market"
 
@@ -28,6 +32,7 @@ POOLS = {
     "monthly_revenue": "mops",
     "financials": "mops",
     "shareholding_distribution": "tdcc",
+    "corporate_actions": "twse-tpex",
 }
 
 DAILY_DESCRIPTIONS = {
@@ -128,6 +133,91 @@ margin_balances = _daily_raw_asset("margin_balances")
 valuations = _daily_raw_asset("valuations")
 
 
+CORPORATE_ACTIONS_CHECK = "factors_plausible"
+
+
+@dg.asset(
+    name="corporate_actions",
+    group_name=GROUP,
+    partitions_def=trading_day,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="One row per event that changes a stock's price basis (cash/stock dividend, capital reduction, "
+    "par-value change): prior close, the exchange's reference price, cash and stock per share, published_on. "
+    "Partition D holds the events whose ex-date is D (TWSE TWT49U/TWTAUU/TWTB8U, TPEx exDailyQ/revivt/"
+    "pvChgRslt; one range request per list for the whole run)." + NOT_PUBLISHED_YET_NOTE,
+    kinds={"polars", "parquet"},
+    tags={"module": "market"},
+    pool=POOLS["corporate_actions"],
+    output_required=False,
+    check_specs=[
+        dg.AssetCheckSpec(
+            CORPORATE_ACTIONS_CHECK,
+            asset="corporate_actions",
+            blocking=True,
+            description="Every event's adjustment factor (reference price / prior close) is plausible: dividends "
+            "0.05 < f <= 1.5, capital reductions, par-value changes and splits 0.05 < f <= 10. A failure names "
+            "the stock, ex-date and kind.",
+        )
+    ],
+)
+def corporate_actions(
+    context: dg.AssetExecutionContext,
+    config: DailyRawConfig,
+    market_source: MarketSourceResource,
+    frames: FrameStoreResource,
+):
+    dates = partition_dates(context)
+    source, store = market_source.get(), frames.get()
+    if "corporate_actions" not in source.provides:
+        raise NotImplementedError(f"corporate_actions: the {source.name} market source does not provide this table")
+    days = _unstored_history(store, "corporate_actions", config.history_from, dates[0]) + dates
+    try:
+        events = source.corporate_actions(days[0], days[-1])
+    except NotPublishedYet as late:
+        if len(dates) > 1:
+            raise
+        context.log.warning(f"corporate_actions: not published yet, nothing materialised: {late}")
+        context.log_event(
+            dg.AssetObservation(
+                asset_key="corporate_actions",
+                partition=context.partition_key,
+                metadata={"not_published_yet": str(late)},
+            )
+        )
+        return
+    for day, frame in by_partition(events, days).items():
+        store.write("corporate_actions", day.isoformat(), frame)
+    for day in days[: len(days) - len(dates)]:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key="corporate_actions",
+                partition=day.isoformat(),
+                metadata={"lookback_for": f"{dates[0]}..{dates[-1]}"},
+            )
+        )
+    stored = events.filter(pl.col("ex_date").is_between(days[0], days[-1]))
+    kinds = dict(stored.group_by("kind").len().iter_rows()) if stored.height else {}
+    context.log.info(f"corporate_actions: {stored.height} events over {len(days)} partition(s) from {source.name}")
+    yield dg.MaterializeResult(
+        metadata={"dagster/row_count": events.height, "source": source.name, "partitions": len(days), "kinds": kinds}
+    )
+    yield _plausibility(events, days[-1])
+
+
+def _plausibility(events: pl.DataFrame, as_of: dt.date) -> dg.AssetCheckResult:
+    try:
+        factors = adjustment_factors(events, as_of)
+    except BadMarketData as implausible:
+        return dg.AssetCheckResult(
+            check_name=CORPORATE_ACTIONS_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"problem": str(implausible)},
+        )  # fmt: skip
+    metadata = {"events": factors.height}
+    if factors.height:
+        metadata |= {"min_factor": float(factors["factor"].min()), "max_factor": float(factors["factor"].max())}
+    return dg.AssetCheckResult(check_name=CORPORATE_ACTIONS_CHECK, passed=True, metadata=metadata)
+
+
 PERIODIC_TABLES = {
     "monthly_revenue": (
         revenue_month,
@@ -185,6 +275,7 @@ MARKET_ASSETS = [
     institutional_flows,
     margin_balances,
     valuations,
+    corporate_actions,
     monthly_revenue,
     financials,
     shareholding_distribution,

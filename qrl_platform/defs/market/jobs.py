@@ -19,7 +19,8 @@ RAW_BY_1600 = [table for table in RAW_DAILY if table != "margin_balances"]
 daily_market_job = dg.define_asset_job(
     "daily_market_job",
     selection=dg.AssetSelection.assets(*RAW_BY_1600, *INDICATORS),
-    description="16:00 trading days: ingest TWSE/TPEx quotes, institutional flows and valuations and compute "
+    description="16:00 trading days: ingest TWSE/TPEx quotes, institutional flows, valuations and corporate actions "
+    "and compute "
     "M07/M08/M09 with their blocking quality checks (margin_balances comes in the evening via "
     "market_data_available_sensor; M09 of D uses the margin of D-1).",
     tags=job_tags(estimate_seconds=180, exchange="twse-tpex"),
@@ -51,6 +52,7 @@ ingest_daily_quotes_job = _table_job("daily_quotes")
 ingest_institutional_flows_job = _table_job("institutional_flows")
 ingest_margin_balances_job = _table_job("margin_balances")
 ingest_valuations_job = _table_job("valuations")
+ingest_corporate_actions_job = _table_job("corporate_actions")
 technical_indicators_job = _indicator_job("technical_indicators")
 fundamental_indicators_job = _indicator_job("fundamental_indicators")
 chip_indicators_job = _indicator_job("chip_indicators")
@@ -60,6 +62,7 @@ TABLE_JOBS = {
     "institutional_flows": ingest_institutional_flows_job,
     "margin_balances": ingest_margin_balances_job,
     "valuations": ingest_valuations_job,
+    "corporate_actions": ingest_corporate_actions_job,
 }
 INDICATOR_JOBS = {
     "technical_indicators": technical_indicators_job,

@@ -3,7 +3,7 @@
 Every tick (10 minutes) looks at today and the previous trading day (a table published late in the
 evening, or later than usual, is still picked up after midnight) and, per open day:
 
-* each raw table (daily_quotes, institutional_flows, valuations, margin_balances) whose publication
+* each raw table (daily_quotes, institutional_flows, valuations, margin_balances, corporate_actions) whose publication
   time has passed (`timetable.is_due`, QRL_PUBLISH_<TABLE>) and that is neither materialised nor being
   ingested gets its own run of `ingest_<table>_job`; a table that is not due is a wait, with the time
   it is due, in the SkipReason — no request is sent to the exchange before then;

@@ -25,13 +25,14 @@ import datetime as dt
 
 import polars as pl
 
-from qrl_platform.calendar import CLOSING_DATA_OUT, closing_data_out, taipei_now
+from qrl_platform.calendar import CLOSING_DATA_OUT, closing_data_out, taipei_now, taipei_today
 from qrl_platform.market import schema, timetable
+from qrl_platform.market.live import corporate_actions as actions
 from qrl_platform.market.live import mops, tdcc, tpex, twse
 from qrl_platform.market.live.http import JsonResponse, PoliteClient
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
-from qrl_platform.market.sources import DAILY_TABLES, PERIODIC_TABLES, DayResult
+from qrl_platform.market.sources import DAILY_TABLES, EVENT_TABLES, PERIODIC_TABLES, DayResult
 from qrl_platform.settings import MarketSourceSettings, qrl_home
 
 
@@ -47,8 +48,8 @@ def default_cache_root() -> str:
 
 class LiveMarketSource:
     name = "live"
-    # TWSE/TPEx daily tables, TDCC shareholding and MOPS revenue and financials: all seven raw tables.
-    provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES))
+    # TWSE/TPEx daily tables and corporate actions, TDCC shareholding, MOPS revenue and financials.
+    provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES, *EVENT_TABLES))
 
     def __init__(
         self, settings: MarketSourceSettings, cache_root: str | None = None, min_interval: float | None = None
@@ -123,6 +124,54 @@ class LiveMarketSource:
             decode=tdcc.decode,
             kind="CSV",
         )
+
+    # ------------------------------------------------------------------------------- corporate actions
+    def corporate_actions(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Events with an ex-date (resumption date) in start..end from the six exchange lists (see
+        live/corporate_actions.py). Asked only once the timetable says `end`'s list is out; an answer is
+        cached only after it parsed and only for ranges that lie wholly in the past."""
+        if start > end:
+            raise BadMarketData(f"corporate_actions: start {start} is after end {end}")
+        self._when_due("corporate_actions", end, f"corporate_actions {start}..{end}")
+        events, pending = self._action_list(
+            self.settings.twse_base_url, actions.TWT49U, actions.parse_twt49u, actions.twse_query, start, end
+        )
+        for item in pending:
+            answer = self.http.get_json(
+                self.settings.twse_base_url, actions.TWT49U_DETAIL.path,
+                actions.detail_query(item.stock_id, item.ex_date), date=item.ex_date,
+                label=actions.TWT49U_DETAIL.label, variant=item.stock_id,
+            )  # fmt: skip
+            events.append(actions.parse_twt49u_detail(answer.payload, item))
+            self._keep_if_settled(answer, item.ex_date)
+        for endpoint, parse in actions.TWSE_BASIS_CHANGES:
+            events += self._action_list(self.settings.twse_base_url, endpoint, parse, actions.twse_query, start, end)
+        for endpoint, parse in actions.TPEX_LISTS:
+            events += self._action_list(self.settings.tpex_base_url, endpoint, parse, actions.tpex_query, start, end)
+        frame = pl.DataFrame(events, schema=schema.CORPORATE_ACTIONS) if events else schema.empty("corporate_actions")
+        return schema.conform("corporate_actions", frame, context=f"{start}..{end}").sort("ex_date", "stock_id", "kind")
+
+    def _action_list(self, base_url: str, endpoint, parse, query, start: dt.date, end: dt.date):
+        answer = self.http.get_json(
+            base_url, endpoint.path, query(start, end), date=end, label=endpoint.label, variant=f"from-{start}"
+        )
+        try:
+            parsed = parse(answer.payload, start, end)
+        except BadMarketData:
+            if not answer.from_cache:
+                raise
+            self.http.forget(answer)  # a cached answer the parser now rejects: ask once more
+            answer = self.http.get_json(
+                base_url, endpoint.path, query(start, end), date=end, label=endpoint.label, variant=f"from-{start}"
+            )
+            parsed = parse(answer.payload, start, end)
+        self._keep_if_settled(answer, end)
+        return parsed
+
+    def _keep_if_settled(self, answer: JsonResponse, end: dt.date) -> None:
+        # A list for a range reaching today may still grow (an event published later in the day).
+        if end < taipei_today():
+            self.http.keep(answer, verified=True)
 
     # ------------------------------------------------------------------------------------------- MOPS
     def monthly_revenue(self, month: dt.date) -> pl.DataFrame:
