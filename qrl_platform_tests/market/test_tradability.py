@@ -5,7 +5,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from qrl_platform.market.tradability import tradability
+from qrl_platform.market.tradability import TRADABILITY_SCHEMA, tradability
 
 D0, D1, D2 = dt.date(2024, 7, 1), dt.date(2024, 7, 2), dt.date(2024, 7, 3)
 
@@ -157,3 +157,88 @@ def test_bad_input_is_named():
     notices = pl.DataFrame({"stock_id": ["A"], "kind": ["halt"], "start_date": [D1], "end_date": [D1]})
     with pytest.raises(ValueError, match="unknown value"):
         tradability(_quotes([("A", D1, 10.0, False)]), NO_ACTIONS, notices=notices)
+
+
+def test_the_tradability_asset_stores_one_row_per_quote_with_the_ex_date_reference_and_demo_notices(qrl_home):
+    import os
+
+    import dagster as dg
+
+    from qrl_platform.definitions import RESOURCES
+    from qrl_platform.defs.market.assets import daily_quotes
+    from qrl_platform.defs.market.tradability import tradability_asset
+    from qrl_platform.market.demo import demo_market
+    from qrl_platform.market.notices import demo_notices
+    from qrl_platform.storage.frames import FrameStore
+
+    def _range(start, end):
+        return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+
+    assert dg.materialize([daily_quotes], resources=RESOURCES, tags=_range("2024-01-10", "2024-01-17")).success
+    store = FrameStore()
+    quotes = store.read_range("daily_quotes", "2024-01-10", "2024-01-17")
+    # A hand-made ex-date on 2024-01-16 for the first stock that traded on the 15th: reference = 90 % of
+    # its previous close (a 10 % dividend).
+    stock, previous = quotes.filter(pl.col("trade_date") == dt.date(2024, 1, 15)).select("stock_id", "close").row(0)
+    reference = round(previous * 0.9, 2)
+    store.write(
+        "corporate_actions",
+        "2024-01-16",
+        pl.DataFrame(
+            {
+                "stock_id": [stock],
+                "ex_date": [dt.date(2024, 1, 16)],
+                "market": ["TWSE"],
+                "kind": ["cash_dividend"],
+                "prior_close": [previous],
+                "reference_price": [reference],
+                "cash_per_share": [previous - reference],
+                "stock_per_share": [None],
+                "published_on": [dt.date(2024, 1, 2)],
+            },
+            schema_overrides={"stock_per_share": pl.Float64},
+        ),
+    )
+    result = dg.materialize(
+        [tradability_asset], resources=RESOURCES, tags=_range("2024-01-12", "2024-01-17"), selection=["tradability"]
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("tradability")[0].metadata
+    stored = store.read_range("tradability", "2024-01-12", "2024-01-17")
+    in_range = quotes.filter(pl.col("trade_date") >= dt.date(2024, 1, 12))
+    assert stored.height == in_range.height == meta["dagster/row_count"].value
+    assert stored.schema == TRADABILITY_SCHEMA
+    ex_day = stored.filter((pl.col("stock_id") == stock) & (pl.col("trade_date") == dt.date(2024, 1, 16))).row(
+        0, named=True
+    )
+    assert ex_day["reference_price"] == reference
+    assert ex_day["at_limit_up"] == (
+        ex_day["limit_up"]
+        <= in_range.filter((pl.col("stock_id") == stock) & (pl.col("trade_date") == dt.date(2024, 1, 16))).get_column(
+            "close"
+        )[0]
+    )
+    # Every other row's reference is its own previous close, read from the stored earlier days.
+    previous_closes = quotes.sort("trade_date").with_columns(
+        pl.col("close").shift(1).over("stock_id").alias("expected_reference")
+    )
+    compared = stored.filter(pl.col("stock_id") != stock).join(
+        previous_closes.select("stock_id", "trade_date", "expected_reference"), on=["stock_id", "trade_date"]
+    )
+    traded_before = compared.filter(pl.col("expected_reference").is_not_null())
+    assert traded_before.height > 0.9 * compared.height
+    assert (traded_before.get_column("reference_price") == traded_before.get_column("expected_reference")).all()
+    universe = int(os.environ["QRL_DEMO_UNIVERSE"])
+    notices = demo_notices(demo_market(7, universe), dt.date(2024, 1, 12), dt.date(2024, 1, 17))
+    expected = {
+        (row["stock_id"], day)
+        for row in notices.filter(pl.col("kind") == "disposition").iter_rows(named=True)
+        for day in stored.get_column("trade_date").unique()
+        if row["start_date"] <= day <= row["end_date"]
+    }
+    flagged = {tuple(r) for r in stored.filter(pl.col("is_disposition")).select("stock_id", "trade_date").rows()}
+    assert expected and flagged == {
+        pair for pair in expected if pair in {tuple(r) for r in stored.select("stock_id", "trade_date").rows()}
+    }
+    assert meta["is_disposition_rows"].value == stored.get_column("is_disposition").sum()
+    assert meta["disposition_and_full_cash_source"].value.startswith("demo market")
