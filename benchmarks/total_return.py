@@ -34,41 +34,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import isolated_home  # noqa: E402
 
 START, END = dt.date(2024, 1, 2), dt.date(2024, 12, 31)
+YEAR_WINDOW_DAYS = (END - START).days + 2  # a stats period (calendar days back from END) covering START
 
 
 def judge(home: Path) -> tuple[pl.DataFrame, int]:
     """(per-strategy table, corporate actions stored in the window) from the stored year."""
-    import sqlalchemy as sa
-
-    from qrl_platform.calendar import trading_days
     from qrl_platform.storage.frames import FrameStore
-    from qrl_platform.strategy.stats import read_outcome_inputs, signal_outcomes
+    from qrl_platform.strategy.stats import update_strategy_stats
     from qrl_platform.warehouse import Warehouse
-    from qrl_platform.warehouse.schema import strategies, strategy_signals
 
     store = FrameStore(str(home))
     warehouse = Warehouse(os.environ.get("QRL_WAREHOUSE_URL") or f"sqlite:///{home / 'warehouse.sqlite'}")
-    with warehouse.engine.connect() as conn:
-        horizons = dict(conn.execute(sa.select(strategies.c.strategy_id, strategies.c.horizon_days)).fetchall())
-        rows = conn.execute(
-            sa.select(
-                strategy_signals.c.strategy_id,
-                strategy_signals.c.stock_id,
-                strategy_signals.c.trade_date,
-                strategy_signals.c.signal,
-            ).where(
-                strategy_signals.c.trade_date.between(START, END),
-                strategy_signals.c.signal.in_(["BUY", "SELL"]),
-            )
-        ).fetchall()
+    # The stats' own pass over one window holding the whole year, not saved: the outcomes are exactly
+    # what strategy_stats judges (same reads, same adjustment, same limits).
+    result = update_strategy_stats(warehouse, store, [END], periods=(YEAR_WINDOW_DAYS,), save=False)
     warehouse.dispose()
-    signals = pl.DataFrame(
-        [tuple(r) for r in rows], schema=["strategy_id", "stock_id", "trade_date", "signal"], orient="row"
-    ).cast({"trade_date": pl.Date})
-    closes, actions, limits = read_outcome_inputs(store, START, END)
-    outcomes = signal_outcomes(
-        signals, closes, horizons, trading_days(START, END), actions=actions, limits=limits
-    ).filter(pl.col("exit_date") <= END)
+    actions = store.read_range("corporate_actions", START, END)
+    outcomes = result.outcomes.filter(pl.col("trade_date") >= START)
     judged = pl.col("hit").is_not_null()
     raw_hit = (
         pl.when(pl.col("signal") == "BUY")
