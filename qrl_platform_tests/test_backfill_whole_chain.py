@@ -13,6 +13,7 @@ CHAIN = {
     "institutional_flows",
     "margin_balances",
     "valuations",
+    "tradability",
     "technical_indicators",
     "fundamental_indicators",
     "chip_indicators",
