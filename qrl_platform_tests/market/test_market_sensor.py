@@ -119,6 +119,7 @@ def test_the_1600_backstop_leaves_margin_to_the_evening_sensor():
         "daily_quotes",
         "institutional_flows",
         "valuations",
+        "tradability",
         *INDICATORS,
     }
 

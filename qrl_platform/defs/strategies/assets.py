@@ -177,7 +177,8 @@ def indicator_check_status(
     group_name=GROUP,
     partitions_def=trading_day,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[*INDICATOR_ASSETS, "daily_quotes", "strategies"],
+    # tradability: universes may exclude limit-locked, disposition or full-cash-delivery stocks.
+    deps=[*INDICATOR_ASSETS, "daily_quotes", "tradability", "strategies"],
     kinds={"polars", "sql"},
     tags=TAGS,
     description="M11 EXEC_ALL_STRATEGIES (JOB-M11-001): every ACTIVE strategy over the day's universe → BUY/SELL/HOLD "
