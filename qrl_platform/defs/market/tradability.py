@@ -51,19 +51,15 @@ def tradability_asset(
     quotes = store.read_range("daily_quotes", history_from, dates[-1], columns=QUOTE_COLUMNS)
     actions = store.read_range("corporate_actions", dates[0], dates[-1])
     notices, notices_note = notices_for(market_source.get(), dates[0], dates[-1])
-    wanted = set(dates)
-    if quotes.is_empty():
-        today = quotes
+    if quotes.is_empty():  # nothing stored (closed days only): an empty, typed partition per day
+        table = pl.DataFrame(schema=TRADABILITY_SCHEMA)
     else:
-        today = quotes.filter(pl.col("trade_date").is_in(list(wanted)))
-    earlier = quotes.filter(pl.col("trade_date") < dates[0]) if not quotes.is_empty() else None
-    table = tradability(today, actions, earlier, notices) if not today.is_empty() else None
+        in_range = pl.col("trade_date") >= dates[0]
+        table = tradability(quotes.filter(in_range), actions, quotes.filter(~in_range), notices)
     totals = {"at_limit_up": 0, "at_limit_down": 0, "is_suspended": 0, "is_disposition": 0, "is_full_cash_delivery": 0}
     rows = 0
     for day in dates:
-        day_rows = (
-            table.filter(pl.col("trade_date") == day) if table is not None else pl.DataFrame(schema=TRADABILITY_SCHEMA)
-        )
+        day_rows = table.filter(pl.col("trade_date") == day)
         store.write("tradability", day.isoformat(), day_rows)
         rows += day_rows.height
         for flag in totals:
