@@ -530,7 +530,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             **_strategy_config(ids, True)["ops"],
         }
     }
-    selection = [*RAW_DAILY, *INDICATORS, "strategy_signals"]
+    # tradability: the universes that exclude limit-locked / disposition stocks read it.
+    selection = [*RAW_DAILY, "tradability", *INDICATORS, "strategy_signals"]
     return _exit_code(launch(Launch(ASSET_JOB, span, config, {"qrl/manual": "backfill"}, assets=selection)))
 
 

@@ -80,6 +80,8 @@ def basket_returns(outcomes: pl.DataFrame, as_of: dt.date, *, window_days: int =
             & (pl.col("exit_date") <= as_of)
             & pl.col("forward_return").is_not_null()
         )
+        # A limit-locked signal could not be filled: it has no basket return.
+        .filter(~pl.col("unfilled").fill_null(False) if "unfilled" in outcomes.columns else pl.lit(True))
         .group_by("strategy_id", "signal")
         .agg(pl.col("forward_return").mean().alias("mean_forward_return"), pl.len().alias("signals"))
         .sort("strategy_id", "signal")
@@ -102,6 +104,7 @@ OUTCOME_SCHEMA = {
     "trade_date": pl.Date,
     "exit_date": pl.Date,
     "forward_return": pl.Float64,
+    "unfilled": pl.Boolean,
 }
 
 

@@ -14,6 +14,7 @@ CHAIN = {
     "margin_balances",
     "valuations",
     "corporate_actions",
+    "tradability",
     "technical_indicators",
     "fundamental_indicators",
     "chip_indicators",

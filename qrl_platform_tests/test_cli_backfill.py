@@ -48,6 +48,7 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
         "margin_balances",
         "valuations",
         "corporate_actions",
+        "tradability",
         "technical_indicators",
         "fundamental_indicators",
         "chip_indicators",
@@ -68,7 +69,7 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
         r.dagster_event.event_specific_data
         for r in fresh.all_logs(backfill.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
     ]
-    assert len(planned) == 9 and all(p.partition is None and p.partitions_subset is not None for p in planned)
+    assert len(planned) == 10 and all(p.partition is None and p.partitions_subset is not None for p in planned)
     assert all(sorted(p.partitions_subset.get_partition_keys()) == [START, END] for p in planned)
     assert "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS" not in os.environ
 

@@ -37,6 +37,7 @@ ASSET_GROUPS = {
     "daily_quotes": "market", "institutional_flows": "market", "margin_balances": "market", "valuations": "market",
     "monthly_revenue": "market", "financials": "market", "shareholding_distribution": "market",
     "corporate_actions": "market",
+    "tradability": "market",
     "technical_indicators": "technical", "fundamental_indicators": "fundamental", "chip_indicators": "chip",
     "strategy_signals": "strategies", "strategy_stats": "strategies", "m13_notification": "notify",
     "qrl_position": "qrl", "rebalance_plan": "qrl",
@@ -45,7 +46,8 @@ ASSET_GROUPS = {
 
 def test_the_asset_graph_is_what_we_ship():
     assets = _assets()
-    assert set(ASSET_GROUPS) | {"factor_metadata", "strategies"} == set(assets)
+    # corporate_actions is tradability's upstream (ex-date reference prices).
+    assert set(ASSET_GROUPS) | {"factor_metadata", "strategies", "corporate_actions"} == set(assets)
     for name, group in ASSET_GROUPS.items():
         assert assets[name].group_name == group, name
     graph = defs.resolve_asset_graph()
@@ -55,6 +57,7 @@ def test_the_asset_graph_is_what_we_ship():
 
     assert {"technical_indicators", "fundamental_indicators", "chip_indicators"} <= parents("strategy_signals")
     assert "daily_quotes" in parents("technical_indicators")
+    assert {"daily_quotes", "corporate_actions"} <= parents("tradability")
     assert "strategy_signals" in parents("m13_notification") and "strategy_signals" in parents("strategy_stats")
     assert "qrl_position" in parents("rebalance_plan")
     for name in ("technical_indicators", "fundamental_indicators", "chip_indicators", "strategy_signals"):

@@ -27,6 +27,7 @@ import polars as pl
 from qrl_platform.calendar import day_status, previous_trading_days, trading_days
 from qrl_platform.factors import Factor, chip, fundamental, registry, technical
 from qrl_platform.market import schema
+from qrl_platform.market.adjustment import adjust_prices
 from qrl_platform.storage.frames import FrameStore
 
 KEYS = ("stock_id", "trade_date")
@@ -203,7 +204,51 @@ def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.
         ),
         "daily_quotes",
     )
-    return quotes, trailing_obv(quotes, technical.compute(quotes))
+    # Corporate actions of the window, for the adjusted bars (partition key = ex_date); none stored: raw.
+    actions = reader.periodic("corporate_actions", days[0], required[-1])
+    bars = adjusted_bars(quotes, actions, required[-1])
+    computed = trailing_obv(bars, technical.compute(bars))
+    return quotes, on_own_day_basis(computed, bars)
+
+
+# M07 factors read adjusted prices (SPEC S13): an ex-dividend drop or a capital reduction is not a
+# price move, so returns, 52-week distances, moving-average crosses and oscillators see none. The maths
+# in `factors/technical` are untouched; only their input bars are prepared here.
+PRICE_LEVEL_UNIT = "TWD"
+
+
+def adjusted_bars(quotes: pl.DataFrame, actions: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+    """`quotes` with high/low/close (and open when present) adjusted backward for the corporate actions
+    known by `as_of` (`market.adjustment.adjust_prices`), plus `adj_factor` (1.0 when none).
+
+    Point in time: a range run adjusts as of its last day L; a day D < L of the range differs from a
+    run of D alone only by the events with ex_date in (D, L], which scale every bar up to D by the same
+    constant. Ratios (returns, distances, crosses, RSI, KD, OBV's direction) do not see a constant;
+    price-level factors are divided by D's own factor (`on_own_day_basis`), which is exactly that
+    constant — so each day stores what a run of that day alone stores. (This relies on an event being
+    published by its ex_date, as exchange announcements are.)"""
+    if actions.is_empty() or quotes.is_empty():
+        return quotes.with_columns(pl.lit(1.0).alias("adj_factor"))
+    adjusted = adjust_prices(quotes, actions, as_of)
+    prices = [c for c in ("open", "high", "low", "close") if c in quotes.columns]
+    return adjusted.with_columns([pl.col(f"adj_{c}").alias(c) for c in prices]).drop([f"adj_{c}" for c in prices])
+
+
+def on_own_day_basis(computed: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """Price-level factors (unit TWD: SMA, EMA, MACD, Bollinger, ATR — homogeneous in prices) of each row
+    divided by that row's adjustment factor, so they are on the basis of the day's own close (which
+    strategies compare them with: `close > sma_20`)."""
+    levels = [
+        f.factor_id for f in registry.factors("M07") if f.unit == PRICE_LEVEL_UNIT and f.factor_id in computed.columns
+    ]
+    if not levels or bars.get_column("adj_factor").eq(1.0).all():
+        return computed
+    factors = bars.select(*KEYS, "adj_factor")
+    return (
+        computed.join(factors, on=list(KEYS), how="left")
+        .with_columns([(pl.col(c) / pl.col("adj_factor").fill_null(1.0)).alias(c) for c in levels])
+        .select(computed.columns)
+    )
 
 
 # OBV is a running sum from the first bar read, so a one-day run and a backfill would store different

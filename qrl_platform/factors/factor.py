@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PRICE_BASES = ("raw", "adjusted", "none")
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -30,6 +32,15 @@ class Factor:
     # earlier, because D's own rows are published after the 16:35 strategies (margin around 21:00). The
     # same rule in live runs and backfills, so a backfill stores exactly what the live run saw.
     lag_days: int = 0
+    # Which prices the factor is computed on (SPEC S13; docs/total-return.md): "adjusted" — backward-
+    # adjusted for dividends and capital changes as of the factor's own day, so returns and crosses have
+    # no ex-date jumps; "raw" — the exchange's unadjusted prices (or figures the exchange computes from
+    # them, like PE); "none" — no price at all (volumes, flows, fundamentals).
+    price_basis: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.price_basis not in PRICE_BASES:
+            raise ValueError(f"factor {self.factor_id}: price_basis {self.price_basis!r} is not one of {PRICE_BASES}")
 
     @property
     def source_tables(self) -> frozenset[str]:
@@ -50,4 +61,5 @@ class Factor:
             "max_value": self.max_value,
             "max_missing_rate": self.max_missing_rate,
             "lag_days": self.lag_days,
+            "price_basis": self.price_basis,
         }

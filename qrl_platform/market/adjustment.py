@@ -15,18 +15,27 @@ import polars as pl
 from qrl_platform.market.schema import BadMarketData
 
 DIVIDEND_KINDS = ("cash_dividend", "stock_dividend", "cash_and_stock")
-# Plausible factor ranges (lower bound exclusive, upper inclusive). A dividend cannot raise the price
-# basis by more than half; a capital reduction raises it (f > 1), up to about ten times.
+# Plausible factor ranges per kind (lower bound exclusive, upper inclusive). A dividend cannot raise the
+# price basis by more than half; a capital reduction raises it (f > 1), up to about ten times. A par-value
+# change or a split divides the price by the share ratio: TPEx 5314's 20-for-1 par-value change
+# (2025-03-31, NT$10 → NT$0.5) has f = 0.05 exactly, so those kinds get a wider range.
 DIVIDEND_BOUNDS = (0.05, 1.5)
-BASIS_CHANGE_BOUNDS = (0.05, 10.0)
+REDUCTION_BOUNDS = (0.05, 10.0)
+SHARE_RATIO_BOUNDS = (0.01, 100.0)
+BOUNDS = {
+    **dict.fromkeys(DIVIDEND_KINDS, DIVIDEND_BOUNDS),
+    "capital_reduction": REDUCTION_BOUNDS,
+    "par_value_change": SHARE_RATIO_BOUNDS,
+    "split": SHARE_RATIO_BOUNDS,
+}
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
 def adjustment_factors(actions: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
     """Events with published_on <= as_of and ex_date <= as_of → stock_id, ex_date, kind, factor
     (= reference_price / prior_close). Raises BadMarketData naming stock, ex_date and kind when a factor
-    is implausible (dividends: 0.05 < f <= 1.5; capital reduction / par-value change / split: 0.05 < f <= 10
-    with reductions usually > 1)."""
+    is implausible (dividends: 0.05 < f <= 1.5; capital reduction: 0.05 < f <= 10, usually > 1;
+    par-value change / split: 0.01 < f <= 100)."""
     known = actions.filter((pl.col("published_on") <= as_of) & (pl.col("ex_date") <= as_of))
     factors = known.select(
         pl.col("stock_id").cast(pl.Utf8),
@@ -39,14 +48,15 @@ def adjustment_factors(actions: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
 
 
 def _reject_implausible(factors: pl.DataFrame) -> None:
-    is_dividend = pl.col("kind").is_in(DIVIDEND_KINDS)
-    low = pl.when(is_dividend).then(DIVIDEND_BOUNDS[0]).otherwise(BASIS_CHANGE_BOUNDS[0])
-    high = pl.when(is_dividend).then(DIVIDEND_BOUNDS[1]).otherwise(BASIS_CHANGE_BOUNDS[1])
+    low = pl.col("kind").replace_strict({kind: bounds[0] for kind, bounds in BOUNDS.items()}, default=None)
+    high = pl.col("kind").replace_strict({kind: bounds[1] for kind, bounds in BOUNDS.items()}, default=None)
     factor = pl.col("factor")
-    implausible = factors.filter(factor.is_null() | factor.is_nan() | (factor <= low) | (factor > high))
+    implausible = factors.filter(
+        factor.is_null() | factor.is_nan() | low.is_null() | (factor <= low) | (factor > high)
+    )
     if implausible.height:
         row = implausible.row(0, named=True)
-        bounds = DIVIDEND_BOUNDS if row["kind"] in DIVIDEND_KINDS else BASIS_CHANGE_BOUNDS
+        bounds = BOUNDS.get(row["kind"], (None, None))
         raise BadMarketData(
             f"corporate_actions: implausible adjustment factor {row['factor']} for stock {row['stock_id']} "
             f"ex_date {row['ex_date']} kind {row['kind']} (reference_price / prior_close must be in "

@@ -19,6 +19,10 @@ Schema (every field is checked; unknown fields are rejected so a typo never sile
       min_volume_lots: 500               # day volume in lots of 1,000 shares
       exclude_etf: true
       exclude_suspended: true
+      exclude_limit_up: false            # tradability (SPEC S13): closed at limit-up that day
+      exclude_limit_down: false          #   closed at limit-down
+      exclude_disposition: false         #   under disposition (處置股)
+      exclude_full_cash_delivery: false  #   full-cash delivery (全額交割)
     rules:                               # at least one; each is a condition OR a scored term
       - {factor: close, op: ">", other: sma_60, weight: 1}      # condition: factor vs factor (x scale)
       - {factor: rsi_14, op: between, value: [40, 80], weight: 1}  # condition: factor vs constant(s)
@@ -118,6 +122,13 @@ class Universe:
     min_volume_lots: float = 500.0
     exclude_etf: bool = True
     exclude_suspended: bool = True
+    # Tradability exclusions (the `tradability` asset), off by default: the stats already count a BUY at
+    # limit-up / SELL at limit-down as unfilled, and a disposition or full-cash-delivery stock can still
+    # be traded (by call auction, paid in advance) — leaving them out is the strategy's choice.
+    exclude_limit_up: bool = False
+    exclude_limit_down: bool = False
+    exclude_disposition: bool = False
+    exclude_full_cash_delivery: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,7 +237,7 @@ class StrategyDefinition:
             "status": self.status,
             "version": self.version,
             "horizon_days": self.horizon_days,
-            "universe": asdict(self.universe),
+            "universe": _universe_dict(self.universe),
             "rules": rules,
             "signal": signal,
         }
@@ -242,6 +253,12 @@ class StrategyDefinition:
         content = self.to_dict()
         content.pop("status")
         return json.dumps(content, sort_keys=True, ensure_ascii=False)
+
+
+def _universe_dict(universe: Universe) -> dict[str, Any]:
+    # Tradability exclusions appear only when on, so definitions stored before they existed keep their
+    # content (no version bump needed for an unchanged strategy).
+    return {k: v for k, v in asdict(universe).items() if k not in TRADABILITY_EXCLUSIONS or v}
 
 
 def _rule_dict(rule: Rule) -> dict[str, Any]:
@@ -267,7 +284,14 @@ _TOP_FIELDS = {
     "exit",
     "signal",
 }
-_UNIVERSE_FIELDS = {"market_type", "min_volume_lots", "exclude_etf", "exclude_suspended"}
+# Universe flag -> the `tradability` column it excludes on.
+TRADABILITY_EXCLUSIONS = {
+    "exclude_limit_up": "at_limit_up",
+    "exclude_limit_down": "at_limit_down",
+    "exclude_disposition": "is_disposition",
+    "exclude_full_cash_delivery": "is_full_cash_delivery",
+}
+_UNIVERSE_FIELDS = {"market_type", "min_volume_lots", "exclude_etf", "exclude_suspended", *TRADABILITY_EXCLUSIONS}
 _CONDITION_FIELDS = {"factor", "op", "value", "other", "scale", "weight"}
 _SCORED_FIELDS = {"factor", "transform", "direction", "bounds", "weight"}
 _SIGNAL_FIELDS = {"buy_above", "sell_below", "confidence_range", "min_coverage"}
@@ -399,7 +423,7 @@ def _parse_universe(raw: Any, errors: _Errors) -> Universe:
     if min_volume is not None and min_volume < 0:
         errors.add("universe.min_volume_lots", f"must be >= 0, got {min_volume:g}")
     flags = {}
-    for key in ("exclude_etf", "exclude_suspended"):
+    for key in ("exclude_etf", "exclude_suspended", *TRADABILITY_EXCLUSIONS):
         value = raw.get(key, getattr(default, key))
         if not isinstance(value, bool):
             errors.add(f"universe.{key}", f"must be true or false, got {value!r}")

@@ -21,6 +21,7 @@ from qrl_platform.strategy import isolation
 from qrl_platform.strategy.definition import (
     CROSS_OPS,
     MARKET_TYPES,
+    TRADABILITY_EXCLUSIONS,
     Condition,
     Rule,
     ScoredTerm,
@@ -156,7 +157,30 @@ def universe_filter(universe: Universe) -> pl.Expr:
         condition &= ~pl.col("is_etf").fill_null(False)
     if universe.exclude_suspended:
         condition &= ~pl.col("is_suspended").fill_null(False)
+    for flag, column in TRADABILITY_EXCLUSIONS.items():
+        if getattr(universe, flag):
+            condition &= ~pl.col(column).fill_null(False)
     return condition
+
+
+def require_tradability(strategy_id: str, universe: Universe, frame: pl.DataFrame, dates: Sequence[dt.date]) -> None:
+    """A universe that excludes on tradability needs the `tradability` rows of every day it runs:
+    without them nothing would be excluded and nobody would know."""
+    columns = [column for flag, column in TRADABILITY_EXCLUSIONS.items() if getattr(universe, flag)]
+    if not columns:
+        return
+    if any(column not in frame.columns for column in columns):
+        known: set[dt.date] = set()
+    else:
+        known = set(frame.filter(pl.col(columns[0]).is_not_null()).get_column("trade_date").unique().to_list())
+    missing = sorted(set(dates) - known)
+    present = set(frame.get_column("trade_date").unique().to_list())
+    missing = [d for d in missing if d in present]  # days without quotes have nothing to exclude
+    if missing:
+        raise ValueError(
+            f"{strategy_id}: universe excludes on {', '.join(columns)} but tradability is not materialised for "
+            f"{', '.join(str(d) for d in missing[:5])}{' …' if len(missing) > 5 else ''}; materialise tradability first"
+        )
 
 
 def rule_value(rule: Rule) -> pl.Expr:
@@ -276,6 +300,7 @@ def evaluate_strategy(
 ) -> Evaluation:
     """Signals of one strategy over every date in `frame` (raises on any error; the caller isolates)."""
     universe = options.universe.apply(definition.universe)
+    require_tradability(definition.strategy_id, universe, frame, dates)
     fields = definition.fields()
     absent = [c for c in map(previous_day_column, definition.previous_day_fields()) if c not in frame.columns]
     if absent:

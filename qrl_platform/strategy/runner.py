@@ -34,6 +34,14 @@ from qrl_platform.warehouse import Warehouse
 
 INDICATOR_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
 QUOTE_COLUMNS = ["stock_id", "trade_date", "market", "close", "volume", "is_etf", "is_suspended"]
+TRADABILITY_COLUMNS = [
+    "stock_id",
+    "trade_date",
+    "at_limit_up",
+    "at_limit_down",
+    "is_disposition",
+    "is_full_cash_delivery",
+]
 
 
 class StrategyInputsMissing(RuntimeError):
@@ -285,7 +293,10 @@ def load_frame(store: FrameStore, dates: Sequence[dt.date], *, previous_day_fiel
     keys = sorted({d.isoformat() for d in (*dates, *previous.values())})
     quotes = store.read_many("daily_quotes", keys, columns=QUOTE_COLUMNS)
     indicators = [store.read_many(asset, keys) for asset in INDICATOR_ASSETS]
-    frame = build_frame(quotes, indicators)
+    # The tradability flags for universes that exclude on them (absent days: null, which such a
+    # strategy refuses — engine.require_tradability).
+    flags = store.read_many("tradability", keys, columns=TRADABILITY_COLUMNS)
+    frame = build_frame(quotes, [*indicators, flags])
     return with_previous_day(frame, dates, previous, previous_day_fields) if previous_day_fields else frame
 
 

@@ -1,17 +1,32 @@
-"""UPDATE_STRATEGY_STATS (seed JOB-M11-003, SPEC S7): per-strategy counts, confidence and hit rate.
+"""UPDATE_STRATEGY_STATS (seed JOB-M11-003, SPEC S7 and S13): per-strategy counts, confidence and hit rate.
 
 Definitions (hand-checkable, see the tests):
 
 * A signal's **exit date** is the `horizon_days`-th trading day after its trade date (XTAI calendar
-  plus overrides); its **forward return** is close(exit) / close(trade date) − 1 — signals are made
-  after the close, so the close is the entry price.
-* A BUY **hits** when the forward return is > 0, a SELL when it is < 0 (0 is a miss for both). HOLD
-  rows are never judged.
+  plus overrides); signals are made after the close, so the close of the trade date is the entry price.
+* Its **forward return** is a **total return**: adj_close(exit) / adj_close(trade date) − 1 on prices
+  adjusted backward for every corporate action (cash and stock dividends, capital reductions,
+  par-value changes, splits) with trade date < ex_date <= exit date (`market.adjustment.adjust_prices`).
+  A BUY held across an ex-dividend date is not a loss of the dividend, nor a capital reduction a
+  gain. `raw_forward_return` keeps close(exit) / close(trade date) − 1 beside it, for comparison.
+* **Point in time: adjusted as of the exit date.** The adjustment uses the events published on or
+  before the exit date. Events after the exit date would multiply both closes by the same factor
+  and cancel, and an event with ex_date <= exit date is published before its ex_date, so "as of the
+  exit date" gives the same number as any later day would — but it is fixed the day the signal is
+  judged: what the stats of day E say (every judged signal has exit <= E) is exactly what a backfill
+  of E computes, whatever was published after E.
+* **Unfilled**: a BUY whose trade date closed at limit-up, or a SELL at limit-down, could not have been
+  filled at that close (`market.tradability`; limits from the corporate action's reference price on
+  an ex-date, else the previous close). It gets `unfilled` = true and a null `hit`: it is excluded
+  from the hit rate and counted in `unfilled_signals` instead.
+* A BUY **hits** when the forward (total) return is > 0, a SELL when it is < 0 (0 is a miss for both).
+  HOLD rows are never judged.
 * For an as-of date D and a period of P calendar days (7/30/90), the window is the signals with
   trade date in (D − P, D]. `signal_count` counts every stored signal row in it (BUY/SELL/HOLD);
   `avg_confidence` averages the BUY and SELL rows (how sure the strategy is when it acts — HOLD
-  rows would drown it); `evaluated_signals` are the BUY/SELL rows whose exit date is on or before D
-  and whose two closes are known; `hit_rate` = hits / evaluated_signals (null when none).
+  rows would drown it); `evaluated_signals` are the filled BUY/SELL rows whose exit date is on or
+  before D and whose two closes are known; `hit_rate` = hits / evaluated_signals (null when none);
+  `unfilled_signals` are the BUY/SELL rows of the window at their limit (known on the trade date).
   Only signals whose horizon has elapsed count, so a 7-day window of a 20-day strategy has no hit
   rate yet — by design, not a bug.
 * `total_executions`, `total_signals`, `last_execution_at` are as of D (executions and signals on
@@ -29,7 +44,9 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from qrl_platform.calendar import trading_days
+from qrl_platform.calendar import previous_trading_days, trading_days
+from qrl_platform.market.adjustment import adjust_prices
+from qrl_platform.market.tradability import tradability
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals, strategy_stats
@@ -39,12 +56,21 @@ PERIODS = (7, 30, 90)
 
 # ------------------------------------------------------------------------------------- pure maths
 def signal_outcomes(
-    signals: pl.DataFrame, closes: pl.DataFrame, horizons: dict[str, int], open_days: Sequence[dt.date]
+    signals: pl.DataFrame,
+    closes: pl.DataFrame,
+    horizons: dict[str, int],
+    open_days: Sequence[dt.date],
+    *,
+    actions: pl.DataFrame | None = None,
+    limits: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Per BUY/SELL signal: exit_date, forward_return and hit (null when a close is missing).
+    """Per BUY/SELL signal: exit_date, raw_forward_return, forward_return (total return), unfilled and hit
+    (null when a close is missing or the signal was unfilled). See the module docstring.
 
-    `signals`: strategy_id, stock_id, trade_date, signal. `closes`: stock_id, trade_date, close.
+    `signals`: strategy_id, stock_id, trade_date, signal. `closes`: stock_id, trade_date, close (raw).
     `open_days`: the trading days covering the signals and their exits, sorted.
+    `actions`: corporate_actions rows (none: total return = raw return).
+    `limits`: stock_id, trade_date, at_limit_up, at_limit_down (`market.tradability`; none: all filled).
     """
     calendar = pl.DataFrame({"trade_date": sorted(open_days)}, schema={"trade_date": pl.Date}).with_row_index(
         "day_index"
@@ -56,8 +82,7 @@ def signal_outcomes(
     )
     entry = closes.select("stock_id", "trade_date", pl.col("close").alias("entry_close"))
     exit_close = closes.select("stock_id", pl.col("trade_date").alias("exit_date"), pl.col("close").alias("exit_close"))
-    forward_return = pl.col("exit_close") / pl.col("entry_close") - 1.0
-    return (
+    outcomes = (
         signals.filter(pl.col("signal").is_in(["BUY", "SELL"]))
         .join(horizon, on="strategy_id", how="inner")
         .join(calendar, on="trade_date", how="left")
@@ -65,17 +90,78 @@ def signal_outcomes(
         .join(exits, on="exit_index", how="left")
         .join(entry, on=["stock_id", "trade_date"], how="left")
         .join(exit_close, on=["stock_id", "exit_date"], how="left")
-        .with_columns(
-            pl.when(pl.col("entry_close") > 0).then(forward_return).alias("forward_return"),
+    )
+    outcomes = outcomes.join(
+        _entry_adjustment(outcomes, actions), on=["stock_id", "trade_date", "exit_date"], how="left"
+    )
+    if limits is not None and not limits.is_empty():
+        at_limit = limits.select("stock_id", "trade_date", "at_limit_up", "at_limit_down")
+        outcomes = outcomes.join(at_limit, on=["stock_id", "trade_date"], how="left")
+    else:
+        outcomes = outcomes.with_columns(
+            pl.lit(None, pl.Boolean).alias("at_limit_up"), pl.lit(None, pl.Boolean).alias("at_limit_down")
+        )
+    valid = (pl.col("entry_close") > 0) & pl.col("exit_close").is_not_null()
+    unfilled = (
+        pl.when(pl.col("signal") == "BUY")
+        .then(pl.col("at_limit_up"))
+        .otherwise(pl.col("at_limit_down"))
+        .fill_null(False)
+    )
+    return (
+        outcomes.with_columns(
+            pl.when(valid).then(pl.col("exit_close") / pl.col("entry_close") - 1.0).alias("raw_forward_return"),
+            # The exit close is on the basis of the exit date (as of the exit date its factor is 1): only
+            # the entry close is adjusted.
+            pl.when(valid)
+            .then(pl.col("exit_close") / (pl.col("entry_close") * pl.col("entry_factor").fill_null(1.0)) - 1.0)
+            .alias("forward_return"),
+            unfilled.alias("unfilled"),
         )
         .with_columns(
-            pl.when(pl.col("signal") == "BUY")
+            pl.when(pl.col("unfilled"))
+            .then(None)
+            .when(pl.col("signal") == "BUY")
             .then(pl.col("forward_return") > 0)
             .otherwise(pl.col("forward_return") < 0)
             .alias("hit")
         )
-        .select("strategy_id", "stock_id", "trade_date", "signal", "exit_date", "forward_return", "hit")
+        .select(
+            "strategy_id",
+            "stock_id",
+            "trade_date",
+            "signal",
+            "exit_date",
+            "raw_forward_return",
+            "forward_return",
+            "unfilled",
+            "hit",
+        )
     )
+
+
+def _entry_adjustment(outcomes: pl.DataFrame, actions: pl.DataFrame | None) -> pl.DataFrame:
+    """stock_id, trade_date, exit_date, entry_factor: the backward adjustment factor of the entry close
+    as of the exit date (1.0 when no event of the stock falls in between). One `adjust_prices` call per
+    exit date, over the entries of the stocks that have events at all."""
+    schema = {"stock_id": pl.Utf8, "trade_date": pl.Date, "exit_date": pl.Date, "entry_factor": pl.Float64}
+    if actions is None or actions.is_empty():
+        return pl.DataFrame(schema=schema)
+    entries = (
+        outcomes.filter(
+            pl.col("exit_date").is_not_null()
+            & pl.col("stock_id").is_in(actions.get_column("stock_id").unique().implode())
+        )
+        .select("stock_id", "trade_date", "exit_date", pl.col("entry_close").alias("close"))
+        .unique(["stock_id", "trade_date", "exit_date"])
+    )
+    parts = [
+        adjust_prices(group.drop("exit_date"), actions, exit_date).select(
+            "stock_id", "trade_date", pl.lit(exit_date).alias("exit_date"), pl.col("adj_factor").alias("entry_factor")
+        )
+        for (exit_date,), group in entries.partition_by("exit_date", as_dict=True).items()
+    ]
+    return pl.concat(parts).cast(schema) if parts else pl.DataFrame(schema=schema)
 
 
 def compute_stats(
@@ -99,6 +185,11 @@ def compute_stats(
         outcomes.filter(pl.col("hit").is_not_null())
         .group_by("strategy_id", "trade_date", "exit_date")
         .agg(pl.len().alias("evaluated"), pl.col("hit").sum().alias("hits"))
+    )
+    unfilled_daily = (
+        (outcomes.filter(pl.col("unfilled")) if "unfilled" in outcomes.columns else outcomes.clear())
+        .group_by("strategy_id", "trade_date")
+        .agg(pl.len().alias("unfilled"))
     )
     rows: list[dict] = []
     for as_of in sorted(as_of_dates):
@@ -133,16 +224,23 @@ def compute_stats(
                 .group_by("strategy_id")
                 .agg(pl.col("evaluated").sum(), pl.col("hits").sum())
             )
+            unfilled = (
+                unfilled_daily.filter((pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of))
+                .group_by("strategy_id")
+                .agg(pl.col("unfilled").sum())
+            )
             by_period[period] = (
                 {r["strategy_id"]: r for r in counts.iter_rows(named=True)},
                 {r["strategy_id"]: r for r in hits.iter_rows(named=True)},
+                {r["strategy_id"]: r["unfilled"] for r in unfilled.iter_rows(named=True)},
             )
         execution_rows = {r["strategy_id"]: r for r in executions.iter_rows(named=True)}
         total_rows = {r["strategy_id"]: r for r in totals.iter_rows(named=True)}
         for strategy_id in strategy_ids:
             execution = execution_rows.get(strategy_id, {})
             for period in periods:
-                counts, hits = (table.get(strategy_id, {}) for table in by_period[period])
+                counts, hits = (table.get(strategy_id, {}) for table in by_period[period][:2])
+                unfilled_n = by_period[period][2].get(strategy_id, 0)
                 acting_n = counts.get("acting") or 0
                 evaluated = hits.get("evaluated") or 0
                 rows.append(
@@ -159,6 +257,7 @@ def compute_stats(
                         "avg_confidence": round(counts["confidence_sum"] / acting_n, 6) if acting_n else None,
                         "evaluated_signals": evaluated,
                         "hit_rate": round(hits["hits"] / evaluated, 6) if evaluated else None,
+                        "unfilled_signals": unfilled_n,
                         "computed_at": computed_at,
                     }
                 )
@@ -178,6 +277,7 @@ _STATS_SCHEMA = {
     "avg_confidence": pl.Float64,
     "evaluated_signals": pl.Int64,
     "hit_rate": pl.Float64,
+    "unfilled_signals": pl.Int64,
     "computed_at": pl.Datetime("us", "UTC"),
 }
 
@@ -259,10 +359,8 @@ def update_strategy_stats(
                 "last_started_at": pl.Datetime("us", "UTC"),
             },
         )
-    closes = store.read_range("daily_quotes", first, last, columns=["stock_id", "trade_date", "close"])
-    if closes.is_empty():
-        closes = pl.DataFrame(schema={"stock_id": pl.Utf8, "trade_date": pl.Date, "close": pl.Float64})
-    outcomes = signal_outcomes(acting, closes, horizons, trading_days(first, last))
+    closes, actions, limits = read_outcome_inputs(store, first, last)
+    outcomes = signal_outcomes(acting, closes, horizons, trading_days(first, last), actions=actions, limits=limits)
     stats = compute_stats(
         as_of_dates, sorted(horizons), daily_signals, outcomes, daily_executions, periods=periods, computed_at=now
     )
@@ -274,6 +372,35 @@ def update_strategy_stats(
             conn.execute(strategy_stats.insert(), stats.to_dicts())
         refresh_strategy_summaries(conn, now)
     return StatsResult(stats, stats.height, outcomes)
+
+
+# Limits of the window's first days need the previous traded close (a few days back covers short halts).
+PREVIOUS_CLOSE_DAYS = 20
+_QUOTE_COLUMNS = ["stock_id", "trade_date", "close", "is_suspended", "is_etf"]
+_CLOSE_SCHEMA = {"stock_id": pl.Utf8, "trade_date": pl.Date, "close": pl.Float64}
+
+
+def read_outcome_inputs(
+    store: FrameStore, first: dt.date, last: dt.date
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(closes, corporate actions, limits) that `signal_outcomes` needs for signals and exits in [first, last].
+
+    Limits come from `market.tradability` over the stored daily_quotes and corporate_actions — the same
+    function and inputs as the `tradability` asset, so the stats need no extra upstream and agree with
+    it. No stored corporate_actions: total return = raw return."""
+    history_from = previous_trading_days(first, PREVIOUS_CLOSE_DAYS + 1)[0]
+    try:
+        quotes = store.read_range("daily_quotes", history_from, last, columns=_QUOTE_COLUMNS)
+    except pl.exceptions.ColumnNotFoundError:  # frames written by hand hold only the close
+        quotes = store.read_range("daily_quotes", history_from, last, columns=list(_CLOSE_SCHEMA))
+    if quotes.is_empty():
+        quotes = pl.DataFrame(schema=_CLOSE_SCHEMA)
+    actions = store.read_range("corporate_actions", history_from, last)
+    limits = tradability(
+        quotes.filter(pl.col("trade_date") >= first), actions, quotes.filter(pl.col("trade_date") < first)
+    )
+    closes = quotes.filter(pl.col("trade_date") >= first).select(list(_CLOSE_SCHEMA)).cast(_CLOSE_SCHEMA)
+    return closes, actions, limits
 
 
 def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:

@@ -104,6 +104,8 @@ factor_metadata = sa.Table(
     sa.Column("max_missing_rate", sa.Float, nullable=False),
     # trading days between a source row's date and the first day the factor uses it (margin: 1)
     sa.Column("lag_days", sa.Integer, nullable=False, server_default="0"),
+    # prices the factor is computed on: raw | adjusted (total-return basis) | none (no prices)
+    sa.Column("price_basis", sa.String(16), nullable=False, server_default="none"),
     sa.Column("updated_at", TS, nullable=False),
 )
 
@@ -122,6 +124,8 @@ strategy_stats = sa.Table(
     sa.Column("avg_confidence", sa.Float, nullable=True),
     sa.Column("evaluated_signals", sa.Integer, nullable=False),  # signals whose horizon has elapsed
     sa.Column("hit_rate", sa.Float, nullable=True),
+    # BUY at limit-up / SELL at limit-down in the window: not fillable, excluded from the hit rate
+    sa.Column("unfilled_signals", sa.Integer, nullable=False, server_default="0"),
     sa.Column("computed_at", TS, nullable=False),
 )
 

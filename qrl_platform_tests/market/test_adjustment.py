@@ -151,12 +151,26 @@ def test_other_stocks_and_all_price_columns():
 
 @pytest.mark.parametrize(
     ("kind", "prior_close", "reference_price"),
-    [("cash_dividend", 100.0, 160.0), ("cash_dividend", 100.0, 4.0), ("capital_reduction", 5.0, 60.0)],
+    [
+        ("cash_dividend", 100.0, 160.0),
+        ("cash_dividend", 100.0, 4.0),
+        ("capital_reduction", 5.0, 60.0),
+        ("par_value_change", 100.0, 0.5),
+    ],
 )
 def test_implausible_factor_is_rejected_naming_the_event(kind, prior_close, reference_price):
     event = {"ex_date": D(2024, 7, 10), "kind": kind, "prior_close": prior_close, "reference_price": reference_price}
     with pytest.raises(BadMarketData, match=rf"stock 2330 ex_date 2024-07-10 kind {kind}"):
         adjust_prices(quotes("2330", {D(2024, 7, 9): 100.0}), actions(event), as_of=D(2024, 7, 31))
+
+
+def test_a_20_for_1_par_value_change_is_plausible_though_a_dividend_of_that_size_is_not():
+    # TPEx 5314, 2025-03-31: par value NT$10 → NT$0.5, reference price = prior close / 20.
+    par_change = {"ex_date": D(2025, 3, 31), "kind": "par_value_change", "prior_close": 300.0, "reference_price": 15.0}
+    adjusted = adjust_prices(quotes("2330", {D(2025, 3, 28): 300.0}), actions(par_change), as_of=D(2025, 4, 1))
+    assert adjusted["adj_close"].to_list() == [pytest.approx(15.0)]
+    with pytest.raises(BadMarketData, match="kind cash_dividend"):
+        adjustment_factors(actions({**par_change, "kind": "cash_dividend"}), D(2025, 4, 1))
 
 
 def test_implausible_event_not_yet_known_does_not_block():

@@ -124,6 +124,7 @@ def test_the_1600_backstop_leaves_margin_to_the_evening_sensor():
         "institutional_flows",
         "valuations",
         "corporate_actions",
+        "tradability",
         *INDICATORS,
     }
 

@@ -18,9 +18,9 @@ RAW_BY_1600 = [table for table in RAW_DAILY if table != "margin_balances"]
 
 daily_market_job = dg.define_asset_job(
     "daily_market_job",
-    selection=dg.AssetSelection.assets(*RAW_BY_1600, *INDICATORS),
-    description="16:00 trading days: ingest TWSE/TPEx quotes, institutional flows, valuations and corporate actions "
-    "and compute "
+    selection=dg.AssetSelection.assets(*RAW_BY_1600, "tradability", *INDICATORS),
+    description="16:00 trading days: ingest TWSE/TPEx quotes, institutional flows, valuations and corporate actions, "
+    "derive tradability (price limits, suspensions, disposition) and compute "
     "M07/M08/M09 with their blocking quality checks (margin_balances comes in the evening via "
     "market_data_available_sensor; M09 of D uses the margin of D-1).",
     tags=job_tags(estimate_seconds=180, exchange="twse-tpex"),

@@ -177,7 +177,8 @@ def indicator_check_status(
     group_name=GROUP,
     partitions_def=trading_day,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[*INDICATOR_ASSETS, "daily_quotes", "strategies"],
+    # tradability: universes may exclude limit-locked, disposition or full-cash-delivery stocks.
+    deps=[*INDICATOR_ASSETS, "daily_quotes", "tradability", "strategies"],
     kinds={"polars", "sql"},
     tags=TAGS,
     description="M11 EXEC_ALL_STRATEGIES (JOB-M11-001): every ACTIVE strategy over the day's universe → BUY/SELL/HOLD "
@@ -300,12 +301,14 @@ def signals_metadata(summary: StrategyRunSummary) -> dict:
     group_name=GROUP,
     partitions_def=trading_day,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["strategy_signals", "daily_quotes"],
+    deps=["strategy_signals", "daily_quotes", "corporate_actions"],
     kinds={"polars", "sql"},
     tags=TAGS,
     description="M11 UPDATE_STRATEGY_STATS (JOB-M11-003): per strategy and as-of day — total executions/signals, "
     "last execution, and for 7/30/90 days signal counts, average BUY/SELL confidence and hit rate over the "
-    "strategy's horizon (only signals whose horizon has elapsed). Also refreshes the `strategies` summary columns.",
+    "strategy's horizon (only signals whose horizon has elapsed), judged on total return (prices adjusted for "
+    "dividends and capital changes as of the exit date). A BUY at limit-up or a SELL at limit-down is unfilled: "
+    "counted in `unfilled`, not in the hit rate. Also refreshes the `strategies` summary columns.",
 )
 def strategy_stats(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, frames: FrameStoreResource
@@ -345,6 +348,7 @@ def strategy_stats(
                         "avg_confidence": r["avg_confidence"],
                         "evaluated": r["evaluated_signals"],
                         "hit_rate": r["hit_rate"],
+                        "unfilled": r["unfilled_signals"],
                     }
                 )
                 for r in last.sort("strategy_id", "period_days").iter_rows(named=True)
@@ -359,6 +363,9 @@ def strategy_stats(
                     dg.TableColumn("avg_confidence", "float"),
                     dg.TableColumn("evaluated", "int"),
                     dg.TableColumn("hit_rate", "float"),
+                    dg.TableColumn(
+                        "unfilled", "int", description="BUY at limit-up / SELL at limit-down: not in the hit rate"
+                    ),
                 ]
             ),
         )

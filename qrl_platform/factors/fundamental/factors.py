@@ -28,6 +28,7 @@ FUNDAMENTAL_FACTORS: tuple[Factor, ...] = (
         unit="x",
         lookback=0,
         source_columns=("valuations.pe",),
+        price_basis="raw",  # the exchange computes it from the unadjusted close
         min_value=0.0,
         # Loss-makers have no PE: ETFs (≈13 %) plus loss-makers (≈15–25 %) in reality.
         max_missing_rate=0.45,
@@ -41,6 +42,7 @@ FUNDAMENTAL_FACTORS: tuple[Factor, ...] = (
         unit="x",
         lookback=0,
         source_columns=("valuations.pb",),
+        price_basis="raw",  # the exchange computes it from the unadjusted close
         min_value=0.0,
         max_missing_rate=_STATEMENT_MISSING,
         tags=("value",),
@@ -53,6 +55,7 @@ FUNDAMENTAL_FACTORS: tuple[Factor, ...] = (
         unit="%",
         lookback=0,
         source_columns=("valuations.dividend_yield",),
+        price_basis="raw",  # the exchange computes it from the unadjusted close
         # No upper bound: the yield is the last dividend over today's price, so a collapsed price sends
         # it past 100 % until the next (cut) dividend is announced — rare in reality, frequent in the demo.
         min_value=0.0,

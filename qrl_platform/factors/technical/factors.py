@@ -14,6 +14,8 @@ tight enough to catch a broken upstream (a real outage drops most stocks, far ab
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qrl_platform.factors import Factor
 
 _M = "M07"
@@ -67,7 +69,7 @@ def _ret(n: int) -> Factor:
         factor_id=f"ret_{n}",
         module=_M,
         name=f"Return {n}",
-        description=f"Close / close {n} traded bars earlier - 1 (unadjusted prices; TA-Lib ROCR - 1).",
+        description=f"Close / close {n} traded bars earlier - 1 on adjusted prices: a total return (TA-Lib ROCR - 1).",
         unit="fraction",
         lookback=n,
         source_columns=("close",),
@@ -83,7 +85,7 @@ _MACD_DESC = (
     "line seeded with the mean of its first 9 values, so all three start at bar 33."
 )
 
-TECHNICAL_FACTORS: tuple[Factor, ...] = (
+_DECLARED: tuple[Factor, ...] = (
     *(_sma(n) for n in (5, 10, 20, 60, 120, 240)),
     _ema(12),
     _ema(26),
@@ -283,4 +285,12 @@ TECHNICAL_FACTORS: tuple[Factor, ...] = (
         max_missing_rate=_missing_rate(239),
         tags=("trend", "range"),
     ),
+)
+
+
+# Every M07 price input is adjusted for corporate actions as of the factor's day (compute_range prepares
+# the bars; the maths above are unchanged): a factor reading any price is "adjusted", volume alone "none".
+TECHNICAL_FACTORS: tuple[Factor, ...] = tuple(
+    replace(f, price_basis="adjusted" if set(f.source_columns) & {"open", "high", "low", "close"} else "none")
+    for f in _DECLARED
 )
