@@ -650,7 +650,7 @@ def _with_terminal_progress(command):
 
     from qrl_platform import progress
 
-    if not (sys.stderr.isatty() and progress.interactive(sys.stderr)):
+    if not (sys.stderr.isatty() and progress.interactive(sys.stderr, settings().in_ci)):
         return command()
     terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
     progress.attach_terminal(terminal)

@@ -12,7 +12,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from qrl_platform.calendar import parse_date
-from qrl_platform.settings import warehouse_url
+from qrl_platform.settings import Settings, settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
 
@@ -38,17 +38,22 @@ def load(
     *,
     start: str | dt.date | None = None,
     end: str | dt.date | None = None,
+    configuration: Settings | None = None,
 ) -> pl.DataFrame:
     """Return the stored rows of `asset_name` for one partition, a [start, end] range, or everything.
+
+    The notebook's entry point, like the CLI: it reads the settings once (or takes `configuration`)
+    and hands the frame root and warehouse URL on.
 
     >>> quotes = load("daily_quotes", "2024-03-05")
     >>> signals = load("strategy_signals", start="2024-01-01", end="2024-03-31")
     """
     if partition is not None and (start is not None or end is not None):
         raise ValueError("load: give either partition or start/end, not both")
+    current = configuration or settings()
     if asset_name in WAREHOUSE_ASSETS:
-        return _load_from_warehouse(asset_name, partition, start, end)
-    store = FrameStore()
+        return _load_from_warehouse(current.warehouse_url, asset_name, partition, start, end)
+    store = FrameStore(current.qrl_home)
     if not store.partitions(asset_name):
         raise KeyError(f"load: nothing stored for asset {asset_name!r} under {store.root}")
     if partition is not None:
@@ -56,7 +61,7 @@ def load(
     return store.read_range(asset_name, start, end)
 
 
-def _load_from_warehouse(asset_name: str, partition, start, end) -> pl.DataFrame:
+def _load_from_warehouse(warehouse_url: str, asset_name: str, partition, start, end) -> pl.DataFrame:
     table_name, column, kind = WAREHOUSE_ASSETS[asset_name]
     table = schema.TABLES[table_name]
     query = sa.select(table)
@@ -75,4 +80,4 @@ def _load_from_warehouse(asset_name: str, partition, start, end) -> pl.DataFrame
         query = query.order_by(col)
     elif partition is not None or start is not None or end is not None:
         raise ValueError(f"load: {asset_name} is not partitioned; call load({asset_name!r}) without a partition")
-    return Warehouse(warehouse_url()).read(query)
+    return Warehouse(warehouse_url).read(query)

@@ -21,14 +21,13 @@ from collections.abc import Iterable
 import fsspec
 import polars as pl
 
-from qrl_platform.settings import qrl_home
-
 STALE_TEMP_SECONDS = 3600
 
 
 class FrameStore:
-    def __init__(self, root: str | None = None):
-        self.root = (root or qrl_home()).rstrip("/")
+    def __init__(self, root: str):
+        """`root`: QRL_HOME, a local path or an fsspec URL (the wiring passes `Settings.qrl_home`)."""
+        self.root = root.rstrip("/")
         self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
         self.is_local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
 

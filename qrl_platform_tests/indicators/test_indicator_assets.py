@@ -33,6 +33,7 @@ from qrl_platform.factors.compute_range import TECHNICAL_SLACK_DAYS, MissingUpst
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
 from qrl_platform.storage.frames import FrameStore
+from qrl_platform.settings import settings
 from qrl_platform.warehouse import Warehouse, schema
 
 DAILY_RAW = [daily_quotes, institutional_flows, margin_balances, valuations]
@@ -168,7 +169,7 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
 
 def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     day = HISTORY_END
-    stored_days = len(FrameStore().partitions("daily_quotes"))
+    stored_days = len(FrameStore(settings().qrl_home).partitions("daily_quotes"))
 
     dg.materialize([technical_indicators], resources=RESOURCES, partition_key=day.isoformat())
     window = [
@@ -185,7 +186,7 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     windows = fundamental.history_window(day, day)
     for table in ("monthly_revenue", "financials"):
         first, last = (d.isoformat() for d in windows[table])
-        stored = FrameStore().partitions(table)
+        stored = FrameStore(settings().qrl_home).partitions(table)
         assert _keys(reads, table) == [k for k in stored if first <= k <= last]
         assert len(_keys(reads, table)) < len(stored)  # older periods could only ever give null
     assert _keys(reads, "monthly_revenue")[0] == "2023-05-01"  # 17 months before October 2024
@@ -198,7 +199,7 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
         assert _keys(reads, table) == window
     assert _keys(reads, "margin_balances") == window[:-1]  # the day's own margin (out ~21:00) is never read
     first, last = (d.isoformat() for d in chip.history_window(day, day)["shareholding_distribution"])
-    stored = FrameStore().partitions("shareholding_distribution")
+    stored = FrameStore(settings().qrl_home).partitions("shareholding_distribution")
     assert _keys(reads, "shareholding_distribution") == [k for k in stored if first <= k <= last]
 
 

@@ -31,7 +31,7 @@ from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
 from qrl_platform.market import timetable
 from qrl_platform.market.ingest import ingest_days
 from qrl_platform.market.live import LiveMarketSource
-from qrl_platform.settings import MarketSourceSettings
+from qrl_platform.settings import settings
 from qrl_platform_tests.market import fake_exchanges as fx
 from qrl_platform_tests.market import fake_universe
 from qrl_platform_tests.market.fake_exchanges import FakeExchanges
@@ -97,7 +97,8 @@ def week(monkeypatch, qrl_home, tmp_path):
 def _ingest_history(exchanges: FakeExchanges) -> None:
     """The year before the simulation, as an earlier backfill would have stored it (no Dagster runs)."""
     store = FrameStoreResource().get()
-    source = LiveMarketSource(MarketSourceSettings.from_env())
+    current = settings()
+    source = LiveMarketSource(current.market_source_settings(), current.raw_cache_root)
     try:
         for table in RAW_DAILY:
             ingest_days(source, store, table, previous_trading_days(FRIDAY - dt.timedelta(days=1), 255))
@@ -212,7 +213,11 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
         for job, partition, _key, _ok, at in runs:
             table = job.removeprefix("ingest_").removesuffix("_job")
             if table in RAW_DAILY:
-                assert at >= timetable.due_at(table, dt.date.fromisoformat(partition)), (job, partition, at)
+                assert at >= timetable.due_at(table, dt.date.fromisoformat(partition), settings().publication_times()), (
+                    job,
+                    partition,
+                    at,
+                )
         assert (
             f"margin_balances for {MONDAY} is not published yet: normally out at {MONDAY} 21:00"
             in skips[f"{MONDAY} 20:50"]
