@@ -133,6 +133,14 @@ class Settings(BaseSettings):
         """The environment variable behind a field (for messages that name it)."""
         return cls.model_fields[field_name].validation_alias.choices[0]
 
+    def with_values(self, **values: Any) -> Settings:
+        """A copy with some fields replaced (a resource's explicit config), validated exactly like the
+        environment, so a bad value fails the same way, naming its variable."""
+        fields = type(self).model_fields
+        data = {type(self).variable(name): getattr(self, name) for name in fields}
+        data.update({type(self).variable(name): value for name, value in values.items()})
+        return type(self).model_validate(data)
+
     @field_validator("*", mode="before")
     @classmethod
     def _strip(cls, value: object) -> object:

@@ -23,6 +23,7 @@ import dagster as dg
 import pytest
 
 import qrl_platform
+from qrl_platform import calendar
 from qrl_platform.calendar import TAIPEI, previous_trading_days
 from qrl_platform.definitions import defs
 from qrl_platform.defs import clock
@@ -148,7 +149,7 @@ def _materialized(instance, asset: str, day: dt.date) -> dg.EventLogRecord | Non
     return records.records[0] if records.records else None
 
 
-def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(week, monkeypatch):
+def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(week, monkeypatch, request):
     exchanges, simulated, tmp_path = week
     runs: list[tuple[str, str, str, bool, dt.datetime]] = []
     skips: dict[str, str] = {}
@@ -167,6 +168,9 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
                     overrides = tmp_path / "typhoon.yaml"
                     overrides.write_text(f'closed:\n  "{TYPHOON}": "Typhoon (simulated): TWSE/TPEx closed"\n')
                     monkeypatch.setenv("QRL_CALENDAR_OVERRIDES", str(overrides))
+                    # What the code location does when it (re)loads with the new setting.
+                    previous = calendar.use_extra_overrides(settings().calendar_overrides)
+                    request.addfinalizer(lambda: calendar.use_extra_overrides(previous))
                     exchanges.close_day(TYPHOON)
                 result = _tick(instance, runs)
                 if result.skip_message:
