@@ -52,6 +52,7 @@ def closing_data_out(now: dt.datetime) -> bool:
     """Whether today's closing data is normally published at `now` (Taipei wall clock)."""
     return now.astimezone(TAIPEI).time() >= CLOSING_DATA_OUT
 
+
 @dataclass(frozen=True)
 class DayStatus:
     date: dt.date
@@ -173,6 +174,7 @@ def previous_trading_days(end: str | dt.date, count: int) -> list[dt.date]:
 
 
 QUARTER_HOUR = dt.timedelta(minutes=15)
+
 
 def just_finished_quarter_hour(at: dt.datetime) -> str:
     """The partition whose window ended most recently at `at` (07:45 at 08:00 and at 08:14:59)."""

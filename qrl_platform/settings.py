@@ -169,9 +169,7 @@ class Settings(BaseSettings):
         # affirmative spellings count, and no value of it may stop the platform from starting.
         return str(value).strip().lower() in {"true", "1", "yes"}
 
-    @field_validator(
-        "twse_base_url", "tpex_base_url", "tdcc_base_url", "mops_base_url", "mexc_base_url", "dagster_url"
-    )
+    @field_validator("twse_base_url", "tpex_base_url", "tdcc_base_url", "mops_base_url", "mexc_base_url", "dagster_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")

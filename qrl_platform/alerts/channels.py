@@ -465,7 +465,9 @@ def _required(current: Settings, field_name: str, channel: str) -> str:
     text = value.get_secret_value() if isinstance(value, SecretStr) else value
     if not text:
         variable = Settings.variable(field_name)
-        raise ChannelConfigError(f"alert channel {channel!r} is enabled in QRL_ALERT_CHANNELS but {variable} is not set")
+        raise ChannelConfigError(
+            f"alert channel {channel!r} is enabled in QRL_ALERT_CHANNELS but {variable} is not set"
+        )
     return text
 
 

@@ -81,8 +81,12 @@ class FrameStore:
         return self._read_paths(asset, present, columns)
 
     def read_range(
-        self, asset: str, start: str | dt.date | None = None, end: str | dt.date | None = None,
-        *, columns: list[str] | None = None,
+        self,
+        asset: str,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+        *,
+        columns: list[str] | None = None,
     ) -> pl.DataFrame:
         """Every stored partition whose key (ISO date prefix) falls in [start, end]."""
         # Keys start with an ISO date, so string order is time order; comparing the key's prefix with

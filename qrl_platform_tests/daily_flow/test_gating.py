@@ -24,8 +24,8 @@ from qrl_platform.defs.market.assets import daily_quotes
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.strategies.assets import IndicatorChecksFailed, strategies, strategy_signals
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
-from qrl_platform.storage.frames import FrameStore
 from qrl_platform.settings import settings
+from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import schema
 from qrl_platform_tests.strategy.conftest import synthetic_indicators, write_synthetic_indicators
 

@@ -29,8 +29,8 @@ from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.defs.treasury.assets import QRL_ASSETS
 from qrl_platform.defs.treasury.resources import QRL_RESOURCES
 from qrl_platform.notify.event_bus import STREAM_KEY
-from qrl_platform.storage.frames import FrameStore
 from qrl_platform.settings import settings
+from qrl_platform.storage.frames import FrameStore
 from qrl_platform.treasury.rebalance import REDIS_HISTORY_KEY
 from qrl_platform_tests.servers import start_postgres, start_redis
 from qrl_platform_tests.strategy.conftest import write_synthetic_indicators

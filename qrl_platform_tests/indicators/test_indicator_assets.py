@@ -32,8 +32,8 @@ from qrl_platform.factors import chip, fundamental, quality, registry
 from qrl_platform.factors.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
-from qrl_platform.storage.frames import FrameStore
 from qrl_platform.settings import settings
+from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
 
 DAILY_RAW = [daily_quotes, institutional_flows, margin_balances, valuations]
@@ -150,13 +150,17 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
     assert not failed
     assert all(e.blocking for e in evaluations)
     assert {(e.asset_key.path[-1], e.check_name, e.partition) for e in evaluations} == {
-        (name, check, None) for name in NAMES for check in ("missing_rate", "coverage", "no_infinities", "within_ranges")
+        (name, check, None)
+        for name in NAMES
+        for check in ("missing_rate", "coverage", "no_infinities", "within_ranges")
     }
     assert all(e.metadata["days_checked"].value == 9 and e.metadata["closed_days"].value == 1 for e in evaluations)
     assert all((e.metadata["first_day"].value, e.metadata["last_day"].value) == RANGE for e in evaluations)
     coverage = next(e for e in evaluations if e.check_name == "coverage")
     assert coverage.metadata["lowest_coverage"].value == 1.0
-    missing = next(e for e in evaluations if e.check_name == "missing_rate" and e.asset_key.path[-1] == "chip_indicators")
+    missing = next(
+        e for e in evaluations if e.check_name == "missing_rate" and e.asset_key.path[-1] == "chip_indicators"
+    )
     assert set(missing.metadata["worst_missing_rates"].value) == set(registry.factor_ids("chip_indicators"))
     # The daily flow's gate counts the range evaluations for every day of the one range run.
     names = check_names_of(INDICATOR_CHECKS, "chip_indicators")

@@ -18,6 +18,7 @@ materialisation, then the real one.
 """
 
 import datetime as dt
+import functools
 
 import dagster as dg
 import pytest
@@ -170,7 +171,7 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
                     monkeypatch.setenv("QRL_CALENDAR_OVERRIDES", str(overrides))
                     # What the code location does when it (re)loads with the new setting.
                     previous = calendar.use_extra_overrides(settings().calendar_overrides)
-                    request.addfinalizer(lambda: calendar.use_extra_overrides(previous))
+                    request.addfinalizer(functools.partial(calendar.use_extra_overrides, previous))
                     exchanges.close_day(TYPHOON)
                 result = _tick(instance, runs)
                 if result.skip_message:
@@ -217,7 +218,9 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
         for job, partition, _key, _ok, at in runs:
             table = job.removeprefix("ingest_").removesuffix("_job")
             if table in RAW_DAILY:
-                assert at >= timetable.due_at(table, dt.date.fromisoformat(partition), settings().publication_times()), (
+                assert at >= timetable.due_at(
+                    table, dt.date.fromisoformat(partition), settings().publication_times()
+                ), (
                     job,
                     partition,
                     at,

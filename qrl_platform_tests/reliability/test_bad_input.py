@@ -74,7 +74,9 @@ def test_bad_dates_given_to_the_cli_name_field_and_date_and_change_nothing(qrl_h
     (tmp_path / "dagster").mkdir()
     (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     # Something stored to lose: a frame partition and a day of strategy signals in the warehouse.
-    FrameStore(settings().qrl_home).write("daily_quotes", "2024-11-01", pl.DataFrame({"stock_id": ["2330"], "close": [1090.0]}))
+    FrameStore(settings().qrl_home).write(
+        "daily_quotes", "2024-11-01", pl.DataFrame({"stock_id": ["2330"], "close": [1090.0]})
+    )
     warehouse = Warehouse(settings().warehouse_url)
     signals = SignalsDayReplace({"url": settings().warehouse_url})
     save_run(warehouse, signals.records("A"))

@@ -15,8 +15,8 @@ from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import AlertsResource, FrameStoreResource, MarketSourceResource, WarehouseResource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies, strategy_signals, strategy_stats
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS, build_strategy_checks
-from qrl_platform.storage.frames import FrameStore
 from qrl_platform.settings import settings
+from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform.warehouse import Warehouse
 

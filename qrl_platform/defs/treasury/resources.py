@@ -111,7 +111,9 @@ class MexcResource(dg.ConfigurableResource):
         """The settings (read now unless given) with this resource's set config fields in their place."""
         current = current or current_settings()
         overrides = {
-            setting: value for name, setting in SETTING_OF_FIELD.items() if (value := getattr(self, name)) not in (None, "")
+            setting: value
+            for name, setting in SETTING_OF_FIELD.items()
+            if (value := getattr(self, name)) not in (None, "")
         }
         return current.with_values(**overrides) if overrides else current
 

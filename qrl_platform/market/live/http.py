@@ -79,10 +79,6 @@ class JsonResponse:
     requests: int  # HTTP requests this answer cost (0 from the cache, >1 after retries)
 
 
-
-
-
-
 def _safe(part: str) -> str:
     return part.replace(":", "_")
 

@@ -45,9 +45,7 @@ class LiveMarketSource:
     # TWSE/TPEx daily tables, TDCC shareholding and MOPS revenue and financials: all seven raw tables.
     provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES))
 
-    def __init__(
-        self, settings: MarketSourceSettings, cache_root: str, min_interval: float | None = None
-    ):
+    def __init__(self, settings: MarketSourceSettings, cache_root: str, min_interval: float | None = None):
         """`cache_root`: where answers are kept, `Settings.raw_cache_root` in production (a path or an
         fsspec URL: with an `s3://` home every pod shares the cache). `min_interval` overrides the
         settings' politeness interval (tests, benchmarks)."""
