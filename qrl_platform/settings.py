@@ -198,7 +198,7 @@ class Settings(BaseSettings):
 
     @field_validator("kill_switch_reset_at", mode="before")
     @classmethod
-    def _instant(cls, value: object) -> object:
+    def _iso_date_time(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
         try:
