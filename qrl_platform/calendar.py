@@ -17,8 +17,6 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from qrl_platform.settings import settings
-
 TAIPEI_NAME = "Asia/Taipei"
 TAIPEI = ZoneInfo(TAIPEI_NAME)
 
@@ -54,6 +52,7 @@ def closing_data_out(now: dt.datetime) -> bool:
     """Whether today's closing data is normally published at `now` (Taipei wall clock)."""
     return now.astimezone(TAIPEI).time() >= CLOSING_DATA_OUT
 
+
 @dataclass(frozen=True)
 class DayStatus:
     date: dt.date
@@ -61,11 +60,25 @@ class DayStatus:
     reason: str  # why it is closed ("" when open)
 
 
+# The operator's own closure file (QRL_CALENDAR_OVERRIDES), next to the list shipped in the repo. The
+# calendar answers for every process-wide question (partitions, sensors, ingestion, factors), so the
+# wiring installs it once when it reads the settings (the code location's resources, the CLI) rather
+# than every caller passing it.
+_extra_overrides: Path | None = None
+
+
+def use_extra_overrides(path: str | Path | None) -> Path | None:
+    """Add `path` (same shape as calendar_overrides.yaml; None: none) to the shipped overrides from now
+    on, in this process. Returns the file used before, so a caller can put it back."""
+    global _extra_overrides
+    previous, _extra_overrides = _extra_overrides, Path(path) if path else None
+    return previous
+
+
 def _override_files() -> list[Path]:
     files = [Path(__file__).with_name("calendar_overrides.yaml")]
-    extra = settings().calendar_overrides
-    if extra:
-        files.append(Path(extra))
+    if _extra_overrides is not None:
+        files.append(_extra_overrides)
     return files
 
 
@@ -161,6 +174,7 @@ def previous_trading_days(end: str | dt.date, count: int) -> list[dt.date]:
 
 
 QUARTER_HOUR = dt.timedelta(minutes=15)
+
 
 def just_finished_quarter_hour(at: dt.datetime) -> str:
     """The partition whose window ended most recently at `at` (07:45 at 08:00 and at 08:14:59)."""

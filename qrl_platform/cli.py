@@ -29,6 +29,7 @@ from qrl_platform.calendar import (
     previous_trading_days,
     taipei_now,
     trading_days,
+    use_extra_overrides,
 )
 from qrl_platform.settings import range_run_dagster_environment, settings
 
@@ -404,7 +405,7 @@ def materialize_slow_tables(
     from qrl_platform.defs.resources import MarketSourceResource
     from qrl_platform.storage.frames import FrameStore
 
-    store, provided = FrameStore(), MarketSourceResource().provided_tables()
+    store, provided = FrameStore(settings().qrl_home), MarketSourceResource().provided_tables()
     for name, partitions_def, extra_days in _periodic_tables():
         if name not in provided:
             continue
@@ -481,7 +482,7 @@ def backfill_plan(start: dt.date, end: dt.date) -> tuple[str, list[str]]:
         for table, history in ranges.history_needed(asset, days).items():
             needed[table].update(history)
     history_from = min((min(h) for h in needed.values() if h), default=start)
-    store = FrameStore()
+    store = FrameStore(settings().qrl_home)
     missing = []
     for table in RAW_DAILY:
         wanted = sorted(needed[table] | set(days))
@@ -641,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     status.set_defaults(func=cmd_status)
 
     args = parser.parse_args(argv)
+    use_extra_overrides(settings().calendar_overrides)
     return _with_terminal_progress(lambda: args.func(args))
 
 
@@ -651,7 +653,7 @@ def _with_terminal_progress(command):
 
     from qrl_platform import progress
 
-    if not (sys.stderr.isatty() and progress.interactive(sys.stderr)):
+    if not (sys.stderr.isatty() and progress.interactive(sys.stderr, settings().in_ci)):
         return command()
     terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
     progress.attach_terminal(terminal)

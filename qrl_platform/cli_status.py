@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform.calendar import day_status
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 
 RAW_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations", "corporate_actions")
@@ -97,7 +98,7 @@ def status_lines(day: dt.date, instance: dg.DagsterInstance | None) -> list[str]
     """The screen of `qrl status` for `day`, line by line."""
     key = day.isoformat()
     status = day_status(day)
-    store = FrameStore()
+    store = FrameStore(settings().qrl_home)
     lines = [f"{key}: {'trading day' if status.is_open else 'market closed — ' + status.reason}", "raw tables"]
     lines += [f"  {table:{WIDTH}}{_rows(store, table, key)}" for table in RAW_TABLES]
     lines.append("indicators")

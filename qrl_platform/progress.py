@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from qrl_platform.settings import settings
-
 CLEAR_LINE = "\r\x1b[K"  # back to column 0 and erase the line: the next redraw replaces it
 
 
@@ -33,10 +31,10 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def interactive(stream: TextIO) -> bool:
-    """A person is watching: the stream is a terminal and this is not a CI job."""
+def interactive(stream: TextIO, in_ci: bool) -> bool:
+    """A person is watching: the stream is a terminal and this is not a CI job (`Settings.in_ci`)."""
     is_tty = getattr(stream, "isatty", None)
-    return bool(is_tty and is_tty()) and not settings().in_ci
+    return bool(is_tty and is_tty()) and not in_ci
 
 
 class Stage:
@@ -51,12 +49,13 @@ class Stage:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         live: bool | None = None,
+        in_ci: bool = False,
         min_interval: float = 0.5,
     ):
         self.name, self.total, self.unit = name, total, unit
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
-        self.live = interactive(self.stream) if live is None else live
+        self.live = interactive(self.stream, in_ci) if live is None else live
         self.min_interval = min_interval
         self.done = 0
         self.started = clock()
@@ -110,5 +109,7 @@ def attach_terminal(stream: TextIO | None) -> None:
 
 
 def stage(name: str, total: int, *, unit: str = "days") -> Stage:
-    """A stage reporting on the attached terminal, else on this process's stderr."""
+    """A stage reporting on the attached terminal, else on this process's stderr. The CLI attaches a
+    terminal only outside CI (it asks `interactive` with the settings' `in_ci`); inside a Dagster step
+    stderr is the compute log, never a terminal, so there the stage stays at its summary line."""
     return Stage(name, total, unit=unit, stream=_terminal if _terminal is not None else sys.stderr)

@@ -12,7 +12,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from qrl_platform.calendar import parse_date, trading_days
-from qrl_platform.settings import warehouse_url
+from qrl_platform.settings import Settings, settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
 
@@ -39,8 +39,12 @@ def load(
     start: str | dt.date | None = None,
     end: str | dt.date | None = None,
     as_of: str | dt.date | None = None,
+    configuration: Settings | None = None,
 ) -> pl.DataFrame:
     """Return the stored rows of `asset_name` for one partition, a [start, end] range, or everything.
+
+    The notebook's entry point, like the CLI: it reads the settings once (or takes `configuration`)
+    and hands the frame root and warehouse URL on.
 
     `adjusted_quotes` is daily_quotes with point-in-time backward-adjusted prices (see
     `load_adjusted_quotes`): `as_of` (default `end`) is the day whose knowledge of corporate actions applies.
@@ -51,16 +55,17 @@ def load(
     """
     if partition is not None and (start is not None or end is not None):
         raise ValueError("load: give either partition or start/end, not both")
+    current = configuration or settings()
     if asset_name == "adjusted_quotes":
         first, last = (start, end) if partition is None else (partition, partition)
         if first is None or last is None:
             raise ValueError("load: adjusted_quotes needs start and end (or a partition)")
-        return load_adjusted_quotes(first, last, as_of=as_of)
+        return load_adjusted_quotes(first, last, as_of=as_of, configuration=current)
     if as_of is not None:
         raise ValueError(f"load: as_of applies to adjusted_quotes only, not {asset_name!r}")
     if asset_name in WAREHOUSE_ASSETS:
-        return _load_from_warehouse(asset_name, partition, start, end)
-    store = FrameStore()
+        return _load_from_warehouse(current.warehouse_url, asset_name, partition, start, end)
+    store = FrameStore(current.qrl_home)
     if not store.partitions(asset_name):
         raise KeyError(f"load: nothing stored for asset {asset_name!r} under {store.root}")
     if partition is not None:
@@ -69,7 +74,11 @@ def load(
 
 
 def load_adjusted_quotes(
-    start: str | dt.date, end: str | dt.date, *, as_of: str | dt.date | None = None
+    start: str | dt.date,
+    end: str | dt.date,
+    *,
+    as_of: str | dt.date | None = None,
+    configuration: Settings | None = None,
 ) -> pl.DataFrame:
     """daily_quotes of [start, end] plus adj_factor and adj_open/high/low/close, adjusted backward with the
     corporate actions known as of `as_of` (default `end`): exactly what a run on `as_of` saw.
@@ -82,7 +91,7 @@ def load_adjusted_quotes(
     known = parse_date(as_of, field="as_of") if as_of is not None else last
     if known < last:
         raise ValueError(f"load: as_of {known} is before end {last}: quotes after as_of were not known then")
-    store = FrameStore()
+    store = FrameStore((configuration or settings()).qrl_home)
     stored = set(store.partitions("corporate_actions"))
     missing = [d for d in trading_days(first, known) if d.isoformat() not in stored]
     if missing:
@@ -95,7 +104,7 @@ def load_adjusted_quotes(
     return adjust_prices(quotes, actions, known)
 
 
-def _load_from_warehouse(asset_name: str, partition, start, end) -> pl.DataFrame:
+def _load_from_warehouse(warehouse_url: str, asset_name: str, partition, start, end) -> pl.DataFrame:
     table_name, column, kind = WAREHOUSE_ASSETS[asset_name]
     table = schema.TABLES[table_name]
     query = sa.select(table)
@@ -114,4 +123,4 @@ def _load_from_warehouse(asset_name: str, partition, start, end) -> pl.DataFrame
         query = query.order_by(col)
     elif partition is not None or start is not None or end is not None:
         raise ValueError(f"load: {asset_name} is not partitioned; call load({asset_name!r}) without a partition")
-    return Warehouse(warehouse_url()).read(query)
+    return Warehouse(warehouse_url).read(query)

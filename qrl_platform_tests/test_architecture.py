@@ -115,6 +115,25 @@ def test_only_the_settings_module_reads_the_environment():
     assert readers == []
 
 
+# Entry points that read the settings once per call, like the CLI, and the module another change is
+# splitting (its settings call moves to the wiring there).
+READS_THE_SETTINGS = {"qrl_platform.readback", "qrl_platform.notify.event_bus"}
+
+
+def test_core_modules_receive_values_instead_of_reading_the_settings():
+    """The wiring reads the settings and passes values; a core module imports only the settings'
+    types and constants, never `settings()` itself."""
+    readers = []
+    for name in CORE:
+        if name == "qrl_platform.settings" or name in READS_THE_SETTINGS:
+            continue
+        for node in ast.walk(ast.parse(_all_modules()[name].read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "qrl_platform.settings":
+                if any(alias.name == "settings" for alias in node.names):
+                    readers.append(name)
+    assert readers == []
+
+
 def test_settings_hide_secrets_and_list_them_for_redaction():
     from qrl_platform.settings import settings
 

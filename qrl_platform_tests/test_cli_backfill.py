@@ -104,7 +104,7 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
     # `qrl status` of a materialised day, before and after M13 consumed the day's event.
     from qrl_platform.cli_status import status_lines
     from qrl_platform.notify.event_bus import M13Consumer
-    from qrl_platform.settings import warehouse_url
+    from qrl_platform.settings import settings
     from qrl_platform.warehouse import Warehouse
 
     assert cli.main(["notify", END]) == 0
@@ -137,7 +137,7 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
     assert signals.height == sum(mix.values()) > 0
     assert status_lines(dt.date.fromisoformat(END), fresh) == expected
 
-    warehouse = Warehouse(warehouse_url())
+    warehouse = Warehouse(settings().warehouse_url)
     consumer = M13Consumer(warehouse)
     for received in consumer.poll():
         consumer.ack(received)

@@ -3,8 +3,10 @@ import datetime as dt
 import dagster as dg
 import pytest
 
+from qrl_platform import calendar
 from qrl_platform.calendar import day_status, previous_trading_days, trading_days
 from qrl_platform.defs.partitions import quarter_hour, trading_day
+from qrl_platform.settings import settings
 
 TAIPEI = dt.timezone(dt.timedelta(hours=8))
 
@@ -30,18 +32,30 @@ def test_ordinary_days_are_open():
     assert day_status("2024-03-05").is_open
 
 
-def test_user_override_file_closes_a_day(tmp_path, monkeypatch):
+@pytest.fixture
+def install_overrides():
+    """What the wiring does when it reads the settings (the code location's resources, the CLI); the
+    calendar's previous file is put back afterwards."""
+    previous = calendar.use_extra_overrides(None)
+    calendar.use_extra_overrides(previous)
+    yield lambda: calendar.use_extra_overrides(settings().calendar_overrides)
+    calendar.use_extra_overrides(previous)
+
+
+def test_user_override_file_closes_a_day(tmp_path, monkeypatch, install_overrides):
     extra = tmp_path / "closures.yaml"
     extra.write_text('closed:\n  "2024-03-05": "Typhoon (announced this morning)"\n', encoding="utf-8")
     monkeypatch.setenv("QRL_CALENDAR_OVERRIDES", str(extra))
+    install_overrides()
     status = day_status("2024-03-05")
     assert (status.is_open, status.reason) == (False, "Typhoon (announced this morning)")
 
 
-def test_bad_override_date_names_the_file(tmp_path, monkeypatch):
+def test_bad_override_date_names_the_file(tmp_path, monkeypatch, install_overrides):
     extra = tmp_path / "bad.yaml"
     extra.write_text('closed:\n  "2024-13-45": "nonsense"\n', encoding="utf-8")
     monkeypatch.setenv("QRL_CALENDAR_OVERRIDES", str(extra))
+    install_overrides()
     with pytest.raises(ValueError, match=r"bad.yaml:closed: '2024-13-45' is not a date"):
         day_status("2024-03-05")
 

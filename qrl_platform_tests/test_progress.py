@@ -7,6 +7,7 @@ import pytest
 
 from qrl_platform import progress
 from qrl_platform.progress import CLEAR_LINE, Stage
+from qrl_platform.settings import settings
 
 
 class FakeTTY(io.StringIO):
@@ -54,7 +55,7 @@ def test_ci_logs_and_pipes_get_one_line_per_stage(monkeypatch, case):
         monkeypatch.delenv("CI", raising=False)
         stream = io.StringIO()
     clock = FakeClock()
-    _drive(stream, clock)
+    _drive(stream, clock, in_ci=settings().in_ci)  # what the CLI reads and passes
     assert stream.getvalue() == "daily_quotes: 4/4 days in 41s\n"
 
 

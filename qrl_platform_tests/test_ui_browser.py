@@ -55,11 +55,12 @@ def _build_demo_instance(instance: dg.DagsterInstance) -> None:
     from qrl_platform.defs.market.assets import daily_quotes
     from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS
     from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
+    from qrl_platform.settings import settings
     from qrl_platform.storage.frames import FrameStore
 
     tags = {"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END}
     assert dg.materialize([daily_quotes], resources=RESOURCES, instance=instance, tags=tags).success
-    write_synthetic_indicators(FrameStore(), trading_days(START, END))
+    write_synthetic_indicators(FrameStore(settings().qrl_home), trading_days(START, END))
     chain = [*STRATEGY_ASSETS, *STRATEGY_CHECKS]
     assert dg.materialize(chain, resources=RESOURCES, instance=instance, tags=tags).success
 

@@ -1,7 +1,7 @@
 """M15 alerts (S10): levels, channels (log, Slack, email, SMS webhook), redaction and dedupe.
 
 Pure code in `channels` (no Dagster imports); `qrl_platform.defs.resources.AlertsResource` is the
-Dagster face that builds the channels from the environment at send time.
+Dagster face that builds the channels from the settings at send time.
 """
 
 from qrl_platform.alerts.channels import (
@@ -10,10 +10,9 @@ from qrl_platform.alerts.channels import (
     AlertReport,
     ChannelResult,
     Level,
-    channels_from_env,
+    channels_from_settings,
     configuration_problems,
     redact,
-    secrets_from_env,
     send_alert,
     send_with_dedupe,
 )
@@ -24,10 +23,9 @@ __all__ = [
     "AlertReport",
     "ChannelResult",
     "Level",
-    "channels_from_env",
+    "channels_from_settings",
     "configuration_problems",
     "redact",
-    "secrets_from_env",
     "send_alert",
     "send_with_dedupe",
 ]

@@ -7,12 +7,14 @@ Two promises shape this module:
   channel listed without its URL, an unknown channel name, a bad level) becomes a failing channel
   for the same reason — the log channel still gets the alert.
 * **Secrets never leave in an alert or a log line.** Webhook URLs (Slack's path *is* its token), the
-  SMTP password, the SMS token and the value of every environment variable whose name contains
-  KEY/SECRET/TOKEN/PASSWORD are replaced by ``[REDACTED]`` in titles, messages, tags, error texts
-  and in the HTTP client's own request log lines.
+  SMTP password, the SMS token and every other secret of the settings (``Settings.secret_values``:
+  MEXC key and secret, the passwords inside database and Redis URLs) are replaced by ``[REDACTED]``
+  in titles, messages, tags, error texts and in the HTTP client's own request log lines.
 
-Configuration comes from the environment at send time (``channels_from_env``) so secrets are
-never part of Dagster resource config shown in the UI.
+The channels are built from a ``Settings`` (``channels_from_settings``); the alerts resource reads
+the settings at send time, so secrets are never part of Dagster resource config shown in the UI.
+A bad SMTP port or STARTTLS switch is a settings error naming its variable; a missing URL, an
+unknown channel or a bad level stays a failing channel.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from qrl_platform.calendar import TAIPEI
 from qrl_platform.http_retry import NotRetryable, RetriesExhausted, RetryAfterTooLong, RetryPolicy, send_with_retries
-from qrl_platform.settings import settings
+from qrl_platform.settings import Settings
 
 log = logging.getLogger("qrl_platform.alerts")
 
@@ -138,12 +141,6 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for variant in sorted(variants, key=len, reverse=True):
         text = text.replace(variant, REDACTED)
     return text
-
-
-def secrets_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Every secret the settings hold (MEXC key and secret, SMS token, SMTP password, the webhook
-    URLs, which carry their token in the URL itself, and passwords inside database/Redis URLs)."""
-    return settings(environ).secret_values()
 
 
 class _RedactingLogFilter(logging.Filter):
@@ -446,97 +443,84 @@ class MisconfiguredChannel(Channel):
 
 
 # --------------------------------------------------------------------------------------------------
-# Configuration from the environment
+# Configuration from the settings
 
 
 def _split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _env_level(environ: Mapping[str, str], name: str, default: Level) -> Level:
-    value = environ.get(name, "").strip()
+def _level(current: Settings, field_name: str, default: Level) -> Level:
+    value = getattr(current, field_name)
     if not value:
         return default
     try:
         return Level.parse(value)
     except ValueError as error:
-        raise ChannelConfigError(f"{name}: {error}") from None
+        raise ChannelConfigError(f"{Settings.variable(field_name)}: {error}") from None
 
 
-def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    value = environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ChannelConfigError(f"{name} must be true or false, got {value!r}")
+def _required(current: Settings, field_name: str, channel: str) -> str:
+    value = getattr(current, field_name)
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not text:
+        variable = Settings.variable(field_name)
+        raise ChannelConfigError(
+            f"alert channel {channel!r} is enabled in QRL_ALERT_CHANNELS but {variable} is not set"
+        )
+    return text
 
 
-def _required(environ: Mapping[str, str], name: str, channel: str) -> str:
-    value = environ.get(name, "").strip()
-    if not value:
-        raise ChannelConfigError(f"alert channel {channel!r} is enabled in QRL_ALERT_CHANNELS but {name} is not set")
-    return value
+def _log_channel(current: Settings) -> Channel:
+    return LogChannel(_level(current, "log_min_level", Level.INFO))
 
 
-def _log_from_env(environ: Mapping[str, str]) -> Channel:
-    return LogChannel(_env_level(environ, "QRL_LOG_MIN_LEVEL", Level.INFO))
+def _slack_channel(current: Settings) -> Channel:
+    url = _required(current, "slack_webhook_url", "slack")
+    return SlackChannel(url, _level(current, "slack_min_level", Level.WARNING))
 
 
-def _slack_from_env(environ: Mapping[str, str]) -> Channel:
-    url = _required(environ, "QRL_SLACK_WEBHOOK_URL", "slack")
-    return SlackChannel(url, _env_level(environ, "QRL_SLACK_MIN_LEVEL", Level.WARNING))
-
-
-def _email_from_env(environ: Mapping[str, str]) -> Channel:
-    host = _required(environ, "QRL_SMTP_HOST", "email")
-    recipients = _split_list(_required(environ, "QRL_ALERT_EMAIL_TO", "email"))
-    user = environ.get("QRL_SMTP_USER", "").strip()
+def _email_channel(current: Settings) -> Channel:
+    host = _required(current, "smtp_host", "email")
+    recipients = _split_list(_required(current, "alert_email_to", "email"))
+    user = current.smtp_user
     # Never send a password in clear by default: with a login, STARTTLS is on unless switched off.
-    starttls = _env_bool(environ, "QRL_SMTP_STARTTLS", default=bool(user))
-    port_text = environ.get("QRL_SMTP_PORT", "").strip() or ("587" if starttls else "25")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ChannelConfigError(f"QRL_SMTP_PORT must be a port number, got {port_text!r}") from None
+    starttls = bool(user) if current.smtp_starttls is None else current.smtp_starttls
     return EmailChannel(
         host,
-        port,
-        environ.get("QRL_ALERT_EMAIL_FROM", "").strip() or user or "qrl-platform@localhost",
+        current.smtp_port or (587 if starttls else 25),
+        current.alert_email_from or user or "qrl-platform@localhost",
         recipients,
-        _env_level(environ, "QRL_EMAIL_MIN_LEVEL", Level.ERROR),
+        _level(current, "email_min_level", Level.ERROR),
         user=user,
-        password=environ.get("QRL_SMTP_PASSWORD", ""),
+        password=current.smtp_password.get_secret_value(),
         starttls=starttls,
     )
 
 
-def _sms_from_env(environ: Mapping[str, str]) -> Channel:
-    url = _required(environ, "QRL_SMS_WEBHOOK_URL", "sms")
-    recipients = _split_list(_required(environ, "QRL_SMS_TO", "sms"))
+def _sms_channel(current: Settings) -> Channel:
+    url = _required(current, "sms_webhook_url", "sms")
+    recipients = _split_list(_required(current, "sms_to", "sms"))
     return SmsChannel(
         url,
         recipients,
-        _env_level(environ, "QRL_SMS_MIN_LEVEL", Level.CRITICAL),
-        token=environ.get("QRL_SMS_TOKEN", "").strip(),
+        _level(current, "sms_min_level", Level.CRITICAL),
+        token=current.sms_token.get_secret_value(),
     )
 
 
-_BUILDERS: dict[str, Callable[[Mapping[str, str]], Channel]] = {
-    "log": _log_from_env,
-    "slack": _slack_from_env,
-    "email": _email_from_env,
-    "sms": _sms_from_env,
+_BUILDERS: dict[str, Callable[[Settings], Channel]] = {
+    "log": _log_channel,
+    "slack": _slack_channel,
+    "email": _email_channel,
+    "sms": _sms_channel,
 }
 
 
-def channels_from_env(environ: Mapping[str, str] | None = None) -> list[Channel]:
-    """The channels named in QRL_ALERT_CHANNELS (default `log`), each configured from its variables.
+def channels_from_settings(current: Settings) -> list[Channel]:
+    """The channels named in QRL_ALERT_CHANNELS (default `log`), each configured from its settings.
     A channel that cannot be configured is returned as a MisconfiguredChannel, never raised."""
-    environ = settings(environ).variables()
-    names = [name.lower() for name in _split_list(environ.get("QRL_ALERT_CHANNELS", ""))] or ["log"]
+    names = [name.lower() for name in _split_list(current.alert_channels)] or ["log"]
     channels: list[Channel] = []
     for name in dict.fromkeys(names):
         builder = _BUILDERS.get(name)
@@ -545,15 +529,15 @@ def channels_from_env(environ: Mapping[str, str] | None = None) -> list[Channel]
             channels.append(MisconfiguredChannel(name, problem))
             continue
         try:
-            channels.append(builder(environ))
+            channels.append(builder(current))
         except ChannelConfigError as error:
             channels.append(MisconfiguredChannel(name, str(error)))
     return channels
 
 
-def configuration_problems(environ: Mapping[str, str] | None = None) -> list[str]:
+def configuration_problems(current: Settings) -> list[str]:
     """What is wrong with the alert settings (empty when all is well) — for a startup check."""
-    return [f"{c.name}: {c.problem}" for c in channels_from_env(environ) if isinstance(c, MisconfiguredChannel)]
+    return [f"{c.name}: {c.problem}" for c in channels_from_settings(current) if isinstance(c, MisconfiguredChannel)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""Dagster resources: one ConfigurableResource per outside system, configured from the environment.
+"""Dagster resources: one ConfigurableResource per outside system, configured from the settings.
 
 Resources compose: the event bus holds the warehouse and Redis resources it writes to, so an asset
-asks the bus to publish and never opens a Redis connection itself. Each resource reads its defaults
-from `qrl_platform.settings` (the only reader of the environment); secrets are never resource config,
-because the Dagster UI shows config values.
+asks the bus to publish and never opens a Redis connection itself. Each resource reads the typed
+settings (`qrl_platform.settings`, the only reader of the environment) once when it is used and hands
+plain values to the core; a config field that is set replaces its setting (tests, a second
+deployment). Secrets are never resource config, because the Dagster UI shows config values.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
@@ -21,16 +22,15 @@ from qrl_platform.alerts.channels import (
     AlertDeduper,
     AlertReport,
     Level,
-    channels_from_env,
+    channels_from_settings,
     configuration_problems,
-    secrets_from_env,
     send_alert,
     send_with_dedupe,
 )
-from qrl_platform.calendar import TAIPEI
+from qrl_platform.calendar import TAIPEI, use_extra_overrides
 from qrl_platform.market.sources import MarketSource
 from qrl_platform.notify import event_bus
-from qrl_platform.settings import MarketSourceSettings, settings
+from qrl_platform.settings import MarketSourceSettings, Settings, settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse
 
@@ -42,7 +42,7 @@ class WarehouseResource(dg.ConfigurableResource):
     """The relational warehouse (S6/S7 tables, outbox, QRL audit). SQLite file by default,
     PostgreSQL in production via QRL_WAREHOUSE_URL=postgresql+psycopg://…"""
 
-    url: str = ""  # empty: QRL_WAREHOUSE_URL or the SQLite file under QRL_HOME
+    url: str = ""  # empty: the settings' warehouse (QRL_WAREHOUSE_URL or the SQLite file under QRL_HOME)
 
     def get(self) -> Warehouse:
         # Resolved at each use and shared per URL: one engine per database in a process, and a
@@ -106,42 +106,40 @@ class MarketSourceResource(dg.ConfigurableResource):
     tdcc_base_url: str = ""
     mops_base_url: str = ""
 
+    def configured(self, current: Settings | None = None) -> Settings:
+        """The settings (read now unless given) with this resource's set fields in their place,
+        validated like the environment (a bad source names QRL_MARKET_SOURCE)."""
+        current = current or settings()
+        fields = ("twse_base_url", "tpex_base_url", "tdcc_base_url", "mops_base_url")
+        overrides = {name: getattr(self, name) for name in fields if getattr(self, name)}
+        if self.source:
+            overrides["market_source"] = self.source
+        return current.with_values(**overrides) if overrides else current
+
     def settings(self) -> MarketSourceSettings:
-        env = MarketSourceSettings.from_env()
-        return MarketSourceSettings(
-            source=(self.source or env.source).lower(),
-            twse_base_url=(self.twse_base_url or env.twse_base_url).rstrip("/"),
-            tpex_base_url=(self.tpex_base_url or env.tpex_base_url).rstrip("/"),
-            demo_seed=env.demo_seed,
-            demo_universe=env.demo_universe,
-            tdcc_base_url=(self.tdcc_base_url or env.tdcc_base_url).rstrip("/"),
-            mops_base_url=(self.mops_base_url or env.mops_base_url).rstrip("/"),
-        )
+        return self.configured().market_source_settings()
 
     def provided_tables(self) -> frozenset[str]:
         """The raw tables the configured source can ingest (without connecting to anything)."""
-        return self._source_class().provides
+        return self._source_class(self.configured().market_source).provides
 
-    def _source_class(self) -> type:
-        source = self.settings().source
+    @staticmethod
+    def _source_class(source: str) -> type:
         if source == "demo":
             from qrl_platform.market.demo import DemoMarket
 
             return DemoMarket
-        if source == "live":
-            from qrl_platform.market.live import LiveMarketSource
+        from qrl_platform.market.live import LiveMarketSource
 
-            return LiveMarketSource
-        raise ValueError(f"market source must be 'demo' or 'live', got {source!r}")
+        return LiveMarketSource
 
     def get(self) -> MarketSource:
-        settings = self.settings()
-        source_class = self._source_class()
-        if source_class.name == "demo":
+        current = self.configured()
+        if current.market_source == "demo":
             from qrl_platform.market.demo import demo_market
 
-            return demo_market(settings.demo_seed, settings.demo_universe)
-        return source_class(settings)
+            return demo_market(current.demo_seed, current.demo_universe)
+        return self._source_class("live")(current.market_source_settings(), current.raw_cache_root)
 
 
 class EventBusResource(dg.ConfigurableResource):
@@ -271,10 +269,9 @@ class AlertsResource(dg.ConfigurableResource):
     dedupe_state_path: str = ""
     default_dedupe_minutes: float = 60.0
 
-    def _deduper(self) -> AlertDeduper:
+    def _deduper(self, home: str) -> AlertDeduper:
         path = self.dedupe_state_path.strip()
         if not path:
-            home = settings().qrl_home
             path = "memory" if "://" in home else str(Path(home) / "state" / "alert_dedupe.json")
         if path not in _dedupers:
             _dedupers[path] = AlertDeduper(None if path == "memory" else path)
@@ -306,15 +303,16 @@ class AlertsResource(dg.ConfigurableResource):
             tags={key: str(value) for key, value in tags.items()},
             timestamp=(now or dt.datetime.now(TAIPEI)).astimezone(TAIPEI),
         )
-        channels = channels_from_env()
-        secrets = secrets_from_env()
+        current = settings()
+        channels = channels_from_settings(current)
+        secrets = current.secret_values()
         if dedupe_key is None:
             return send_alert(alert, channels, secrets=secrets)
         minutes = self.default_dedupe_minutes if dedupe_minutes is None else dedupe_minutes
         return send_with_dedupe(
             alert,
             channels,
-            deduper=self._deduper(),
+            deduper=self._deduper(current.qrl_home),
             dedupe_key=dedupe_key,
             window=dt.timedelta(minutes=minutes),
             secrets=secrets,
@@ -322,15 +320,17 @@ class AlertsResource(dg.ConfigurableResource):
         )
 
     def channel_names(self) -> list[str]:
-        return [channel.name for channel in channels_from_env()]
+        return [channel.name for channel in channels_from_settings(settings())]
 
     def configuration_problems(self) -> list[str]:
         """Misconfigured channels (missing URL, bad level, unknown name) — empty when all is well."""
-        return configuration_problems()
+        return configuration_problems(settings())
 
 
 def shared_resources() -> dict[str, dg.ConfigurableResource]:
-    """The resources every domain shares, wired together (the treasury adds `mexc`)."""
+    """The resources every domain shares, wired together (the treasury adds `mexc`). Loading the code
+    location also installs the operator's calendar closures (QRL_CALENDAR_OVERRIDES) in the calendar."""
+    use_extra_overrides(settings().calendar_overrides)
     warehouse = WarehouseResource()
     redis = RedisResource()
     return {

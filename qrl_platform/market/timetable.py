@@ -3,7 +3,8 @@
 Plain Python (no Dagster): sensors and schedules ask `is_due(table, partition_date, now)` before
 launching a table's ingestion, so a table that is not out yet is a skip with its reason, never a failed
 run. Each table has one publication rule and a time of day, configurable through the environment
-(`QRL_PUBLISH_<TABLE>=HH:MM`, e.g. `QRL_PUBLISH_MARGIN_BALANCES=21:30`):
+(`QRL_PUBLISH_<TABLE>=HH:MM`, e.g. `QRL_PUBLISH_MARGIN_BALANCES=21:30`; the wiring passes
+`Settings.publication_times()` as `times`):
 
 | table | partition | due (Taipei) | default | why |
 |---|---|---|---|---|
@@ -25,10 +26,9 @@ without any request.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
-
-from qrl_platform.settings import publication_time_override
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 
@@ -71,20 +71,14 @@ TIMETABLE: dict[str, Publication] = {
 }
 
 
-def publication_time(table: str) -> dt.time:
-    """The table's time of day: `QRL_PUBLISH_<TABLE>` (HH:MM) when set, else the default above."""
+def publication_time(table: str, times: Mapping[str, dt.time] | None = None) -> dt.time:
+    """The table's time of day: its entry in `times` (the set `QRL_PUBLISH_<TABLE>` variables,
+    `Settings.publication_times()`) when there is one, else the default above."""
     publication = _publication(table)
-    raw = publication_time_override(table)
-    if raw is None:
-        return publication.default
-    try:
-        hours, minutes = raw.split(":")
-        return dt.time(int(hours), int(minutes))
-    except ValueError:
-        raise ValueError(f"{publication.env} must be a Taipei time of day HH:MM (e.g. 21:00), got {raw!r}") from None
+    return (times or {}).get(table, publication.default)
 
 
-def due_at(table: str, partition_date: dt.date) -> dt.datetime:
+def due_at(table: str, partition_date: dt.date, times: Mapping[str, dt.time] | None = None) -> dt.datetime:
     """When the table's data for the partition is normally out (an aware Taipei datetime)."""
     publication = _publication(table)
     if publication.rule == "same_day":
@@ -102,16 +96,18 @@ def due_at(table: str, partition_date: dt.date) -> dt.datetime:
         if partition_date.weekday() != 4:
             raise ValueError(f"{table}: partition {partition_date} is not a Friday (TDCC data date)")
         day = partition_date + dt.timedelta(days=1)
-    return dt.datetime.combine(day, publication_time(table), tzinfo=TAIPEI)
+    return dt.datetime.combine(day, publication_time(table, times), tzinfo=TAIPEI)
 
 
-def is_due(table: str, partition_date: dt.date, now: dt.datetime) -> tuple[bool, str]:
+def is_due(
+    table: str, partition_date: dt.date, now: dt.datetime, times: Mapping[str, dt.time] | None = None
+) -> tuple[bool, str]:
     """(due, reason): is the table's data for `partition_date` normally published by `now`?
 
     `now` may be in any time zone; a naive datetime is read as Taipei time."""
     when = now.replace(tzinfo=TAIPEI) if now.tzinfo is None else now.astimezone(TAIPEI)
-    due = due_at(table, partition_date)
-    source = f"{_publication(table).env}={publication_time(table):%H:%M}"
+    due = due_at(table, partition_date, times)
+    source = f"{_publication(table).env}={publication_time(table, times):%H:%M}"
     if when >= due:
         return True, f"{table} for {partition_date} is due since {due:%Y-%m-%d %H:%M} Taipei ({source})"
     return False, (

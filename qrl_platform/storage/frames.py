@@ -21,14 +21,13 @@ from collections.abc import Iterable
 import fsspec
 import polars as pl
 
-from qrl_platform.settings import qrl_home
-
 STALE_TEMP_SECONDS = 3600
 
 
 class FrameStore:
-    def __init__(self, root: str | None = None):
-        self.root = (root or qrl_home()).rstrip("/")
+    def __init__(self, root: str):
+        """`root`: QRL_HOME, a local path or an fsspec URL (the wiring passes `Settings.qrl_home`)."""
+        self.root = root.rstrip("/")
         self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
         self.is_local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
 
@@ -82,8 +81,12 @@ class FrameStore:
         return self._read_paths(asset, present, columns)
 
     def read_range(
-        self, asset: str, start: str | dt.date | None = None, end: str | dt.date | None = None,
-        *, columns: list[str] | None = None,
+        self,
+        asset: str,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+        *,
+        columns: list[str] | None = None,
     ) -> pl.DataFrame:
         """Every stored partition whose key (ISO date prefix) falls in [start, end]."""
         # Keys start with an ISO date, so string order is time order; comparing the key's prefix with

@@ -25,6 +25,7 @@ from qrl_platform.defs.resources import AlertsResource, EventBusResource, Wareho
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.notify.event_bus import publish_signals_ready
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform_tests.alerts.local_servers import WebhookServer
@@ -119,7 +120,9 @@ def _run_strategies(tmp_path, directory: str) -> dg.ExecuteInProcessResult:
             tags={"dagster/asset_partition_range_start": "2024-03-04", "dagster/asset_partition_range_end": DAY},
         )
         write_synthetic_indicators(
-            FrameStore(), [dt.date(2024, 3, 4), dt.date(2024, 3, 5)], drop={"chip_indicators": ["big_holder_pct"]}
+            FrameStore(settings().qrl_home),
+            [dt.date(2024, 3, 4), dt.date(2024, 3, 5)],
+            drop={"chip_indicators": ["big_holder_pct"]},
         )
         return dg.materialize(
             [*STRATEGY_ASSETS, *STRATEGY_CHECKS],

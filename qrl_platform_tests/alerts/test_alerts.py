@@ -15,13 +15,13 @@ from qrl_platform.alerts.channels import (
     EmailChannel,
     Level,
     SlackChannel,
-    channels_from_env,
+    channels_from_settings,
     configuration_problems,
     redact,
-    secrets_from_env,
     send_alert,
 )
 from qrl_platform.defs.resources import AlertsResource
+from qrl_platform.settings import settings
 from qrl_platform_tests.alerts.local_servers import ScriptedResponse, SmtpServer, WebhookServer
 from qrl_platform_tests.servers import free_port
 
@@ -143,13 +143,13 @@ def test_secrets_from_env_by_variable_name():
         "QRL_HOME": "/data/qrl",
         "EMPTY_TOKEN": "",
     }
-    assert sorted(secrets_from_env(environ)) == sorted(
+    assert sorted(settings(environ).secret_values()) == sorted(
         [MEXC_SECRET, "mx0key123456", SMS_TOKEN, SMTP_PASSWORD, "https://hooks.slack.com/services/T/B/X"]
     )
 
 
 def test_channels_from_env_defaults_and_misconfiguration(env):
-    [log_channel] = channels_from_env()
+    [log_channel] = channels_from_settings(settings())
     assert (log_channel.name, log_channel.min_level) == ("log", Level.INFO)
     env(
         QRL_ALERT_CHANNELS="log, slack ,pager,email",
@@ -157,21 +157,21 @@ def test_channels_from_env_defaults_and_misconfiguration(env):
         QRL_SMTP_HOST="mail",
         QRL_ALERT_EMAIL_TO="a@b",
     )
-    channels = channels_from_env()
+    channels = channels_from_settings(settings())
     assert [c.name for c in channels] == ["log", "slack", "pager", "email"]
     assert channels[0].min_level is Level.WARNING
     assert (channels[3].min_level, channels[3].port, channels[3].starttls) == (Level.ERROR, 25, False)
-    assert configuration_problems() == [
+    assert configuration_problems(settings()) == [
         "slack: alert channel 'slack' is enabled in QRL_ALERT_CHANNELS but QRL_SLACK_WEBHOOK_URL is not set",
         "pager: unknown alert channel 'pager' in QRL_ALERT_CHANNELS; known: log, slack, email, sms",
     ]
     env(QRL_SMTP_USER="me", QRL_SMTP_PORT="", QRL_EMAIL_MIN_LEVEL="LOUD")
     assert (
-        configuration_problems()[-1]
+        configuration_problems(settings())[-1]
         == "email: QRL_EMAIL_MIN_LEVEL: unknown alert level 'LOUD': choose one of INFO, WARNING, ERROR, CRITICAL"
     )
     env(QRL_EMAIL_MIN_LEVEL="error")
-    email = channels_from_env()[-1]
+    email = channels_from_settings(settings())[-1]
     assert (email.port, email.starttls) == (587, True)  # a login implies STARTTLS unless switched off
 
 

@@ -24,6 +24,7 @@ from qrl_platform.defs.market.assets import daily_quotes
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.strategies.assets import IndicatorChecksFailed, strategies, strategy_signals
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import schema
 from qrl_platform_tests.strategy.conftest import synthetic_indicators, write_synthetic_indicators
@@ -62,7 +63,7 @@ def day_with_quotes(qrl_home, monkeypatch):
             instance=instance,
             tags={"dagster/asset_partition_range_start": "2024-03-04", "dagster/asset_partition_range_end": DAY},
         )
-        write_synthetic_indicators(FrameStore(), DAYS)
+        write_synthetic_indicators(FrameStore(settings().qrl_home), DAYS)
         dg.materialize([strategies], resources=RESOURCES, instance=instance)
         yield instance
 
@@ -132,7 +133,7 @@ def _stand_in_indicators(poisoned: bool) -> list[dg.AssetsDefinition]:
     def build(asset: str) -> dg.AssetsDefinition:
         @dg.asset(name=asset, partitions_def=trading_day)
         def _indicator(context: dg.AssetExecutionContext) -> None:
-            store = FrameStore()
+            store = FrameStore(settings().qrl_home)
             frame = synthetic_indicators(store.read("daily_quotes", DAY), seed=dt.date(2024, 3, 5).toordinal())[asset]
             if poisoned and asset == "technical_indicators":
                 frame = frame.with_columns(

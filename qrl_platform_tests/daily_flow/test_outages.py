@@ -29,6 +29,7 @@ from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.defs.treasury.assets import QRL_ASSETS
 from qrl_platform.defs.treasury.resources import QRL_RESOURCES
 from qrl_platform.notify.event_bus import STREAM_KEY
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.treasury.rebalance import REDIS_HISTORY_KEY
 from qrl_platform_tests.servers import start_postgres, start_redis
@@ -109,7 +110,7 @@ def _prepare_day(instance) -> None:
         instance=instance,
         tags={"dagster/asset_partition_range_start": "2024-03-04", "dagster/asset_partition_range_end": DAY},
     )
-    write_synthetic_indicators(FrameStore(), [dt.date(2024, 3, 4), dt.date(2024, 3, 5)])
+    write_synthetic_indicators(FrameStore(settings().qrl_home), [dt.date(2024, 3, 4), dt.date(2024, 3, 5)])
     dg.materialize([strategies], resources=RESOURCES, instance=instance)
 
 

@@ -32,6 +32,7 @@ from qrl_platform.factors import chip, fundamental, quality, registry
 from qrl_platform.factors.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
 
@@ -149,13 +150,17 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
     assert not failed
     assert all(e.blocking for e in evaluations)
     assert {(e.asset_key.path[-1], e.check_name, e.partition) for e in evaluations} == {
-        (name, check, None) for name in NAMES for check in ("missing_rate", "coverage", "no_infinities", "within_ranges")
+        (name, check, None)
+        for name in NAMES
+        for check in ("missing_rate", "coverage", "no_infinities", "within_ranges")
     }
     assert all(e.metadata["days_checked"].value == 9 and e.metadata["closed_days"].value == 1 for e in evaluations)
     assert all((e.metadata["first_day"].value, e.metadata["last_day"].value) == RANGE for e in evaluations)
     coverage = next(e for e in evaluations if e.check_name == "coverage")
     assert coverage.metadata["lowest_coverage"].value == 1.0
-    missing = next(e for e in evaluations if e.check_name == "missing_rate" and e.asset_key.path[-1] == "chip_indicators")
+    missing = next(
+        e for e in evaluations if e.check_name == "missing_rate" and e.asset_key.path[-1] == "chip_indicators"
+    )
     assert set(missing.metadata["worst_missing_rates"].value) == set(registry.factor_ids("chip_indicators"))
     # The daily flow's gate counts the range evaluations for every day of the one range run.
     names = check_names_of(INDICATOR_CHECKS, "chip_indicators")
@@ -168,7 +173,7 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
 
 def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     day = HISTORY_END
-    stored_days = len(FrameStore().partitions("daily_quotes"))
+    stored_days = len(FrameStore(settings().qrl_home).partitions("daily_quotes"))
 
     dg.materialize([technical_indicators], resources=RESOURCES, partition_key=day.isoformat())
     window = [
@@ -185,7 +190,7 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     windows = fundamental.history_window(day, day)
     for table in ("monthly_revenue", "financials"):
         first, last = (d.isoformat() for d in windows[table])
-        stored = FrameStore().partitions(table)
+        stored = FrameStore(settings().qrl_home).partitions(table)
         assert _keys(reads, table) == [k for k in stored if first <= k <= last]
         assert len(_keys(reads, table)) < len(stored)  # older periods could only ever give null
     assert _keys(reads, "monthly_revenue")[0] == "2023-05-01"  # 17 months before October 2024
@@ -198,7 +203,7 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
         assert _keys(reads, table) == window
     assert _keys(reads, "margin_balances") == window[:-1]  # the day's own margin (out ~21:00) is never read
     first, last = (d.isoformat() for d in chip.history_window(day, day)["shareholding_distribution"])
-    stored = FrameStore().partitions("shareholding_distribution")
+    stored = FrameStore(settings().qrl_home).partitions("shareholding_distribution")
     assert _keys(reads, "shareholding_distribution") == [k for k in stored if first <= k <= last]
 
 

@@ -12,7 +12,7 @@ from qrl_platform.calendar import TAIPEI
 from qrl_platform.market.live import LiveMarketSource, mops
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import RAW_TABLES, BadMarketData
-from qrl_platform.settings import MOPS_DEFAULT_BASE_URL, MarketSourceSettings
+from qrl_platform.settings import MOPS_DEFAULT_BASE_URL, MarketSourceSettings, settings
 from qrl_platform_tests.market import fake_mops
 from qrl_platform_tests.market.fake_mops import FakeMops
 
@@ -270,9 +270,9 @@ def test_the_live_source_provides_all_seven_raw_tables():
 
 def test_mops_base_url_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("QRL_MOPS_BASE_URL", raising=False)
-    assert MarketSourceSettings.from_env().mops_base_url == MOPS_DEFAULT_BASE_URL == "https://mops.twse.com.tw"
+    assert settings().market_source_settings().mops_base_url == MOPS_DEFAULT_BASE_URL == "https://mops.twse.com.tw"
     monkeypatch.setenv("QRL_MOPS_BASE_URL", "http://127.0.0.1:8123/")
-    assert MarketSourceSettings.from_env().mops_base_url == "http://127.0.0.1:8123"
+    assert settings().market_source_settings().mops_base_url == "http://127.0.0.1:8123"
 
 
 def test_frames_conform_to_the_canonical_schema_with_negative_revenue_allowed(make_source):

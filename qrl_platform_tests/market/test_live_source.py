@@ -16,6 +16,7 @@ from qrl_platform.market.live.twse import parse_any_date
 from qrl_platform.market.schema import RAW_TABLES, BadMarketData
 from qrl_platform.market.sources import DAILY_TABLES
 from qrl_platform.settings import MarketSourceSettings
+from qrl_platform.settings import settings as current_settings
 from qrl_platform_tests.market import fake_exchanges as fx
 from qrl_platform_tests.market.fake_exchanges import FakeExchanges
 
@@ -28,11 +29,6 @@ def exchanges():
     server = FakeExchanges()
     yield server
     server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setenv("QRL_HTTP_BACKOFF_SECONDS", "0.05")
 
 
 @pytest.fixture
@@ -51,6 +47,7 @@ def make_source(exchanges, cache_root):
             tpex_base_url=exchanges.tpex_base_url,
             demo_seed=7,
             demo_universe=10,
+            http_backoff_seconds=0.05,
         )
         source = LiveMarketSource(settings, cache_root=str(cache_root), min_interval=min_interval)
         sources.append(source)
@@ -432,17 +429,18 @@ def test_the_raw_cache_lives_on_an_object_store_qrl_home(exchanges, monkeypatch,
     monkeypatch.chdir(tmp_path)
     settings = MarketSourceSettings(
         source="live", twse_base_url=exchanges.twse_base_url, tpex_base_url=exchanges.tpex_base_url,
-        demo_seed=7, demo_universe=10,
+        demo_seed=7, demo_universe=10, http_backoff_seconds=0.05,
     )  # fmt: skip
+    cache_root = current_settings().raw_cache_root  # what the market source resource passes
     memory = fsspec.filesystem("memory")
     try:
-        first = LiveMarketSource(settings, min_interval=0.01)
+        first = LiveMarketSource(settings, cache_root, min_interval=0.01)
         assert first.fetch_day("daily_quotes", DAY).details["requests"] == 2
         host = exchanges.twse_base_url.split("//")[1].replace(":", "_")
         entry = f"/qrl-raw-cache-test/cache/raw/{host}/rwd/zh/afterTrading/MI_INDEX/2026-09-07.json"
         assert memory.exists(entry)
         assert b'"stat": "OK"' in memory.cat_file(entry)
-        second = LiveMarketSource(settings, min_interval=0.01)
+        second = LiveMarketSource(settings, cache_root, min_interval=0.01)
         again = second.fetch_day("daily_quotes", DAY)
         assert again.details == {**again.details, "requests": 0, "cache_hits": 2}
         assert exchanges.count() == 2

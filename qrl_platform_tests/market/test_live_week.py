@@ -18,11 +18,13 @@ materialisation, then the real one.
 """
 
 import datetime as dt
+import functools
 
 import dagster as dg
 import pytest
 
 import qrl_platform
+from qrl_platform import calendar
 from qrl_platform.calendar import TAIPEI, previous_trading_days
 from qrl_platform.definitions import defs
 from qrl_platform.defs import clock
@@ -33,7 +35,8 @@ from qrl_platform.market.corporate_actions import by_partition
 from qrl_platform.market.ingest import ingest_days
 from qrl_platform.market.live import LiveMarketSource
 from qrl_platform.market.sources import DAILY_TABLES
-from qrl_platform.settings import MarketSourceSettings
+from qrl_platform.settings import settings
+from qrl_platform.settings import settings
 from qrl_platform_tests.market import fake_exchanges as fx
 from qrl_platform_tests.market import fake_universe
 from qrl_platform_tests.market.fake_exchanges import FakeExchanges
@@ -99,7 +102,8 @@ def week(monkeypatch, qrl_home, tmp_path):
 def _ingest_history(exchanges: FakeExchanges) -> None:
     """The year before the simulation, as an earlier backfill would have stored it (no Dagster runs)."""
     store = FrameStoreResource().get()
-    source = LiveMarketSource(MarketSourceSettings.from_env())
+    current = settings()
+    source = LiveMarketSource(current.market_source_settings(), current.raw_cache_root)
     try:
         days = previous_trading_days(FRIDAY - dt.timedelta(days=1), 255)
         for table in DAILY_TABLES:
@@ -152,7 +156,7 @@ def _materialized(instance, asset: str, day: dt.date) -> dg.EventLogRecord | Non
     return records.records[0] if records.records else None
 
 
-def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(week, monkeypatch):
+def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(week, monkeypatch, request):
     exchanges, simulated, tmp_path = week
     runs: list[tuple[str, str, str, bool, dt.datetime]] = []
     skips: dict[str, str] = {}
@@ -171,6 +175,9 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
                     overrides = tmp_path / "typhoon.yaml"
                     overrides.write_text(f'closed:\n  "{TYPHOON}": "Typhoon (simulated): TWSE/TPEx closed"\n')
                     monkeypatch.setenv("QRL_CALENDAR_OVERRIDES", str(overrides))
+                    # What the code location does when it (re)loads with the new setting.
+                    previous = calendar.use_extra_overrides(settings().calendar_overrides)
+                    request.addfinalizer(functools.partial(calendar.use_extra_overrides, previous))
                     exchanges.close_day(TYPHOON)
                 result = _tick(instance, runs)
                 if result.skip_message:
@@ -217,7 +224,13 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
         for job, partition, _key, _ok, at in runs:
             table = job.removeprefix("ingest_").removesuffix("_job")
             if table in RAW_DAILY:
-                assert at >= timetable.due_at(table, dt.date.fromisoformat(partition)), (job, partition, at)
+                assert at >= timetable.due_at(
+                    table, dt.date.fromisoformat(partition), settings().publication_times()
+                ), (
+                    job,
+                    partition,
+                    at,
+                )
         assert (
             f"margin_balances for {MONDAY} is not published yet: normally out at {MONDAY} 21:00"
             in skips[f"{MONDAY} 20:50"]

@@ -9,6 +9,7 @@ import pytest
 
 from qrl_platform.market.schema import RAW_TABLES
 from qrl_platform.market.timetable import TAIPEI, TIMETABLE, due_at, is_due, publication_time
+from qrl_platform.settings import settings
 
 MONDAY = dt.date(2026, 9, 7)
 
@@ -62,12 +63,15 @@ def test_now_in_another_time_zone_is_converted_and_naive_is_taipei():
 
 def test_times_are_configurable_through_the_environment(monkeypatch):
     monkeypatch.setenv("QRL_PUBLISH_MARGIN_BALANCES", "21:45")
-    assert publication_time("margin_balances") == dt.time(21, 45)
-    assert is_due("margin_balances", MONDAY, taipei(MONDAY, 21, 30))[0] is False
-    assert is_due("margin_balances", MONDAY, taipei(MONDAY, 21, 45))[1].endswith("(QRL_PUBLISH_MARGIN_BALANCES=21:45)")
+    times = settings().publication_times()  # what the sensors pass
+    assert publication_time("margin_balances", times) == dt.time(21, 45)
+    assert is_due("margin_balances", MONDAY, taipei(MONDAY, 21, 30), times)[0] is False
+    assert is_due("margin_balances", MONDAY, taipei(MONDAY, 21, 45), times)[1].endswith(
+        "(QRL_PUBLISH_MARGIN_BALANCES=21:45)"
+    )
     monkeypatch.setenv("QRL_PUBLISH_DAILY_QUOTES", "half past two")
     with pytest.raises(ValueError, match=r"QRL_PUBLISH_DAILY_QUOTES must be a Taipei time of day HH:MM"):
-        is_due("daily_quotes", MONDAY, taipei(MONDAY, 15))
+        settings()
 
 
 def test_monthly_revenue_is_due_after_the_10th_of_the_next_month(monkeypatch):
@@ -77,7 +81,7 @@ def test_monthly_revenue_is_due_after_the_10th_of_the_next_month(monkeypatch):
     assert is_due("monthly_revenue", july, taipei(dt.date(2026, 8, 11), 0))[0] is True
     assert due_at("monthly_revenue", dt.date(2026, 12, 1)) == taipei(dt.date(2027, 1, 11), 0)  # across the year
     monkeypatch.setenv("QRL_PUBLISH_MONTHLY_REVENUE", "08:00")
-    assert due_at("monthly_revenue", july) == taipei(dt.date(2026, 8, 11), 8)
+    assert due_at("monthly_revenue", july, settings().publication_times()) == taipei(dt.date(2026, 8, 11), 8)
     with pytest.raises(ValueError, match="not the first day of a month"):
         due_at("monthly_revenue", dt.date(2026, 7, 2))
 

@@ -169,13 +169,14 @@ def test_the_tradability_asset_stores_one_row_per_quote_with_the_ex_date_referen
     from qrl_platform.defs.market.tradability import tradability_asset
     from qrl_platform.market.demo import demo_market
     from qrl_platform.market.notices import demo_notices
+    from qrl_platform.settings import settings
     from qrl_platform.storage.frames import FrameStore
 
     def _range(start, end):
         return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
 
     assert dg.materialize([daily_quotes], resources=RESOURCES, tags=_range("2024-01-10", "2024-01-17")).success
-    store = FrameStore()
+    store = FrameStore(settings().qrl_home)
     quotes = store.read_range("daily_quotes", "2024-01-10", "2024-01-17")
     # A hand-made ex-date on 2024-01-16 for the first stock that traded on the 15th: reference = 90 % of
     # its previous close (a 10 % dividend).

@@ -32,7 +32,7 @@ from qrl_platform.definitions import RESOURCES
 from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
 from qrl_platform.defs.strategies.assets import strategies
 from qrl_platform.market.schema import KEYS
-from qrl_platform.settings import warehouse_url
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform.strategy.store import save_run
@@ -74,9 +74,11 @@ def test_bad_dates_given_to_the_cli_name_field_and_date_and_change_nothing(qrl_h
     (tmp_path / "dagster").mkdir()
     (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     # Something stored to lose: a frame partition and a day of strategy signals in the warehouse.
-    FrameStore().write("daily_quotes", "2024-11-01", pl.DataFrame({"stock_id": ["2330"], "close": [1090.0]}))
-    warehouse = Warehouse(warehouse_url())
-    signals = SignalsDayReplace({"url": warehouse_url()})
+    FrameStore(settings().qrl_home).write(
+        "daily_quotes", "2024-11-01", pl.DataFrame({"stock_id": ["2330"], "close": [1090.0]})
+    )
+    warehouse = Warehouse(settings().warehouse_url)
+    signals = SignalsDayReplace({"url": settings().warehouse_url})
     save_run(warehouse, signals.records("A"))
     signals.close()
     warehouse.dispose()
@@ -286,12 +288,12 @@ def error_text(result: dg.ExecuteInProcessResult) -> str:
 
 
 def stored_duplicates(table: str) -> int:
-    frame = FrameStore().read(table, str(DAY))
+    frame = FrameStore(settings().qrl_home).read(table, str(DAY))
     return frame.height - frame.unique(subset=list(KEYS[table])).height
 
 
 def stored_strategies() -> list[tuple]:
-    warehouse = Warehouse(warehouse_url())
+    warehouse = Warehouse(settings().warehouse_url)
     try:
         with warehouse.engine.connect() as conn:
             query = sa.select(tables.strategies.c.strategy_id, tables.strategies.c.version,
@@ -314,7 +316,7 @@ def test_every_bad_input_kind_through_the_assets_names_field_and_date_and_change
         for asset in DAILY_ASSETS.values():  # the clean earlier version of every daily table's partition
             assert dg.materialize([asset], resources=RESOURCES, partition_key=str(DAY), instance=instance).success
         assert dg.materialize([strategies], resources=RESOURCES, instance=instance).success
-        clean_rows = {table: FrameStore().read(table, str(DAY)) for table in DAILY_ASSETS}
+        clean_rows = {table: FrameStore(settings().qrl_home).read(table, str(DAY)) for table in DAILY_ASSETS}
         assert {table: frame.height for table, frame in clean_rows.items()} == {
             "daily_quotes": 12, "institutional_flows": 7, "margin_balances": 5, "valuations": 7,
         }  # fmt: skip
@@ -336,7 +338,7 @@ def test_every_bad_input_kind_through_the_assets_names_field_and_date_and_change
                 if result.success or missing:
                     wrong[case] = f"success={result.success}, missing {missing} in: {message[:400]}"
                 changed += int(stored_hash(home) != before)
-                changed += int(not FrameStore().read(table, str(DAY)).equals(clean_rows[table]))
+                changed += int(not FrameStore(settings().qrl_home).read(table, str(DAY)).equals(clean_rows[table]))
                 changed += int(materialisations(instance, table) != 1)  # only the clean run's
                 duplicated += stored_duplicates(table)
                 restore(evicted)
@@ -420,11 +422,11 @@ def test_dashes_in_a_price_are_a_missing_price_stored_as_null_not_bad_input(live
     home, exchanges = live_home
     with dg.instance_for_test() as instance:
         assert dg.materialize([daily_quotes], resources=RESOURCES, partition_key=str(DAY), instance=instance).success
-        clean = FrameStore().read("daily_quotes", str(DAY))
+        clean = FrameStore(settings().qrl_home).read("daily_quotes", str(DAY))
         evict(home, fx.MI_INDEX)
         exchanges.mutate(fx.MI_INDEX, replace_cell("2330", 8, "--"))  # 收盤價
         assert dg.materialize([daily_quotes], resources=RESOURCES, partition_key=str(DAY), instance=instance).success
-    stored = FrameStore().read("daily_quotes", str(DAY))
+    stored = FrameStore(settings().qrl_home).read("daily_quotes", str(DAY))
     tsmc = stored.filter(pl.col("stock_id") == "2330").row(0, named=True)
     assert (tsmc["close"], tsmc["change"], tsmc["is_suspended"], tsmc["volume"]) == (None, None, False, 40_033_236)
     others = [c for c in clean.columns if c not in ("close", "change")]

@@ -50,10 +50,12 @@ def make_source(exchanges: FakeExchanges, cache_root: Path) -> LiveMarketSource:
         tpex_base_url=exchanges.tpex_base_url,
         demo_seed=7,
         demo_universe=10,
+        http_min_interval_seconds=0,
+        http_backoff_seconds=0.01,
     )
-    source = LiveMarketSource(settings, cache_root=str(cache_root), min_interval=0)
+    source = LiveMarketSource(settings, cache_root=str(cache_root))
     source.http.close()
-    source.http = PoliteClient(cache_root, min_interval=0, timeout=CLIENT_TIMEOUT)
+    source.http = PoliteClient(cache_root, min_interval=0, backoff=0.01, timeout=CLIENT_TIMEOUT)
     return source
 
 

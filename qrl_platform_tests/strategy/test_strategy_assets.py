@@ -15,6 +15,7 @@ from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import AlertsResource, FrameStoreResource, MarketSourceResource, WarehouseResource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies, strategy_signals, strategy_stats
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS, build_strategy_checks
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform.warehouse import Warehouse
@@ -41,7 +42,7 @@ def market(qrl_home, indicator_writer):
     """Demo quotes for two March 2024 weeks and synthetic indicators for them, in an isolated QRL_HOME."""
     instance = dg.DagsterInstance.ephemeral()
     dg.materialize([daily_quotes], resources=_resources(), instance=instance, tags=_range("2024-03-04", "2024-03-15"))
-    indicator_writer(FrameStore(), DAYS)
+    indicator_writer(FrameStore(settings().qrl_home), DAYS)
     return instance
 
 
@@ -159,7 +160,7 @@ def test_run_config_subset_and_universe_override(market):
     signals = _warehouse().read_table("strategy_signals")
     assert signals["strategy_id"].unique().to_list() == ["STG_MOMENTUM_001"]
     assert set(signals["signal"]) <= {"BUY", "SELL"} and signals["factor_values"].null_count() == signals.height
-    quotes = FrameStore().read("daily_quotes", "2024-03-05")
+    quotes = FrameStore(settings().qrl_home).read("daily_quotes", "2024-03-05")
     twse = set(quotes.filter(pl.col("market") == "TWSE")["stock_id"])
     assert set(signals["stock_id"]) <= twse
     assert _warehouse().read_table("strategy_executions")["diagnostics"].to_list() == [None]
@@ -199,7 +200,7 @@ def _strategies_dir(tmp_path, broken: int) -> str:
 
 
 def test_one_broken_strategy_is_recorded_and_the_others_complete(market, tmp_path, indicator_writer):
-    indicator_writer(FrameStore(), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
+    indicator_writer(FrameStore(settings().qrl_home), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
     config = {"ops": {"strategies": {"config": {"directory": _strategies_dir(tmp_path, broken=1)}}}}
     result = dg.materialize(
         [*STRATEGY_ASSETS, *STRATEGY_CHECKS],
@@ -244,7 +245,7 @@ SENT: list = []
 
 def test_failure_rate_above_half_is_an_error_and_alerts(market, tmp_path, indicator_writer):
     SENT.clear()
-    indicator_writer(FrameStore(), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
+    indicator_writer(FrameStore(settings().qrl_home), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
     config = {"ops": {"strategies": {"config": {"directory": _strategies_dir(tmp_path, broken=11)}}}}
     result = dg.materialize(
         [*STRATEGY_ASSETS, *STRATEGY_CHECKS],
@@ -276,7 +277,7 @@ def test_failure_rate_above_half_is_an_error_and_alerts(market, tmp_path, indica
 
 
 def test_checks_without_an_alerts_resource_only_log(market, tmp_path, indicator_writer):
-    indicator_writer(FrameStore(), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
+    indicator_writer(FrameStore(settings().qrl_home), DAYS[:2], drop={"chip_indicators": ["big_holder_pct"]})
     config = {"ops": {"strategies": {"config": {"directory": _strategies_dir(tmp_path, broken=11)}}}}
     resources = _resources()
     resources.pop("alerts")
@@ -302,7 +303,7 @@ def test_closed_day_writes_nothing(qrl_home):
 
 
 def test_missing_indicator_partition_is_refused_by_name(market):
-    FrameStore().fs.rm(FrameStore().path("fundamental_indicators", "2024-03-06"))
+    FrameStore(settings().qrl_home).fs.rm(FrameStore(settings().qrl_home).path("fundamental_indicators", "2024-03-06"))
     result = dg.materialize(
         [*STRATEGY_ASSETS],
         resources=_resources(),

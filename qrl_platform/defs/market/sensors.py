@@ -24,6 +24,7 @@ reported by the failure sensor and re-executed by a person or the 16:00 backstop
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -35,6 +36,7 @@ from qrl_platform.defs.job_tags import RAW_DAILY
 from qrl_platform.defs.market.jobs import INDICATOR_JOBS, TABLE_JOBS
 from qrl_platform.factors import chip
 from qrl_platform.market import timetable
+from qrl_platform.settings import settings
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -98,13 +100,15 @@ def _request_once(
     )
 
 
-def plan_market_runs(instance: dg.DagsterInstance, now: dt.datetime) -> Plan:
+def plan_market_runs(
+    instance: dg.DagsterInstance, now: dt.datetime, publication_times: Mapping[str, dt.time] | None = None
+) -> Plan:
     plan = Plan()
     for day in days_to_watch(now):
         for table in RAW_DAILY:
             if is_materialized(instance, table, day.isoformat()):
                 continue
-            due, reason = timetable.is_due(table, day, now)
+            due, reason = timetable.is_due(table, day, now, publication_times)
             if not due:
                 plan.waiting.append(reason)
                 continue
@@ -135,7 +139,7 @@ def market_data_available_sensor(context: dg.SensorEvaluationContext):
     now = clock.current_time().astimezone(TAIPEI)
     today = now.date()
     status = day_status(today)
-    plan = plan_market_runs(context.instance, now)
+    plan = plan_market_runs(context.instance, now, settings().publication_times())
     if plan.requests:
         return plan.requests
     if not status.is_open and not plan.waiting:

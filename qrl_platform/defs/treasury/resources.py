@@ -1,19 +1,15 @@
 """The QRL exchange resource: `simulated` (default), `paper` or `live` MEXC Spot v3 (SPEC S8).
 
-Configuration comes from the environment so one Definitions object serves a laptop and production:
+Its values come from the settings (`qrl_platform.settings`: QRL_MEXC_MODE, QRL_MEXC_BASE_URL,
+QRL_EXECUTE_ORDERS, QRL_TARGET_RATIO, QRL_REBALANCE_THRESHOLD, QRL_MAX_ORDER_NOTIONAL,
+QRL_DAILY_TRADE_CAP, QRL_MIN_TRADE_INTERVAL_MINUTES, QRL_MAX_DRAWDOWN, QRL_KILL_SWITCH_RESET_AT; the
+table is in docs/operations.md), read when a run uses the resource, so one Definitions object serves a
+laptop and production. A config field that is set replaces its setting and is validated by the same
+typed model (`Settings.with_values`), so a bad value names the variable either way.
 
-| variable | default | meaning |
-|---|---|---|
-| QRL_MEXC_MODE | simulated | simulated (offline price path, paper balances), paper (live public prices, paper balances), live |
-| QRL_MEXC_BASE_URL | https://api.mexc.com | MEXC host (tests point it at a local fake server) |
-| MEXC_API_KEY / MEXC_API_SECRET | — | live mode only; read at use time, never stored in config, logs or metadata |
-| QRL_EXECUTE_ORDERS | false | place orders at all (see qrl/execution.py for the guards) |
-| QRL_TARGET_RATIO / QRL_REBALANCE_THRESHOLD / QRL_MAX_ORDER_NOTIONAL | 0.5 / 0.01 / 100 | plan parameters |
-| QRL_DAILY_TRADE_CAP / QRL_MIN_TRADE_INTERVAL_MINUTES / QRL_MAX_DRAWDOWN | 4 / 60 / 0.2 | execution guards |
-| QRL_KILL_SWITCH_RESET_AT | — | ISO time (UTC if no zone): resets a tripped drawdown kill switch tripped before it |
-
-A config field, when set, wins over its variable. The API key and secret deliberately have no
-config field: config values are shown in the Dagster UI and stored with every run.
+MEXC_API_KEY / MEXC_API_SECRET deliberately have no config field: config values are shown in the
+Dagster UI and stored with every run. The key is read from the settings when a live client is made,
+and kept only inside that client.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
@@ -26,39 +22,31 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from qrl_platform.settings import Settings
 from qrl_platform.settings import settings as current_settings
 from qrl_platform.treasury.execution import ExecutionLimits
-from qrl_platform.treasury.mexc_client import DEFAULT_BASE_URL, ClientSettings, MexcClient, SpotExchange
+from qrl_platform.treasury.mexc_client import ClientSettings, MexcClient, SpotExchange
 from qrl_platform.treasury.rebalance import RebalanceParams
 from qrl_platform.treasury.simulated import SIMULATION_EPOCH, PaperAccount, PaperExchange, SimulatedMarket
 
-MODES = ("simulated", "paper", "live")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _number(value: float | int | None, env_value: str, env: str, default: str) -> Decimal:
-    raw = str(value) if value is not None else (env_value or default)
-    try:
-        return Decimal(raw)
-    except ArithmeticError:
-        raise ValueError(f"{env}: {raw!r} is not a number") from None
-
-
-def _instant(value: str, env_value: str, env: str) -> dt.datetime | None:
-    raw = value or env_value
-    if not raw:
-        return None
-    try:
-        instant = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{env}: {raw!r} is not an ISO date-time (e.g. 2026-12-01T09:30:00+00:00)") from None
-    return instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
+# Resource config field -> the setting it replaces when set.
+SETTING_OF_FIELD = {
+    "mode": "mexc_mode",
+    "base_url": "mexc_base_url",
+    "target_ratio": "target_ratio",
+    "threshold": "rebalance_threshold",
+    "max_order_notional": "max_order_notional",
+    "execute_orders": "execute_orders",
+    "daily_trade_cap": "daily_trade_cap",
+    "min_trade_interval_minutes": "min_trade_interval_minutes",
+    "max_drawdown": "max_drawdown",
+    "kill_switch_reset_at": "kill_switch_reset_at",
+}
 
 
 @dataclass(frozen=True)
 class QrlSettings:
-    """Everything resolved from config + environment, secrets excluded (safe to show as metadata)."""
+    """Everything resolved from config + settings, secrets excluded (safe to show as metadata)."""
 
     mode: str
     base_url: str
@@ -86,27 +74,25 @@ class QrlSettings:
 class MexcResource(dg.ConfigurableResource):
     """QRL/USDT on MEXC: simulated (default, offline), paper, or live signed Spot v3."""
 
-    mode: str = Field(default="", description="simulated | paper | live; empty: QRL_MEXC_MODE or simulated")
-    base_url: str = Field(default="", description="empty: QRL_MEXC_BASE_URL or https://api.mexc.com")
+    mode: str | None = Field(default=None, description="simulated | paper | live; unset: QRL_MEXC_MODE")
+    base_url: str | None = Field(default=None, description="unset: QRL_MEXC_BASE_URL")
     symbol: str = "QRLUSDT"
     base_asset: str = "QRL"
     quote_asset: str = "USDT"
-    target_ratio: float | None = Field(
-        default=None, description="share of value in QRL; empty: QRL_TARGET_RATIO or 0.5"
-    )
+    target_ratio: float | None = Field(default=None, description="share of value in QRL; unset: QRL_TARGET_RATIO")
     threshold: float | None = Field(
-        default=None, description="HOLD below this |delta|/total; QRL_REBALANCE_THRESHOLD or 0.01"
+        default=None, description="HOLD below this |delta|/total; unset: QRL_REBALANCE_THRESHOLD"
     )
-    max_order_notional: float | None = Field(default=None, description="USDT per order; QRL_MAX_ORDER_NOTIONAL or 100")
+    max_order_notional: float | None = Field(default=None, description="USDT per order; unset: QRL_MAX_ORDER_NOTIONAL")
     fee_rate: float | None = Field(
-        default=None, description="taker fee reserved on BUY; empty: the account's takerCommission"
+        default=None, description="taker fee reserved on BUY; unset: the account's takerCommission"
     )
-    execute_orders: bool | None = Field(default=None, description="empty: QRL_EXECUTE_ORDERS (default false)")
-    daily_trade_cap: int | None = Field(default=None, description="QRL_DAILY_TRADE_CAP or 4")
-    min_trade_interval_minutes: float | None = Field(default=None, description="QRL_MIN_TRADE_INTERVAL_MINUTES or 60")
-    max_drawdown: float | None = Field(default=None, description="kill switch; QRL_MAX_DRAWDOWN or 0.2")
+    execute_orders: bool | None = Field(default=None, description="unset: QRL_EXECUTE_ORDERS")
+    daily_trade_cap: int | None = Field(default=None, description="unset: QRL_DAILY_TRADE_CAP")
+    min_trade_interval_minutes: float | None = Field(default=None, description="unset: QRL_MIN_TRADE_INTERVAL_MINUTES")
+    max_drawdown: float | None = Field(default=None, description="kill switch; unset: QRL_MAX_DRAWDOWN")
     max_plan_age_minutes: float = 30.0
-    kill_switch_reset_at: str = Field(default="", description="ISO time; empty: QRL_KILL_SWITCH_RESET_AT or never")
+    kill_switch_reset_at: str = Field(default="", description="ISO time; empty: QRL_KILL_SWITCH_RESET_AT")
     recv_window_ms: int = 5000
     timeout_seconds: float = 10.0
     max_retries: int = 3
@@ -121,48 +107,45 @@ class MexcResource(dg.ConfigurableResource):
     paper_account_dir: str = Field(default="", description="empty: $QRL_HOME/qrl")
     simulated_seed: int = 7
 
-    def settings(self) -> QrlSettings:
-        env = current_settings()
-        mode = (self.mode or env.mexc_mode or "simulated").lower()
-        if mode not in MODES:
-            raise ValueError(f"QRL_MEXC_MODE must be one of {', '.join(MODES)}, got {mode!r}")
-        execute = self.execute_orders
-        if execute is None:
-            raw = env.execute_orders.lower()
-            if raw not in _TRUE | _FALSE:
-                raise ValueError(f"QRL_EXECUTE_ORDERS must be true or false, got {raw!r}")
-            execute = raw in _TRUE
-        max_notional = _number(self.max_order_notional, env.max_order_notional, "QRL_MAX_ORDER_NOTIONAL", "100")
-        base_url = (self.base_url or env.mexc_base_url or DEFAULT_BASE_URL).rstrip("/")
+    def configured(self, current: Settings | None = None) -> Settings:
+        """The settings (read now unless given) with this resource's set config fields in their place."""
+        current = current or current_settings()
+        overrides = {
+            setting: value
+            for name, setting in SETTING_OF_FIELD.items()
+            if (value := getattr(self, name)) not in (None, "")
+        }
+        return current.with_values(**overrides) if overrides else current
+
+    def settings(self, current: Settings | None = None) -> QrlSettings:
+        configured = self.configured(current)
         since = None
         if self.trades_since:
             day = dt.datetime.fromisoformat(self.trades_since)
             since = int((day if day.tzinfo else day.replace(tzinfo=dt.UTC)).timestamp() * 1000)
         return QrlSettings(
-            mode=mode,
-            base_url=base_url,
+            mode=configured.mexc_mode,
+            base_url=configured.mexc_base_url,
             symbol=self.symbol,
             base_asset=self.base_asset,
             quote_asset=self.quote_asset,
             params=RebalanceParams(
-                target_ratio=_number(self.target_ratio, env.target_ratio, "QRL_TARGET_RATIO", "0.5"),
-                threshold=_number(self.threshold, env.rebalance_threshold, "QRL_REBALANCE_THRESHOLD", "0.01"),
-                max_order_notional=max_notional,
+                target_ratio=configured.target_ratio,
+                threshold=configured.rebalance_threshold,
+                max_order_notional=configured.max_order_notional,
             ),
             fee_rate_override=None if self.fee_rate is None else Decimal(str(self.fee_rate)),
             limits=ExecutionLimits(
-                enabled=execute,
-                daily_trade_cap=int(_number(self.daily_trade_cap, env.daily_trade_cap, "QRL_DAILY_TRADE_CAP", "4")),
-                min_interval=dt.timedelta(
-                    minutes=float(_number(self.min_trade_interval_minutes, env.min_trade_interval_minutes, "QRL_MIN_TRADE_INTERVAL_MINUTES", "60"))
-                ),
-                max_order_notional=max_notional,
-                max_drawdown=_number(self.max_drawdown, env.max_drawdown, "QRL_MAX_DRAWDOWN", "0.2"),
+                enabled=configured.execute_orders,
+                daily_trade_cap=configured.daily_trade_cap,
+                min_interval=dt.timedelta(minutes=configured.min_trade_interval_minutes),
+                max_order_notional=configured.max_order_notional,
+                max_drawdown=configured.max_drawdown,
                 max_plan_age=dt.timedelta(minutes=self.max_plan_age_minutes),
-                kill_switch_reset_at=_instant(self.kill_switch_reset_at, env.kill_switch_reset_at, "QRL_KILL_SWITCH_RESET_AT"),
+                kill_switch_reset_at=configured.kill_switch_reset_at,
             ),
             client=ClientSettings(
-                base_url=base_url,
+                base_url=configured.mexc_base_url,
                 recv_window_ms=self.recv_window_ms,
                 timeout_seconds=self.timeout_seconds,
                 max_retries=self.max_retries,
@@ -176,17 +159,17 @@ class MexcResource(dg.ConfigurableResource):
     def exchange(self, *, partition_end: dt.datetime, now: dt.datetime | None = None) -> SpotExchange:
         """The exchange for one run. Simulated prices and fills are pinned to the partition's end, so
         re-materialising a partition reproduces it; paper and live use the current market."""
-        settings = self.settings()
+        current = current_settings()
+        settings = self.settings(current)
         now = now or dt.datetime.now(dt.UTC)
         if settings.mode == "live":
             # Read at use time, kept only inside the client; never a config field.
-            env = current_settings()
-            api_key, api_secret = env.mexc_api_key.get_secret_value(), env.mexc_api_secret.get_secret_value()
+            api_key, api_secret = current.mexc_api_key.get_secret_value(), current.mexc_api_secret.get_secret_value()
             if not (api_key and api_secret):
                 raise RuntimeError("QRL_MEXC_MODE=live needs MEXC_API_KEY and MEXC_API_SECRET in the environment")
             return MexcClient(settings.client, api_key=api_key, api_secret=api_secret)
         account = PaperAccount(
-            self._paper_dir() / f"paper_account_{settings.mode}_{settings.symbol}.json",
+            self._paper_dir(current.qrl_home) / f"paper_account_{settings.mode}_{settings.symbol}.json",
             symbol=settings.symbol,
             base_asset=settings.base_asset,
             quote_asset=settings.quote_asset,
@@ -201,10 +184,9 @@ class MexcResource(dg.ConfigurableResource):
         public = MexcClient(settings.client)  # unsigned: ticker/price and exchangeInfo only
         return PaperExchange(mode="paper", market=public, account=account, at=now, opening=now)
 
-    def _paper_dir(self) -> Path:
+    def _paper_dir(self, home: str) -> Path:
         if self.paper_account_dir:
             return Path(self.paper_account_dir)
-        home = current_settings().qrl_home
         if "://" in home:
             raise RuntimeError(
                 f"paper balances are kept in a local file, but QRL_HOME is {home!r}: set the mexc resource's "

@@ -43,7 +43,7 @@ import httpx
 from qrl_platform.calendar import taipei_today
 from qrl_platform.http_retry import NotRetryable, RetriesExhausted, RetryAfterTooLong, RetryPolicy, send_with_retries
 from qrl_platform.market.schema import BadMarketData
-from qrl_platform.settings import settings
+from qrl_platform.settings import HTTP_BACKOFF_SECONDS, HTTP_MIN_INTERVAL_SECONDS
 
 try:  # POSIX: share the throttle between processes; elsewhere only between threads
     import fcntl
@@ -79,10 +79,6 @@ class JsonResponse:
     requests: int  # HTTP requests this answer cost (0 from the cache, >1 after retries)
 
 
-
-
-
-
 def _safe(part: str) -> str:
     return part.replace(":", "_")
 
@@ -92,8 +88,8 @@ class PoliteClient:
         self,
         cache_root: str | Path,
         *,
-        min_interval: float | None = None,
-        backoff: float | None = None,
+        min_interval: float = HTTP_MIN_INTERVAL_SECONDS,
+        backoff: float = HTTP_BACKOFF_SECONDS,
         max_attempts: int = 4,
         max_retry_after: float = 120.0,
         timeout: float = 30.0,
@@ -105,12 +101,8 @@ class PoliteClient:
         self._stamps = Path(self._root if self._local else tempfile.gettempdir()) / (
             ".throttle" if self._local else "qrl-throttle"
         )
-        self.min_interval = (
-            min_interval
-            if min_interval is not None
-            else settings().http_min_interval_seconds
-        )
-        self.backoff = backoff if backoff is not None else settings().http_backoff_seconds
+        self.min_interval = min_interval
+        self.backoff = backoff
         self.max_attempts = max_attempts
         self.max_retry_after = max_retry_after
         self.requests_made = 0

@@ -33,7 +33,7 @@ from qrl_platform.market.live.http import JsonResponse, PoliteClient
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import BadMarketData
 from qrl_platform.market.sources import DAILY_TABLES, EVENT_TABLES, PERIODIC_TABLES, DayResult
-from qrl_platform.settings import MarketSourceSettings, qrl_home
+from qrl_platform.settings import MarketSourceSettings
 
 
 def _may_still_publish(date: dt.date) -> bool:
@@ -41,21 +41,21 @@ def _may_still_publish(date: dt.date) -> bool:
     return date > now.date() or (date == now.date() and not closing_data_out(now))
 
 
-def default_cache_root() -> str:
-    """`{QRL_HOME}/cache/raw`, a path or an fsspec URL: with an `s3://` home every pod shares the cache."""
-    return f"{qrl_home().rstrip('/')}/cache/raw"
-
-
 class LiveMarketSource:
     name = "live"
     # TWSE/TPEx daily tables and corporate actions, TDCC shareholding, MOPS revenue and financials.
     provides = frozenset((*DAILY_TABLES, *PERIODIC_TABLES, *EVENT_TABLES))
 
-    def __init__(
-        self, settings: MarketSourceSettings, cache_root: str | None = None, min_interval: float | None = None
-    ):
+    def __init__(self, settings: MarketSourceSettings, cache_root: str, min_interval: float | None = None):
+        """`cache_root`: where answers are kept, `Settings.raw_cache_root` in production (a path or an
+        fsspec URL: with an `s3://` home every pod shares the cache). `min_interval` overrides the
+        settings' politeness interval (tests, benchmarks)."""
         self.settings = settings
-        self.http = PoliteClient(cache_root or default_cache_root(), min_interval=min_interval)
+        self.http = PoliteClient(
+            cache_root,
+            min_interval=settings.http_min_interval_seconds if min_interval is None else min_interval,
+            backoff=settings.http_backoff_seconds,
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -232,7 +232,7 @@ class LiveMarketSource:
 
     def _when_due(self, table: str, partition: dt.date, label: str) -> None:
         """MOPS is asked only once the publication timetable says the period is complete (deadline passed)."""
-        due, reason = timetable.is_due(table, partition, taipei_now())
+        due, reason = timetable.is_due(table, partition, taipei_now(), self.settings.publication_times)
         if not due:
             raise NotPublishedYet(f"{label}: {reason}")
 
