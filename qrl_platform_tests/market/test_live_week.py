@@ -36,7 +36,6 @@ from qrl_platform.market.ingest import ingest_days
 from qrl_platform.market.live import LiveMarketSource
 from qrl_platform.market.sources import DAILY_TABLES
 from qrl_platform.settings import settings
-from qrl_platform.settings import settings
 from qrl_platform_tests.market import fake_exchanges as fx
 from qrl_platform_tests.market import fake_universe
 from qrl_platform_tests.market.fake_exchanges import FakeExchanges
