@@ -575,7 +575,6 @@ def test_queued_run_coordinator_is_constructed_from_its_config():
     assert {limit["key"] for limit in queue.tag_concurrency_limits} == {
         "dagster/backfill",
         "qrl/warehouse-writer",
-        "qrl/exchange",
     }
     # Every concurrency pool (one per exchange host group) admits one step at a time.
     assert concurrency.pool_config.default_pool_limit == 1
@@ -605,10 +604,8 @@ def test_tag_concurrency_limits_admit_and_block_runs_as_documented():
     assert counter.is_blocked(run(**{"qrl/warehouse-writer": "strategy_stats"}))
     assert not counter.is_blocked(run(**{"qrl/warehouse-writer": "strategy_signals"}))
 
-    # One run per exchange group: a second QRL run waits, TWSE/TPEx ingestion does not.
-    counter = TagConcurrencyLimitsCounter(limits, [run(**{"qrl/exchange": "mexc"})])
-    assert counter.is_blocked(run(**{"qrl/exchange": "mexc"}))
-    assert not counter.is_blocked(run(**{"qrl/exchange": "twse-tpex"}))
+    # Exchanges are pools, not run tags: a run never queues behind another run for its exchange.
+    assert not any(limit["key"] == "qrl/exchange" for limit in limits)
 
 
 def test_k8s_run_launcher_renders_the_run_worker_job(offline_kubeconfig):
