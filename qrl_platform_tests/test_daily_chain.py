@@ -7,6 +7,7 @@ import pytest
 
 import qrl_platform
 from qrl_platform import cli
+from qrl_platform.definitions import PARTITIONS_NAMES
 
 END = "2024-11-01"  # the week of the 2024-10-31 typhoon closure
 
@@ -31,7 +32,9 @@ def test_demo_runs_the_whole_chain_as_runs_in_the_instance(chain):
     runs = chain.get_runs()
     assert runs and all(run.is_success for run in runs)
     jobs = {run.job_name for run in runs}
-    assert jobs == {"__ASSET_JOB"}
+    # The CLI's asset jobs, one per partitions definition (definitions.py).
+    assert "trading_day_assets_job" in jobs
+    assert jobs <= {f"{name}_assets_job" for name in PARTITIONS_NAMES.values()}
     # The daily chain over the last 3 trading days is one run (single-run backfill).
     chain_runs = [r for r in runs if r.tags.get("dagster/asset_partition_range_start") == "2024-10-29"]
     assert len(chain_runs) == 1 and chain_runs[0].tags["dagster/asset_partition_range_end"] == END
