@@ -27,7 +27,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TWSE_DEFAULT_BASE_URL = "https://www.twse.com.tw"
 TPEX_DEFAULT_BASE_URL = "https://www.tpex.org.tw"
 TDCC_DEFAULT_BASE_URL = "https://opendata.tdcc.com.tw"
-MEXC_DEFAULT_BASE_URL = "https://api.mexc.com"
 MOPS_DEFAULT_BASE_URL = "https://mops.twse.com.tw"
 
 

@@ -321,9 +321,6 @@ class AlertsResource(dg.ConfigurableResource):
             now=now,
         )
 
-    def channel_names(self) -> list[str]:
-        return [channel.name for channel in channels_from_env()]
-
     def configuration_problems(self) -> list[str]:
         """Misconfigured channels (missing URL, bad level, unknown name) — empty when all is well."""
         return configuration_problems()

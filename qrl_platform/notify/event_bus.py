@@ -167,10 +167,6 @@ def build_signals_ready_payload(
     }
 
 
-def dedupe_key_for(event_type: str, trade_date: dt.date | str) -> str:
-    return f"{event_type}:{_parse_trade_date(trade_date).isoformat()}"
-
-
 # --------------------------------------------------------------------------------------------------
 # Outbox rows
 

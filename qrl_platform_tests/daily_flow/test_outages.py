@@ -42,8 +42,9 @@ PASSWORD = "s3cret-not-for-logs"  # the test cluster trusts local connections, s
 
 @pytest.fixture(scope="module")
 def outage_postgres():
-    """A PostgreSQL of this module's own, so stopping it never disturbs the session's server."""
-    server = start_postgres()
+    """A PostgreSQL of this module's own, so stopping it never disturbs the session's server; durable,
+    so a row committed just before a stop is still there after the restart."""
+    server = start_postgres(durable=True)
     yield server
     server.stop()
 

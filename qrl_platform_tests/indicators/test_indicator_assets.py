@@ -23,7 +23,7 @@ from qrl_platform.defs.indicators.assets import (
     technical_indicators,
 )
 from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
-from qrl_platform.defs.indicators.jobs import INDICATOR_JOBS
+from qrl_platform.defs.indicators.jobs import refresh_factor_metadata_job
 from qrl_platform.defs.indicators.schedules import INDICATOR_SCHEDULES
 from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
 from qrl_platform.defs.partitions import trading_day
@@ -149,13 +149,17 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home):
     assert not failed
     assert all(e.blocking for e in evaluations)
     assert {(e.asset_key.path[-1], e.check_name, e.partition) for e in evaluations} == {
-        (name, check, None) for name in NAMES for check in ("missing_rate", "coverage", "no_infinities", "within_ranges")
+        (name, check, None)
+        for name in NAMES
+        for check in ("missing_rate", "coverage", "no_infinities", "within_ranges")
     }
     assert all(e.metadata["days_checked"].value == 9 and e.metadata["closed_days"].value == 1 for e in evaluations)
     assert all((e.metadata["first_day"].value, e.metadata["last_day"].value) == RANGE for e in evaluations)
     coverage = next(e for e in evaluations if e.check_name == "coverage")
     assert coverage.metadata["lowest_coverage"].value == 1.0
-    missing = next(e for e in evaluations if e.check_name == "missing_rate" and e.asset_key.path[-1] == "chip_indicators")
+    missing = next(
+        e for e in evaluations if e.check_name == "missing_rate" and e.asset_key.path[-1] == "chip_indicators"
+    )
     assert set(missing.metadata["worst_missing_rates"].value) == set(registry.factor_ids("chip_indicators"))
     # The daily flow's gate counts the range evaluations for every day of the one range run.
     names = check_names_of(INDICATOR_CHECKS, "chip_indicators")
@@ -338,7 +342,7 @@ def test_factor_metadata_rows_equal_the_registry(warehouse_url, qrl_home):
 
     defs = dg.Definitions(
         assets=INDICATOR_ASSETS,
-        jobs=INDICATOR_JOBS,
+        jobs=[refresh_factor_metadata_job],
         schedules=INDICATOR_SCHEDULES,
         resources={**RESOURCES, "warehouse": WarehouseResource(url=warehouse_url)},
     )
@@ -362,7 +366,7 @@ def test_definitions_wire_groups_deps_job_and_schedule():
     defs = dg.Definitions(
         assets=[*DAILY_RAW, *INDICATORS, factor_metadata],
         asset_checks=INDICATOR_CHECKS,
-        jobs=INDICATOR_JOBS,
+        jobs=[refresh_factor_metadata_job],
         schedules=INDICATOR_SCHEDULES,
         resources=RESOURCES,
     )

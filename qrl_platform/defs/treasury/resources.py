@@ -7,7 +7,7 @@ Configuration comes from the environment so one Definitions object serves a lapt
 | QRL_MEXC_MODE | simulated | simulated (offline price path, paper balances), paper (live public prices, paper balances), live |
 | QRL_MEXC_BASE_URL | https://api.mexc.com | MEXC host (tests point it at a local fake server) |
 | MEXC_API_KEY / MEXC_API_SECRET | — | live mode only; read at use time, never stored in config, logs or metadata |
-| QRL_EXECUTE_ORDERS | false | place orders at all (see qrl/execution.py for the guards) |
+| QRL_EXECUTE_ORDERS | false | place orders at all (see qrl_platform/treasury/execution.py for the guards) |
 | QRL_TARGET_RATIO / QRL_REBALANCE_THRESHOLD / QRL_MAX_ORDER_NOTIONAL | 0.5 / 0.01 / 100 | plan parameters |
 | QRL_DAILY_TRADE_CAP / QRL_MIN_TRADE_INTERVAL_MINUTES / QRL_MAX_DRAWDOWN | 4 / 60 / 0.2 | execution guards |
 | QRL_KILL_SWITCH_RESET_AT | — | ISO time (UTC if no zone): resets a tripped drawdown kill switch tripped before it |

@@ -52,8 +52,6 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_INTERVAL = 2.0
-DEFAULT_BACKOFF = 1.0
 NO_DATA_KEPT_AFTER = dt.timedelta(days=7)
 # TWSE answers scripts with a default User-Agent less kindly than browsers.
 USER_AGENT = (
@@ -79,10 +77,6 @@ class JsonResponse:
     requests: int  # HTTP requests this answer cost (0 from the cache, >1 after retries)
 
 
-
-
-
-
 def _safe(part: str) -> str:
     return part.replace(":", "_")
 
@@ -105,11 +99,7 @@ class PoliteClient:
         self._stamps = Path(self._root if self._local else tempfile.gettempdir()) / (
             ".throttle" if self._local else "qrl-throttle"
         )
-        self.min_interval = (
-            min_interval
-            if min_interval is not None
-            else settings().http_min_interval_seconds
-        )
+        self.min_interval = min_interval if min_interval is not None else settings().http_min_interval_seconds
         self.backoff = backoff if backoff is not None else settings().http_backoff_seconds
         self.max_attempts = max_attempts
         self.max_retry_after = max_retry_after
