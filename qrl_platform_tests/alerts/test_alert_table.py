@@ -24,7 +24,7 @@ from qrl_platform.defs.monitoring.sensors import job_duration_sensor
 from qrl_platform.defs.resources import AlertsResource, EventBusResource, WarehouseResource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
-from qrl_platform.notify.event_bus import publish_signals_ready
+from qrl_platform.notify.relay import publish_signals_ready
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import BUILTIN_DIR
 from qrl_platform_tests.alerts.local_servers import WebhookServer

@@ -28,7 +28,7 @@ from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.defs.treasury.assets import QRL_ASSETS
 from qrl_platform.defs.treasury.resources import QRL_RESOURCES
-from qrl_platform.notify.event_bus import STREAM_KEY
+from qrl_platform.notify.relay import STREAM_KEY
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.treasury.rebalance import REDIS_HISTORY_KEY
 from qrl_platform_tests.servers import start_postgres, start_redis
@@ -176,7 +176,7 @@ def test_postgres_stopped_before_the_signal_write_is_retried_without_duplicates(
 def test_postgres_stopped_before_the_m13_publication_is_retried_and_publishes_once(
     pg_warehouse, outage_postgres, outage_redis, monkeypatch, capsys
 ):
-    import qrl_platform.notify.event_bus as bus
+    import qrl_platform.notify.relay as bus  # publish_signals_ready calls its record_signals_ready
 
     client = redis.Redis.from_url(f"redis://127.0.0.1:{outage_redis.port}/0")
     client.flushall()
