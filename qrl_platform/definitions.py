@@ -58,10 +58,14 @@ def asset_job_for(assets: Sequence[str]) -> str:
     return _asset_job_name(defs.resolve_asset_graph().get(key).partitions_def, key)
 
 
-_loaded = dg.load_defs(defs_root=qrl_platform.defs, project_root=Path(__file__).resolve().parent.parent)
+def _code_location() -> dg.Definitions:
+    loaded = dg.load_defs(defs_root=qrl_platform.defs, project_root=Path(__file__).resolve().parent.parent)
+    return dg.Definitions.merge(loaded, dg.Definitions(jobs=_asset_jobs(loaded)))
+
+
 # A plain Definitions object rather than a `@dg.definitions` function: the CLI, the tests and the
-# benchmarks use it directly, and every Dagster tool accepts either.
-defs = dg.Definitions.merge(_loaded, dg.Definitions(jobs=_asset_jobs(_loaded)))
+# benchmarks use it directly, and every Dagster tool accepts either. The only one at module scope.
+defs = _code_location()
 
 # The resources as the code location binds them (tests and the CLI reuse them).
 RESOURCES = dict(defs.resources or {})
