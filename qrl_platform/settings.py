@@ -211,8 +211,8 @@ RANGE_RUN_DAGSTER_ENVIRONMENT = {
     # itself shows as failed and the daily flow never reads planned events.
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
     # The per-partition events of one output stored as one batch (PostgreSQL event log: one INSERT;
-    # Dagster's SQLite event log stores a batch event by event, the local dagster.yaml's
-    # BatchedSqliteEventLogStorage at once).
+    # Dagster's SQLite event log, the local instance's, still stores a batch event by event:
+    # docs/performance-storage.md).
     "DAGSTER_EVENT_BATCH_SIZE": "1000",
 }
 

@@ -128,15 +128,20 @@ def _blocking_evaluation(
 ) -> dg.AssetCheckEvaluation:
     """An ERROR-severity blocking evaluation; `partition` None = every day of the run."""
     return dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(asset),
-        check_name=check,
-        passed=passed,
-        metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description[:2000],
-        blocking=True,
-        partition=partition,
+        **_error_fields(asset, check, passed, metadata, description), blocking=True, partition=partition
     )
+
+
+def _error_fields(asset: str, check: str, passed: bool, metadata: dict, description: str) -> dict:
+    """What an ERROR-severity evaluation and a check result of `check` share."""
+    return {
+        "asset_key": dg.AssetKey(asset),
+        "check_name": check,
+        "passed": passed,
+        "metadata": metadata,
+        "severity": dg.AssetCheckSeverity.ERROR,
+        "description": description[:2000],
+    }
 
 
 def _evaluation(
@@ -220,14 +225,7 @@ def _range_result(asset: str, check: str, report: quality.QualityReport, left_ou
                 "universe": int(lowest["universe"]),
             }
         )
-    return dg.AssetCheckResult(
-        asset_key=dg.AssetKey(asset),
-        check_name=check,
-        passed=True,
-        metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description[:2000],
-    )
+    return dg.AssetCheckResult(**_error_fields(asset, check, True, metadata, description))
 
 
 def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
