@@ -36,7 +36,6 @@ from qrl_platform.settings import range_run_dagster_environment, settings
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 PARTITION = "dagster/partition"
-ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job for an asset selection (what the UI's "Materialize" runs)
 # Dagster's console logger prints every event at DEBUG; a terminal user wants the run's own messages.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # How often a submitted run's status is asked for while following it.
@@ -63,7 +62,7 @@ def _instance() -> dg.DagsterInstance:
 
 @dataclass
 class Launch:
-    """One run to launch: a job (or, with `assets`, Dagster's asset job over that selection) for one
+    """One run to launch: a job (with `assets`, that selection of the job's assets) for one
     partition, a partition range (one single-run backfill) or no partition (`span` None)."""
 
     job_name: str
@@ -142,11 +141,8 @@ def _check_partition_keys(job_name: str, partitions_def, start: str, end: str) -
 def _launch_local(request: Launch, instance: dg.DagsterInstance | None = None) -> Outcome:
     from qrl_platform.definitions import defs
 
-    if request.assets:
-        job = defs.resolve_implicit_global_asset_job_def()
-        selection = [dg.AssetKey(name) for name in request.assets]
-    else:
-        job, selection = defs.resolve_job_def(request.job_name), None
+    job = defs.resolve_job_def(request.job_name)
+    selection = [dg.AssetKey(name) for name in request.assets] if request.assets else None
     tags = request.run_tags
     started = time.perf_counter()
     many_partitions = RANGE_START in tags
@@ -328,6 +324,13 @@ def _exit_code(outcome: Outcome) -> int:
     return 0 if outcome.success else 1
 
 
+def asset_job(selection: list[str]) -> str:
+    """The code location's asset job that runs `selection` (definitions.py: one per partitions definition)."""
+    from qrl_platform.definitions import asset_job_for
+
+    return asset_job_for(selection)
+
+
 def _partitioned_selection(partitions_def) -> list[str]:
     from qrl_platform.definitions import defs
 
@@ -345,7 +348,7 @@ def materialize_range(
     """Materialise `selection` over [start, end] as ONE run (single-run backfill); no span: unpartitioned.
     Stops the command (exit 1) when the run fails: later stages would only fail on its missing output."""
     span = (start, end) if start else None
-    outcome = launch(Launch(ASSET_JOB, span, run_config or {}, assets=selection), instance=instance)
+    outcome = launch(Launch(asset_job(selection), span, run_config or {}, assets=selection), instance=instance)
     if not outcome.success:
         raise SystemExit(1)
     return outcome
@@ -533,7 +536,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     }
     # tradability: the universes that exclude limit-locked / disposition stocks read it.
     selection = [*RAW_DAILY, "tradability", *INDICATORS, "strategy_signals"]
-    return _exit_code(launch(Launch(ASSET_JOB, span, config, {"qrl/manual": "backfill"}, assets=selection)))
+    return _exit_code(launch(Launch(asset_job(selection), span, config, {"qrl/manual": "backfill"}, assets=selection)))
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
@@ -556,7 +559,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
         raise SystemExit(f"retry: run {args.run_id} has no partition to retry")
     run_config = {k: v for k, v in run.run_config.items() if k != "loggers"}
     tags = {"qrl/manual": "retry", "qrl/retry_of": run.run_id}
-    return _exit_code(launch(Launch(run.job_name, span, run_config, tags, assets=run.assets)))
+    # An asset selection re-runs through the CLI's asset job for it (a run launched from the UI's
+    # "Materialize" ran Dagster's own asset job, which the code location does not name).
+    job_name = asset_job(run.assets) if run.assets else run.job_name
+    return _exit_code(launch(Launch(job_name, span, run_config, tags, assets=run.assets)))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

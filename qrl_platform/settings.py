@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     publish_shareholding_distribution: dt.time | None = _env("QRL_PUBLISH_SHAREHOLDING_DISTRIBUTION")
     publish_corporate_actions: dt.time | None = _env("QRL_PUBLISH_CORPORATE_ACTIONS")
 
-    # Redis and the M13 event bus. The backend stays text here: notify/event_bus.py checks the name and
+    # Redis and the M13 event bus. The backend stays text here: notify/relay.py checks the name and
     # reports a misspelt one as the bus's own error when the bus is used, not when anything else starts.
     redis_url: SecretStr = _secret("QRL_REDIS_URL")
     event_bus: str = _env("QRL_EVENT_BUS", "")
@@ -307,8 +307,8 @@ RANGE_RUN_DAGSTER_ENVIRONMENT = {
     # itself shows as failed and the daily flow never reads planned events.
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
     # The per-partition events of one output stored as one batch (PostgreSQL event log: one INSERT;
-    # Dagster's SQLite event log stores a batch event by event, the local dagster.yaml's
-    # BatchedSqliteEventLogStorage at once).
+    # Dagster's SQLite event log, the local instance's, still stores a batch event by event:
+    # docs/performance-storage.md).
     "DAGSTER_EVENT_BATCH_SIZE": "1000",
 }
 

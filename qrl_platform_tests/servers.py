@@ -80,8 +80,10 @@ class PostgresServer:
         return self.url_for(name)
 
     def halt(self) -> None:
-        """Stop the server like an outage would (open connections are cut); the data stays."""
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        """Stop the server like an outage would: open connections are cut and transactions in flight
+        roll back, while every committed row stays (`-m fast`: a clean shutdown; on a `durable` server
+        even an immediate stop, a crash, would keep them, since each commit is flushed to the WAL)."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
 
     def resume(self) -> None:
         """Start the halted server again on the same port and data directory."""
@@ -97,7 +99,15 @@ class PostgresServer:
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
-def start_postgres() -> PostgresServer:
+# Test speed: no disk flush of commits or pages. A server that is never stopped mid-test loses nothing.
+FAST_SETTINGS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+# A server an outage test stops and restarts: a commit returns only once it is on disk, as in production.
+DURABLE_SETTINGS = "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+
+
+def start_postgres(*, durable: bool = False) -> PostgresServer:
+    """A PostgreSQL on a free port in a temp dir. `durable`: commits flushed to disk (for tests that stop
+    the server, so a row committed just before the stop is never lost); otherwise the fast settings."""
     base = Path(tempfile.mkdtemp(prefix="qrl-pg-"))
     data_dir = base / "data"
     user = "postgres" if os.geteuid() == 0 else None
@@ -106,7 +116,7 @@ def start_postgres() -> PostgresServer:
         os.chmod(base, 0o700)
     server = PostgresServer(port=free_port(), data_dir=data_dir, process_user=user)
     server._run(_pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    options = f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    options = f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} {DURABLE_SETTINGS if durable else FAST_SETTINGS} -c max_connections=200"
     server.options = options
     server._run(_pg_bin("pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(base / "log"), "-w", "start")
     _wait_for_port(server.port)

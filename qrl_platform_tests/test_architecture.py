@@ -115,9 +115,8 @@ def test_only_the_settings_module_reads_the_environment():
     assert readers == []
 
 
-# Entry points that read the settings once per call, like the CLI, and the module another change is
-# splitting (its settings call moves to the wiring there).
-READS_THE_SETTINGS = {"qrl_platform.readback", "qrl_platform.notify.event_bus"}
+# The notebook's entry point reads the settings once per call, like the CLI.
+READS_THE_SETTINGS = {"qrl_platform.readback"}
 
 
 def test_core_modules_receive_values_instead_of_reading_the_settings():

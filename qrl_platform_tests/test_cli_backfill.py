@@ -103,9 +103,9 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
 
     # `qrl status` of a materialised day, before and after M13 consumed the day's event.
     from qrl_platform.cli_status import status_lines
-    from qrl_platform.notify.event_bus import M13Consumer
     from qrl_platform.settings import settings
     from qrl_platform.warehouse import Warehouse
+    from qrl_platform_tests.notify.m13_consumer import M13Consumer
 
     assert cli.main(["notify", END]) == 0
     assert cli.main(["stats", END]) == 0

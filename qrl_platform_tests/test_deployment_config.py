@@ -498,13 +498,13 @@ def test_local_instance_validates_and_monitors_runs(tmp_path):
     (home / "dagster.yaml").write_text(local)
     import dagster as dg
 
-    from qrl_platform.defs.instance_storage import BatchedSqliteEventLogStorage
     from qrl_platform.defs.treasury.jobs import QRL_JOBS
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        # The storages in the layout `storage: sqlite` gives, with the batched event log.
-        assert type(instance.event_log_storage) is BatchedSqliteEventLogStorage
-        assert instance.event_log_storage._base_dir == str(home / "storage" / "history" / "runs")
+        # Dagster's own SQLite storages, under the configured directory.
+        assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
+        assert (home / "storage" / "history" / "runs").is_dir()
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["max_runtime_seconds"] == 7200
         assert instance.run_monitoring_settings["poll_interval_seconds"] == 30
@@ -548,8 +548,6 @@ def test_postgres_storage_takes_every_connection_setting_from_the_environment():
     [
         ("run_coordinator", "dagster._core.run_coordinator.queued_run_coordinator.QueuedRunCoordinator"),
         ("run_launcher", "dagster_k8s.launcher.K8sRunLauncher"),
-        ("compute_logs", "dagster._core.storage.noop_compute_log_manager.NoOpComputeLogManager"),
-        ("scheduler", "dagster._core.scheduler.scheduler.DagsterDaemonScheduler"),
     ],
 )
 def test_each_configurable_section_validates_against_its_class(section, expected, dummy_pg_env):
@@ -557,6 +555,19 @@ def test_each_configurable_section_validates_against_its_class(section, expected
     klass = _configurable_class(config)
     assert f"{klass.__module__}.{klass.__qualname__}" == expected
     _process(klass.config_type(), config.get("config", {}))
+
+
+def test_instance_files_name_only_public_dagster_modules():
+    """No `dagster._…` module in either instance file; the scheduler and compute logs are Dagster's
+    defaults (the daemon scheduler; local compute logs in the run pod)."""
+    for path in (INSTANCE_YAML, ROOT / "dagster.yaml"):
+        assert "dagster._" not in path.read_text(), path
+        config = _yaml(path)
+        modules = [
+            section["module"] for section in config.values() if isinstance(section, dict) and "module" in section
+        ]
+        assert all(module == "dagster" or not module.startswith("dagster.") for module in modules), modules
+        assert "scheduler" not in config and "compute_logs" not in config
 
 
 def test_queued_run_coordinator_is_constructed_from_its_config():
@@ -575,7 +586,6 @@ def test_queued_run_coordinator_is_constructed_from_its_config():
     assert {limit["key"] for limit in queue.tag_concurrency_limits} == {
         "dagster/backfill",
         "qrl/warehouse-writer",
-        "qrl/exchange",
     }
     # Every concurrency pool (one per exchange host group) admits one step at a time.
     assert concurrency.pool_config.default_pool_limit == 1
@@ -605,10 +615,8 @@ def test_tag_concurrency_limits_admit_and_block_runs_as_documented():
     assert counter.is_blocked(run(**{"qrl/warehouse-writer": "strategy_stats"}))
     assert not counter.is_blocked(run(**{"qrl/warehouse-writer": "strategy_signals"}))
 
-    # One run per exchange group: a second QRL run waits, TWSE/TPEx ingestion does not.
-    counter = TagConcurrencyLimitsCounter(limits, [run(**{"qrl/exchange": "mexc"})])
-    assert counter.is_blocked(run(**{"qrl/exchange": "mexc"}))
-    assert not counter.is_blocked(run(**{"qrl/exchange": "twse-tpex"}))
+    # Exchanges are pools, not run tags: a run never queues behind another run for its exchange.
+    assert not any(limit["key"] == "qrl/exchange" for limit in limits)
 
 
 def test_k8s_run_launcher_renders_the_run_worker_job(offline_kubeconfig):
@@ -663,7 +671,8 @@ def test_instance_from_production_yaml_works_on_real_postgres(postgres_url, tmp_
     from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
     from dagster._core.launcher import DefaultRunLauncher
     from dagster._core.run_coordinator import QueuedRunCoordinator
-    from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+    from dagster._core.scheduler import DagsterDaemonScheduler
+    from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
     from dagster_postgres import PostgresRunStorage
     from sqlalchemy.engine import make_url
 
@@ -687,7 +696,8 @@ def test_instance_from_production_yaml_works_on_real_postgres(postgres_url, tmp_
         assert instance.run_storage._engine.dialect.driver == "psycopg2"
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         assert isinstance(instance.run_launcher, DefaultRunLauncher)
-        assert isinstance(instance.compute_log_manager, NoOpComputeLogManager)
+        assert isinstance(instance.compute_log_manager, LocalComputeLogManager)  # Dagster's default
+        assert isinstance(instance.scheduler, DagsterDaemonScheduler)  # Dagster's default
         assert instance.run_retries_max_retries == 2
         assert instance.run_monitoring_enabled
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 8
@@ -810,7 +820,9 @@ def test_helm_rendered_instance_validates_and_agrees_with_deploy_yaml(tmp_path, 
     assert chart["concurrency"] == deploy["concurrency"]
     for section in ("run_monitoring", "run_retries", "sensors", "schedules", "retention", "telemetry"):
         assert chart[section] == deploy[section], section
-    assert chart["compute_logs"]["class"] == deploy["compute_logs"]["class"]
+    # The chart renders its no-op compute log manager; deploy/dagster.yaml keeps Dagster's default (local
+    # files in the run pod): either way the UI shows no raw stdout/stderr of a run pod.
+    assert chart["compute_logs"]["class"] == "NoOpComputeLogManager" and "compute_logs" not in deploy
     assert (
         chart["run_storage"]["config"]["postgres_db"]["scheme"]
         == deploy["storage"]["postgres"]["postgres_db"]["scheme"]

@@ -46,7 +46,6 @@ from qrl_platform.settings import Settings
 log = logging.getLogger("qrl_platform.alerts")
 
 REDACTED = "[REDACTED]"
-SECRET_NAME_MARKERS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
 # Shorter values cannot be told apart from ordinary text ("1", "on"); redacting them would mangle
 # every message while protecting nothing a real credential looks like.
 MIN_SECRET_LENGTH = 4

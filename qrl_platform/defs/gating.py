@@ -80,10 +80,11 @@ def _evaluations_in_run(instance: dg.DagsterInstance, run_id: str, asset: str) -
     return found
 
 
-def _latest_materializations(
+def latest_materializations(
     instance: dg.DagsterInstance, asset: str, partitions: list[str]
 ) -> dict[str, dg.EventLogRecord]:
-    """partition -> the record of its latest materialisation, for the partitions that have one."""
+    """partition -> the record of its latest materialisation, for the partitions that have one (pages
+    through the asset's materialisations, newest first, until each partition is found)."""
     found: dict[str, dg.EventLogRecord] = {}
     cursor = None
     while len(found) < len(partitions):
@@ -123,7 +124,7 @@ def blocking_check_statuses(
     of the checks for that partition. An evaluation without a partition (a single-run backfill) counts
     for every day of its run. Each run's events are read once, also for a long backfill."""
     wanted = list(dict.fromkeys(partitions))
-    materializations = _latest_materializations(instance, asset, wanted)
+    materializations = latest_materializations(instance, asset, wanted)
     later_runs = _later_runs(instance, min(r.timestamp for r in materializations.values())) if materializations else []
     events: dict[str, list[_Evaluation]] = {}
 

@@ -1,5 +1,7 @@
 """Tags and retry policies every job shares: the duration estimate (S10: WARNING above 2×), the run
-queue tags deploy/dagster.yaml limits by, and the in-place step retry for outages."""
+queue tag deploy/dagster.yaml limits warehouse writers by, and the in-place step retry for outages.
+Exchanges are not a run tag: each exchange host group is a concurrency pool (twse-tpex, mops, tdcc,
+qrl_mexc) on the assets that call it, and the pool alone decides which steps may run together."""
 
 import dagster as dg
 
@@ -11,9 +13,8 @@ INDICATORS = ["technical_indicators", "fundamental_indicators", "chip_indicators
 
 
 def job_tags(estimate_seconds: int, retries: int = 2, **queue_tags: str) -> dict[str, str]:
-    """Estimate + retries, plus the tags deploy/dagster.yaml's run queue limits by (qrl/exchange,
-    qrl/warehouse-writer): one run per exchange (its rate limit lives in one process) and one writer
-    per warehouse table group."""
+    """Estimate + retries, plus the tags deploy/dagster.yaml's run queue limits by
+    (qrl/warehouse-writer: one writer per warehouse table group)."""
     tags = {ESTIMATE_TAG: str(estimate_seconds), MAX_RETRIES_TAG: str(retries)}
     tags.update({f"qrl/{name.replace('_', '-')}": value for name, value in queue_tags.items()})
     return tags

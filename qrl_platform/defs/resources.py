@@ -29,7 +29,7 @@ from qrl_platform.alerts.channels import (
 )
 from qrl_platform.calendar import TAIPEI, use_extra_overrides
 from qrl_platform.market.sources import MarketSource
-from qrl_platform.notify import event_bus
+from qrl_platform.notify import lag, outbox, relay
 from qrl_platform.settings import MarketSourceSettings, Settings, settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse
@@ -151,7 +151,7 @@ class EventBusResource(dg.ConfigurableResource):
     `bus.redis` opened and closed around the call)."""
 
     backend: str = ""  # empty: QRL_EVENT_BUS, else "outbox"
-    stream_key: str = event_bus.STREAM_KEY
+    stream_key: str = relay.STREAM_KEY
     warehouse: WarehouseResource
     redis: RedisResource
 
@@ -163,7 +163,7 @@ class EventBusResource(dg.ConfigurableResource):
         super().__init__(**fields)
 
     def resolved_backend(self) -> str:
-        return event_bus.resolve_backend(self.backend)
+        return relay.resolve_backend(self.backend or settings().event_bus)
 
     @contextmanager
     def _redis(self, redis: redis_lib.Redis | None) -> Iterator[redis_lib.Redis | None]:
@@ -173,7 +173,7 @@ class EventBusResource(dg.ConfigurableResource):
             return
         source = self.redis
         if not source.configured:
-            raise event_bus.EventBusError(
+            raise outbox.EventBusError(
                 "QRL_EVENT_BUS=redis but Redis is not configured: set QRL_REDIS_URL (e.g. redis://localhost:6379/0) "
                 "or QRL_EVENT_BUS=outbox"
             )
@@ -191,10 +191,10 @@ class EventBusResource(dg.ConfigurableResource):
         *,
         force: bool = False,
         now: dt.datetime | None = None,
-    ) -> event_bus.OutboxEvent:
+    ) -> outbox.OutboxEvent:
         """Write the event inside the caller's transaction; call `relay()` after the commit."""
         self.resolved_backend()  # fail on a misspelt backend before anything is written
-        return event_bus.record_signals_ready(connection, trade_date, summary, force=force, now=now)
+        return outbox.record_signals_ready(connection, trade_date, summary, force=force, now=now)
 
     def publish_signals_ready(
         self,
@@ -205,12 +205,12 @@ class EventBusResource(dg.ConfigurableResource):
         redis: redis_lib.Redis | None = None,
         force: bool = False,
         now: dt.datetime | None = None,
-    ) -> event_bus.PublishResult:
+    ) -> relay.PublishResult:
         """Publish STRATEGY_SIGNALS_READY (idempotent per trade date unless `force`). On the Redis
         backend an outage leaves the event in the outbox and sets `relay_error` instead of raising."""
         backend = self.resolved_backend()
         with self._redis(redis) as client:
-            return event_bus.publish_signals_ready(
+            return relay.publish_signals_ready(
                 warehouse or self.warehouse.get(),
                 trade_date,
                 summary,
@@ -223,23 +223,23 @@ class EventBusResource(dg.ConfigurableResource):
 
     def relay(
         self, warehouse: Warehouse | None = None, redis: redis_lib.Redis | None = None
-    ) -> list[event_bus.RelayedEvent]:
+    ) -> list[relay.RelayedEvent]:
         """Send outbox rows that have not reached the stream yet (no-op on the outbox backend)."""
         if self.resolved_backend() == "outbox":
             return []
         with self._redis(redis) as client:
-            return event_bus.relay_pending(warehouse or self.warehouse.get(), client, stream=self.stream_key)
+            return relay.relay_pending(warehouse or self.warehouse.get(), client, stream=self.stream_key)
 
     def unconsumed(
         self,
         warehouse: Warehouse | None = None,
         redis: redis_lib.Redis | None = None,
-        older_than: dt.timedelta = event_bus.DEFAULT_LAG_THRESHOLD,
+        older_than: dt.timedelta = lag.DEFAULT_LAG_THRESHOLD,
         now: dt.datetime | None = None,
-    ) -> list[event_bus.LaggingEvent]:
+    ) -> list[lag.LaggingEvent]:
         """Events M13 has not consumed `older_than` after publication (the lag sensor's question)."""
         with self._redis(redis) as client:
-            return event_bus.unconsumed_events(
+            return lag.unconsumed_events(
                 warehouse or self.warehouse.get(), client, older_than, now, stream=self.stream_key
             )
 
@@ -318,9 +318,6 @@ class AlertsResource(dg.ConfigurableResource):
             secrets=secrets,
             now=now,
         )
-
-    def channel_names(self) -> list[str]:
-        return [channel.name for channel in channels_from_settings(settings())]
 
     def configuration_problems(self) -> list[str]:
         """Misconfigured channels (missing URL, bad level, unknown name) — empty when all is well."""

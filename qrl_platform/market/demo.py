@@ -47,24 +47,6 @@ SECTORS = (
     "Food",
     "Construction",
 )
-# TDCC holding bands 1–15 by upper bound in shares; 16 is the adjustment row, 17 the total.
-TDCC_BAND_UPPER = (
-    999,
-    5_000,
-    10_000,
-    15_000,
-    20_000,
-    30_000,
-    40_000,
-    50_000,
-    100_000,
-    200_000,
-    400_000,
-    600_000,
-    800_000,
-    1_000_000,
-    None,
-)
 
 
 def tick_round(price: np.ndarray) -> np.ndarray:

@@ -7,8 +7,6 @@ margin in lots (1,000 shares) as published, revenue in thousand TWD. Missing pri
 
 from __future__ import annotations
 
-import datetime as dt
-
 import polars as pl
 
 DAILY_QUOTES = {
@@ -224,11 +222,3 @@ def _first_uncastable(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> st
         except Exception:
             return column
     return "?"
-
-
-def only_date(table: str, frame: pl.DataFrame, date: dt.date) -> pl.DataFrame:
-    """Guard for sources that answer another date than asked (TPEx does)."""
-    dates = frame.get_column("trade_date").unique().to_list()
-    if dates and dates != [date]:
-        raise BadMarketData(f"{table} {date}: source returned data for {sorted(dates)} instead of the requested date")
-    return frame

@@ -1,29 +1,31 @@
-"""M13 notification (S7): the STRATEGY_SIGNALS_READY event bus (outbox / Redis Streams).
+"""M13 notification (S7): the STRATEGY_SIGNALS_READY event, in three rooms without Dagster imports:
 
-The pure code lives in `event_bus` (no Dagster imports); its module docstring says how M13
-consumes and acknowledges events.
+* `outbox` — the event as a warehouse row (idempotent per day), and its acknowledgement;
+* `relay` — the Redis Stream it is relayed to on the production backend, and publishing;
+* `lag` — which events M13 has not consumed in time.
+
+How M13 consumes and acknowledges is shown by `qrl_platform_tests/notify/m13_consumer.py`.
 """
 
-from qrl_platform.notify.event_bus import (
-    M13_GROUP,
+from qrl_platform.notify.lag import LaggingEvent, unconsumed_events
+from qrl_platform.notify.outbox import (
     STRATEGY_SIGNALS_READY,
-    STREAM_KEY,
-    STREAM_MAXLEN,
     EventBusError,
-    LaggingEvent,
-    M13Consumer,
     OutboxEvent,
-    PublishResult,
-    ReceivedEvent,
-    RelayedEvent,
     build_signals_ready_payload,
-    ensure_consumer_group,
     mark_consumed,
-    publish_signals_ready,
     record_event,
     record_signals_ready,
+)
+from qrl_platform.notify.relay import (
+    M13_GROUP,
+    STREAM_KEY,
+    STREAM_MAXLEN,
+    PublishResult,
+    RelayedEvent,
+    ensure_consumer_group,
+    publish_signals_ready,
     relay_pending,
-    unconsumed_events,
 )
 
 __all__ = [
@@ -33,10 +35,8 @@ __all__ = [
     "STREAM_MAXLEN",
     "EventBusError",
     "LaggingEvent",
-    "M13Consumer",
     "OutboxEvent",
     "PublishResult",
-    "ReceivedEvent",
     "RelayedEvent",
     "build_signals_ready_payload",
     "ensure_consumer_group",

@@ -14,7 +14,7 @@ def unconsumed_signal_summary(warehouse: Warehouse, trade_date: dt.date) -> dict
     """Counts of the day's signals M13 has not consumed yet, and how many strategies ran successfully.
 
     Consumed means M13 acknowledged a STRATEGY_SIGNALS_READY for the day after they were stored
-    (`event_bus.mark_consumed` sets their consumed_at).
+    (`outbox.mark_consumed` sets their consumed_at).
     """
     signal = strategy_signals.c.signal
     counts = sa.select(

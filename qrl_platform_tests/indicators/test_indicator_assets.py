@@ -14,7 +14,7 @@ import pytest
 import qrl_platform
 from qrl_platform.calendar import previous_trading_days
 from qrl_platform.definitions import RESOURCES
-from qrl_platform.defs.gating import blocking_check_status, check_names_of
+from qrl_platform.defs.gating import blocking_check_status, blocking_check_statuses, check_names_of
 from qrl_platform.defs.indicators.assets import (
     INDICATOR_ASSETS,
     chip_indicators,
@@ -23,7 +23,7 @@ from qrl_platform.defs.indicators.assets import (
     technical_indicators,
 )
 from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
-from qrl_platform.defs.indicators.jobs import INDICATOR_JOBS
+from qrl_platform.defs.indicators.jobs import refresh_factor_metadata_job
 from qrl_platform.defs.indicators.schedules import INDICATOR_SCHEDULES
 from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
 from qrl_platform.defs.partitions import trading_day
@@ -283,10 +283,17 @@ def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
     assert not result.success
     failed = [(e.check_name, e.partition) for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed == [("no_infinities", bad_day.isoformat())]
-    # One failing day: every day of the range gets its own four evaluations again (no range evaluation).
+    # One failing day: every day of the range gets its own four evaluations again; only the checks that
+    # passed on every day also give the run's result (no partition), the failed one gives none.
     days = trading_day.get_partition_keys_in_range(dg.PartitionKeyRange("2024-10-21", HISTORY_END.isoformat()))
     judged = {(e.check_name, e.partition) for e in result.get_asset_check_evaluations()}
-    assert judged == {(c, d) for c in ("missing_rate", "coverage", "no_infinities", "within_ranges") for d in days}
+    assert judged == {(c, d) for c in ("missing_rate", "coverage", "no_infinities", "within_ranges") for d in days} | {
+        (c, None) for c in ("missing_rate", "coverage", "within_ranges")
+    }
+    # The daily flow's gate still refuses exactly the bad day.
+    names = check_names_of(INDICATOR_CHECKS, "fundamental_indicators")
+    statuses = blocking_check_statuses(instance, "fundamental_indicators", days, names)
+    assert [day for day, status in statuses.items() if status.failures] == [bad_day.isoformat()]
     [evaluation] = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert evaluation.metadata["failing_factors"].value == "pb"
     assert (
@@ -313,7 +320,8 @@ def test_checks_run_on_their_own_judge_the_run_partitions_or_the_latest_day(indi
     }
     latest = dg.materialize([fundamental_indicators, *checks], selection=only_checks, resources=RESOURCES)
     evaluations = latest.get_asset_check_evaluations()
-    assert {e.partition for e in evaluations} == {"2024-10-25"} and all(e.passed for e in evaluations)
+    # The day's evaluations, and the run's result of each check (no partition), all passed.
+    assert {e.partition for e in evaluations} == {"2024-10-25", None} and all(e.passed for e in evaluations)
 
 
 def test_a_closed_day_on_its_own_materialises_empty_with_market_closed(indicator_home, reads):
@@ -343,7 +351,7 @@ def test_factor_metadata_rows_equal_the_registry(warehouse_url, qrl_home):
 
     defs = dg.Definitions(
         assets=INDICATOR_ASSETS,
-        jobs=INDICATOR_JOBS,
+        jobs=[refresh_factor_metadata_job],
         schedules=INDICATOR_SCHEDULES,
         resources={**RESOURCES, "warehouse": WarehouseResource(url=warehouse_url)},
     )
@@ -367,7 +375,7 @@ def test_definitions_wire_groups_deps_job_and_schedule():
     defs = dg.Definitions(
         assets=[*DAILY_RAW, *INDICATORS, factor_metadata],
         asset_checks=INDICATOR_CHECKS,
-        jobs=INDICATOR_JOBS,
+        jobs=[refresh_factor_metadata_job],
         schedules=INDICATOR_SCHEDULES,
         resources=RESOURCES,
     )

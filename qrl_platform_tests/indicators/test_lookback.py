@@ -88,7 +88,9 @@ def test_a_failed_check_names_the_missing_lookback_and_the_command_first(qrl_hom
     monkeypatch.setenv("QRL_DEMO_UNIVERSE", "60")
     instance = dg.DagsterInstance.get()
     outcome = cli.launch(
-        cli.Launch(cli.ASSET_JOB, ("2024-07-01", "2024-07-02"), assets=["daily_quotes", "technical_indicators"])
+        cli.Launch(
+            "trading_day_assets_job", ("2024-07-01", "2024-07-02"), assets=["daily_quotes", "technical_indicators"]
+        )
     )
     assert not outcome.success  # sma_240 & co. in warm-up on a fresh home: the blocking missing_rate check fails
     evaluations = {(e.check_name, e.partition): e for e in _check_evaluations(instance, outcome.run_id)}

@@ -11,20 +11,25 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from qrl_platform.defs.resources import EventBusResource
-from qrl_platform.notify import event_bus
-from qrl_platform.notify.event_bus import (
-    M13_GROUP,
-    STREAM_KEY,
+from qrl_platform.notify.lag import unconsumed_events
+from qrl_platform.notify.outbox import (
     EventBusError,
-    M13Consumer,
+    as_utc,
     build_signals_ready_payload,
     mark_consumed,
-    publish_signals_ready,
     record_signals_ready,
+)
+from qrl_platform.notify.relay import (
+    M13_GROUP,
+    STREAM_KEY,
+    STREAM_MAXLEN,
+    as_text,
+    ensure_consumer_group,
+    publish_signals_ready,
     relay_pending,
-    unconsumed_events,
 )
 from qrl_platform.warehouse.schema import event_outbox
+from qrl_platform_tests.notify.m13_consumer import M13Consumer
 from qrl_platform_tests.servers import free_port
 
 SUMMARY = {"total_signals": 45, "buy_signals": 38, "sell_signals": 5, "hold_signals": 2, "strategies_executed": 10}
@@ -175,7 +180,7 @@ def test_outbox_consumer_poll_and_ack(warehouse):
     assert consumer.ack(event, now=acked_at) is True
     assert consumer.poll() == []
     [row] = _outbox_rows(warehouse)
-    assert row.consumer == "m13-a" and event_bus._utc(row.consumed_at) == acked_at
+    assert row.consumer == "m13-a" and as_utc(row.consumed_at) == acked_at
     # A second worker acknowledging the same event learns it was already taken.
     assert mark_consumed(warehouse, event.event_id, "m13-b") is False
     assert _outbox_rows(warehouse)[0].consumer == "m13-a"
@@ -228,13 +233,13 @@ def test_publish_relays_to_the_stream(warehouse, redis_client):
 
 
 def test_consumer_group_is_created_idempotently(redis_client):
-    event_bus.ensure_consumer_group(redis_client)
-    event_bus.ensure_consumer_group(redis_client)  # BUSYGROUP is ignored
+    ensure_consumer_group(redis_client)
+    ensure_consumer_group(redis_client)  # BUSYGROUP is ignored
     assert [group["name"] for group in redis_client.xinfo_groups(STREAM_KEY)] == [M13_GROUP]
 
 
 def test_relay_caps_the_stream_with_maxlen(warehouse, redis_client):
-    assert event_bus.STREAM_MAXLEN == 10_000
+    assert STREAM_MAXLEN == 10_000
     for index in range(300):
         redis_client.xadd(STREAM_KEY, {"event_id": f"old-{index}"})
     publish_signals_ready(warehouse, "2024-12-24", SUMMARY, now=AT_1645_TAIPEI)
@@ -331,7 +336,7 @@ def test_consumer_group_read_and_ack_sets_consumed_at(warehouse, redis_client):
     assert consumer.ack(event, now=acked_at) is True
     assert redis_client.xpending(STREAM_KEY, M13_GROUP)["pending"] == 0
     [row] = _outbox_rows(warehouse)
-    assert event_bus._utc(row.consumed_at) == acked_at and row.consumer == "m13-a"
+    assert as_utc(row.consumed_at) == acked_at and row.consumer == "m13-a"
     assert consumer.poll() == []
 
 
@@ -346,7 +351,7 @@ def test_an_entry_left_pending_by_a_dead_consumer_is_claimed_after_the_idle_time
     [claimed] = live.poll()
     assert (claimed.event_id, claimed.stream_id) == (taken.event_id, published.stream_id)
     pending = redis_client.xpending_range(STREAM_KEY, M13_GROUP, min="-", max="+", count=10)
-    assert [event_bus._text(p["consumer"]) for p in pending] == ["m13-live"]
+    assert [as_text(p["consumer"]) for p in pending] == ["m13-live"]
     assert live.ack(claimed) is True
     assert redis_client.xpending(STREAM_KEY, M13_GROUP)["pending"] == 0
     assert live.poll() == [] and M13Consumer(warehouse, redis_client, consumer_name="m13-dead").poll() == []
@@ -415,7 +420,7 @@ def test_redis_lag_lists_every_late_event_oldest_first(warehouse, redis_client):
 
 def test_lag_on_an_empty_stream(warehouse, redis_client):
     assert unconsumed_events(warehouse, redis_client, now=_real_now()) == []
-    event_bus.ensure_consumer_group(redis_client)
+    ensure_consumer_group(redis_client)
     assert unconsumed_events(warehouse, redis_client, now=_real_now()) == []
 
 

@@ -10,19 +10,17 @@ import redis
 import sqlalchemy as sa
 
 from qrl_platform.alerts.channels import SlackChannel
-from qrl_platform.notify import event_bus
-from qrl_platform.notify.event_bus import (
-    DEAD_LETTER_STREAM,
-    DEFAULT_MAX_DELIVERIES,
-    M13_GROUP,
-    STREAM_KEY,
-    M13Consumer,
-    dead_letter_alerter,
-    publish_signals_ready,
-)
+from qrl_platform.notify.outbox import as_utc, mark_consumed
+from qrl_platform.notify.relay import M13_GROUP, STREAM_KEY, ensure_consumer_group, publish_signals_ready
 from qrl_platform.notify.summary import unconsumed_signal_summary
 from qrl_platform.warehouse.schema import event_outbox, strategy_signals
 from qrl_platform_tests.alerts.local_servers import WebhookServer
+from qrl_platform_tests.notify.m13_consumer import (
+    DEAD_LETTER_STREAM,
+    DEFAULT_MAX_DELIVERIES,
+    M13Consumer,
+    dead_letter_alerter,
+)
 
 SUMMARY = {"total_signals": 3, "buy_signals": 1, "sell_signals": 1, "hold_signals": 1, "strategies_executed": 1}
 DAY, OTHER_DAY = dt.date(2024, 12, 24), dt.date(2024, 12, 23)
@@ -106,7 +104,7 @@ def test_xautoclaim_continues_from_its_cursor(redis_client, monkeypatch):
     ids = [
         redis_client.xadd(STREAM_KEY, {"event_id": f"e{i:02d}", "event_type": "T", "trade_date": ""}) for i in range(25)
     ]
-    event_bus.ensure_consumer_group(redis_client)
+    ensure_consumer_group(redis_client)
     assert len(M13Consumer(redis=redis_client, consumer_name="dead").poll(count=25)) == 25  # never acked
     starts: list[str] = []
     real = redis_client.xautoclaim
@@ -178,7 +176,7 @@ def _seed_signals(warehouse) -> None:
 def _consumed(warehouse) -> dict:
     with warehouse.begin() as conn:
         rows = conn.execute(sa.select(strategy_signals.c.signal_id, strategy_signals.c.consumed_at)).all()
-    return {sid: event_bus._utc(at) for sid, at in rows}
+    return {sid: as_utc(at) for sid, at in rows}
 
 
 @pytest.mark.parametrize("mode", ["outbox", "redis"])
@@ -196,9 +194,9 @@ def test_acknowledging_a_days_event_sets_consumed_at_on_that_days_signals(wareho
     # That day's signals are consumed with the outbox row's time; the other day's are not.
     assert _consumed(warehouse) == {"s1": acked_at, "s2": acked_at, "s3": acked_at, "s4": None}
     with warehouse.begin() as conn:
-        assert event_bus._utc(conn.execute(sa.select(event_outbox.c.consumed_at)).scalar_one()) == acked_at
+        assert as_utc(conn.execute(sa.select(event_outbox.c.consumed_at)).scalar_one()) == acked_at
     after = unconsumed_signal_summary(warehouse, DAY)
     assert (after["total_signals"], after["buy_signals"], after["sell_signals"], after["hold_signals"]) == (0, 0, 0, 0)
     # A second acknowledgement (another worker) changes nothing.
-    assert event_bus.mark_consumed(warehouse, event.event_id, "m13-b", now=acked_at + dt.timedelta(hours=1)) is False
+    assert mark_consumed(warehouse, event.event_id, "m13-b", now=acked_at + dt.timedelta(hours=1)) is False
     assert _consumed(warehouse)["s1"] == acked_at

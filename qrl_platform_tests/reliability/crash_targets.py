@@ -214,7 +214,10 @@ class SignalsDayReplace(Target):
 
 class QrlPlanWrite(Target):
     name = "QRL plan write (warehouse + Redis)"
-    CRASH_POINT = ("qrl_platform.treasury.rebalance:store_plan:1:after", "warehouse row committed, Redis not yet written")
+    CRASH_POINT = (
+        "qrl_platform.treasury.rebalance:store_plan:1:after",
+        "warehouse row committed, Redis not yet written",
+    )
     PARTITION, NEIGHBOUR = "2026-11-20-09:45", "2026-11-20-09:30"
 
     def __init__(self, config):
@@ -296,7 +299,7 @@ class QrlPlanWrite(Target):
         self.warehouse.dispose()
 
 
-# ---- the outbox insert + XADD (notify/event_bus.py) ---------------------------------------------------
+# ---- the outbox insert + XADD (notify/relay.py) ---------------------------------------------------
 
 
 class OutboxPublish(Target):
@@ -316,7 +319,7 @@ class OutboxPublish(Target):
         self.stream = config["stream"]
 
     def publish(self, day: dt.date):
-        from qrl_platform.notify.event_bus import publish_signals_ready
+        from qrl_platform.notify.relay import publish_signals_ready
 
         summary = {
             "total_signals": 100 + day.day,
@@ -341,7 +344,7 @@ class OutboxPublish(Target):
         emit("done")
 
     def converge(self):
-        from qrl_platform.notify.event_bus import relay_pending
+        from qrl_platform.notify.relay import relay_pending
 
         relay_pending(self.warehouse, self.redis, stream=self.stream, now=FIXED_NOW)  # what was left pending
         for day in self.DAYS:

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform import dashboard
+from qrl_platform.defs.gating import latest_materializations
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.factors import compute_range as ranges
@@ -138,23 +139,12 @@ def _missing_rate_table(result: ranges.RangeResult, rates: pl.DataFrame) -> dg.T
 
 def _stored_missing_rates(instance: dg.DagsterInstance, asset_name: str, days: list) -> dict[str, dict[str, float]]:
     """partition key → the `missing_rates` of its latest materialisation (the heatmap's earlier days)."""
-    keys = [d.isoformat() for d in days]
-    seen: set[str] = set()
+    latest = latest_materializations(instance, asset_name, [d.isoformat() for d in days])
     found: dict[str, dict[str, float]] = {}
-    cursor = None
-    while len(seen) < len(keys):
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset_name), asset_partitions=keys), limit=500, cursor=cursor
-        )
-        for record in page.records:  # newest first
-            if record.partition_key not in seen:
-                seen.add(record.partition_key)
-                entry = record.asset_materialization.metadata.get("missing_rates")
-                if entry is not None:
-                    found[record.partition_key] = entry.value
-        if not page.has_more:
-            break
-        cursor = page.cursor
+    for key, record in latest.items():
+        entry = record.asset_materialization.metadata.get("missing_rates")
+        if entry is not None:
+            found[key] = entry.value
     return found
 
 

@@ -5,13 +5,13 @@ run by one multi-asset check so the stored frames are read once. A failure (seve
 every downstream asset in the same run (Dagster fails the check step on a failed blocking evaluation),
 so strategies never score a day off broken factors; across runs the daily flow's gate
 (`qrl_platform.defs.gating`) reads these evaluations, so the strategies stage never launches on a
-failed day and `strategy_signals` refuses one. (On a pass Dagster logs that a blocking check "emitted
-no result ... will proceed without gating": it looks for check outputs, and per-partition evaluations
-are not outputs. Both gates above still hold; a failed evaluation fails the check step.)
+failed day and `strategy_signals` refuses one. Per-partition evaluations are events, not the check's
+result; every check that passed on all days of the run also yields its result (`AssetCheckResult`,
+no partition), which is what Dagster gates the run's downstream steps on.
 
 The quality rules run once, vectorised over the run's whole range. A one-day run (the daily flow)
 reports one evaluation per check for its day (AssetCheckEvaluation with `partition=` the day). A
-multi-day run (a backfill) whose days all pass reports one evaluation per check for the whole range
+multi-day run (a backfill) whose days all pass reports one result per check for the whole range
 (no `partition`; metadata: days checked, the worst missing rate per factor, the lowest coverage and
 its day): the daily flow's gate and `qrl status` count an evaluation without a partition for every
 day of its run, and a year no longer costs 3,132 check events (about 45 s of event-log commits on
@@ -57,18 +57,6 @@ def load_for_quality(store: FrameStore, asset: str, dates: list[dt.date]) -> tup
     frame = store.read_many(asset, keys)
     quotes = store.read_many("daily_quotes", keys, columns=["stock_id", "trade_date", "is_suspended"])
     return frame, quotes
-
-
-def evaluate_stored(
-    store: FrameStore, asset: str, dates: list[dt.date], factors: list | None = None
-) -> quality.QualityReport:
-    """The quality report of an indicator asset's stored partitions `dates` (plain function, no Dagster),
-    judging `factors` (default: all of the asset's).
-
-    Also the cheapest way for a notebook or another job to ask "may I trade on these indicators?".
-    """
-    frame, quotes = load_for_quality(store, asset, dates)
-    return quality.evaluate(frame, quotes, registry.factors(asset) if factors is None else factors, dates=dates)
 
 
 def judged_factors(asset: str, provided_tables: frozenset[str]) -> tuple[list, list[str]]:
@@ -140,15 +128,20 @@ def _blocking_evaluation(
 ) -> dg.AssetCheckEvaluation:
     """An ERROR-severity blocking evaluation; `partition` None = every day of the run."""
     return dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(asset),
-        check_name=check,
-        passed=passed,
-        metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description[:2000],
-        blocking=True,
-        partition=partition,
+        **_error_fields(asset, check, passed, metadata, description), blocking=True, partition=partition
     )
+
+
+def _error_fields(asset: str, check: str, passed: bool, metadata: dict, description: str) -> dict:
+    """What an ERROR-severity evaluation and a check result of `check` share."""
+    return {
+        "asset_key": dg.AssetKey(asset),
+        "check_name": check,
+        "passed": passed,
+        "metadata": metadata,
+        "severity": dg.AssetCheckSeverity.ERROR,
+        "description": description[:2000],
+    }
 
 
 def _evaluation(
@@ -198,11 +191,10 @@ def _evaluation(
     return _blocking_evaluation(asset, check, passed, metadata, description, date.isoformat())
 
 
-def _range_evaluation(
-    asset: str, check: str, report: quality.QualityReport, left_out=()
-) -> dg.AssetCheckEvaluation:
-    """The passing evaluation of `check` for every day of a multi-day run at once (see the module
-    docstring): no partition, so it counts for each day of its run."""
+def _range_result(asset: str, check: str, report: quality.QualityReport, left_out=()) -> dg.AssetCheckResult:
+    """The passing result of `check` for every day of the run at once (see the module docstring): no
+    partition, so it counts for each day of its run. Being the check's result (not only an evaluation
+    event), it is what Dagster gates the downstream steps of the run on."""
     checked = sorted(report.dates)
     metadata: dict = {
         "days_checked": len(checked),
@@ -233,7 +225,7 @@ def _range_evaluation(
                 "universe": int(lowest["universe"]),
             }
         )
-    return _blocking_evaluation(asset, check, True, metadata, description, partition=None)
+    return dg.AssetCheckResult(**_error_fields(asset, check, True, metadata, description))
 
 
 def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
@@ -261,12 +253,12 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
         overall = quality.evaluate(frame, quotes, factors, dates=dates)
         if len(dates) > 1 and not no_quotes and not any(overall.failures(CHECK_RULES[c]) for c in selected):
             for check in selected:
-                yield _range_evaluation(asset, check, overall, left_out)
+                yield _range_result(asset, check, overall, left_out)
             context.log.info(f"{asset}: quality checked on {len(dates)} partitions, all passed")
             return
         reports = daily_reports(frame, quotes, factors, dates, overall)
         stored = {table: set(store.partitions(table)) for table in compute_range.DAILY_INPUTS[asset]}
-        failed = 0
+        failed, failing_checks = 0, set()
         for date in dates:
             cause = ""
             if any(reports[date].failures(CHECK_RULES[check]) for check in selected):
@@ -277,8 +269,16 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
                 evaluation = _evaluation(asset, check, date, reports[date], date in no_quotes, left_out, cause)
                 if not evaluation.passed:
                     failed += 1
+                    failing_checks.add(check)
                     context.log.error(f"{asset} {date}: {evaluation.description}")
                 yield evaluation
+        # A check that passed on every day also gives the run its result (after the days' evaluations,
+        # which it agrees with), so the run's downstream steps are gated on it. A check that failed on
+        # some day gives none: its failed evaluation fails this step, and the days it passed keep
+        # their own passing evaluations for the daily flow's gate.
+        for check in selected if dates else []:  # nothing stored to judge: no result either
+            if check not in failing_checks:
+                yield _range_result(asset, check, overall, left_out)
         context.log.info(f"{asset}: quality checked on {len(dates)} partition(s), {failed} failing evaluation(s)")
 
     return _checks

@@ -14,5 +14,3 @@ refresh_factor_metadata_job = dg.define_asset_job(
     tags={"module": "M11-005", **job_tags(estimate_seconds=30)},
     op_retry_policy=STEP_RETRY,
 )
-
-INDICATOR_JOBS = [refresh_factor_metadata_job]

@@ -23,7 +23,7 @@ daily_market_job = dg.define_asset_job(
     "derive tradability (price limits, suspensions, disposition) and compute "
     "M07/M08/M09 with their blocking quality checks (margin_balances comes in the evening via "
     "market_data_available_sensor; M09 of D uses the margin of D-1).",
-    tags=job_tags(estimate_seconds=180, exchange="twse-tpex"),
+    tags=job_tags(estimate_seconds=180),
     op_retry_policy=STEP_RETRY,
 )
 
@@ -33,7 +33,7 @@ def _table_job(table: str):
         f"ingest_{table}_job",
         selection=dg.AssetSelection.assets(table),
         description=f"Ingest {table} for one trading day (launched by market_data_available_sensor when due).",
-        tags=job_tags(estimate_seconds=60, exchange="twse-tpex"),
+        tags=job_tags(estimate_seconds=60),
         op_retry_policy=STEP_RETRY,
     )
 
@@ -72,18 +72,18 @@ INDICATOR_JOBS = {
 monthly_revenue_job = dg.define_asset_job(
     "monthly_revenue_job",
     selection=dg.AssetSelection.assets("monthly_revenue"),
-    tags=job_tags(120, exchange="twse-tpex"),
+    tags=job_tags(120),
     op_retry_policy=STEP_RETRY,
 )
 financials_job = dg.define_asset_job(
     "financials_job",
     selection=dg.AssetSelection.assets("financials"),
-    tags=job_tags(120, exchange="twse-tpex"),
+    tags=job_tags(120),
     op_retry_policy=STEP_RETRY,
 )
 shareholding_job = dg.define_asset_job(
     "shareholding_job",
     selection=dg.AssetSelection.assets("shareholding_distribution"),
-    tags=job_tags(120, exchange="twse-tpex"),
+    tags=job_tags(120),
     op_retry_policy=STEP_RETRY,
 )

@@ -6,7 +6,7 @@ import dagster as dg
 
 from qrl_platform.defs import clock
 from qrl_platform.defs.resources import AlertsResource, EventBusResource, WarehouseResource
-from qrl_platform.notify.event_bus import EventBusError
+from qrl_platform.notify.outbox import EventBusError
 
 
 @dg.sensor(
@@ -28,8 +28,14 @@ def m13_consumption_lag_sensor(
         lagging = event_bus.unconsumed(wh, now=clock.current_time())
     except EventBusError as error:
         # Redis down: the events are safe in the outbox; say so once an hour instead of failing every tick.
-        alerts.send("WARNING", "M13 event stream unreachable", str(error), source="m13_consumption_lag_sensor",
-                    dedupe_key="m13-stream-unreachable", dedupe_minutes=60)
+        alerts.send(
+            "WARNING",
+            "M13 event stream unreachable",
+            str(error),
+            source="m13_consumption_lag_sensor",
+            dedupe_key="m13-stream-unreachable",
+            dedupe_minutes=60,
+        )
         return dg.SkipReason(f"event stream unreachable: {error}")
     for event in lagging:
         alerts.send(

@@ -9,8 +9,8 @@ qrl_15min_job = dg.define_asset_job(
     "qrl_15min_job",
     selection=[qrl_position, rebalance_plan],
     description="QRL cost/PnL then the rebalance plan for one quarter hour (S8; the source's 15-min-job).",
-    # One MEXC run at a time (deploy/dagster.yaml queue limit) and never longer than a period.
-    tags={"qrl/exchange": "mexc", "dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
+    # Never longer than a period. MEXC is reached one step at a time through the qrl_mexc pool.
+    tags={"dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
     # Retrying a step cannot place a second order: each order's client id derives from the partition.
     op_retry_policy=STEP_RETRY,
 )
@@ -19,7 +19,7 @@ qrl_rebalance_job = dg.define_asset_job(
     "qrl_rebalance_job",
     selection=[rebalance_plan],
     description="The rebalance plan alone (the source's standalone /tasks/rebalance/symmetric).",
-    tags={"qrl/exchange": "mexc", "dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
+    tags={"dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "30"},
     op_retry_policy=STEP_RETRY,
 )
 

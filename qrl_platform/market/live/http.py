@@ -52,8 +52,6 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_INTERVAL = 2.0
-DEFAULT_BACKOFF = 1.0
 NO_DATA_KEPT_AFTER = dt.timedelta(days=7)
 # TWSE answers scripts with a default User-Agent less kindly than browsers.
 USER_AGENT = (

@@ -1,0 +1,58 @@
+"""One run worker for test_pools.py: materialises a single asset in a given pool on the instance in
+DAGSTER_HOME, in its own process (as a run pod would), and writes what the step saw to a shared
+directory. `python -m qrl_platform_tests.market.pool_steps HOME NAME POOL OTHER MODE SHARED`.
+
+MODE `meet`: the step waits until the OTHER step has started (proves the two ran at the same time).
+MODE `exclusive`: unless OTHER already ran, the step holds its pool slot until OTHER's step is queued
+on the pool, and records whether OTHER had started by then (it must not have)."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+MEETING_TIMEOUT_SECONDS = 30
+
+
+def _wait_for(condition, timeout: float = MEETING_TIMEOUT_SECONDS) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def step_asset(name: str, pool: str, other: str, mode: str, shared: Path) -> dg.AssetsDefinition:
+    def other_started() -> bool:
+        return (shared / f"{other}.started").exists()
+
+    @dg.asset(name=name, pool=pool)
+    def _asset(context: dg.AssetExecutionContext) -> None:
+        begin = time.monotonic()
+        (shared / f"{name}.started").write_text(str(begin))
+        if mode == "meet":
+            saw = _wait_for(other_started)
+        elif other_started():
+            saw = False  # the other step already ran: this is the second one
+        else:
+
+            def other_is_queued_on_the_pool() -> bool:
+                return context.instance.event_log_storage.get_concurrency_info(pool).pending_step_count >= 1
+
+            saw = _wait_for(other_is_queued_on_the_pool) and not other_started()
+        (shared / f"{name}.json").write_text(json.dumps({"start": begin, "end": time.monotonic(), "saw": saw}))
+
+    return _asset
+
+
+def main(home: str, name: str, pool: str, other: str, mode: str, shared: str) -> int:
+    asset = step_asset(name, pool, other, mode, Path(shared))
+    with dg.DagsterInstance.from_config(home) as instance:
+        return 0 if dg.materialize([asset], instance=instance).success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

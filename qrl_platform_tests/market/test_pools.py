@@ -1,0 +1,96 @@
+"""Exchange concurrency is the pools alone (issue 18): on an instance built from the repository's own
+dagster.yaml, a MOPS step and a TWSE step run at the same time, while two TWSE steps never overlap.
+
+Each run is its own process (pool_steps.py), as separate run workers are. The steps sit in the same
+pools as the product's assets (`POOLS` in defs/market/assets.py) and meet through files instead of
+sleeping: overlap is proven by each step seeing the other one start while it runs, non-overlap by the
+second TWSE step being queued on the pool (Dagster's pool slot claims) while the first one runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from qrl_platform.defs.market.assets import POOLS
+from qrl_platform.defs.market.jobs import financials_job, ingest_daily_quotes_job, monthly_revenue_job, shareholding_job
+
+ROOT = Path(__file__).resolve().parents[2]
+TWSE_POOL = POOLS["daily_quotes"]
+MOPS_POOL = POOLS["monthly_revenue"]
+
+
+@pytest.fixture
+def dagster_home(tmp_path) -> Path:
+    """A DAGSTER_HOME holding the repository's dagster.yaml, its storage moved into the temp dir."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    local = (ROOT / "dagster.yaml").read_text().replace(".qrl/dagster_storage", str(home / "storage"))
+    (home / "dagster.yaml").write_text(local)
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # creates the storages once, before the run workers open them concurrently
+    return home
+
+
+def _run_together(home: Path, shared: Path, *steps: tuple[str, str, str, str]) -> dict[str, dict]:
+    """Start one run worker per (name, pool, other, mode) at once; what each step saw, by name."""
+    shared.mkdir()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "qrl_platform_tests.market.pool_steps", str(home), *step, str(shared)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for step in steps
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=120)
+        assert worker.returncode == 0, stderr[-3000:]
+    return {name: json.loads((shared / f"{name}.json").read_text()) for name, *_ in steps}
+
+
+def test_exchange_jobs_carry_no_exchange_run_tag_and_every_pool_admits_one_step():
+    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
+    run_limits = config["concurrency"]["runs"].get("tag_concurrency_limits", [])
+    assert all(limit["key"] != "qrl/exchange" for limit in run_limits)
+    for job in (ingest_daily_quotes_job, monthly_revenue_job, financials_job, shareholding_job):
+        assert "qrl/exchange" not in job.tags, job.name
+    assert (POOLS["daily_quotes"], POOLS["monthly_revenue"], POOLS["shareholding_distribution"]) == (
+        "twse-tpex",
+        "mops",
+        "tdcc",
+    )
+
+
+def test_a_mops_step_and_a_twse_step_run_at_the_same_time(dagster_home, tmp_path):
+    seen = _run_together(
+        dagster_home,
+        tmp_path / "shared",
+        ("twse_step", TWSE_POOL, "mops_step", "meet"),
+        ("mops_step", MOPS_POOL, "twse_step", "meet"),
+    )
+    # Each step was running when the other one started: neither waited for the other's pool.
+    assert seen["twse_step"]["saw"] and seen["mops_step"]["saw"]
+    twse, mops = seen["twse_step"], seen["mops_step"]
+    assert twse["start"] < mops["end"] and mops["start"] < twse["end"]
+
+
+def test_two_twse_steps_do_not_overlap(dagster_home, tmp_path):
+    seen = _run_together(
+        dagster_home,
+        tmp_path / "shared",
+        ("quotes_step", TWSE_POOL, "flows_step", "exclusive"),
+        ("flows_step", TWSE_POOL, "quotes_step", "exclusive"),
+    )
+    # The step that got the pool's slot saw the other one queued on the pool and not yet started.
+    assert sorted(step["saw"] for step in seen.values()) == [False, True]
+    first, second = sorted(seen.values(), key=lambda step: step["start"])
+    assert first["saw"] and first["end"] <= second["start"]
