@@ -94,3 +94,15 @@ def test_two_twse_steps_do_not_overlap(dagster_home, tmp_path):
     assert sorted(step["saw"] for step in seen.values()) == [False, True]
     first, second = sorted(seen.values(), key=lambda step: step["start"])
     assert first["saw"] and first["end"] <= second["start"]
+
+
+def test_two_treasury_runs_never_interleave_through_their_warehouse_writer_group():
+    """Not an exchange rule: the quarter hours of the treasury plan against balances the other may be
+    changing, so both QRL jobs share a warehouse-writer group that both instances limit to one run."""
+    from qrl_platform.defs.treasury.jobs import QRL_JOBS
+
+    assert {job.tags.get("qrl/warehouse-writer") for job in QRL_JOBS} == {"qrl"}
+    for path in (ROOT / "dagster.yaml", ROOT / "deploy" / "dagster.yaml"):
+        limits = yaml.safe_load(path.read_text())["concurrency"]["runs"]["tag_concurrency_limits"]
+        (writer,) = [limit for limit in limits if limit["key"] == "qrl/warehouse-writer"]
+        assert writer == {"key": "qrl/warehouse-writer", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}, path
