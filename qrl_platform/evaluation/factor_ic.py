@@ -59,7 +59,9 @@ TURNOVER_SCHEMA = {
 }
 
 
-def known_day_pairs(open_days: Sequence[dt.date], known_days: Sequence[dt.date], horizons: Sequence[int]) -> pl.DataFrame:
+def known_day_pairs(
+    open_days: Sequence[dt.date], known_days: Sequence[dt.date], horizons: Sequence[int]
+) -> pl.DataFrame:
     """(trade_date D, horizon h, known_on E) for every E in `known_days` and h whose D lies in `open_days`.
 
     `open_days` are the trading days (sorted, covering the h days before each E)."""
@@ -87,8 +89,13 @@ def forward_returns(
 
     `quotes`: stock_id, trade_date, close over the trading days D..E; `actions`: corporate actions."""
     pairs = known_day_pairs(open_days, known_days, horizons)
-    schema = {"stock_id": pl.Utf8, "trade_date": pl.Date, "horizon": pl.Int32, "known_on": pl.Date,
-              "forward_return": pl.Float64}
+    schema = {
+        "stock_id": pl.Utf8,
+        "trade_date": pl.Date,
+        "horizon": pl.Int32,
+        "known_on": pl.Date,
+        "forward_return": pl.Float64,
+    }
     if pairs.is_empty() or quotes.is_empty():
         return pl.DataFrame(schema=schema)
     closes = quotes.select("stock_id", "trade_date", "close")
@@ -108,9 +115,7 @@ def _returns(adjusted: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
     return (
         pairs.join(entry, on="trade_date")
         .join(exit_, on=["stock_id", "known_on"])
-        .with_columns(
-            pl.when(pl.col("entry") > 0).then(pl.col("exit") / pl.col("entry") - 1.0).alias("forward_return")
-        )
+        .with_columns(pl.when(pl.col("entry") > 0).then(pl.col("exit") / pl.col("entry") - 1.0).alias("forward_return"))
     )
 
 

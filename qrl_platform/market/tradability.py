@@ -50,7 +50,9 @@ def tradability(
     )
     for flag in ("is_disposition", "is_full_cash_delivery"):
         if notices is not None and flag in notices.columns:
-            marks = notices.filter(pl.col(flag)).select("stock_id", "trade_date", pl.lit(True).alias(f"_{flag}")).unique()
+            marks = (
+                notices.filter(pl.col(flag)).select("stock_id", "trade_date", pl.lit(True).alias(f"_{flag}")).unique()
+            )
             frame = frame.join(marks, on=["stock_id", "trade_date"], how="left")
             frame = frame.with_columns(pl.col(f"_{flag}").fill_null(False).alias(flag))
         else:

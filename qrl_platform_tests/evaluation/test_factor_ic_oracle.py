@@ -109,9 +109,7 @@ def test_forward_returns_are_adjusted_as_of_the_day_they_become_known():
     """A 2:1 split with ex_date inside the horizon does not show up as a -50 % return; an event published
     only after E does not change E's row (what the live run saw)."""
     days = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8)]
-    quotes = pl.DataFrame(
-        {"stock_id": ["2330"] * 5, "trade_date": days, "close": [100.0, 101.0, 51.0, 52.0, 53.0]}
-    )
+    quotes = pl.DataFrame({"stock_id": ["2330"] * 5, "trade_date": days, "close": [100.0, 101.0, 51.0, 52.0, 53.0]})
     actions = pl.DataFrame(
         {
             "stock_id": ["2330"],
