@@ -639,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("date")
     status.set_defaults(func=cmd_status)
 
+    from qrl_platform.cli_report import add_parser as add_report_parser
+
+    add_report_parser(sub)
+
     args = parser.parse_args(argv)
     return _with_terminal_progress(lambda: args.func(args))
 
