@@ -62,6 +62,9 @@ def _build_demo_instance(instance: dg.DagsterInstance) -> None:
     write_synthetic_indicators(FrameStore(), trading_days(START, END))
     chain = [*STRATEGY_ASSETS, *STRATEGY_CHECKS]
     assert dg.materialize(chain, resources=RESOURCES, instance=instance, tags=tags).success
+    from qrl_platform.defs.evaluation.assets import EVALUATION_ASSETS
+
+    assert dg.materialize(EVALUATION_ASSETS, resources=RESOURCES, instance=instance, tags=tags).success
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +188,30 @@ def test_strategy_stats_shows_its_charts(ui):
         assert _screenshot(page, screenshot).stat().st_size > 0
         dialog.get_by_role("button", name="Close").click()
         expect(dialog).to_be_hidden()
+
+
+@pytest.mark.parametrize(
+    ("asset", "chart", "size", "screenshot"),
+    [
+        ("factor_report", "ic_chart", [640, 256], "factor_report_ic_chart.png"),
+        ("strategy_backtest", "nav_chart", [640, 352], "strategy_backtest_nav_chart.png"),
+    ],
+)
+def test_a_factor_ic_chart_and_a_strategy_nav_chart_show_in_the_ui(ui, asset, chart, size, screenshot):
+    base, page, instance = ui
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[END]), limit=1
+    ).records
+    stored = record.asset_materialization.metadata
+    page.goto(f"{base}/assets/{asset}?view=partitions&partition={END}")
+    row = page.locator("tr").filter(has=page.locator("td", has_text=_exactly(chart))).first
+    row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    image = dialog.locator(f'img[src^="{DATA_URI}"]')
+    expect(image).to_be_visible()
+    expect(image).to_have_js_property("complete", True)
+    assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == size
+    assert "![" + image.get_attribute("alt") + "](" + image.get_attribute("src") + ")" == stored[chart].value
+    assert _screenshot(page, screenshot).stat().st_size > 0
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()

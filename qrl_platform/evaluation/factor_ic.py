@@ -7,6 +7,7 @@ Semantics (the asset's description repeats them):
   row for (D, h) is the same whether it is computed live on E or in a backfill years later.
 * **Rank IC** = cross-sectional Spearman correlation of the factor on D with that return over the
   stocks where both are known and finite; **Pearson IC** the same with values; `n_stocks` their count.
+  An IC that is undefined (the factor or the return constant across those stocks) is null.
 * Rows are filed under `known_on` = E: the `factor_ic` partition for E holds every (D, h) with D+h = E.
 * **Quantiles**: per factor and day the stocks with a value are cut into 5 quantiles by
   `pd.qcut`'s rule (linear-interpolated edges, bins (e_{k−1}, e_k], the minimum in the first);
@@ -170,9 +171,12 @@ def factor_evaluation(
 
 
 def _concat(parts: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
+    """One frame of `schema`; a correlation that is undefined (a factor constant across stocks that day)
+    is stored as null, not NaN, so it drops out of every mean instead of poisoning it."""
     if not parts:
         return pl.DataFrame(schema=schema)
-    return pl.concat(parts, how="vertical_relaxed").select([pl.col(c).cast(t) for c, t in schema.items()])
+    columns = [pl.col(c).cast(t).fill_nan(None) if t == pl.Float64 else pl.col(c).cast(t) for c, t in schema.items()]
+    return pl.concat(parts, how="vertical_relaxed").select(columns)
 
 
 def _with_quantiles(wide: pl.DataFrame, factor_ids: Sequence[str], quantiles: int) -> pl.DataFrame:

@@ -126,21 +126,24 @@ def test_factor_ic_without_quotes_names_the_day(chain):
 def test_qrl_report_prints_the_figures_and_writes_a_self_contained_tear_sheet(chain, tmp_path, capsys):
     from qrl_platform.cli import main
 
-    assert dg.materialize(EVALUATION_ASSETS, resources=_resources(), instance=chain,
-                          tags=_range(RANGE_START, RANGE_END)).success
+    assert dg.materialize(
+        EVALUATION_ASSETS, resources=_resources(), instance=chain, tags=_range(RANGE_START, RANGE_END)
+    ).success
     page = tmp_path / "factor.html"
     assert main(["report", "factor", "ret_5", "--from", RANGE_START, "--to", RANGE_END, "--html", str(page)]) == 0
     printed = capsys.readouterr().out
     assert "Factor ret_5, 2024-03-18 to 2024-03-27" in printed and "icir" in printed
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 3 and "<table>" in html and "src=\"http" not in html
+    assert html.count("data:image/png;base64,") == 3 and "<table>" in html and 'src="http' not in html
     stored = FrameStore().read_range(FACTOR_IC, RANGE_START, RANGE_END)
     mean_ic = stored.filter((pl.col("factor_id") == "ret_5") & (pl.col("horizon") == 5))["rank_ic"].mean()
     assert f"{mean_ic:.4f}" in html  # the same figure the stored ICs give
 
     page = tmp_path / "strategy.html"
-    assert main(["report", "strategy", "STG_MOMENTUM_001", "--from", RANGE_START, "--to", RANGE_END,
-                 "--html", str(page)]) == 0
+    assert (
+        main(["report", "strategy", "STG_MOMENTUM_001", "--from", RANGE_START, "--to", RANGE_END, "--html", str(page)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "sharpe" in printed and "max_drawdown" in printed
     assert page.read_text().count("data:image/png;base64,") == 1

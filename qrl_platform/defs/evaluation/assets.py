@@ -11,6 +11,8 @@ All three take single-run backfills; a range run and day-by-day runs store the s
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
+import math
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -54,24 +56,21 @@ def _day_metadata(run: EvaluationRun, count: int) -> dict:
 
 
 def _table(frame: pl.DataFrame, digits: int = 4) -> dg.TableMetadataValue:
-    kinds = {pl.Float64: "float", pl.Int64: "int", pl.Int32: "int", pl.Date: "string", pl.Utf8: "string"}
+    kinds = {pl.Float64: "float", pl.Int64: "int", pl.Int32: "int"}
     columns = [dg.TableColumn(c, kinds.get(t, "string")) for c, t in frame.schema.items()]
     records = [
-        dg.TableRecord(
-            {
-                k: (
-                    round(v, digits)
-                    if isinstance(v, float)
-                    else str(v)
-                    if v is not None and not isinstance(v, (int, str))
-                    else v
-                )
-                for k, v in row.items()
-            }
-        )
-        for row in frame.iter_rows(named=True)
+        dg.TableRecord({k: _json_value(v, digits) for k, v in row.items()}) for row in frame.iter_rows(named=True)
     ]
     return dg.TableMetadataValue(records=records, schema=dg.TableSchema(columns=columns))
+
+
+def _json_value(value, digits: int):
+    """A table cell the UI can parse: finite rounded floats, ints, strings; NaN and infinities as empty."""
+    if isinstance(value, float):
+        return round(value, digits) if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
 
 
 # ------------------------------------------------------------------------------------- factor_ic
