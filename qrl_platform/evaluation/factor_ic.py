@@ -136,38 +136,55 @@ def factor_evaluation(
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(ics, quantile_returns, turnover) from a wide factor frame (stock_id, trade_date, one column per
     factor) and `forward_returns` rows. Turnover and rank autocorrelation are computed for the factor days
-    in `turnover_days` (each against the previous day in `open_days`, which `factors` must also cover)."""
-    wide = factors.select("stock_id", "trade_date", *[_clean(pl.col(f).cast(pl.Float64)).alias(f) for f in factor_ids])
-    ranked = _with_quantiles(wide, factor_ids, quantiles)
-    joined = returns.join(ranked, on=["stock_id", "trade_date"], how="inner").with_columns(
-        _clean(pl.col("forward_return")).alias("forward_return")
-    )
-    keys = ["known_on", "trade_date", "horizon"]
-    ics, quantile_parts = [], []
+    in `turnover_days` (each against the previous day in `open_days`, which `factors` must also cover).
+
+    One factor at a time against the returns pivoted wide (one column per horizon): a year of 1,800
+    stocks is 0.5 M rows, and joining every factor to every horizon's rows at once would be gigabytes."""
+    horizons = sorted(returns["horizon"].unique().to_list())
+    known = returns.select("trade_date", "horizon", "known_on").unique()
+    wide_returns = returns.select(
+        "stock_id", "trade_date", pl.format("fwd_{}", "horizon").alias("name"), _clean(pl.col("forward_return"))
+    ).pivot(on="name", index=["stock_id", "trade_date"], values="forward_return")
+    for horizon in horizons:
+        if f"fwd_{horizon}" not in wide_returns.columns:
+            wide_returns = wide_returns.with_columns(pl.lit(None, dtype=pl.Float64).alias(f"fwd_{horizon}"))
+    base = factors.select("stock_id", "trade_date").join(wide_returns, on=["stock_id", "trade_date"], how="left")
+    previous = _previous_days(open_days, turnover_days)
+    ics, quantile_parts, turnover_parts = [], [], []
     for factor_id in factor_ids:
-        pair = pl.col(factor_id).is_not_null() & pl.col("forward_return").is_not_null()
-        ics.append(
-            joined.group_by(keys).agg(
-                pl.lit(factor_id).alias("factor_id"),
-                pl.corr(factor_id, "forward_return", method="spearman").alias("rank_ic"),
-                pl.corr(factor_id, "forward_return").alias("pearson_ic"),
-                pair.sum().cast(pl.Int64).alias("n_stocks"),
+        value = _clean(factors[factor_id].cast(pl.Float64))
+        frame = _with_quantiles(base.with_columns(value.alias("factor")), quantiles)
+        for horizon in horizons:
+            ret = f"fwd_{horizon}"
+            pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
+            ics.append(
+                frame.group_by("trade_date").agg(
+                    pl.lit(horizon).cast(pl.Int32).alias("horizon"),
+                    pl.lit(factor_id).alias("factor_id"),
+                    pl.corr("factor", ret, method="spearman").alias("rank_ic"),
+                    pl.corr("factor", ret).alias("pearson_ic"),
+                    pair.sum().cast(pl.Int64).alias("n_stocks"),
+                )
             )
-        )
-        quantile_parts.append(
-            joined.filter(pair)
-            .group_by(*keys, pl.col(f"q_{factor_id}").alias("quantile"))
-            .agg(
-                pl.lit(factor_id).alias("factor_id"),
-                pl.col("forward_return").mean().alias("mean_return"),
-                pl.len().cast(pl.Int64).alias("n_stocks"),
+            quantile_parts.append(
+                frame.filter(pair)
+                .group_by("trade_date", "quantile")
+                .agg(
+                    pl.lit(horizon).cast(pl.Int32).alias("horizon"),
+                    pl.lit(factor_id).alias("factor_id"),
+                    pl.col(ret).mean().alias("mean_return"),
+                    pl.len().cast(pl.Int64).alias("n_stocks"),
+                )
             )
-        )
+        if previous.height:
+            turnover_parts.append(
+                _turnover(frame, previous, quantiles).with_columns(pl.lit(factor_id).alias("factor_id"))
+            )
     order = ["known_on", "trade_date", "horizon", "factor_id"]
-    ic_frame = _concat(ics, IC_SCHEMA).sort(order)
-    quantile_frame = _concat(quantile_parts, QUANTILE_SCHEMA).sort(*order, "quantile")
-    turnover = factor_turnover(ranked, factor_ids, open_days, turnover_days, quantiles)
-    return ic_frame, quantile_frame, turnover
+    ic_frame = _concat([f.join(known, on=["trade_date", "horizon"]) for f in ics], IC_SCHEMA).sort(order)
+    quantile_frame = _concat([f.join(known, on=["trade_date", "horizon"]) for f in quantile_parts], QUANTILE_SCHEMA)
+    turnover = _concat(turnover_parts, TURNOVER_SCHEMA).sort("trade_date", "factor_id")
+    return ic_frame, quantile_frame.sort(*order, "quantile"), turnover
 
 
 def _concat(parts: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
@@ -176,57 +193,44 @@ def _concat(parts: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=schema)
     columns = [pl.col(c).cast(t).fill_nan(None) if t == pl.Float64 else pl.col(c).cast(t) for c, t in schema.items()]
-    return pl.concat(parts, how="vertical_relaxed").select(columns)
+    return pl.concat([part.select(list(schema)) for part in parts], how="vertical_relaxed").select(columns)
 
 
-def _with_quantiles(wide: pl.DataFrame, factor_ids: Sequence[str], quantiles: int) -> pl.DataFrame:
-    """Adds q_<factor> (1..quantiles, pd.qcut's bins per day) and r_<factor> (the day's average rank)."""
-    columns = []
-    for factor_id in factor_ids:
-        value = pl.col(factor_id)
-        edges = [value.quantile(k / quantiles, interpolation="linear").over("trade_date") for k in range(1, quantiles)]
-        bucket = pl.sum_horizontal([(value > edge).cast(pl.Int32) for edge in edges]) + 1
-        columns.append(pl.when(value.is_not_null()).then(bucket).cast(pl.Int32).alias(f"q_{factor_id}"))
-        columns.append(value.rank("average").over("trade_date").alias(f"r_{factor_id}"))
-    return wide.with_columns(columns)
+def _with_quantiles(frame: pl.DataFrame, quantiles: int) -> pl.DataFrame:
+    """Adds `quantile` (1..quantiles, pd.qcut's bins per day) and `rank` (the day's average rank) of `factor`."""
+    value = pl.col("factor")
+    edges = [value.quantile(k / quantiles, interpolation="linear").over("trade_date") for k in range(1, quantiles)]
+    bucket = pl.sum_horizontal([(value > edge).cast(pl.Int32) for edge in edges]) + 1
+    return frame.with_columns(
+        pl.when(value.is_not_null()).then(bucket).cast(pl.Int32).alias("quantile"),
+        value.rank("average").over("trade_date").alias("rank"),
+    )
 
 
-def factor_turnover(
-    ranked: pl.DataFrame,
-    factor_ids: Sequence[str],
-    open_days: Sequence[dt.date],
-    days: Sequence[dt.date],
-    quantiles: int = QUANTILES,
-) -> pl.DataFrame:
-    """Top/bottom quantile turnover and rank autocorrelation of each factor on each of `days`."""
+def _previous_days(open_days: Sequence[dt.date], days: Sequence[dt.date]) -> pl.DataFrame:
     previous_of = {day: open_days[i - 1] for i, day in enumerate(open_days) if i > 0}
     pairs = [(day, previous_of[day]) for day in days if day in previous_of]
-    if not pairs:
-        return pl.DataFrame(schema=TURNOVER_SCHEMA)
-    calendar = pl.DataFrame(pairs, schema={"trade_date": pl.Date, "previous_date": pl.Date}, orient="row")
-    today = ranked.join(calendar, on="trade_date", how="inner")
-    before = ranked.select(
+    return pl.DataFrame(pairs, schema={"trade_date": pl.Date, "previous_date": pl.Date}, orient="row")
+
+
+def _turnover(frame: pl.DataFrame, previous: pl.DataFrame, quantiles: int) -> pl.DataFrame:
+    """Top/bottom quantile turnover and rank autocorrelation of one factor on each day of `previous`."""
+    today = frame.select("stock_id", "trade_date", "quantile", "rank").join(previous, on="trade_date", how="inner")
+    before = frame.select(
         "stock_id",
         pl.col("trade_date").alias("previous_date"),
-        *[pl.col(f"q_{f}").alias(f"pq_{f}") for f in factor_ids],
-        *[pl.col(f"r_{f}").alias(f"pr_{f}") for f in factor_ids],
+        pl.col("quantile").alias("previous_quantile"),
+        pl.col("rank").alias("previous_rank"),
     )
     both = today.join(before, on=["stock_id", "previous_date"], how="left")
-    parts = []
-    for factor_id in factor_ids:
-        q, pq = pl.col(f"q_{factor_id}"), pl.col(f"pq_{factor_id}")
 
-        def turnover(level: int, q: pl.Expr = q, pq: pl.Expr = pq) -> pl.Expr:
-            members = q == level
-            left = members & (pq.is_null() | (pq != level))
-            return pl.when(members.sum() > 0).then(left.sum() / members.sum())
+    def turnover(level: int) -> pl.Expr:
+        members = pl.col("quantile") == level
+        left = members & (pl.col("previous_quantile").is_null() | (pl.col("previous_quantile") != level))
+        return pl.when(members.sum() > 0).then(left.sum() / members.sum())
 
-        parts.append(
-            both.group_by("trade_date").agg(
-                pl.lit(factor_id).alias("factor_id"),
-                turnover(quantiles).alias("top_turnover"),
-                turnover(1).alias("bottom_turnover"),
-                pl.corr(f"r_{factor_id}", f"pr_{factor_id}").alias("rank_autocorrelation"),
-            )
-        )
-    return _concat(parts, TURNOVER_SCHEMA).sort("trade_date", "factor_id")
+    return both.group_by("trade_date").agg(
+        turnover(quantiles).alias("top_turnover"),
+        turnover(1).alias("bottom_turnover"),
+        pl.corr("rank", "previous_rank").alias("rank_autocorrelation"),
+    )
