@@ -8,7 +8,8 @@ share of days with a positive IC, the mean Pearson IC, the mean of each quantile
 return (q1 lowest factor values … q5 highest) and the top-minus-bottom spread q5 − q1. Per factor and
 window: the IC decay (mean rank IC at 1/5/10/20 days), the top and bottom quantile turnover and the rank
 autocorrelation (daily means). `direction` says which way is good: `higher` when the 20-day mean rank
-IC over the window is positive, `lower` when negative.
+IC over the window is positive, `lower` when negative; `evidence_since` the first factor day with an IC
+in the window.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def factor_report(
                 (pl.col("rank_ic") > 0).mean().alias("positive_share"),
                 pl.col("pearson_ic").mean().alias("mean_pearson_ic"),
                 pl.len().cast(pl.Int64).alias("days"),
+                pl.col("trade_date").min().alias("evidence_since"),
             )
             .with_columns(
                 pl.when(pl.col("ic_std") > 0).then(pl.col("mean_ic") / pl.col("ic_std")).alias("icir"),
@@ -119,6 +121,7 @@ REPORT_SCHEMA = {
     "factor_id": pl.Utf8,
     "horizon": pl.Int32,
     "days": pl.Int64,
+    "evidence_since": pl.Date,
     "mean_ic": pl.Float64,
     "ic_std": pl.Float64,
     "icir": pl.Float64,

@@ -162,7 +162,7 @@ def factor_lines(report: pl.DataFrame, *, window: int, horizon: int = HORIZONS[1
     rows = report.filter((pl.col("window_days") == window) & (pl.col("horizon") == horizon)).sort("factor_id")
     return "\n".join(
         f"{r['factor_id']}: {_direction_text(r['direction'])} are better; {horizon}-day ICIR "
-        f"{_cell(r['icir'])}, mean IC {_cell(r['mean_ic'])} over {r['days']} days"
+        f"{_cell(r['icir'])}, mean IC {_cell(r['mean_ic'])} over {r['days']} days since {r['evidence_since']}"
         for r in rows.iter_rows(named=True)
     )
 
