@@ -129,7 +129,7 @@ def main() -> None:
 
     import dagster as dg
 
-    from qrl_platform.evaluation.factor_report import best_and_worst
+    from qrl_platform.evaluation.factor_report import RANKING_COLUMNS, best_and_worst
     from qrl_platform.evaluation.pipeline import FACTOR_REPORT, stored_performance
     from qrl_platform.storage.frames import FrameStore
 
@@ -189,19 +189,7 @@ def main() -> None:
         )
         report = store.read(FACTOR_REPORT, END)
         print("\nfactors, five best and five worst by 5-day ICIR over the 250 days to 2024-12-31:")
-        print(
-            best_and_worst(report, window=250, horizon=5).select(
-                "rank_group",
-                "factor_id",
-                "direction",
-                "mean_ic",
-                "ic_std",
-                "icir",
-                "t_stat",
-                "positive_share",
-                "spread",
-            )
-        )
+        print(best_and_worst(report, window=250, horizon=5).select(RANKING_COLUMNS))
 
 
 if __name__ == "__main__":

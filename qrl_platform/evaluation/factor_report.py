@@ -138,6 +138,23 @@ REPORT_SCHEMA = {
 }
 
 
+# The columns a person reads first when ranking factors (asset metadata, benchmark, closing note).
+RANKING_COLUMNS = (
+    "rank_group",
+    "factor_id",
+    "direction",
+    "days",
+    "mean_ic",
+    "ic_std",
+    "icir",
+    "t_stat",
+    "positive_share",
+    "spread",
+    "top_turnover",
+    "rank_autocorrelation",
+)
+
+
 def best_and_worst(report: pl.DataFrame, *, window: int = 250, horizon: int = 5, count: int = 5) -> pl.DataFrame:
     """The `count` factors with the highest and the lowest ICIR in one window and horizon."""
     rows = report.filter(

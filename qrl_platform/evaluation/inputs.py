@@ -31,7 +31,14 @@ ACTION_SCHEMA = {
     "stock_per_share": pl.Float64,
     "published_on": pl.Date,
 }
-SIGNAL_COLUMNS = ("strategy_id", "stock_id", "trade_date", "signal", "confidence", "score")
+SIGNAL_SCHEMA = {
+    "strategy_id": pl.Utf8,
+    "stock_id": pl.Utf8,
+    "trade_date": pl.Date,
+    "signal": pl.Utf8,
+    "confidence": pl.Float64,
+    "score": pl.Float64,
+}
 
 
 class EvaluationInputsMissing(ValueError):
@@ -103,19 +110,11 @@ def market(quote_frame: pl.DataFrame, actions: pl.DataFrame, days: Sequence[dt.d
 def signals(warehouse: Warehouse, start: dt.date, end: dt.date, strategy_ids: Sequence[str]) -> pl.DataFrame:
     """BUY/SELL rows of `strategy_signals` with trade_date in [start, end]."""
     table = strategy_signals
-    query = sa.select(*[table.c[c] for c in SIGNAL_COLUMNS]).where(
+    query = sa.select(*[table.c[c] for c in SIGNAL_SCHEMA]).where(
         table.c.trade_date.between(start, end),
         table.c.signal.in_(["BUY", "SELL"]),
         table.c.strategy_id.in_(list(strategy_ids)),
     )
     with warehouse.engine.connect() as connection:
         rows = connection.execute(query).fetchall()
-    schema = {
-        "strategy_id": pl.Utf8,
-        "stock_id": pl.Utf8,
-        "trade_date": pl.Date,
-        "signal": pl.Utf8,
-        "confidence": pl.Float64,
-        "score": pl.Float64,
-    }
-    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+    return pl.DataFrame([tuple(r) for r in rows], schema=SIGNAL_SCHEMA, orient="row")

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from qrl_platform.evaluation.backtest import Book, Quote, books_from_frames, orders_by_day, simulate
+from qrl_platform.evaluation.inputs import SIGNAL_SCHEMA
 from qrl_platform.evaluation.metrics import performance, return_figures
 from qrl_platform.evaluation.rules import BacktestRule, commission, parse_backtest_rule, transaction_tax
 
@@ -24,14 +25,7 @@ def quote(open_, close=None, *, up=None, down=None, suspended=False, etf=False, 
 def signals(*rows):
     return pl.DataFrame(
         [(s, stock, day, sig, 1.0, 1.0) for s, stock, day, sig in rows],
-        schema={
-            "strategy_id": pl.Utf8,
-            "stock_id": pl.Utf8,
-            "trade_date": pl.Date,
-            "signal": pl.Utf8,
-            "confidence": pl.Float64,
-            "score": pl.Float64,
-        },
+        schema=SIGNAL_SCHEMA,
         orient="row",
     )
 

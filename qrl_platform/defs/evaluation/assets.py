@@ -22,7 +22,7 @@ from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.evaluation import tearsheet
 from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS
-from qrl_platform.evaluation.factor_report import WINDOWS, best_and_worst
+from qrl_platform.evaluation.factor_report import RANKING_COLUMNS, WINDOWS, best_and_worst
 from qrl_platform.evaluation.inputs import EvaluationInputsMissing
 from qrl_platform.evaluation.pipeline import (
     FACTOR_IC,
@@ -145,22 +145,7 @@ def factor_report(
     last = run.open_days[-1]
     latest = report.filter(pl.col("as_of") == last)
     ranked = best_and_worst(latest, window=max(WINDOWS), horizon=5)
-    meta["best_and_worst_icir_5d_250"] = _table(
-        ranked.select(
-            "rank_group",
-            "factor_id",
-            "direction",
-            "days",
-            "mean_ic",
-            "ic_std",
-            "icir",
-            "t_stat",
-            "positive_share",
-            "spread",
-            "top_turnover",
-            "rank_autocorrelation",
-        )
-    )
+    meta["best_and_worst_icir_5d_250"] = _table(ranked.select(RANKING_COLUMNS))
     meta["factors"] = dg.MetadataValue.md("```\n" + tearsheet.factor_lines(latest, window=max(WINDOWS)) + "\n```")
     chosen = list(config.chart_factors) or ranked.filter(pl.col("rank_group") == "best")["factor_id"].head(3).to_list()
     if chosen:
