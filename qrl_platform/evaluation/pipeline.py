@@ -32,7 +32,7 @@ from qrl_platform.evaluation.backtest import (
     quotes_by_day,
     simulate,
 )
-from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS, factor_evaluation, forward_returns
+from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS, factor_evaluation, forward_returns, known_day_pairs
 from qrl_platform.evaluation.factor_report import WINDOWS, factor_report
 from qrl_platform.evaluation.metrics import performance
 from qrl_platform.factors.registry import factor_ids as registered_factor_ids
@@ -83,7 +83,11 @@ def evaluate_factors(store: FrameStore, days: Sequence[dt.date], *, write: bool 
     quotes = inputs.quotes(store, calendar).select("stock_id", "trade_date", "close")
     actions = inputs.corporate_actions(store, calendar[0], calendar[-1])
     ids = registered_factor_ids()
-    factors = inputs.factors(store, calendar, ids)
+    # Only the factor days some IC or turnover needs: a daily run reads 6 days of factors, not 22.
+    pairs = known_day_pairs(calendar, run.open_days, DECAY_HORIZONS)
+    previous = {calendar[calendar.index(d) - 1] for d in run.open_days if calendar.index(d) > 0}
+    factor_days = sorted(set(pairs["trade_date"].to_list()) | set(run.open_days) | previous)
+    factors = inputs.factors(store, factor_days, ids)
     ids = [f for f in ids if f in factors.columns]
     run.seconds["read"] = time.perf_counter() - started
     started = time.perf_counter()
