@@ -33,7 +33,7 @@ from qrl_platform.evaluation.backtest import (
     simulate,
 )
 from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS, factor_evaluation, forward_returns, known_day_pairs
-from qrl_platform.evaluation.factor_report import WINDOWS, factor_report
+from qrl_platform.evaluation.factor_report import WINDOWS, factor_reports
 from qrl_platform.evaluation.metrics import performance
 from qrl_platform.factors.registry import factor_ids as registered_factor_ids
 from qrl_platform.market.adjustment import adjustment_factors
@@ -124,13 +124,9 @@ def report_factors(
             name: store.read_range(name, calendar[0], calendar[-1])
             for name in (FACTOR_IC, FACTOR_QUANTILE_RETURNS, FACTOR_TURNOVER)
         }
-    reports = [
-        factor_report(
-            stored[FACTOR_IC], stored[FACTOR_QUANTILE_RETURNS], stored[FACTOR_TURNOVER], calendar, day, windows
-        )
-        for day in run.open_days
-    ]
-    report = pl.concat(reports)
+    report = factor_reports(
+        stored[FACTOR_IC], stored[FACTOR_QUANTILE_RETURNS], stored[FACTOR_TURNOVER], calendar, run.open_days, windows
+    )
     run.frames = {FACTOR_REPORT: report}
     run.seconds["compute"] = time.perf_counter() - started
     if write:
