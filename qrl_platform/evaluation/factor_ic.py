@@ -148,12 +148,28 @@ def factor_evaluation(
     for horizon in horizons:
         if f"fwd_{horizon}" not in wide_returns.columns:
             wide_returns = wide_returns.with_columns(pl.lit(None, dtype=pl.Float64).alias(f"fwd_{horizon}"))
-    base = factors.select("stock_id", "trade_date").join(wide_returns, on=["stock_id", "trade_date"], how="left")
     previous = _previous_days(open_days, turnover_days)
+    # Sorted by stock then day, so each row's previous trading day is the row above when `follows` holds:
+    # turnover then needs a shift, not a join per factor.
+    base = (
+        factors.select("stock_id", "trade_date", *factor_ids)
+        .join(wide_returns, on=["stock_id", "trade_date"], how="left")
+        .join(previous, on="trade_date", how="left")
+        .sort("stock_id", "trade_date")
+        .with_columns(
+            (
+                (pl.col("stock_id") == pl.col("stock_id").shift(1))
+                & (pl.col("trade_date").shift(1) == pl.col("previous_date"))
+            )
+            .fill_null(False)
+            .alias("follows")
+        )
+    )
+    columns = ["stock_id", "trade_date", "previous_date", "follows", *[f"fwd_{h}" for h in horizons]]
     ics, quantile_parts, turnover_parts = [], [], []
     for factor_id in factor_ids:
-        value = _clean(factors[factor_id].cast(pl.Float64))
-        frame = _with_quantiles(base.with_columns(value.alias("factor")), quantiles)
+        value = _clean(pl.col(factor_id).cast(pl.Float64))
+        frame = _with_quantiles(base.select(*columns, value.alias("factor")), quantiles)
         for horizon in horizons:
             ret = f"fwd_{horizon}"
             pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
@@ -214,15 +230,13 @@ def _previous_days(open_days: Sequence[dt.date], days: Sequence[dt.date]) -> pl.
 
 
 def _turnover(frame: pl.DataFrame, previous: pl.DataFrame, quantiles: int) -> pl.DataFrame:
-    """Top/bottom quantile turnover and rank autocorrelation of one factor on each day of `previous`."""
-    today = frame.select("stock_id", "trade_date", "quantile", "rank").join(previous, on="trade_date", how="inner")
-    before = frame.select(
-        "stock_id",
-        pl.col("trade_date").alias("previous_date"),
-        pl.col("quantile").alias("previous_quantile"),
-        pl.col("rank").alias("previous_rank"),
-    )
-    both = today.join(before, on=["stock_id", "previous_date"], how="left")
+    """Top/bottom quantile turnover and rank autocorrelation of one factor on each day of `previous`.
+    `frame` is sorted by stock then day, with `follows` true where the row above is the previous trading day."""
+    before = pl.col("follows")
+    both = frame.with_columns(
+        pl.when(before).then(pl.col("quantile").shift(1)).alias("previous_quantile"),
+        pl.when(before).then(pl.col("rank").shift(1)).alias("previous_rank"),
+    ).filter(pl.col("previous_date").is_not_null())
 
     def turnover(level: int) -> pl.Expr:
         members = pl.col("quantile") == level
