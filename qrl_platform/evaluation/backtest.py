@@ -28,6 +28,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import polars as pl
 
@@ -113,8 +114,7 @@ class Book:
         return cls(strategy_id, rule, rule.hold_days or horizon_days, rule.capital_twd, rule.capital_twd)
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
     open: float | None
     close: float | None
     limit_up: float | None
@@ -146,9 +146,15 @@ MARKET_COLUMNS = (
 
 def quotes_by_day(market: pl.DataFrame) -> dict[dt.date, dict[str, Quote]]:
     """`market`: MARKET_COLUMNS (quotes joined with tradability) → {day: {stock: Quote}}."""
+    flags = [pl.col(c).fill_null(False) for c in ("is_suspended", "is_full_cash_delivery", "is_etf")]
+    per_day = (
+        market.select("trade_date", "stock_id", "open", "close", "limit_up", "limit_down", *flags)
+        .group_by("trade_date")
+        .agg(pl.all())
+    )
     out: dict[dt.date, dict[str, Quote]] = {}
-    for stock, day, open_, close, up, down, suspended, fcd, etf in market.select(MARKET_COLUMNS).iter_rows():
-        out.setdefault(day, {})[stock] = Quote(open_, close, up, down, bool(suspended), bool(fcd), bool(etf))
+    for day, stocks, *columns in per_day.iter_rows():
+        out[day] = dict(zip(stocks, map(Quote._make, zip(*columns, strict=True)), strict=True))
     return out
 
 
@@ -157,17 +163,21 @@ def orders_by_day(signals: pl.DataFrame, open_days: Sequence[dt.date]) -> dict[d
     buys ordered by confidence then score (highest first), then stock id."""
     next_day = {open_days[i]: open_days[i + 1] for i in range(len(open_days) - 1)}
     out: dict[dt.date, dict[str, tuple[list[str], set[str]]]] = {}
-    ordered = signals.filter(pl.col("signal").is_in(["BUY", "SELL"])).sort(
-        ["trade_date", "strategy_id", "confidence", "score", "stock_id"], descending=[False, False, True, True, False]
+    grouped = (
+        signals.filter(pl.col("signal").is_in(["BUY", "SELL"]) & pl.col("trade_date").is_in(list(next_day)))
+        .sort(
+            ["trade_date", "strategy_id", "confidence", "score", "stock_id"],
+            descending=[False, False, True, True, False],
+        )
+        .group_by("trade_date", "strategy_id", "signal", maintain_order=True)
+        .agg(pl.col("stock_id"))
     )
-    for strategy, day, stock, signal in ordered.select("strategy_id", "trade_date", "stock_id", "signal").iter_rows():
-        if day not in next_day:
-            continue
+    for day, strategy, signal, stocks in grouped.iter_rows():
         buys, sells = out.setdefault(next_day[day], {}).setdefault(strategy, ([], set()))
         if signal == "BUY":
-            buys.append(stock)
+            buys.extend(stocks)
         else:
-            sells.add(stock)
+            sells.update(stocks)
     return out
 
 

@@ -18,7 +18,6 @@ from qrl_platform.factors.registry import MODULE_ASSETS
 from qrl_platform.market.tradability import tradability
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse
-from qrl_platform.warehouse.schema import strategy_signals
 
 ACTION_SCHEMA = {
     "stock_id": pl.Utf8,
@@ -108,13 +107,21 @@ def market(quote_frame: pl.DataFrame, actions: pl.DataFrame, days: Sequence[dt.d
 
 
 def signals(warehouse: Warehouse, start: dt.date, end: dt.date, strategy_ids: Sequence[str]) -> pl.DataFrame:
-    """BUY/SELL rows of `strategy_signals` with trade_date in [start, end]."""
-    table = strategy_signals
-    query = sa.select(*[table.c[c] for c in SIGNAL_SCHEMA]).where(
-        table.c.trade_date.between(start, end),
-        table.c.signal.in_(["BUY", "SELL"]),
-        table.c.strategy_id.in_(list(strategy_ids)),
-    )
+    """BUY/SELL rows of `strategy_signals` with trade_date in [start, end].
+
+    A plain-text query read straight into polars: a year is ~0.8 M rows, and SQLAlchemy's per-row date
+    conversion on SQLite took longer than the backtest itself."""
+    if not strategy_ids:
+        return pl.DataFrame(schema=SIGNAL_SCHEMA)
+    query = sa.text(
+        f"SELECT {', '.join(SIGNAL_SCHEMA)} FROM strategy_signals "
+        "WHERE trade_date BETWEEN :start AND :end AND signal IN ('BUY', 'SELL') AND strategy_id IN :ids"
+    ).bindparams(sa.bindparam("ids", expanding=True))
     with warehouse.engine.connect() as connection:
-        rows = connection.execute(query).fetchall()
-    return pl.DataFrame([tuple(r) for r in rows], schema=SIGNAL_SCHEMA, orient="row")
+        result = connection.execute(query, {"start": start, "end": end, "ids": list(strategy_ids)})
+        frame = pl.DataFrame(result.fetchall(), schema=list(SIGNAL_SCHEMA), orient="row")
+    if frame.is_empty():
+        return pl.DataFrame(schema=SIGNAL_SCHEMA)
+    if frame.schema["trade_date"] == pl.Utf8:  # SQLite stores dates as ISO text
+        frame = frame.with_columns(pl.col("trade_date").str.to_date())
+    return frame.cast(SIGNAL_SCHEMA)
