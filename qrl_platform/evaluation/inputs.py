@@ -125,3 +125,15 @@ def signals(warehouse: Warehouse, start: dt.date, end: dt.date, strategy_ids: Se
     if frame.schema["trade_date"] == pl.Utf8:  # SQLite stores dates as ISO text
         frame = frame.with_columns(pl.col("trade_date").str.to_date())
     return frame.cast(SIGNAL_SCHEMA)
+
+
+def stored_range(store: FrameStore, name: str, start: dt.date | str | None, end: dt.date | str) -> pl.DataFrame:
+    """An evaluation frame's stored days in [start, end]. Every day of these frames has one schema, so a
+    local store reads them in one parallel call (a 250-day report window is 750 small files)."""
+    if not store.is_local:
+        return store.read_range(name, start, end)
+    low, high = str(start) if start is not None else "", str(end)
+    keys = [key for key in store.partitions(name) if low <= key <= high]
+    if not keys:
+        return pl.DataFrame()
+    return pl.read_parquet([store.path(name, key) for key in keys])

@@ -121,7 +121,7 @@ def report_factors(
     if stored is None:
         inputs.require(store, FACTOR_IC, run.open_days, "the report summarises the ICs known by each day")
         stored = {
-            name: store.read_range(name, calendar[0], calendar[-1])
+            name: inputs.stored_range(store, name, calendar[0], calendar[-1])
             for name in (FACTOR_IC, FACTOR_QUANTILE_RETURNS, FACTOR_TURNOVER)
         }
     report = factor_reports(
@@ -201,7 +201,7 @@ def stored_performance(
     store: FrameStore, end: dt.date, start: dt.date | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(nav rows, performance figures) of every stored backtest day in [start, end]."""
-    nav = store.read_range(STRATEGY_BACKTEST, start.isoformat() if start else None, end.isoformat())
+    nav = inputs.stored_range(store, STRATEGY_BACKTEST, start, end)
     if nav.is_empty():
         return nav, pl.DataFrame()
     return nav, performance(nav)

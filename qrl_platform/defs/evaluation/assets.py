@@ -23,7 +23,7 @@ from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.evaluation import tearsheet
 from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS
 from qrl_platform.evaluation.factor_report import RANKING_COLUMNS, WINDOWS, best_and_worst
-from qrl_platform.evaluation.inputs import EvaluationInputsMissing
+from qrl_platform.evaluation.inputs import EvaluationInputsMissing, stored_range
 from qrl_platform.evaluation.pipeline import (
     FACTOR_IC,
     FACTOR_QUANTILE_RETURNS,
@@ -150,8 +150,8 @@ def factor_report(
     chosen = list(config.chart_factors) or ranked.filter(pl.col("rank_group") == "best")["factor_id"].head(3).to_list()
     if chosen:
         start = min(latest["window_start"]) if latest.height else last
-        ics = store.read_range(FACTOR_IC, start, last)
-        quantiles = store.read_range(FACTOR_QUANTILE_RETURNS, start, last)
+        ics = stored_range(store, FACTOR_IC, start, last)
+        quantiles = stored_range(store, FACTOR_QUANTILE_RETURNS, start, last)
         charts = tearsheet.factor_charts(ics, quantiles, chosen)
         context.add_asset_metadata(
             {name: dg.MetadataValue.md(markdown_image(png, name)) for name, png in charts.items()},
