@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from year import trivial_run_seconds  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 START, END = "2024-01-02", "2024-12-31"
 EVALUATION_FRAMES = (
@@ -75,21 +76,6 @@ def prepare_home(home: Path) -> None:
 def clear_evaluation(home: Path) -> None:
     for name in EVALUATION_FRAMES:
         shutil.rmtree(home / "qrl" / "frames" / name, ignore_errors=True)
-
-
-def trivial_run_seconds(instance, repeat: int = 5) -> float:
-    import dagster as dg
-
-    @dg.asset
-    def trivial_asset() -> None:
-        return None
-
-    times = []
-    for _ in range(repeat):
-        tick = time.perf_counter()
-        dg.materialize([trivial_asset], instance=instance, run_config=QUIET)
-        times.append(time.perf_counter() - tick)
-    return statistics.median(times)
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
