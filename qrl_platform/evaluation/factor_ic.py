@@ -165,7 +165,17 @@ def factor_evaluation(
             .alias("follows")
         )
     )
-    columns = ["stock_id", "trade_date", "previous_date", "follows", *[f"fwd_{h}" for h in horizons]]
+    # Each horizon's return ranked once per day, shared by every factor (see _information_coefficients).
+    base = base.with_columns(
+        [pl.col(f"fwd_{h}").rank("average").over("trade_date").alias(f"rank_{h}") for h in horizons]
+    )
+    columns = [
+        "stock_id",
+        "trade_date",
+        "previous_date",
+        "follows",
+        *[f"{p}_{h}" for h in horizons for p in ("fwd", "rank")],
+    ]
     ics, quantile_parts, turnover_parts = [], [], []
     for factor_id in factor_ids:
         value = _clean(pl.col(factor_id).cast(pl.Float64))
@@ -173,15 +183,7 @@ def factor_evaluation(
         for horizon in horizons:
             ret = f"fwd_{horizon}"
             pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
-            ics.append(
-                frame.group_by("trade_date").agg(
-                    pl.lit(horizon).cast(pl.Int32).alias("horizon"),
-                    pl.lit(factor_id).alias("factor_id"),
-                    pl.corr("factor", ret, method="spearman").alias("rank_ic"),
-                    pl.corr("factor", ret).alias("pearson_ic"),
-                    pair.sum().cast(pl.Int64).alias("n_stocks"),
-                )
-            )
+            ics.append(_information_coefficients(frame, factor_id, horizon))
             quantile_parts.append(
                 frame.filter(pair)
                 .group_by("trade_date", "quantile")
@@ -201,6 +203,37 @@ def factor_evaluation(
     quantile_frame = _concat([f.join(known, on=["trade_date", "horizon"]) for f in quantile_parts], QUANTILE_SCHEMA)
     turnover = _concat(turnover_parts, TURNOVER_SCHEMA).sort("trade_date", "factor_id")
     return ic_frame, quantile_frame.sort(*order, "quantile"), turnover
+
+
+def _information_coefficients(frame: pl.DataFrame, factor_id: str, horizon: int) -> pl.DataFrame:
+    """Rank and Pearson IC of one factor and horizon per day.
+
+    The rank IC is the Pearson correlation of the two columns' ranks among the stocks where both are
+    known. On a day where every stock with the factor also has the return and vice versa, those are the
+    day's ranks already computed (`rank` of the factor, `rank_<h>` of the return); only days where the two
+    sets differ (a stock suspended on one of the two days) rank again on the pairs."""
+    ret = f"fwd_{horizon}"
+    pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
+    differs = pl.col("factor").is_null() != pl.col(ret).is_null()
+    days = frame.group_by("trade_date").agg(
+        pl.lit(horizon).cast(pl.Int32).alias("horizon"),
+        pl.lit(factor_id).alias("factor_id"),
+        pl.corr("rank", f"rank_{horizon}").alias("rank_ic"),
+        pl.corr("factor", ret).alias("pearson_ic"),
+        pair.sum().cast(pl.Int64).alias("n_stocks"),
+        differs.any().alias("differs"),
+    )
+    uneven = days.filter(pl.col("differs"))["trade_date"]
+    if uneven.len():
+        exact = (
+            frame.filter(pl.col("trade_date").is_in(uneven.implode()))
+            .group_by("trade_date")
+            .agg(pl.corr("factor", ret, method="spearman").alias("exact_ic"))
+        )
+        days = days.join(exact, on="trade_date", how="left").with_columns(
+            pl.when(pl.col("differs")).then(pl.col("exact_ic")).otherwise(pl.col("rank_ic")).alias("rank_ic")
+        )
+    return days.drop("differs", "exact_ic", strict=False)
 
 
 def _concat(parts: list[pl.DataFrame], schema: dict) -> pl.DataFrame:

@@ -131,3 +131,38 @@ def test_forward_returns_are_adjusted_as_of_the_day_they_become_known():
     late = actions.with_columns(pl.lit(days[4]).alias("published_on"))
     unseen = forward_returns(quotes, late, days, [days[2]], (1,))
     assert unseen["forward_return"][0] == pytest.approx(51.0 / 101.0 - 1)
+
+
+def test_rank_ic_on_days_with_missing_factor_values_and_missing_returns_equals_scipy(market):
+    """Suspended stocks (no close) and stocks without a factor value: the IC ranks the pairs only."""
+    from scipy import stats
+
+    dates, prices, factors = market
+    prices = prices.copy()
+    prices.iloc[30:34, 3] = np.nan  # stock 3 suspended for four days: returns into and out of them are unknown
+    prices.iloc[50, 7] = np.nan
+    quotes, wide, open_days = polars_inputs(dates, prices, factors)
+    wide = wide.with_columns(
+        pl.when((pl.col("stock_id") == "1105") & (pl.col("trade_date") >= open_days[25]))
+        .then(None)
+        .otherwise(pl.col("signal"))
+        .alias("signal")
+    )
+    returns = forward_returns(quotes.drop_nulls("close"), pl.DataFrame(), open_days, open_days, DECAY_HORIZONS)
+    ics, _, _ = factor_evaluation(wide, returns, ["signal"], open_days)
+    checked = 0
+    for row in ics.filter(pl.col("trade_date").is_in(open_days[20:50])).iter_rows(named=True):
+        day = (
+            wide.filter(pl.col("trade_date") == row["trade_date"])
+            .join(
+                returns.filter((pl.col("trade_date") == row["trade_date"]) & (pl.col("horizon") == row["horizon"])),
+                on=["stock_id", "trade_date"],
+                how="left",
+            )
+            .drop_nulls(["signal", "forward_return"])
+        )
+        assert row["n_stocks"] == day.height
+        expected = stats.spearmanr(day["signal"].to_numpy(), day["forward_return"].to_numpy())[0]
+        assert row["rank_ic"] == pytest.approx(expected, abs=1e-12)
+        checked += day.height < STOCKS
+    assert checked > 10  # days where the pairs are fewer than the stocks were among them
