@@ -89,6 +89,9 @@ def test_a_range_backfill_stores_what_day_by_day_runs_store(chain, tmp_path):
     report_meta = result.asset_materializations_for_node("factor_report")[-1].metadata
     assert {"ic_chart", "ic_decay_chart", "quantile_chart"} <= set(report_meta)
     assert len(report_meta["best_and_worst_icir_5d_250"].value.records) == 10
+    [observation] = chain.fetch_observations(dg.AssetKey("factor_metadata"), limit=1).records
+    described = observation.asset_observation.metadata["which_way_is_good"].value
+    assert described == report_meta["factors"].value and "ret_5: " in described and " since 2024-" in described
 
     # Day by day from scratch (the same inputs): the same rows.
     for name in NAMES:

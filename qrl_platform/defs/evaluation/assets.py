@@ -146,7 +146,15 @@ def factor_report(
     latest = report.filter(pl.col("as_of") == last)
     ranked = best_and_worst(latest, window=max(WINDOWS), horizon=5)
     meta["best_and_worst_icir_5d_250"] = _table(ranked.select(RANKING_COLUMNS))
-    meta["factors"] = dg.MetadataValue.md("```\n" + tearsheet.factor_lines(latest, window=max(WINDOWS)) + "\n```")
+    lines = dg.MetadataValue.md("```\n" + tearsheet.factor_lines(latest, window=max(WINDOWS)) + "\n```")
+    meta["factors"] = lines
+    # The same lines on factor_metadata (an observation; the registry table stays the code's): a reader of
+    # a factor's description sees which way is good and since when there is evidence.
+    context.log_event(
+        dg.AssetObservation(
+            asset_key="factor_metadata", metadata={"evaluation_as_of": str(last), "which_way_is_good": lines}
+        )
+    )
     chosen = list(config.chart_factors) or ranked.filter(pl.col("rank_group") == "best")["factor_id"].head(3).to_list()
     if chosen:
         start = min(latest["window_start"]) if latest.height else last
