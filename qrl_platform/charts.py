@@ -231,6 +231,116 @@ def rebalance_chart(plans: pl.DataFrame) -> bytes:
     return _png(figure)
 
 
+def ic_series_chart(ics: pl.DataFrame, *, horizon: int, smooth_days: int = 20) -> bytes:
+    """Daily rank IC of one or more factors at one horizon, with its `smooth_days` rolling mean.
+
+    `ics`: factor_id, trade_date, rank_ic (already filtered to the horizon). Positive = the factor's high
+    values were followed by high total returns.
+    """
+    _require(ics, "ic_series_chart", ["factor_id", "trade_date", "rank_ic"])
+    figure = _figure()
+    axes = figure.add_subplot()
+    rows = ics.filter(pl.col("rank_ic").is_not_null()).sort("factor_id", "trade_date")
+    if rows.is_empty():
+        _no_data(axes, "ICs")
+    for index, ((factor_id,), group) in enumerate(rows.group_by("factor_id", maintain_order=True)):
+        colour = f"C{index % 10}"
+        days = group["trade_date"].to_list()
+        if len(rows["factor_id"].unique()) == 1:
+            axes.bar(days, group["rank_ic"].to_list(), color="#90caf9", width=1.0, label="daily rank IC")
+        rolling = group["rank_ic"].rolling_mean(smooth_days, min_samples=1).to_list()
+        axes.plot(days, rolling, color=colour, lw=1.4, label=f"{factor_id} ({smooth_days}-day mean)")
+    axes.axhline(0, color="#616161", lw=0.8)
+    axes.set_title(f"rank IC, {horizon}-day forward total return, by factor day", fontsize=9)
+    axes.tick_params(labelsize=7)
+    _whole_days(axes)
+    figure.autofmt_xdate()
+    _small_legend(axes)
+    return _png(figure)
+
+
+def ic_decay_chart(decay: pl.DataFrame) -> bytes:
+    """Mean rank IC by horizon (bars per factor): how fast the factor's information fades.
+
+    `decay`: factor_id, horizon, mean_ic.
+    """
+    _require(decay, "ic_decay_chart", ["factor_id", "horizon", "mean_ic"])
+    figure = _figure()
+    axes = figure.add_subplot()
+    factor_ids = sorted(decay["factor_id"].unique().to_list())
+    horizons = sorted(decay["horizon"].unique().to_list())
+    if not factor_ids:
+        _no_data(axes, "ICs")
+    width = 0.8 / max(len(factor_ids), 1)
+    for index, factor_id in enumerate(factor_ids):
+        rows = decay.filter(pl.col("factor_id") == factor_id).sort("horizon")
+        places = [horizons.index(h) + (index - (len(factor_ids) - 1) / 2) * width for h in rows["horizon"]]
+        axes.bar(places, rows["mean_ic"].fill_null(0.0).to_list(), width=width, label=factor_id)
+    axes.set_xticks(range(len(horizons)), [f"{h} d" for h in horizons], fontsize=7)
+    axes.axhline(0, color="#616161", lw=0.8)
+    axes.set_title("IC decay: mean rank IC by forward horizon", fontsize=9)
+    axes.tick_params(labelsize=7)
+    _small_legend(axes)
+    return _png(figure)
+
+
+def quantile_returns_chart(quantiles: pl.DataFrame, *, horizon: int) -> bytes:
+    """Mean forward return of each factor quantile (q1 = lowest values … q5 = highest), bars per factor.
+
+    `quantiles`: factor_id, quantile, mean_return.
+    """
+    _require(quantiles, "quantile_returns_chart", ["factor_id", "quantile", "mean_return"])
+    figure = _figure()
+    axes = figure.add_subplot()
+    factor_ids = sorted(quantiles["factor_id"].unique().to_list())
+    if not factor_ids:
+        _no_data(axes, "quantile returns")
+    levels = sorted(quantiles["quantile"].unique().to_list())
+    width = 0.8 / max(len(factor_ids), 1)
+    for index, factor_id in enumerate(factor_ids):
+        rows = quantiles.filter(pl.col("factor_id") == factor_id).sort("quantile")
+        places = [levels.index(q) + (index - (len(factor_ids) - 1) / 2) * width for q in rows["quantile"]]
+        axes.bar(places, [100 * (r or 0.0) for r in rows["mean_return"]], width=width, label=factor_id)
+    axes.set_xticks(range(len(levels)), [f"q{q}" for q in levels], fontsize=7)
+    axes.axhline(0, color="#616161", lw=0.8)
+    axes.set_ylabel(f"mean {horizon}-day return, %", fontsize=8)
+    axes.set_title(f"mean {horizon}-day forward total return by factor quantile", fontsize=9)
+    axes.tick_params(labelsize=7)
+    _small_legend(axes)
+    return _png(figure)
+
+
+def nav_chart(nav: pl.DataFrame, *, capital: dict[str, float] | None = None) -> bytes:
+    """Each strategy's NAV (after costs, as a multiple of its starting capital) and, below, its drawdown.
+
+    `nav`: strategy_id, trade_date, nav. `capital`: starting capital per strategy (default: first NAV).
+    """
+    _require(nav, "nav_chart", ["strategy_id", "trade_date", "nav"])
+    figure = _figure((8.0, 4.4))
+    growth_axes, drawdown_axes = figure.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    rows = nav.sort("strategy_id", "trade_date")
+    if rows.is_empty():
+        _no_data(growth_axes, "backtest days")
+    for index, ((strategy_id,), group) in enumerate(rows.group_by("strategy_id", maintain_order=True)):
+        start = (capital or {}).get(strategy_id) or group["nav"][0]
+        growth = group["nav"] / start
+        peak = growth.cum_max().clip(lower_bound=1.0)
+        days = group["trade_date"].to_list()
+        colour = f"C{index % 10}"
+        growth_axes.plot(days, growth.to_list(), color=colour, lw=1.2, label=strategy_id)
+        drawdown_axes.plot(days, (100 * (growth / peak - 1)).to_list(), color=colour, lw=0.9)
+    growth_axes.axhline(1.0, color="#616161", lw=0.8, ls="--")
+    growth_axes.set_ylabel("NAV / capital", fontsize=8)
+    drawdown_axes.set_ylabel("drawdown, %", fontsize=8)
+    growth_axes.set_title("strategy NAV after costs, and drawdown", fontsize=9)
+    for axes in (growth_axes, drawdown_axes):
+        axes.tick_params(labelsize=7)
+    _whole_days(drawdown_axes)
+    figure.autofmt_xdate()
+    _small_legend(growth_axes)
+    return _png(figure)
+
+
 def _whole_days(axes) -> None:
     # Daily data: ticks on whole days only (matplotlib would otherwise add 12:00 ticks on short spans).
     from matplotlib.dates import DateFormatter

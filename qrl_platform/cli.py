@@ -434,7 +434,11 @@ def backfill_whole_chain(start: dt.date, end: dt.date, *, lookback_days: int, in
     history = previous_trading_days(start, lookback_days + 1)[:-1]  # the days before `start`
     materialize_slow_tables(history[0], end, instance=instance)
     materialize_range(list(RAW_DAILY), history[0].isoformat(), history[-1].isoformat(), instance=instance)
-    chain = _partitioned_selection(trading_day)
+    # The evaluation group (factor ICs, backtests) is a stage of its own, launched from the UI or its job.
+    from qrl_platform.defs.evaluation.assets import EVALUATION_ASSETS
+
+    evaluation = {asset.key.to_user_string() for asset in EVALUATION_ASSETS}
+    chain = [key for key in _partitioned_selection(trading_day) if key not in evaluation]
     return materialize_range(chain, start.isoformat(), end.isoformat(), instance=instance)
 
 
@@ -646,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     status.add_argument("date")
     status.set_defaults(func=cmd_status)
+
+    from qrl_platform.cli_report import add_parser as add_report_parser
+
+    add_report_parser(sub)
 
     args = parser.parse_args(argv)
     use_extra_overrides(settings().calendar_overrides)

@@ -41,6 +41,7 @@ ASSET_GROUPS = {
     "technical_indicators": "technical", "fundamental_indicators": "fundamental", "chip_indicators": "chip",
     "strategy_signals": "strategies", "strategy_stats": "strategies", "m13_notification": "notify",
     "qrl_position": "qrl", "rebalance_plan": "qrl",
+    "factor_ic": "evaluation", "factor_report": "evaluation", "strategy_backtest": "evaluation",
 }
 
 

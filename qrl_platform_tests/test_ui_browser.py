@@ -63,6 +63,9 @@ def _build_demo_instance(instance: dg.DagsterInstance) -> None:
     write_synthetic_indicators(FrameStore(settings().qrl_home), trading_days(START, END))
     chain = [*STRATEGY_ASSETS, *STRATEGY_CHECKS]
     assert dg.materialize(chain, resources=RESOURCES, instance=instance, tags=tags).success
+    from qrl_platform.defs.evaluation.assets import EVALUATION_ASSETS
+
+    assert dg.materialize(EVALUATION_ASSETS, resources=RESOURCES, instance=instance, tags=tags).success
 
 
 @pytest.fixture(scope="module")
@@ -163,26 +166,49 @@ def test_per_strategy_figures_are_plotted(ui):
     assert _screenshot(page, "strategy_signals_plots.png").stat().st_size > 0
 
 
+def _stored_metadata(instance: dg.DagsterInstance, asset: str) -> dict:
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[END]), limit=1
+    ).records
+    return record.asset_materialization.metadata
+
+
+def _check_chart(page: Page, stored: dict, name: str, size: list[int], screenshot: str) -> None:
+    """Open the chart's [Show Markdown] dialog on the partition page shown, check the image, screenshot it."""
+    row = page.locator("tr").filter(has=page.locator("td", has_text=_exactly(name))).first
+    row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    image = dialog.locator(f'img[src^="{DATA_URI}"]')
+    expect(image).to_be_visible()
+    # The browser decoded our PNG (not a broken-image icon): its natural size is the chart's size in px.
+    expect(image).to_have_js_property("complete", True)
+    assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == size
+    assert "![" + image.get_attribute("alt") + "](" + image.get_attribute("src") + ")" == stored[name].value
+    assert _screenshot(page, screenshot).stat().st_size > 0
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+
+
 def test_strategy_stats_shows_its_charts(ui):
     base, page, instance = ui
-    [record] = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("strategy_stats"), asset_partitions=[END]), limit=1
-    ).records
-    stored = record.asset_materialization.metadata
+    stored = _stored_metadata(instance, "strategy_stats")
     page.goto(f"{base}/assets/strategy_stats?view=partitions&partition={END}")
     for name, screenshot in (
         ("hit_rate_chart", "strategy_stats_hit_rate_chart.png"),
         ("basket_return_chart", "strategy_stats_basket_chart.png"),
     ):
-        row = page.locator("tr").filter(has=page.locator("td", has_text=_exactly(name))).first
-        row.get_by_text("[Show Markdown]").click()
-        dialog = page.get_by_role("dialog")
-        image = dialog.locator(f'img[src^="{DATA_URI}"]')
-        expect(image).to_be_visible()
-        # The browser decoded our PNG (not a broken-image icon): its natural size is the chart's 640 × 256 px.
-        expect(image).to_have_js_property("complete", True)
-        assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [640, 256]
-        assert "![" + image.get_attribute("alt") + "](" + image.get_attribute("src") + ")" == stored[name].value
-        assert _screenshot(page, screenshot).stat().st_size > 0
-        dialog.get_by_role("button", name="Close").click()
-        expect(dialog).to_be_hidden()
+        _check_chart(page, stored, name, [640, 256], screenshot)
+
+
+@pytest.mark.parametrize(
+    ("asset", "chart", "size", "screenshot"),
+    [
+        ("factor_report", "ic_chart", [640, 256], "factor_report_ic_chart.png"),
+        ("strategy_backtest", "nav_chart", [640, 352], "strategy_backtest_nav_chart.png"),
+    ],
+)
+def test_a_factor_ic_chart_and_a_strategy_nav_chart_show_in_the_ui(ui, asset, chart, size, screenshot):
+    base, page, instance = ui
+    stored = _stored_metadata(instance, asset)
+    page.goto(f"{base}/assets/{asset}?view=partitions&partition={END}")
+    _check_chart(page, stored, chart, size, screenshot)

@@ -38,6 +38,13 @@ Schema (every field is checked; unknown fields are rejected so a typo never sile
       sell_below: 0.3                    # score <= sell_below -> SELL (omit: only `exit` SELLs)
       confidence_range: [0.5, 1.0]       # confidence at the threshold .. at the extreme score
       min_coverage: 0.5                  # share of rule weight that must have data, else no signal
+    backtest:                            # optional: how the evaluation backtest trades the signals
+      max_positions: 10                  #   (these are the defaults; see qrl_platform/evaluation/rules.py)
+      capital_twd: 10000000
+      hold_days: 20                      #   default: horizon_days
+      broker_discount: 1.0               #   multiplies the 0.1425 % commission
+      odd_lots: false
+      buy_full_cash_delivery: false
 
 Scoring: every rule yields a value in [0, 1] per stock and day — a condition 1 or 0; `rank` the
 percentile (average rank − 1)/(n − 1) among the day's universe; `zscore` the z-score (population
@@ -68,6 +75,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from qrl_platform.evaluation.rules import BacktestRule, parse_backtest_rule
 
 STATUSES = ("ACTIVE", "INACTIVE")
 MARKET_TYPES = ("ALL", "TWSE", "TPEx")
@@ -207,6 +216,7 @@ class StrategyDefinition:
     universe: Universe = field(default_factory=Universe)
     description: str = ""
     exit: tuple[Condition, ...] = ()  # SELL when all hold (weight unused, stored as 1)
+    backtest: BacktestRule = field(default_factory=BacktestRule)  # how the evaluation backtest trades it
     source: str = field(default="", compare=False)  # the file it came from, for error messages
 
     @property
@@ -243,6 +253,9 @@ class StrategyDefinition:
         }
         if self.exit:  # absent when empty, so definitions stored before `exit` existed keep their content
             out["exit"] = [{k: v for k, v in _rule_dict(c).items() if k != "weight"} for c in self.exit]
+        if self.backtest != BacktestRule():  # absent when default, so stored content keys stay unchanged
+            default = BacktestRule().to_dict()
+            out["backtest"] = {k: v for k, v in self.backtest.to_dict().items() if v != default[k]}
         return out
 
     def to_json(self) -> str:
@@ -283,6 +296,7 @@ _TOP_FIELDS = {
     "rules",
     "exit",
     "signal",
+    "backtest",
 }
 # Universe flag -> the `tradability` column it excludes on.
 TRADABILITY_EXCLUSIONS = {
@@ -389,6 +403,9 @@ def parse_definition(
     rules = _parse_rules(raw.get("rules"), fields, errors)
     exit_conditions = _parse_exit(raw.get("exit"), fields, errors)
     signal = _parse_signal(raw.get("signal"), errors, has_exit=bool(exit_conditions))
+    backtest, backtest_errors = parse_backtest_rule(raw.get("backtest"))
+    for path, message in backtest_errors:
+        errors.add(path, message)
 
     if errors.items:
         raise InvalidStrategy(label, errors.items, source)
@@ -403,6 +420,7 @@ def parse_definition(
         rules=tuple(rules),
         exit=tuple(exit_conditions),
         signal=signal,
+        backtest=backtest,
         source=source or "",
     )
 

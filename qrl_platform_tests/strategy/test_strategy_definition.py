@@ -220,3 +220,17 @@ def test_exit_errors_name_the_field():
     only_exit = parse_definition({**base, "signal": {}})
     assert only_exit.signal.buy_above is None and len(only_exit.exit) == 1
     assert "needs buy_above and/or sell_below, or an exit" in _error(_with("signal", {}))
+
+
+def test_a_backtest_block_sets_the_evaluation_rule_and_round_trips():
+    raw = _with("backtest", {"max_positions": 5, "broker_discount": 0.6, "odd_lots": True})
+    definition = parse_definition(raw)
+    assert (definition.backtest.max_positions, definition.backtest.broker_discount, definition.backtest.lot_size) == (
+        5, 0.6, 1)
+    assert parse_definition(json.loads(definition.to_json())) == definition
+    # Without the block the stored content is what it was before the block existed (no version bump).
+    assert "backtest" not in parse_definition(VALID).to_dict()
+    assert _error(_with("backtest", {"max_positions": 0, "lots": 2})) == (
+        "STG_TEST_001: backtest.lots unknown field; known: ['broker_discount', 'buy_full_cash_delivery', "
+        "'capital_twd', 'hold_days', 'max_positions', 'odd_lots']\nSTG_TEST_001: backtest.max_positions is out of range: 0"
+    )
