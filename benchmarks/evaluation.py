@@ -117,6 +117,7 @@ def main() -> None:
 
     from qrl_platform.evaluation.factor_report import RANKING_COLUMNS, best_and_worst
     from qrl_platform.evaluation.pipeline import FACTOR_REPORT, stored_performance
+    from qrl_platform.settings import settings
     from qrl_platform.storage.frames import FrameStore
 
     instance = dg.DagsterInstance.get()
@@ -138,7 +139,7 @@ def main() -> None:
         days.append(wall)
     day_steps = step_seconds(instance, result.run_id)
 
-    store = FrameStore()
+    store = FrameStore(settings().qrl_home)
     print("\n== issue 20 evaluation benchmark (demo market, 1,800 stocks, 2-core machine) ==")
     print(f"trivial one-asset Dagster run (median of 5):      {trivial:6.2f} s")
     print(

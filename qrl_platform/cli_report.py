@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qrl_platform.calendar import parse_date
 from qrl_platform.evaluation.tearsheet import factor_sheet, strategy_sheet
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 
 
@@ -32,7 +33,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     build = factor_sheet if args.kind == "factor" else strategy_sheet
     try:
-        sheet = build(FrameStore(), args.id, start, end)
+        sheet = build(FrameStore(settings().qrl_home), args.id, start, end)
     except (KeyError, ValueError) as error:
         print(f"qrl report: {error.args[0] if error.args else error}", file=sys.stderr)
         return 1

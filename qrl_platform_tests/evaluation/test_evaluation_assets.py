@@ -21,6 +21,7 @@ from qrl_platform.evaluation.pipeline import (
     STRATEGY_POSITIONS,
     STRATEGY_TRADES,
 )
+from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
 
@@ -41,7 +42,7 @@ def chain(qrl_home, monkeypatch):
     monkeypatch.setenv("QRL_DEMO_UNIVERSE", "300")
     instance = dg.DagsterInstance.ephemeral()
     dg.materialize([daily_quotes], resources=_resources(), instance=instance, tags=_range(START, END))
-    write_synthetic_indicators(FrameStore(), trading_days(START, END))
+    write_synthetic_indicators(FrameStore(settings().qrl_home), trading_days(START, END))
     config = {"ops": {"strategy_signals": {"config": {"min_volume": 0.0}}}}
     result = dg.materialize(
         [strategies, strategy_signals],
@@ -70,7 +71,7 @@ NAMES = (
 
 
 def test_a_range_backfill_stores_what_day_by_day_runs_store(chain, tmp_path):
-    store = FrameStore()
+    store = FrameStore(settings().qrl_home)
     result = dg.materialize(
         EVALUATION_ASSETS, resources=_resources(), instance=chain, tags=_range(RANGE_START, RANGE_END)
     )
@@ -142,7 +143,7 @@ def test_qrl_report_prints_the_figures_and_writes_a_self_contained_tear_sheet(ch
     assert "Factor ret_5, 2024-03-18 to 2024-03-27" in printed and "icir" in printed
     html = page.read_text()
     assert html.count("data:image/png;base64,") == 3 and "<table>" in html and 'src="http' not in html
-    stored = FrameStore().read_range(FACTOR_IC, RANGE_START, RANGE_END)
+    stored = FrameStore(settings().qrl_home).read_range(FACTOR_IC, RANGE_START, RANGE_END)
     mean_ic = stored.filter((pl.col("factor_id") == "ret_5") & (pl.col("horizon") == 5))["rank_ic"].mean()
     assert f"{mean_ic:.4f}" in html  # the same figure the stored ICs give
 
