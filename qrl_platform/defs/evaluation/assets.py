@@ -79,7 +79,10 @@ def _json_value(value, digits: int):
     partitions_def=trading_day,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[
-        dg.AssetDep("daily_quotes", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-max(DECAY_HORIZONS))),
+        *[
+            dg.AssetDep(name, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-max(DECAY_HORIZONS)))
+            for name in ("daily_quotes", "corporate_actions")  # total returns: prices adjusted as of E
+        ],
         *[
             dg.AssetDep(name, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-max(DECAY_HORIZONS) - 1))
             for name in INDICATORS
@@ -178,7 +181,10 @@ def factor_report(
         dg.AssetDep(
             "strategy_signals", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
         ),
-        dg.AssetDep("daily_quotes", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1)),
+        *[
+            dg.AssetDep(name, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1))
+            for name in ("daily_quotes", "corporate_actions", "tradability")  # fills, limits, dividends
+        ],
         "strategies",
     ],
     kinds={"polars", "parquet"},
