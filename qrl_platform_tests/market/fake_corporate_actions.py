@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import hashlib
 import json
 import re
 from pathlib import Path
 
-import pytest
-
 from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
+from qrl_platform_tests.market.recorded import recorded_body
 
 RECORDINGS = Path(__file__).parent / "recordings" / "corporate_actions"
 # The recorded bodies are third-party data and stay out of git (recordings/.gitignore): each is looked for
@@ -60,23 +58,8 @@ DETAIL_PATH = "/rwd/zh/exRight/TWT49UDetail"
 DETAIL_CASH = {("1583", "20260826"): "2.0 元／股"}  # invented: no recording of TWT49UDetail exists
 
 
-def _roots() -> list[Path]:
-    shared = (parent / "shared" / "recordings" / "market" / "corporate_actions" for parent in Path(__file__).parents)
-    return [RECORDINGS, *shared]
-
-
 def recording(name: str) -> bytes:
-    """The recorded body, byte for byte; skip (naming it) when this machine has no copy."""
-    for root in _roots():
-        path = root / name
-        if path.is_file():
-            body = path.read_bytes()
-            digest = hashlib.sha256(body).hexdigest()
-            assert digest == MANIFEST[name], f"{path} is not the recording listed in SOURCES.md (sha256 {digest})"
-            return body
-    pytest.skip(
-        f"recording {name} is not on this machine (see {RECORDINGS.relative_to(Path(__file__).parents[2])}/SOURCES.md)"
-    )
+    return recorded_body(name, MANIFEST, "corporate_actions")
 
 
 def load(name: str) -> dict:

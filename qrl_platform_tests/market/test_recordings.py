@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
 import json
 import re
@@ -27,6 +26,7 @@ from qrl_platform.market.live import LiveMarketSource, mops, tpex, twse
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.settings import MarketSourceSettings
 from qrl_platform_tests.local_http import LocalHttpServer, Reply, Request
+from qrl_platform_tests.market.recorded import recorded_body
 
 HERE = Path(__file__).parent / "recordings"
 DAY = dt.date(2023, 1, 30)  # the trading day the TWSE and TPEx recordings hold
@@ -60,21 +60,8 @@ MANIFEST = {
 }
 
 
-def _roots() -> list[Path]:
-    """Where recordings may be: the local copy beside this module, then shared/ beside the checkout."""
-    return [HERE, *(parent / "shared" / "recordings" / "market" for parent in Path(__file__).resolve().parents)]
-
-
 def recording(name: str) -> bytes:
-    """The recorded body, byte for byte; skip (naming it) when this machine has no copy."""
-    for root in _roots():
-        path = root / name
-        if path.is_file():
-            body = path.read_bytes()
-            digest = hashlib.sha256(body).hexdigest()
-            assert digest == MANIFEST[name], f"{path} is not the recording listed in SOURCES.md (sha256 {digest})"
-            return body
-    pytest.skip(f"recording {name} is not on this machine (see qrl_platform_tests/market/recordings/SOURCES.md)")
+    return recorded_body(name, MANIFEST)
 
 
 # ------------------------------------------------------------------------------------------ the host
