@@ -294,7 +294,18 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
     of validation), so callers read it once per run or command and pass the values on."""
     if environ is None:
         return Settings()
-    return Settings.model_validate({name: value for name, value in environ.items() if str(value).strip()})
+    return _MappingSettings.model_validate({name: value for name, value in environ.items() if str(value).strip()})
+
+
+class _MappingSettings(Settings):
+    """Settings from a given mapping alone: the process environment (CI=true on a CI machine, say)
+    must not leak into a configuration that was handed over whole."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        return (init_settings,)
 
 
 # Dagster's own switches for a run over many partitions (Dagster reads them as it writes the events).
