@@ -46,6 +46,7 @@ class RawTable:
     publish_rule: PublishRule
     publish_why: str  # why that time, for the docs
     endpoints: str  # live endpoints, for the docs
+    endpoint_notes: str  # how the live answers are read, for the docs
     in_backstop: bool  # ingested by the 16:00 daily_market_job (out by 16:00 on the day)
     description: str  # the asset's description
 
@@ -94,6 +95,7 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="same_day",
         publish_why="TWSE/TPEx closing quotes are out after 14:30",
         endpoints="TWSE `rwd/zh/afterTrading/MI_INDEX?type=ALLBUT0999` + TPEx `afterTrading/dailyQuotes`",
+        endpoint_notes="stock table picked by its title 每日收盤行情",
         in_backstop=True,
         description="Daily OHLCV of every TWSE and TPEx stock (volume in shares, turnover in TWD; "
         "missing prices are null). Closed days materialise empty with market_closed=true.",
@@ -127,6 +129,7 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="same_day",
         publish_why="T86 / TPEx 三大法人 come mid-afternoon (≈15:00); half an hour of margin",
         endpoints="TWSE `rwd/zh/fund/T86` + TPEx `insti/dailyTrade`",
+        endpoint_notes="TPEx mapped by position",
         in_backstop=True,
         description="Foreign, investment-trust and dealer buy/sell/net per stock per day, in shares "
         "(TWSE T86, TPEx 三大法人).",
@@ -161,6 +164,7 @@ RAW: tuple[RawTable, ...] = (
         publish_why="MI_MARGN and TPEx margin balances are published around 21:00 (TWSE and TPEx alike)",
         endpoints="TWSE `rwd/zh/marginTrading/MI_MARGN` + TPEx `margin/balance`",
         # Never out at 16:00; M09 of D reads the margin of D-1, stored by the sensor the evening before.
+        endpoint_notes="by position; limit column `限額` or `次一營業日限額`",
         in_backstop=False,
         description="Margin purchase and short sale activity and balances per stock per day, in lots of "
         "1,000 shares as published (TWSE MI_MARGN, TPEx margin balance).",
@@ -184,6 +188,7 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="same_day",
         publish_why="BWIBBU_d / peQryDate appear with or after T86 in practice",
         endpoints="TWSE `rwd/zh/afterTrading/BWIBBU_d` + TPEx `afterTrading/peQryDate`",
+        endpoint_notes="by name, with or without `收盤價`",
         in_backstop=True,
         description="PE, PB and dividend yield per stock per day (TWSE BWIBBU).",
     ),
@@ -205,6 +210,7 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="after_revenue_deadline",
         publish_why="revenue is filed by the 10th",
         endpoints="MOPS `GET /nas/t21/{sii,otc}/t21sc03_{ROC year}_{month}_0.html`",
+        endpoint_notes="cp950 pages, per-industry 合計 rows dropped, thousand TWD",
         in_backstop=False,
         description="Monthly revenue per stock (thousand TWD), partitioned by the month it describes; published_on "
         "is the first day it was public (by the 10th of the next month) — M08 reads it point-in-time.",
@@ -230,6 +236,7 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="after_statutory_deadline",
         publish_why="Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual Mar 31",
         endpoints="MOPS `POST /mops/web/t163sb04` (EPS, net income, revenue) + `POST /mops/web/t163sb05` (equity)",
+        endpoint_notes="see [MOPS](#mops)",
         in_backstop=False,
         description="Quarterly EPS, net income, equity and revenue per stock; partition key is the first day of "
         "the fiscal quarter; published_on bounded by the statutory deadlines (Q1 May 15, Q2 Aug 14, Q3 Nov 14, "
@@ -256,6 +263,7 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="next_day",
         publish_why="TDCC posts Friday's distribution on Saturday",
         endpoints="TDCC open data 1-5",
+        endpoint_notes="latest week only: archived every Saturday",
         in_backstop=False,
         description="TDCC shareholding distribution (levels 1–15, 17 = total) per stock for the Friday data "
         "date. TDCC only serves the latest week, so this asset archives every week from day one.",
@@ -283,8 +291,9 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="same_day",
         publish_why="TWT49U / exDailyQ list D's reference prices after D-1's close; 08:00 is an hour before "
         "the 09:00 open, so a strategy run on D can already adjust",
-        endpoints="TWSE `TWT49U`, `TWTAUU`, `TWTB8U` + TPEx `exDailyQ`, `revivt`, `pvChgRslt` (one range request "
-        "per list)",
+        endpoints="TWSE `TWT49U` (+ `TWT49UDetail`), `TWTAUU`, `TWTB8U` + TPEx `exDailyQ`, `revivt`, `pvChgRslt`, "
+        "one range request per list for the whole run",
+        endpoint_notes="events outside the requested range are refused; a reference price must follow from the event's terms to the tick",
         in_backstop=True,
         description="One row per event that changes a stock's price basis (cash/stock dividend, capital "
         "reduction, par-value change): prior close, the exchange's reference price, cash and stock per share, "
@@ -306,3 +315,10 @@ def names(*, cadence: Cadence | None = None, fetched: Fetched | None = None, in_
         and (fetched is None or table.fetched == fetched)
         and (in_backstop is None or table.in_backstop == in_backstop)
     )
+
+
+def endpoints_markdown() -> str:
+    """The live endpoints of every raw table as the Markdown table of docs/market-sources.md."""
+    lines = ["| table | endpoint (live) | notes |", "|---|---|---|"]
+    lines += [f"| `{table.name}` | {table.endpoints} | {table.endpoint_notes} |" for table in RAW]
+    return "\n".join(lines)

@@ -1,5 +1,7 @@
 """The raw-table declarations (market/tables.py) are consistent, and what is derived from them follows them."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -58,3 +60,10 @@ def test_one_publish_setting_per_declared_table_read_from_its_variable(monkeypat
         assert Settings.variable(f"publish_{table.name}") == table.publish_variable
     monkeypatch.setenv("QRL_PUBLISH_CORPORATE_ACTIONS", "07:45")
     assert Settings().publication_times()["corporate_actions"].strftime("%H:%M") == "07:45"
+
+
+def test_the_docs_endpoint_table_is_the_one_rendered_from_the_declarations():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "market-sources.md").read_text(encoding="utf-8")
+    rendered = tables.endpoints_markdown()
+    assert rendered.count("\n") == 1 + len(tables.RAW)
+    assert rendered in docs, "docs/market-sources.md's endpoint table differs from endpoints_markdown(); paste it again"
