@@ -15,10 +15,11 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform.calendar import day_status
+from qrl_platform.market import tables
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 
-RAW_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations", "corporate_actions")
+RAW_TABLES = tables.names(cadence="daily")  # the raw tables partitioned by trading day
 INDICATOR_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
 CHECKS = ("missing_rate", "coverage", "no_infinities", "within_ranges")
 WIDTH = 24

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qrl_platform.market import tables as raw_tables
 
 TWSE_DEFAULT_BASE_URL = "https://www.twse.com.tw"
 TPEX_DEFAULT_BASE_URL = "https://www.tpex.org.tw"
@@ -52,7 +54,17 @@ MexcMode = Literal["simulated", "paper", "live"]
 MEXC_MODES: tuple[MexcMode, ...] = ("simulated", "paper", "live")
 
 
-class Settings(BaseSettings):
+# When each raw table's data for day D is normally out: one `publish_<table>` field per raw table declared
+# in market/tables.py, read from QRL_PUBLISH_<TABLE> (HH:MM Taipei; None: the declaration's default).
+PUBLISH_FIELDS = tuple(f"publish_{table.name}" for table in raw_tables.RAW)
+_PublicationTimes = create_model(
+    "_PublicationTimes",
+    __base__=BaseSettings,
+    **{f"publish_{table.name}": (dt.time | None, _env(table.publish_variable)) for table in raw_tables.RAW},
+)
+
+
+class Settings(_PublicationTimes):
     """Every variable the platform reads, by its environment name, in its real type. An empty
     variable means the default written here; a value that does not parse fails, naming the variable."""
 
@@ -73,16 +85,6 @@ class Settings(BaseSettings):
     http_backoff_seconds: float = _env("QRL_HTTP_BACKOFF_SECONDS", HTTP_BACKOFF_SECONDS)
     demo_seed: int = _env("QRL_DEMO_SEED", 7)
     demo_universe: int = _env("QRL_DEMO_UNIVERSE", 1800)
-    # When each raw table's data for day D is normally out (HH:MM Taipei; None: market/timetable.py's default)
-    publish_daily_quotes: dt.time | None = _env("QRL_PUBLISH_DAILY_QUOTES")
-    publish_institutional_flows: dt.time | None = _env("QRL_PUBLISH_INSTITUTIONAL_FLOWS")
-    publish_margin_balances: dt.time | None = _env("QRL_PUBLISH_MARGIN_BALANCES")
-    publish_valuations: dt.time | None = _env("QRL_PUBLISH_VALUATIONS")
-    publish_monthly_revenue: dt.time | None = _env("QRL_PUBLISH_MONTHLY_REVENUE")
-    publish_financials: dt.time | None = _env("QRL_PUBLISH_FINANCIALS")
-    publish_shareholding_distribution: dt.time | None = _env("QRL_PUBLISH_SHAREHOLDING_DISTRIBUTION")
-    publish_corporate_actions: dt.time | None = _env("QRL_PUBLISH_CORPORATE_ACTIONS")
-
     # Redis and the M13 event bus. The backend stays text here: notify/relay.py checks the name and
     # reports a misspelt one as the bus's own error when the bus is used, not when anything else starts.
     redis_url: SecretStr = _secret("QRL_REDIS_URL")
@@ -188,17 +190,7 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator(
-        "publish_daily_quotes",
-        "publish_institutional_flows",
-        "publish_margin_balances",
-        "publish_valuations",
-        "publish_monthly_revenue",
-        "publish_financials",
-        "publish_shareholding_distribution",
-        "publish_corporate_actions",
-        mode="before",
-    )
+    @field_validator(*PUBLISH_FIELDS, mode="before")
     @classmethod
     def _time_of_day(cls, value: object, info) -> object:
         if not isinstance(value, str):
@@ -250,11 +242,10 @@ class Settings(BaseSettings):
 
     def publication_times(self) -> dict[str, dt.time]:
         """The `QRL_PUBLISH_<TABLE>` times that are set, by raw table (market/timetable.py)."""
-        prefix = "publish_"
         return {
-            name.removeprefix(prefix): value
-            for name in type(self).model_fields
-            if name.startswith(prefix) and (value := getattr(self, name)) is not None
+            name.removeprefix("publish_"): value
+            for name in PUBLISH_FIELDS
+            if (value := getattr(self, name)) is not None
         }
 
     def market_source_settings(self) -> MarketSourceSettings:

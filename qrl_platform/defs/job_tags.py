@@ -5,10 +5,13 @@ qrl_mexc) on the assets that call it, and the pool alone decides which steps may
 
 import dagster as dg
 
+from qrl_platform.market import tables
+
 ESTIMATE_TAG = "qrl/estimate_seconds"
 MAX_RETRIES_TAG = "dagster/max_retries"
 
-RAW_DAILY = ["daily_quotes", "institutional_flows", "margin_balances", "valuations", "corporate_actions"]
+# The raw tables partitioned by trading day, in declaration order (qrl_platform/market/tables.py).
+RAW_DAILY = list(tables.names(cadence="daily"))
 INDICATORS = ["technical_indicators", "fundamental_indicators", "chip_indicators"]
 
 

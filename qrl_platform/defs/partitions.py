@@ -34,6 +34,14 @@ shareholding_week = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 5", timezone=TAIPEI_NAME, fmt=DATE_FMT, start="2020-01-03", end_offset=1
 )
 
+# The raw tables' partitions by the name their declarations give (qrl_platform/market/tables.py).
+PARTITIONS = {
+    "trading_day": trading_day,
+    "revenue_month": revenue_month,
+    "fiscal_quarter": fiscal_quarter,
+    "shareholding_week": shareholding_week,
+}
+
 # QRL side: UTC quarter hours, keys like 2026-11-22-07:45.
 quarter_hour = dg.TimeWindowPartitionsDefinition(
     cron_schedule="*/15 * * * *", timezone="UTC", fmt=QUARTER_HOUR_FMT, start="2026-01-01-00:00"

@@ -14,10 +14,13 @@ from typing import Protocol
 
 import polars as pl
 
-DAILY_TABLES = ("daily_quotes", "institutional_flows", "margin_balances", "valuations")
-PERIODIC_TABLES = ("monthly_revenue", "financials", "shareholding_distribution")
+from qrl_platform.market import tables
+
+# How each raw table is fetched (its declaration's `fetched`, qrl_platform/market/tables.py):
+DAILY_TABLES = tables.names(fetched="per_day")  # `source.fetch_day(table, date)`
+PERIODIC_TABLES = tables.names(fetched="per_period")  # `source.<table>(partition_date)`
 # Tables of events fetched for a date range (`source.corporate_actions(start, end)`), stored per ex-date.
-EVENT_TABLES = ("corporate_actions",)
+EVENT_TABLES = tables.names(fetched="per_range")
 
 
 @dataclass

@@ -4,18 +4,9 @@ Plain Python (no Dagster): sensors and schedules ask `is_due(table, partition_da
 launching a table's ingestion, so a table that is not out yet is a skip with its reason, never a failed
 run. Each table has one publication rule and a time of day, configurable through the environment
 (`QRL_PUBLISH_<TABLE>=HH:MM`, e.g. `QRL_PUBLISH_MARGIN_BALANCES=21:30`; the wiring passes
-`Settings.publication_times()` as `times`):
-
-| table | partition | due (Taipei) | default | why |
-|---|---|---|---|---|
-| daily_quotes | trading day D | D at the time | 14:30 | TWSE/TPEx closing quotes are out after 14:30 |
-| institutional_flows | D | D at the time | 15:30 | T86 / TPEx 三大法人 come mid-afternoon (≈15:00); half an hour of margin |
-| valuations | D | D at the time | 15:30 | BWIBBU_d / peQryDate appear with or after T86 in practice |
-| margin_balances | D | D at the time | 21:00 | MI_MARGN and TPEx margin balances are published around 21:00 |
-| monthly_revenue | first day of month M | the day after the 10th of M+1, at the time | 00:00 | revenue is filed by the 10th |
-| financials | first day of quarter Q | the day after the statutory deadline, at the time | 00:00 | Q1 May 15, Q2 Aug 14, Q3 Nov 14, annual Mar 31 |
-| shareholding_distribution | Friday F | Saturday F+1 at the time | 10:00 | TDCC posts Friday's distribution on Saturday |
-| corporate_actions | ex-date D | D at the time | 08:00 | TWT49U / exDailyQ list D's reference prices after D-1's close; 08:00 is an hour before the 09:00 open, so a strategy run on D can already adjust |
+`Settings.publication_times()` as `times`). The default time, the rule and the reason for it are part of
+each table's declaration (`qrl_platform/market/tables.py`); `timetable_markdown()` renders them as the
+table in docs/market-sources.md.
 
 The periodic tables are due only once their deadline has passed, the same rule the live source applies
 before it asks MOPS (`LiveMarketSource._after_deadline`). Whether a day is a trading day is the
@@ -29,6 +20,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
+
+from qrl_platform.market import tables
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 
@@ -49,7 +42,7 @@ def statutory_deadline(year: int, quarter: int) -> dt.date:
 class Publication:
     table: str
     default: dt.time
-    rule: str  # "same_day" | "after_revenue_deadline" | "after_statutory_deadline" | "next_day"
+    rule: tables.PublishRule
 
     @property
     def env(self) -> str:
@@ -57,17 +50,15 @@ class Publication:
 
 
 TIMETABLE: dict[str, Publication] = {
-    p.table: p
-    for p in (
-        Publication("daily_quotes", dt.time(14, 30), "same_day"),
-        Publication("institutional_flows", dt.time(15, 30), "same_day"),
-        Publication("valuations", dt.time(15, 30), "same_day"),
-        Publication("margin_balances", dt.time(21, 0), "same_day"),
-        Publication("monthly_revenue", dt.time(0, 0), "after_revenue_deadline"),
-        Publication("financials", dt.time(0, 0), "after_statutory_deadline"),
-        Publication("shareholding_distribution", dt.time(10, 0), "next_day"),
-        Publication("corporate_actions", dt.time(8, 0), "same_day"),
-    )
+    table.name: Publication(table.name, table.publish_at, table.publish_rule) for table in tables.RAW
+}
+
+# How each rule reads in the docs' timetable (docs/market-sources.md, rendered by `timetable_markdown`).
+RULE_TEXT = {
+    "same_day": "the trading day D, at",
+    "after_revenue_deadline": "the day after the 10th of the next month, at",
+    "after_statutory_deadline": "the day after the statutory deadline, at",
+    "next_day": "the Saturday after the Friday week, at",
 }
 
 
@@ -120,3 +111,14 @@ def _publication(table: str) -> Publication:
     if table not in TIMETABLE:
         raise KeyError(f"no publication time for table {table!r}; known: {sorted(TIMETABLE)}")
     return TIMETABLE[table]
+
+
+def timetable_markdown() -> str:
+    """The publication timetable as the Markdown table of docs/market-sources.md."""
+    lines = ["| table | due | default | variable | why |", "|---|---|---|---|---|"]
+    lines += [
+        f"| `{table.name}` | {RULE_TEXT[table.publish_rule]} | {table.publish_at:%H:%M} | "
+        f"`{table.publish_variable}` | {table.publish_why} |"
+        for table in tables.RAW
+    ]
+    return "\n".join(lines)

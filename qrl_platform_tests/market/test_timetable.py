@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from qrl_platform.market.schema import RAW_TABLES
-from qrl_platform.market.timetable import TAIPEI, TIMETABLE, due_at, is_due, publication_time
+from qrl_platform.market.timetable import TAIPEI, TIMETABLE, due_at, is_due, publication_time, timetable_markdown
 from qrl_platform.settings import settings
 
 MONDAY = dt.date(2026, 9, 7)
@@ -117,3 +118,10 @@ def test_corporate_actions_are_due_before_the_open_on_the_ex_date():
     assert due_at("corporate_actions", MONDAY) == taipei(MONDAY, 8)
     assert is_due("corporate_actions", MONDAY, taipei(MONDAY, 7, 59))[0] is False
     assert is_due("corporate_actions", MONDAY, taipei(MONDAY, 9))[0] is True
+
+
+def test_the_docs_timetable_is_the_one_rendered_from_the_declarations():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "market-sources.md").read_text(encoding="utf-8")
+    rendered = timetable_markdown()
+    assert rendered.count("\n") == 1 + len(RAW_TABLES)  # header, rule, one row per raw table
+    assert rendered in docs, "docs/market-sources.md's timetable differs from timetable_markdown(); paste it again"

@@ -8,8 +8,9 @@ import polars as pl
 
 from qrl_platform import progress
 from qrl_platform.calendar import parse_date
-from qrl_platform.defs.partitions import fiscal_quarter, partition_dates, revenue_month, shareholding_week, trading_day
+from qrl_platform.defs.partitions import PARTITIONS, partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
+from qrl_platform.market import tables
 from qrl_platform.market.adjustment import adjustment_factors
 from qrl_platform.market.corporate_actions import by_partition
 from qrl_platform.market.ingest import ingest_days, store_frame
@@ -23,27 +24,9 @@ GROUP = "market"
 # talks to a host at a time across runs and pods, so the in-process politeness gap
 # (QRL_HTTP_MIN_INTERVAL_SECONDS) holds for the whole deployment. A step holds exactly one pool slot,
 # and each daily table asks TWSE and then TPEx in the same step, so the two hosts share one pool
-# ("twse-tpex"): two separate pools could not both be held by one step.
-POOLS = {
-    "daily_quotes": "twse-tpex",
-    "institutional_flows": "twse-tpex",
-    "margin_balances": "twse-tpex",
-    "valuations": "twse-tpex",
-    "monthly_revenue": "mops",
-    "financials": "mops",
-    "shareholding_distribution": "tdcc",
-    "corporate_actions": "twse-tpex",
-}
-
-DAILY_DESCRIPTIONS = {
-    "daily_quotes": "Daily OHLCV of every TWSE and TPEx stock (volume in shares, turnover in TWD; "
-    "missing prices are null). Closed days materialise empty with market_closed=true.",
-    "institutional_flows": "Foreign, investment-trust and dealer buy/sell/net per stock per day, in shares "
-    "(TWSE T86, TPEx 三大法人).",
-    "margin_balances": "Margin purchase and short sale activity and balances per stock per day, in lots of "
-    "1,000 shares as published (TWSE MI_MARGN, TPEx margin balance).",
-    "valuations": "PE, PB and dividend yield per stock per day (TWSE BWIBBU).",
-}
+# ("twse-tpex"): two separate pools could not both be held by one step. Each table's pool is part of
+# its declaration (qrl_platform/market/tables.py).
+POOLS = {table.name: table.pool for table in tables.RAW}
 
 
 class DailyRawConfig(dg.Config):
@@ -72,9 +55,9 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=table,
         group_name=GROUP,
-        partitions_def=trading_day,
+        partitions_def=PARTITIONS[tables.BY_NAME[table].partitions],
         backfill_policy=dg.BackfillPolicy.single_run(),
-        description=DAILY_DESCRIPTIONS[table] + NOT_PUBLISHED_YET_NOTE,
+        description=tables.BY_NAME[table].description + NOT_PUBLISHED_YET_NOTE,
         kinds={"polars", "parquet"},
         tags={"module": "market"},
         pool=POOLS[table],
@@ -127,24 +110,15 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-daily_quotes = _daily_raw_asset("daily_quotes")
-institutional_flows = _daily_raw_asset("institutional_flows")
-margin_balances = _daily_raw_asset("margin_balances")
-valuations = _daily_raw_asset("valuations")
-
-
 CORPORATE_ACTIONS_CHECK = "factors_plausible"
 
 
 @dg.asset(
     name="corporate_actions",
     group_name=GROUP,
-    partitions_def=trading_day,
+    partitions_def=PARTITIONS[tables.BY_NAME["corporate_actions"].partitions],
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="One row per event that changes a stock's price basis (cash/stock dividend, capital reduction, "
-    "par-value change): prior close, the exchange's reference price, cash and stock per share, published_on. "
-    "Partition D holds the events whose ex-date is D (TWSE TWT49U/TWTAUU/TWTB8U, TPEx exDailyQ/revivt/"
-    "pvChgRslt; one range request per list for the whole run)." + NOT_PUBLISHED_YET_NOTE,
+    description=tables.BY_NAME["corporate_actions"].description + NOT_PUBLISHED_YET_NOTE,
     kinds={"polars", "parquet"},
     tags={"module": "market"},
     pool=POOLS["corporate_actions"],
@@ -218,34 +192,13 @@ def _plausibility(events: pl.DataFrame, as_of: dt.date) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(check_name=CORPORATE_ACTIONS_CHECK, passed=True, metadata=metadata)
 
 
-PERIODIC_TABLES = {
-    "monthly_revenue": (
-        revenue_month,
-        "Monthly revenue per stock (thousand TWD), partitioned by the month it describes; published_on is the "
-        "first day it was public (by the 10th of the next month) — M08 reads it point-in-time.",
-    ),
-    "financials": (
-        fiscal_quarter,
-        "Quarterly EPS, net income, equity and revenue per stock; partition key is the first day of the fiscal "
-        "quarter; published_on bounded by the statutory deadlines (Q1 May 15, Q2 Aug 14, Q3 Nov 14, Q4 Mar 31).",
-    ),
-    "shareholding_distribution": (
-        shareholding_week,
-        "TDCC shareholding distribution (levels 1–15, 17 = total) per stock for the Friday data date. TDCC only "
-        "serves the latest week, so this asset archives every week from day one.",
-    ),
-}
-
-
 def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
-    partitions_def, description = PERIODIC_TABLES[table]
-
     @dg.asset(
         name=table,
         group_name=GROUP,
-        partitions_def=partitions_def,
+        partitions_def=PARTITIONS[tables.BY_NAME[table].partitions],
         backfill_policy=dg.BackfillPolicy.single_run(),
-        description=description,
+        description=tables.BY_NAME[table].description,
         kinds={"polars", "parquet"},
         tags={"module": "market"},
         pool=POOLS[table],
@@ -266,17 +219,22 @@ def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-monthly_revenue = _periodic_raw_asset("monthly_revenue")
-financials = _periodic_raw_asset("financials")
-shareholding_distribution = _periodic_raw_asset("shareholding_distribution")
+# One asset per declared raw table: fetched per day, per period, or (corporate_actions, written above
+# for its range fetch and factor check) per range.
+RAW_ASSETS: dict[str, dg.AssetsDefinition] = {
+    **{table: _daily_raw_asset(table) for table in tables.names(fetched="per_day")},
+    "corporate_actions": corporate_actions,
+    **{table: _periodic_raw_asset(table) for table in tables.names(fetched="per_period")},
+}
+if missing := set(tables.NAMES) - set(RAW_ASSETS):  # a per_range table needs its own asset, like corporate_actions
+    raise RuntimeError(f"raw tables declared in market/tables.py without an asset: {sorted(missing)}")
+MARKET_ASSETS = list(RAW_ASSETS.values())
 
-MARKET_ASSETS = [
-    daily_quotes,
-    institutional_flows,
-    margin_balances,
-    valuations,
-    corporate_actions,
-    monthly_revenue,
-    financials,
-    shareholding_distribution,
-]
+# By name, for the modules and tests that import one raw asset.
+daily_quotes = RAW_ASSETS["daily_quotes"]
+institutional_flows = RAW_ASSETS["institutional_flows"]
+margin_balances = RAW_ASSETS["margin_balances"]
+valuations = RAW_ASSETS["valuations"]
+monthly_revenue = RAW_ASSETS["monthly_revenue"]
+financials = RAW_ASSETS["financials"]
+shareholding_distribution = RAW_ASSETS["shareholding_distribution"]

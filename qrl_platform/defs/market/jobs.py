@@ -13,13 +13,15 @@ Two ways the day's market data comes in:
 import dagster as dg
 
 from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY, STEP_RETRY, job_tags
+from qrl_platform.market import tables
 
-RAW_BY_1600 = [table for table in RAW_DAILY if table != "margin_balances"]
+# The tables whose declaration puts them in the 16:00 backstop (out by then on the day).
+RAW_BY_1600 = list(tables.names(in_backstop=True))
 
 daily_market_job = dg.define_asset_job(
     "daily_market_job",
     selection=dg.AssetSelection.assets(*RAW_BY_1600, "tradability", *INDICATORS),
-    description="16:00 trading days: ingest TWSE/TPEx quotes, institutional flows, valuations and corporate actions, "
+    description=f"16:00 trading days: ingest {', '.join(RAW_BY_1600)}, "
     "derive tradability (price limits, suspensions, disposition) and compute "
     "M07/M08/M09 with their blocking quality checks (margin_balances comes in the evening via "
     "market_data_available_sensor; M09 of D uses the margin of D-1).",
@@ -48,22 +50,13 @@ def _indicator_job(asset: str):
     )
 
 
-ingest_daily_quotes_job = _table_job("daily_quotes")
-ingest_institutional_flows_job = _table_job("institutional_flows")
-ingest_margin_balances_job = _table_job("margin_balances")
-ingest_valuations_job = _table_job("valuations")
-ingest_corporate_actions_job = _table_job("corporate_actions")
 technical_indicators_job = _indicator_job("technical_indicators")
 fundamental_indicators_job = _indicator_job("fundamental_indicators")
 chip_indicators_job = _indicator_job("chip_indicators")
 
-TABLE_JOBS = {
-    "daily_quotes": ingest_daily_quotes_job,
-    "institutional_flows": ingest_institutional_flows_job,
-    "margin_balances": ingest_margin_balances_job,
-    "valuations": ingest_valuations_job,
-    "corporate_actions": ingest_corporate_actions_job,
-}
+# `ingest_<table>_job` of every trading-day table.
+TABLE_JOBS = {table: _table_job(table) for table in RAW_DAILY}
+TABLE_JOB_LIST = list(TABLE_JOBS.values())  # what the definitions loader collects (it reads lists, not dicts)
 INDICATOR_JOBS = {
     "technical_indicators": technical_indicators_job,
     "fundamental_indicators": fundamental_indicators_job,

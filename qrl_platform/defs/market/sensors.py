@@ -3,8 +3,8 @@
 Every tick (10 minutes) looks at today and the previous trading day (a table published late in the
 evening, or later than usual, is still picked up after midnight) and, per open day:
 
-* each raw table (daily_quotes, institutional_flows, valuations, margin_balances, corporate_actions) whose publication
-  time has passed (`timetable.is_due`, QRL_PUBLISH_<TABLE>) and that is neither materialised nor being
+* each raw table partitioned by trading day (`RAW_DAILY`, from qrl_platform/market/tables.py) whose
+  publication time has passed (`timetable.is_due`, QRL_PUBLISH_<TABLE>) and that is neither materialised nor being
   ingested gets its own run of `ingest_<table>_job`; a table that is not due is a wait, with the time
   it is due, in the SkipReason — no request is sent to the exchange before then;
 * each indicator whose inputs for the day are materialised gets its own run: technical needs
