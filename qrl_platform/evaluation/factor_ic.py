@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from qrl_platform.market.adjustment import adjust_prices
@@ -165,33 +167,54 @@ def factor_evaluation(
             .alias("follows")
         )
     )
-    # Each horizon's return ranked once per day, shared by every factor (see _information_coefficients).
-    base = base.with_columns(
-        [pl.col(f"fwd_{h}").rank("average").over("trade_date").alias(f"rank_{h}") for h in horizons]
-    )
-    columns = [
-        "stock_id",
-        "trade_date",
-        "previous_date",
-        "follows",
-        *[f"{p}_{h}" for h in horizons for p in ("fwd", "rank")],
-    ]
+    day_code = base["trade_date"].to_physical().to_numpy().astype(np.int64)
+    day_code -= day_code.min(initial=0)
+    returns_by_horizon = {h: base[f"fwd_{h}"].to_numpy() for h in horizons}
+    # Each horizon's returns sorted by day and value once, shared by every factor's rankings.
+    return_layouts = {h: _SortedDays.of(day_code, r) for h, r in returns_by_horizon.items()}
+    columns = ["stock_id", "trade_date", "previous_date", "follows", *[f"fwd_{h}" for h in horizons]]
     ics, quantile_parts, turnover_parts = [], [], []
     for factor_id in factor_ids:
-        value = _clean(pl.col(factor_id).cast(pl.Float64))
-        frame = _with_quantiles(base.select(*columns, value.alias("factor")), quantiles)
+        frame = base.select(*columns, _clean(pl.col(factor_id).cast(pl.Float64)).alias("factor"))
+        value = frame["factor"].to_numpy()  # unknown values are NaN here
+        layout = _SortedDays.of(day_code, value)
+        known_value = ~np.isnan(value)
+        paired = {}
+        for horizon, ret in returns_by_horizon.items():
+            both = known_value & ~np.isnan(ret)
+            paired[f"pair_factor_{horizon}"] = np.where(both, value, np.nan)
+            paired[f"pair_return_{horizon}"] = np.where(both, ret, np.nan)
+            rank_ic, n_stocks = _rank_ic_by_day(day_code, layout.ranks(both), return_layouts[horizon].ranks(both), both)
+            ics.append(
+                pl.DataFrame(
+                    {
+                        "trade_date": layout.day_dates(base["trade_date"]),
+                        "horizon": horizon,
+                        "factor_id": factor_id,
+                        "rank_ic": layout.per_day(rank_ic),
+                        "n_stocks": layout.per_day(n_stocks),
+                    },
+                    schema_overrides={"horizon": pl.Int32, "n_stocks": pl.Int64},
+                )
+            )
+        frame = frame.with_columns(
+            pl.Series("quantile", layout.quantile_buckets(value, quantiles), nan_to_null=True).cast(pl.Int32),
+            pl.Series("rank", layout.ranks(known_value), nan_to_null=True),
+            *[pl.Series(name, array, nan_to_null=True) for name, array in paired.items()],
+        )
+        pearson, buckets = _daily_figures(frame, horizons)
         for horizon in horizons:
-            ret = f"fwd_{horizon}"
-            pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
-            ics.append(_information_coefficients(frame, factor_id, horizon))
+            ics[-len(horizons) + horizons.index(horizon)] = ics[-len(horizons) + horizons.index(horizon)].join(
+                pearson.select("trade_date", pl.col(f"pearson_ic_{horizon}").alias("pearson_ic")), on="trade_date"
+            )
             quantile_parts.append(
-                frame.filter(pair)
-                .group_by("trade_date", "quantile")
-                .agg(
+                buckets.filter(pl.col(f"n_{horizon}") > 0).select(
+                    "trade_date",
+                    "quantile",
                     pl.lit(horizon).cast(pl.Int32).alias("horizon"),
                     pl.lit(factor_id).alias("factor_id"),
-                    pl.col(ret).mean().alias("mean_return"),
-                    pl.len().cast(pl.Int64).alias("n_stocks"),
+                    pl.col(f"mean_{horizon}").alias("mean_return"),
+                    pl.col(f"n_{horizon}").alias("n_stocks"),
                 )
             )
         if previous.height:
@@ -199,61 +222,142 @@ def factor_evaluation(
                 _turnover(frame, previous, quantiles).with_columns(pl.lit(factor_id).alias("factor_id"))
             )
     order = ["known_on", "trade_date", "horizon", "factor_id"]
-    ic_frame = _concat([f.join(known, on=["trade_date", "horizon"]) for f in ics], IC_SCHEMA).sort(order)
-    quantile_frame = _concat([f.join(known, on=["trade_date", "horizon"]) for f in quantile_parts], QUANTILE_SCHEMA)
+    ic_frame = _concat(ics, IC_SCHEMA, known).sort(order)
+    quantile_frame = _concat(quantile_parts, QUANTILE_SCHEMA, known)
     turnover = _concat(turnover_parts, TURNOVER_SCHEMA).sort("trade_date", "factor_id")
     return ic_frame, quantile_frame.sort(*order, "quantile"), turnover
 
 
-def _information_coefficients(frame: pl.DataFrame, factor_id: str, horizon: int) -> pl.DataFrame:
-    """Rank and Pearson IC of one factor and horizon per day.
+def _rank_ic_by_day(
+    day_code: np.ndarray, factor_ranks: np.ndarray, return_ranks: np.ndarray, both: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rank IC, pair count) per day code: the Pearson correlation of the two rankings among the pairs.
 
-    The rank IC is the Pearson correlation of the two columns' ranks among the stocks where both are
-    known. On a day where every stock with the factor also has the return and vice versa, those are the
-    day's ranks already computed (`rank` of the factor, `rank_<h>` of the return); only days where the two
-    sets differ (a stock suspended on one of the two days) rank again on the pairs."""
-    ret = f"fwd_{horizon}"
-    pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
-    differs = pl.col("factor").is_null() != pl.col(ret).is_null()
-    days = frame.group_by("trade_date").agg(
-        pl.lit(horizon).cast(pl.Int32).alias("horizon"),
-        pl.lit(factor_id).alias("factor_id"),
-        pl.corr("rank", f"rank_{horizon}").alias("rank_ic"),
-        pl.corr("factor", ret).alias("pearson_ic"),
-        pair.sum().cast(pl.Int64).alias("n_stocks"),
-        differs.any().alias("differs"),
+    Average ranks of n values sum to n(n+1)/2, so the mean is exactly (n+1)/2 and the centred ranks are
+    exact multiples of 1/2: the sums below are exact in float64 (below 2^53), and a constant column
+    (every centred rank 0) gives 0/0, an undefined IC."""
+    days = day_code[both]
+    length = int(day_code.max(initial=-1)) + 1
+    count = np.bincount(days, minlength=length)
+    middle = (count[days] + 1) / 2.0
+    x, y = factor_ranks[both] - middle, return_ranks[both] - middle
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ic = np.bincount(days, x * y, length) / np.sqrt(
+            np.bincount(days, x * x, length) * np.bincount(days, y * y, length)
+        )
+    return ic, count
+
+
+@dataclass(frozen=True)
+class _SortedDays:
+    """One column's rows sorted by day, then value (unknown last): where each run of equal values starts
+    and ends, and where its day starts. Rankings of any subset of the rows, and the day's quantiles,
+    are then running counts and lookups, not a sort per subset."""
+
+    order: np.ndarray  # row numbers in sorted order
+    run_of: np.ndarray  # run number of each sorted position
+    run_starts: np.ndarray
+    run_ends: np.ndarray
+    run_day_start: np.ndarray  # sorted position where each run's day starts
+    day_starts: np.ndarray
+    day_codes: np.ndarray  # day code of each day block, in order
+
+    @classmethod
+    def of(cls, day_code: np.ndarray, values: np.ndarray) -> _SortedDays:
+        order = np.lexsort((values, day_code))  # NaN sorts last within the day
+        day, value = day_code[order], values[order]
+        new_day = np.ones(len(order), dtype=bool)
+        new_day[1:] = day[1:] != day[:-1]
+        new_run = new_day.copy()
+        new_run[1:] |= value[1:] != value[:-1]  # NaN never equals: each unknown value is a run of its own
+        run_starts = np.flatnonzero(new_run)
+        day_starts = np.flatnonzero(new_day)
+        return cls(
+            order=order,
+            run_of=np.cumsum(new_run) - 1,
+            run_starts=run_starts,
+            run_ends=np.append(run_starts[1:], len(order)) - 1,
+            run_day_start=day_starts[np.cumsum(new_day)[run_starts] - 1],
+            day_starts=day_starts,
+            day_codes=day[day_starts],
+        )
+
+    def ranks(self, counted: np.ndarray) -> np.ndarray:
+        """Average rank within the day among the rows where `counted` holds, NaN elsewhere (as polars'
+        `rank("average").over(day)` on those rows): the counted rows before the run that day plus the
+        middle of the run's counted rows, (first + last) / 2 = before + (ties + 1) / 2."""
+        counts = counted[self.order]
+        through = np.cumsum(counts)
+        before = through - counts
+        run_before = before[self.run_starts]
+        ties = through[self.run_ends] - run_before
+        run_rank = (run_before - before[self.run_day_start]) + (ties + 1) / 2.0
+        result = np.full(len(self.order), np.nan)
+        result[self.order[counts]] = run_rank[self.run_of[counts]]
+        return result
+
+    def quantile_buckets(self, values: np.ndarray, quantiles: int) -> np.ndarray:
+        """pd.qcut's bucket (1..quantiles, NaN where unknown) of each row within its day: the edges are
+        the linearly interpolated k/quantiles quantiles of the day's known values (polars' `quantile(...,
+        "linear")`), and a value lands one bucket above every edge it exceeds."""
+        known = ~np.isnan(values[self.order])
+        size = np.add.reduceat(known.astype(np.int64), self.day_starts) if len(self.order) else self.day_starts
+        value = values[self.order]
+        day_of_position = np.repeat(np.arange(len(self.day_starts)), np.diff(np.append(self.day_starts, len(value))))
+        bucket = np.ones(len(value))
+        for k in range(1, quantiles):
+            position = np.maximum(size - 1, 0) * (k / quantiles)
+            low, high = np.floor(position).astype(np.int64), np.ceil(position).astype(np.int64)
+            lower, upper = value[self.day_starts + low], value[self.day_starts + high]
+            edge = np.where(lower == upper, lower, (position - low) * (upper - lower) + lower)
+            bucket += value > edge[day_of_position]
+        result = np.full(len(value), np.nan)
+        result[self.order[known]] = bucket[known]
+        return result
+
+    def day_dates(self, trade_dates: pl.Series) -> pl.Series:
+        """The date of each day block, in order."""
+        return trade_dates.gather(self.order[self.day_starts])
+
+    def per_day(self, by_code: np.ndarray) -> np.ndarray:
+        """A per-day-code array's value for each day block, in order."""
+        return by_code[self.day_codes]
+
+
+def _daily_figures(frame: pl.DataFrame, horizons: Sequence[int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(Pearson IC per day, mean return and count per day and quantile) of one factor for every horizon,
+    in one group-by each, over the pairs where both the factor and the return are known."""
+    pearson = frame.group_by("trade_date").agg(
+        pl.corr(f"pair_factor_{h}", f"pair_return_{h}").alias(f"pearson_ic_{h}") for h in horizons
     )
-    uneven = days.filter(pl.col("differs"))["trade_date"]
-    if uneven.len():
-        exact = (
-            frame.filter(pl.col("trade_date").is_in(uneven.implode()))
-            .group_by("trade_date")
-            .agg(pl.corr("factor", ret, method="spearman").alias("exact_ic"))
+    buckets = (
+        frame.filter(pl.col("quantile").is_not_null())
+        .group_by("trade_date", "quantile")
+        .agg(
+            *[
+                expression
+                for h in horizons
+                for expression in (
+                    pl.col(f"pair_return_{h}").mean().alias(f"mean_{h}"),
+                    pl.col(f"pair_return_{h}").count().cast(pl.Int64).alias(f"n_{h}"),
+                )
+            ]
         )
-        days = days.join(exact, on="trade_date", how="left").with_columns(
-            pl.when(pl.col("differs")).then(pl.col("exact_ic")).otherwise(pl.col("rank_ic")).alias("rank_ic")
-        )
-    return days.drop("differs", "exact_ic", strict=False)
+    )
+    return pearson, buckets
 
 
-def _concat(parts: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
-    """One frame of `schema`; a correlation that is undefined (a factor constant across stocks that day)
-    is stored as null, not NaN, so it drops out of every mean instead of poisoning it."""
+def _concat(parts: list[pl.DataFrame], schema: dict, known: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One frame of `schema` (only the (trade_date, horizon) pairs in `known`, when given); a correlation
+    that is undefined (a factor constant across stocks that day) is stored as null, not NaN, so it drops
+    out of every mean instead of poisoning it."""
     if not parts:
         return pl.DataFrame(schema=schema)
+    frame = pl.concat([part.select([c for c in schema if c in part.columns]) for part in parts], how="vertical_relaxed")
+    if known is not None:
+        frame = frame.join(known, on=["trade_date", "horizon"])
     columns = [pl.col(c).cast(t).fill_nan(None) if t == pl.Float64 else pl.col(c).cast(t) for c, t in schema.items()]
-    return pl.concat([part.select(list(schema)) for part in parts], how="vertical_relaxed").select(columns)
-
-
-def _with_quantiles(frame: pl.DataFrame, quantiles: int) -> pl.DataFrame:
-    """Adds `quantile` (1..quantiles, pd.qcut's bins per day) and `rank` (the day's average rank) of `factor`."""
-    value = pl.col("factor")
-    edges = [value.quantile(k / quantiles, interpolation="linear").over("trade_date") for k in range(1, quantiles)]
-    bucket = pl.sum_horizontal([(value > edge).cast(pl.Int32) for edge in edges]) + 1
-    return frame.with_columns(
-        pl.when(value.is_not_null()).then(bucket).cast(pl.Int32).alias("quantile"),
-        value.rank("average").over("trade_date").alias("rank"),
-    )
+    return frame.select(columns)
 
 
 def _previous_days(open_days: Sequence[dt.date], days: Sequence[dt.date]) -> pl.DataFrame:
