@@ -167,57 +167,51 @@ def factor_evaluation(
             .alias("follows")
         )
     )
-    day_code = base["trade_date"].to_physical().to_numpy().astype(np.int64)
-    day_code -= day_code.min(initial=0)
-    returns_by_horizon = {h: base[f"fwd_{h}"].to_numpy() for h in horizons}
+    # Days as dense numbers 0..n-1 (the order of `day_dates`), for per-day sums with np.bincount.
+    day_index = base["trade_date"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    day_dates = base["trade_date"].unique().sort()
+    returns_by_horizon = {h: base[f"fwd_{h}"].to_numpy() for h in horizons}  # unknown returns are NaN
     # Each horizon's returns sorted by day and value once, shared by every factor's rankings.
-    return_layouts = {h: _SortedDays.of(day_code, r) for h, r in returns_by_horizon.items()}
-    columns = ["stock_id", "trade_date", "previous_date", "follows", *[f"fwd_{h}" for h in horizons]]
+    return_layouts = {h: _SortedDays.of(day_index, r) for h, r in returns_by_horizon.items()}
     ics, quantile_parts, turnover_parts = [], [], []
     for factor_id in factor_ids:
-        frame = base.select(*columns, _clean(pl.col(factor_id).cast(pl.Float64)).alias("factor"))
+        frame = base.select(
+            "stock_id",
+            "trade_date",
+            "previous_date",
+            "follows",
+            _clean(pl.col(factor_id).cast(pl.Float64)).alias("factor"),
+        )
         value = frame["factor"].to_numpy()  # unknown values are NaN here
-        layout = _SortedDays.of(day_code, value)
+        layout = _SortedDays.of(day_index, value)
         known_value = ~np.isnan(value)
-        paired = {}
+        bucket = layout.quantile_buckets(value, quantiles)
         for horizon, ret in returns_by_horizon.items():
             both = known_value & ~np.isnan(ret)
-            paired[f"pair_factor_{horizon}"] = np.where(both, value, np.nan)
-            paired[f"pair_return_{horizon}"] = np.where(both, ret, np.nan)
-            rank_ic, n_stocks = _rank_ic_by_day(day_code, layout.ranks(both), return_layouts[horizon].ranks(both), both)
+            figures = _pair_figures(
+                day_index[both],
+                len(day_dates),
+                value[both],
+                ret[both],
+                layout.ranks(both)[both],
+                return_layouts[horizon].ranks(both)[both],
+            )
             ics.append(
                 pl.DataFrame(
-                    {
-                        "trade_date": layout.day_dates(base["trade_date"]),
-                        "horizon": horizon,
-                        "factor_id": factor_id,
-                        "rank_ic": layout.per_day(rank_ic),
-                        "n_stocks": layout.per_day(n_stocks),
-                    },
-                    schema_overrides={"horizon": pl.Int32, "n_stocks": pl.Int64},
+                    {"trade_date": day_dates, "horizon": horizon, "factor_id": factor_id, **figures},
+                    schema_overrides={"horizon": pl.Int32},
                 )
             )
-        frame = frame.with_columns(
-            pl.Series("quantile", layout.quantile_buckets(value, quantiles), nan_to_null=True).cast(pl.Int32),
-            pl.Series("rank", layout.ranks(known_value), nan_to_null=True),
-            *[pl.Series(name, array, nan_to_null=True) for name, array in paired.items()],
-        )
-        pearson, buckets = _daily_figures(frame, horizons)
-        for horizon in horizons:
-            ics[-len(horizons) + horizons.index(horizon)] = ics[-len(horizons) + horizons.index(horizon)].join(
-                pearson.select("trade_date", pl.col(f"pearson_ic_{horizon}").alias("pearson_ic")), on="trade_date"
-            )
             quantile_parts.append(
-                buckets.filter(pl.col(f"n_{horizon}") > 0).select(
-                    "trade_date",
-                    "quantile",
-                    pl.lit(horizon).cast(pl.Int32).alias("horizon"),
-                    pl.lit(factor_id).alias("factor_id"),
-                    pl.col(f"mean_{horizon}").alias("mean_return"),
-                    pl.col(f"n_{horizon}").alias("n_stocks"),
+                _quantile_means(day_index[both], day_dates, bucket[both], ret[both], quantiles).with_columns(
+                    pl.lit(horizon).cast(pl.Int32).alias("horizon"), pl.lit(factor_id).alias("factor_id")
                 )
             )
         if previous.height:
+            frame = frame.with_columns(
+                pl.Series("quantile", bucket, nan_to_null=True).cast(pl.Int32),
+                pl.Series("rank", layout.ranks(known_value), nan_to_null=True),
+            )
             turnover_parts.append(
                 _turnover(frame, previous, quantiles).with_columns(pl.lit(factor_id).alias("factor_id"))
             )
@@ -228,24 +222,53 @@ def factor_evaluation(
     return ic_frame, quantile_frame.sort(*order, "quantile"), turnover
 
 
-def _rank_ic_by_day(
-    day_code: np.ndarray, factor_ranks: np.ndarray, return_ranks: np.ndarray, both: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rank IC, pair count) per day code: the Pearson correlation of the two rankings among the pairs.
+def _pair_figures(
+    days: np.ndarray,
+    day_count: int,
+    factor: np.ndarray,
+    forward: np.ndarray,
+    factor_ranks: np.ndarray,
+    return_ranks: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Rank IC, Pearson IC and pair count per day (0..day_count-1) from the pairs where both the factor
+    and the return are known: `days` is each pair's day, the ranks are within those pairs that day.
 
-    Average ranks of n values sum to n(n+1)/2, so the mean is exactly (n+1)/2 and the centred ranks are
-    exact multiples of 1/2: the sums below are exact in float64 (below 2^53), and a constant column
-    (every centred rank 0) gives 0/0, an undefined IC."""
-    days = day_code[both]
-    length = int(day_code.max(initial=-1)) + 1
-    count = np.bincount(days, minlength=length)
-    middle = (count[days] + 1) / 2.0
-    x, y = factor_ranks[both] - middle, return_ranks[both] - middle
+    Both correlations are centred sums per day. Average ranks of n values sum to n(n+1)/2, so their
+    mean is exactly (n+1)/2 and the centred ranks are exact multiples of 1/2: the rank sums are exact in
+    float64. A column constant across the day's pairs has every centred rank 0, so both ICs are 0/0 —
+    undefined (null), decided exactly rather than by a rounded variance of the values."""
+    count = np.bincount(days, minlength=day_count)
+
+    def correlation(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        xx, yy = np.bincount(days, x * x, day_count), np.bincount(days, y * y, day_count)
+        return np.bincount(days, x * y, day_count) / np.sqrt(xx * yy), xx, yy
+
     with np.errstate(invalid="ignore", divide="ignore"):
-        ic = np.bincount(days, x * y, length) / np.sqrt(
-            np.bincount(days, x * x, length) * np.bincount(days, y * y, length)
-        )
-    return ic, count
+        middle = (count[days] + 1) / 2.0
+        rank_ic, factor_spread, return_spread = correlation(factor_ranks - middle, return_ranks - middle)
+        factor_mean = np.bincount(days, factor, day_count) / count
+        return_mean = np.bincount(days, forward, day_count) / count
+        pearson_ic, _, _ = correlation(factor - factor_mean[days], forward - return_mean[days])
+    pearson_ic[(factor_spread == 0) | (return_spread == 0)] = np.nan
+    return {"rank_ic": rank_ic, "pearson_ic": pearson_ic, "n_stocks": count}
+
+
+def _quantile_means(
+    days: np.ndarray, day_dates: pl.Series, bucket: np.ndarray, forward: np.ndarray, quantiles: int
+) -> pl.DataFrame:
+    """trade_date, quantile, mean_return, n_stocks of the pairs: each day's quantiles that hold a pair."""
+    key = days * quantiles + (bucket.astype(np.int64) - 1)
+    length = len(day_dates) * quantiles
+    count = np.bincount(key, minlength=length)
+    held = np.flatnonzero(count)
+    return pl.DataFrame(
+        {
+            "trade_date": day_dates.gather(held // quantiles),
+            "quantile": (held % quantiles + 1).astype(np.int32),
+            "mean_return": np.bincount(key, forward, length)[held] / count[held],
+            "n_stocks": count[held],
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -260,12 +283,11 @@ class _SortedDays:
     run_ends: np.ndarray
     run_day_start: np.ndarray  # sorted position where each run's day starts
     day_starts: np.ndarray
-    day_codes: np.ndarray  # day code of each day block, in order
 
     @classmethod
-    def of(cls, day_code: np.ndarray, values: np.ndarray) -> _SortedDays:
-        order = np.lexsort((values, day_code))  # NaN sorts last within the day
-        day, value = day_code[order], values[order]
+    def of(cls, day_index: np.ndarray, values: np.ndarray) -> _SortedDays:
+        order = np.lexsort((values, day_index))  # NaN sorts last within the day
+        day, value = day_index[order], values[order]
         new_day = np.ones(len(order), dtype=bool)
         new_day[1:] = day[1:] != day[:-1]
         new_run = new_day.copy()
@@ -279,7 +301,6 @@ class _SortedDays:
             run_ends=np.append(run_starts[1:], len(order)) - 1,
             run_day_start=day_starts[np.cumsum(new_day)[run_starts] - 1],
             day_starts=day_starts,
-            day_codes=day[day_starts],
         )
 
     def ranks(self, counted: np.ndarray) -> np.ndarray:
@@ -314,37 +335,6 @@ class _SortedDays:
         result = np.full(len(value), np.nan)
         result[self.order[known]] = bucket[known]
         return result
-
-    def day_dates(self, trade_dates: pl.Series) -> pl.Series:
-        """The date of each day block, in order."""
-        return trade_dates.gather(self.order[self.day_starts])
-
-    def per_day(self, by_code: np.ndarray) -> np.ndarray:
-        """A per-day-code array's value for each day block, in order."""
-        return by_code[self.day_codes]
-
-
-def _daily_figures(frame: pl.DataFrame, horizons: Sequence[int]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(Pearson IC per day, mean return and count per day and quantile) of one factor for every horizon,
-    in one group-by each, over the pairs where both the factor and the return are known."""
-    pearson = frame.group_by("trade_date").agg(
-        pl.corr(f"pair_factor_{h}", f"pair_return_{h}").alias(f"pearson_ic_{h}") for h in horizons
-    )
-    buckets = (
-        frame.filter(pl.col("quantile").is_not_null())
-        .group_by("trade_date", "quantile")
-        .agg(
-            *[
-                expression
-                for h in horizons
-                for expression in (
-                    pl.col(f"pair_return_{h}").mean().alias(f"mean_{h}"),
-                    pl.col(f"pair_return_{h}").count().cast(pl.Int64).alias(f"n_{h}"),
-                )
-            ]
-        )
-    )
-    return pearson, buckets
 
 
 def _concat(parts: list[pl.DataFrame], schema: dict, known: pl.DataFrame | None = None) -> pl.DataFrame:
