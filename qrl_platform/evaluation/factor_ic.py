@@ -278,7 +278,7 @@ class _SortedDays:
     are then running counts and lookups, not a sort per subset."""
 
     order: np.ndarray  # row numbers in sorted order
-    run_of: np.ndarray  # run number of each sorted position
+    run_of: np.ndarray | None  # run number of each sorted position; None when every run is one row
     run_starts: np.ndarray
     run_ends: np.ndarray
     run_day_start: np.ndarray  # sorted position where each run's day starts
@@ -296,7 +296,7 @@ class _SortedDays:
         day_starts = np.flatnonzero(new_day)
         return cls(
             order=order,
-            run_of=np.cumsum(new_run) - 1,
+            run_of=None if len(run_starts) == len(order) else np.cumsum(new_run) - 1,
             run_starts=run_starts,
             run_ends=np.append(run_starts[1:], len(order)) - 1,
             run_day_start=day_starts[np.cumsum(new_day)[run_starts] - 1],
@@ -310,10 +310,13 @@ class _SortedDays:
         counts = counted[self.order]
         through = np.cumsum(counts)
         before = through - counts
+        result = np.full(len(self.order), np.nan)
+        if self.run_of is None:  # no equal values: each counted row is its own run, ties = 1
+            result[self.order[counts]] = ((before - before[self.run_day_start]) + 1.0)[counts]
+            return result
         run_before = before[self.run_starts]
         ties = through[self.run_ends] - run_before
         run_rank = (run_before - before[self.run_day_start]) + (ties + 1) / 2.0
-        result = np.full(len(self.order), np.nan)
         result[self.order[counts]] = run_rank[self.run_of[counts]]
         return result
 
