@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from qrl_platform.market.adjustment import adjust_prices
@@ -165,95 +167,190 @@ def factor_evaluation(
             .alias("follows")
         )
     )
-    # Each horizon's return ranked once per day, shared by every factor (see _information_coefficients).
-    base = base.with_columns(
-        [pl.col(f"fwd_{h}").rank("average").over("trade_date").alias(f"rank_{h}") for h in horizons]
-    )
-    columns = [
-        "stock_id",
-        "trade_date",
-        "previous_date",
-        "follows",
-        *[f"{p}_{h}" for h in horizons for p in ("fwd", "rank")],
-    ]
+    # Days as dense numbers 0..n-1 (the order of `day_dates`), for per-day sums with np.bincount.
+    day_index = base["trade_date"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    day_dates = base["trade_date"].unique().sort()
+    returns_by_horizon = {h: base[f"fwd_{h}"].to_numpy() for h in horizons}  # unknown returns are NaN
+    # Each horizon's returns sorted by day and value once, shared by every factor's rankings.
+    return_layouts = {h: _SortedDays.of(day_index, r) for h, r in returns_by_horizon.items()}
     ics, quantile_parts, turnover_parts = [], [], []
     for factor_id in factor_ids:
-        value = _clean(pl.col(factor_id).cast(pl.Float64))
-        frame = _with_quantiles(base.select(*columns, value.alias("factor")), quantiles)
-        for horizon in horizons:
-            ret = f"fwd_{horizon}"
-            pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
-            ics.append(_information_coefficients(frame, factor_id, horizon))
+        frame = base.select(
+            "stock_id",
+            "trade_date",
+            "previous_date",
+            "follows",
+            _clean(pl.col(factor_id).cast(pl.Float64)).alias("factor"),
+        )
+        value = frame["factor"].to_numpy()  # unknown values are NaN here
+        layout = _SortedDays.of(day_index, value)
+        known_value = ~np.isnan(value)
+        bucket = layout.quantile_buckets(value, quantiles)
+        for horizon, ret in returns_by_horizon.items():
+            both = known_value & ~np.isnan(ret)
+            figures = _pair_figures(
+                day_index[both],
+                len(day_dates),
+                value[both],
+                ret[both],
+                layout.ranks(both)[both],
+                return_layouts[horizon].ranks(both)[both],
+            )
+            ics.append(
+                pl.DataFrame(
+                    {"trade_date": day_dates, "horizon": horizon, "factor_id": factor_id, **figures},
+                    schema_overrides={"horizon": pl.Int32},
+                )
+            )
             quantile_parts.append(
-                frame.filter(pair)
-                .group_by("trade_date", "quantile")
-                .agg(
-                    pl.lit(horizon).cast(pl.Int32).alias("horizon"),
-                    pl.lit(factor_id).alias("factor_id"),
-                    pl.col(ret).mean().alias("mean_return"),
-                    pl.len().cast(pl.Int64).alias("n_stocks"),
+                _quantile_means(day_index[both], day_dates, bucket[both], ret[both], quantiles).with_columns(
+                    pl.lit(horizon).cast(pl.Int32).alias("horizon"), pl.lit(factor_id).alias("factor_id")
                 )
             )
         if previous.height:
+            frame = frame.with_columns(
+                pl.Series("quantile", bucket, nan_to_null=True).cast(pl.Int32),
+                pl.Series("rank", layout.ranks(known_value), nan_to_null=True),
+            )
             turnover_parts.append(
                 _turnover(frame, previous, quantiles).with_columns(pl.lit(factor_id).alias("factor_id"))
             )
     order = ["known_on", "trade_date", "horizon", "factor_id"]
-    ic_frame = _concat([f.join(known, on=["trade_date", "horizon"]) for f in ics], IC_SCHEMA).sort(order)
-    quantile_frame = _concat([f.join(known, on=["trade_date", "horizon"]) for f in quantile_parts], QUANTILE_SCHEMA)
+    ic_frame = _concat(ics, IC_SCHEMA, known).sort(order)
+    quantile_frame = _concat(quantile_parts, QUANTILE_SCHEMA, known)
     turnover = _concat(turnover_parts, TURNOVER_SCHEMA).sort("trade_date", "factor_id")
     return ic_frame, quantile_frame.sort(*order, "quantile"), turnover
 
 
-def _information_coefficients(frame: pl.DataFrame, factor_id: str, horizon: int) -> pl.DataFrame:
-    """Rank and Pearson IC of one factor and horizon per day.
+def _pair_figures(
+    days: np.ndarray,
+    day_count: int,
+    factor: np.ndarray,
+    forward: np.ndarray,
+    factor_ranks: np.ndarray,
+    return_ranks: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Rank IC, Pearson IC and pair count per day (0..day_count-1) from the pairs where both the factor
+    and the return are known: `days` is each pair's day, the ranks are within those pairs that day.
 
-    The rank IC is the Pearson correlation of the two columns' ranks among the stocks where both are
-    known. On a day where every stock with the factor also has the return and vice versa, those are the
-    day's ranks already computed (`rank` of the factor, `rank_<h>` of the return); only days where the two
-    sets differ (a stock suspended on one of the two days) rank again on the pairs."""
-    ret = f"fwd_{horizon}"
-    pair = pl.col("factor").is_not_null() & pl.col(ret).is_not_null()
-    differs = pl.col("factor").is_null() != pl.col(ret).is_null()
-    days = frame.group_by("trade_date").agg(
-        pl.lit(horizon).cast(pl.Int32).alias("horizon"),
-        pl.lit(factor_id).alias("factor_id"),
-        pl.corr("rank", f"rank_{horizon}").alias("rank_ic"),
-        pl.corr("factor", ret).alias("pearson_ic"),
-        pair.sum().cast(pl.Int64).alias("n_stocks"),
-        differs.any().alias("differs"),
+    Both correlations are centred sums per day. Average ranks of n values sum to n(n+1)/2, so their
+    mean is exactly (n+1)/2 and the centred ranks are exact multiples of 1/2: the rank sums are exact in
+    float64. A column constant across the day's pairs has every centred rank 0, so both ICs are 0/0 —
+    undefined (null), decided exactly rather than by a rounded variance of the values."""
+    count = np.bincount(days, minlength=day_count)
+
+    def correlation(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        xx, yy = np.bincount(days, x * x, day_count), np.bincount(days, y * y, day_count)
+        return np.bincount(days, x * y, day_count) / np.sqrt(xx * yy), xx, yy
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        middle = (count[days] + 1) / 2.0
+        rank_ic, factor_spread, return_spread = correlation(factor_ranks - middle, return_ranks - middle)
+        factor_mean = np.bincount(days, factor, day_count) / count
+        return_mean = np.bincount(days, forward, day_count) / count
+        pearson_ic, _, _ = correlation(factor - factor_mean[days], forward - return_mean[days])
+    pearson_ic[(factor_spread == 0) | (return_spread == 0)] = np.nan
+    return {"rank_ic": rank_ic, "pearson_ic": pearson_ic, "n_stocks": count}
+
+
+def _quantile_means(
+    days: np.ndarray, day_dates: pl.Series, bucket: np.ndarray, forward: np.ndarray, quantiles: int
+) -> pl.DataFrame:
+    """trade_date, quantile, mean_return, n_stocks of the pairs: each day's quantiles that hold a pair."""
+    key = days * quantiles + (bucket.astype(np.int64) - 1)
+    length = len(day_dates) * quantiles
+    count = np.bincount(key, minlength=length)
+    held = np.flatnonzero(count)
+    return pl.DataFrame(
+        {
+            "trade_date": day_dates.gather(held // quantiles),
+            "quantile": (held % quantiles + 1).astype(np.int32),
+            "mean_return": np.bincount(key, forward, length)[held] / count[held],
+            "n_stocks": count[held],
+        }
     )
-    uneven = days.filter(pl.col("differs"))["trade_date"]
-    if uneven.len():
-        exact = (
-            frame.filter(pl.col("trade_date").is_in(uneven.implode()))
-            .group_by("trade_date")
-            .agg(pl.corr("factor", ret, method="spearman").alias("exact_ic"))
-        )
-        days = days.join(exact, on="trade_date", how="left").with_columns(
-            pl.when(pl.col("differs")).then(pl.col("exact_ic")).otherwise(pl.col("rank_ic")).alias("rank_ic")
-        )
-    return days.drop("differs", "exact_ic", strict=False)
 
 
-def _concat(parts: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
-    """One frame of `schema`; a correlation that is undefined (a factor constant across stocks that day)
-    is stored as null, not NaN, so it drops out of every mean instead of poisoning it."""
+@dataclass(frozen=True)
+class _SortedDays:
+    """One column's rows sorted by day, then value (unknown last): where each run of equal values starts
+    and ends, and where its day starts. Rankings of any subset of the rows, and the day's quantiles,
+    are then running counts and lookups, not a sort per subset."""
+
+    order: np.ndarray  # row numbers in sorted order
+    run_of: np.ndarray | None  # run number of each sorted position; None when every run is one row
+    run_starts: np.ndarray
+    run_ends: np.ndarray
+    run_day_start: np.ndarray  # sorted position where each run's day starts
+    day_starts: np.ndarray
+
+    @classmethod
+    def of(cls, day_index: np.ndarray, values: np.ndarray) -> _SortedDays:
+        order = np.lexsort((values, day_index))  # NaN sorts last within the day
+        day, value = day_index[order], values[order]
+        new_day = np.ones(len(order), dtype=bool)
+        new_day[1:] = day[1:] != day[:-1]
+        new_run = new_day.copy()
+        new_run[1:] |= value[1:] != value[:-1]  # NaN never equals: each unknown value is a run of its own
+        run_starts = np.flatnonzero(new_run)
+        day_starts = np.flatnonzero(new_day)
+        return cls(
+            order=order,
+            run_of=None if len(run_starts) == len(order) else np.cumsum(new_run) - 1,
+            run_starts=run_starts,
+            run_ends=np.append(run_starts[1:], len(order)) - 1,
+            run_day_start=day_starts[np.cumsum(new_day)[run_starts] - 1],
+            day_starts=day_starts,
+        )
+
+    def ranks(self, counted: np.ndarray) -> np.ndarray:
+        """Average rank within the day among the rows where `counted` holds, NaN elsewhere (as polars'
+        `rank("average").over(day)` on those rows): the counted rows before the run that day plus the
+        middle of the run's counted rows, (first + last) / 2 = before + (ties + 1) / 2."""
+        counts = counted[self.order]
+        through = np.cumsum(counts)
+        before = through - counts
+        result = np.full(len(self.order), np.nan)
+        if self.run_of is None:  # no equal values: each counted row is its own run, ties = 1
+            result[self.order[counts]] = ((before - before[self.run_day_start]) + 1.0)[counts]
+            return result
+        run_before = before[self.run_starts]
+        ties = through[self.run_ends] - run_before
+        run_rank = (run_before - before[self.run_day_start]) + (ties + 1) / 2.0
+        result[self.order[counts]] = run_rank[self.run_of[counts]]
+        return result
+
+    def quantile_buckets(self, values: np.ndarray, quantiles: int) -> np.ndarray:
+        """pd.qcut's bucket (1..quantiles, NaN where unknown) of each row within its day: the edges are
+        the linearly interpolated k/quantiles quantiles of the day's known values (polars' `quantile(...,
+        "linear")`), and a value lands one bucket above every edge it exceeds."""
+        known = ~np.isnan(values[self.order])
+        size = np.add.reduceat(known.astype(np.int64), self.day_starts) if len(self.order) else self.day_starts
+        value = values[self.order]
+        day_of_position = np.repeat(np.arange(len(self.day_starts)), np.diff(np.append(self.day_starts, len(value))))
+        bucket = np.ones(len(value))
+        for k in range(1, quantiles):
+            position = np.maximum(size - 1, 0) * (k / quantiles)
+            low, high = np.floor(position).astype(np.int64), np.ceil(position).astype(np.int64)
+            lower, upper = value[self.day_starts + low], value[self.day_starts + high]
+            edge = np.where(lower == upper, lower, (position - low) * (upper - lower) + lower)
+            bucket += value > edge[day_of_position]
+        result = np.full(len(value), np.nan)
+        result[self.order[known]] = bucket[known]
+        return result
+
+
+def _concat(parts: list[pl.DataFrame], schema: dict, known: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One frame of `schema` (only the (trade_date, horizon) pairs in `known`, when given); a correlation
+    that is undefined (a factor constant across stocks that day) is stored as null, not NaN, so it drops
+    out of every mean instead of poisoning it."""
     if not parts:
         return pl.DataFrame(schema=schema)
+    frame = pl.concat([part.select([c for c in schema if c in part.columns]) for part in parts], how="vertical_relaxed")
+    if known is not None:
+        frame = frame.join(known, on=["trade_date", "horizon"])
     columns = [pl.col(c).cast(t).fill_nan(None) if t == pl.Float64 else pl.col(c).cast(t) for c, t in schema.items()]
-    return pl.concat([part.select(list(schema)) for part in parts], how="vertical_relaxed").select(columns)
-
-
-def _with_quantiles(frame: pl.DataFrame, quantiles: int) -> pl.DataFrame:
-    """Adds `quantile` (1..quantiles, pd.qcut's bins per day) and `rank` (the day's average rank) of `factor`."""
-    value = pl.col("factor")
-    edges = [value.quantile(k / quantiles, interpolation="linear").over("trade_date") for k in range(1, quantiles)]
-    bucket = pl.sum_horizontal([(value > edge).cast(pl.Int32) for edge in edges]) + 1
-    return frame.with_columns(
-        pl.when(value.is_not_null()).then(bucket).cast(pl.Int32).alias("quantile"),
-        value.rank("average").over("trade_date").alias("rank"),
-    )
+    return frame.select(columns)
 
 
 def _previous_days(open_days: Sequence[dt.date], days: Sequence[dt.date]) -> pl.DataFrame:

@@ -110,7 +110,9 @@ def signals(warehouse: Warehouse, start: dt.date, end: dt.date, strategy_ids: Se
     """BUY/SELL rows of `strategy_signals` with trade_date in [start, end].
 
     A plain-text query read straight into polars: a year is ~0.8 M rows, and SQLAlchemy's per-row date
-    conversion on SQLite took longer than the backtest itself."""
+    conversion on SQLite took longer than the backtest itself. The rows come from the DB-API cursor as
+    plain tuples: a text query has no result types to apply, and building a SQLAlchemy `Row` for each
+    took longer than the query."""
     if not strategy_ids:
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     query = sa.text(
@@ -119,7 +121,7 @@ def signals(warehouse: Warehouse, start: dt.date, end: dt.date, strategy_ids: Se
     ).bindparams(sa.bindparam("ids", expanding=True))
     with warehouse.engine.connect() as connection:
         result = connection.execute(query, {"start": start, "end": end, "ids": list(strategy_ids)})
-        frame = pl.DataFrame(result.fetchall(), schema=list(SIGNAL_SCHEMA), orient="row")
+        frame = pl.DataFrame(result.cursor.fetchall(), schema=list(SIGNAL_SCHEMA), orient="row")
     if frame.is_empty():
         return pl.DataFrame(schema=SIGNAL_SCHEMA)
     if frame.schema["trade_date"] == pl.Utf8:  # SQLite stores dates as ISO text
