@@ -1,4 +1,4 @@
-"""Benchmark issue 20: the whole 2024 evaluation in one run, and one incremental day.
+"""The whole 2024 evaluation in one run, and one incremental day.
 
     python benchmarks/evaluation.py --home /tmp/qrl-2024        # builds the 2024 demo chain there once
     python benchmarks/evaluation.py --home /tmp/qrl-2024 --repeat 3
@@ -140,7 +140,7 @@ def main() -> None:
     day_steps = step_seconds(instance, result.run_id)
 
     store = FrameStore(settings().qrl_home)
-    print("\n== issue 20 evaluation benchmark (demo market, 1,800 stocks, 2-core machine) ==")
+    print("\n== evaluation benchmark (demo market, 1,800 stocks, 2-core machine) ==")
     print(f"trivial one-asset Dagster run (median of 5):      {trivial:6.2f} s")
     print(
         f"2024 research, one run (median of {len(years)}):            {statistics.median(years):6.2f} s"

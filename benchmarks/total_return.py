@@ -1,4 +1,4 @@
-"""Raw against total return: how each strategy's 2024 hit rate and forward return change (issue 19).
+"""Raw against total return: how each strategy's 2024 hit rate and forward return change.
 
     python benchmarks/total_return.py                  # the 2024 demo chain from an empty home, then the table
     python benchmarks/total_return.py --stocks 300     # a smaller demo universe (faster)

@@ -1,4 +1,4 @@
-"""The whole 2024 daily chain from an empty home in one run, on SQLite and on PostgreSQL (issue 14).
+"""The whole 2024 daily chain from an empty home in one run, on SQLite and on PostgreSQL.
 
     python benchmarks/year.py                              # year on both warehouses + one day
     python benchmarks/year.py --warehouses sqlite          # one warehouse

@@ -89,6 +89,8 @@ def test_the_ui_loads_the_code_location_with_its_graph_jobs_schedules_and_sensor
     } <= jobs
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     assert schedules.pop("qrl_rebalance_daily_schedule") == "STOPPED"  # trading stays opt-in
+    # The backtest's books start on the first day the schedule runs: the operator chooses that day.
+    assert schedules.pop("evaluation_schedule") == "STOPPED"
     assert schedules and set(schedules.values()) == {"RUNNING"}, schedules
     sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
     assert {"market_data_available_sensor", "m13_consumption_lag_sensor", "run_failure_alert_sensor"} <= set(sensors)

@@ -1,4 +1,4 @@
-"""Strategy backtest (issue 20 §3): signals → positions → NAV, trades and costs, one trading day at a time.
+"""Strategy backtest: signals → positions → NAV, trades and costs, one trading day at a time.
 
 The day loop is the only implementation: a range backfill runs it over many days from a fresh book,
 the daily partition runs it over one day from the book stored for the previous trading day, so both

@@ -1,4 +1,4 @@
-"""Factor information coefficients, quantile returns and turnover (issue 20 §1), as pure polars maths.
+"""Factor information coefficients, quantile returns and turnover, as pure polars maths.
 
 Semantics (the asset's description repeats them):
 

@@ -1,4 +1,4 @@
-"""Rolling factor report (issue 20 §2): what the stored ICs, quantile returns and turnover say about a
+"""Rolling factor report: what the stored ICs, quantile returns and turnover say about a
 factor over the last 60 and 250 trading days, as of a day.
 
 Only rows known by the as-of day count (ICs and quantile returns by `known_on`, turnover by its day),

@@ -1,4 +1,4 @@
-"""Performance figures of a strategy's daily NAV rows (issue 20 §3), in polars.
+"""Performance figures of a strategy's daily NAV rows, in polars.
 
 Definitions (those of empyrical, which the tests use as the oracle), on daily returns r over n days,
 252 trading days a year: annual return = (Π(1 + r))^(252 / n) − 1; volatility = std(r, ddof 1) × √252;

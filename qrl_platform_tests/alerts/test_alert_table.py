@@ -62,7 +62,7 @@ def test_a_run_over_twice_its_estimate_alerts_warning_for_every_job(slack, tmp_p
     jobs = [
         j for j in defs.get_repository_def().get_all_jobs() if not j.name.startswith("__") and j.name not in cli_jobs
     ]
-    assert len(jobs) == 20  # 12 scheduled or manual jobs + 8 the market sensor launches per table/indicator
+    assert len(jobs) == 21  # 13 scheduled or manual jobs + 8 the market sensor launches per table/indicator
     missing = [j.name for j in jobs if float(j.tags.get(ESTIMATE_TAG, 0)) <= 0]
     assert missing == []  # every job is judged, refresh_factor_metadata_job included
 

@@ -128,7 +128,7 @@ def test_every_job_that_touches_a_server_has_the_shared_retry_policy():
     jobs = [
         "daily_market_job", "monthly_revenue_job", "financials_job", "shareholding_job", "strategies_job",
         "strategy_stats_job", "notify_m13_job", "cleanup_old_signals_job", "refresh_factor_metadata_job",
-        "dagster_retention_job", "qrl_15min_job", "qrl_rebalance_job",
+        "dagster_retention_job", "evaluation_job", "qrl_15min_job", "qrl_rebalance_job",
         # the per-table and per-indicator jobs the market sensor launches on the publication timetable
         "ingest_daily_quotes_job", "ingest_institutional_flows_job", "ingest_margin_balances_job",
         "ingest_valuations_job", "ingest_corporate_actions_job", "technical_indicators_job", "fundamental_indicators_job", "chip_indicators_job",

@@ -1,4 +1,4 @@
-"""A simulated live week (issue 10, part 5): the real market sensor over local exchanges that publish
+"""A simulated live week: the real market sensor over local exchanges that publish
 each table only from its publication time on, driven by a stepped clock.
 
 The fake hosts serve a complete seven-stock universe (fake_universe.py) whose year of history before the

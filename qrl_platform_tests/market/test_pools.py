@@ -1,4 +1,4 @@
-"""Exchange concurrency is the pools alone (issue 18): on an instance built from the repository's own
+"""Exchange concurrency is the pools alone: on an instance built from the repository's own
 dagster.yaml, a MOPS step and a TWSE step run at the same time, while two TWSE steps never overlap.
 
 Each run is its own process (pool_steps.py), as separate run workers are. The steps sit in the same

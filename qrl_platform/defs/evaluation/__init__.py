@@ -1,1 +1,1 @@
-"""Evaluation (issue 20): factor ICs, the rolling factor report and strategy backtests."""
+"""Evaluation: factor ICs, the rolling factor report and strategy backtests."""

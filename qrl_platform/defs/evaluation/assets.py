@@ -1,4 +1,4 @@
-"""Evaluation assets (issue 20): is a factor or a strategy any good? Thin wiring over
+"""Evaluation assets: is a factor or a strategy any good? Thin wiring over
 `qrl_platform.evaluation` (pure polars maths, frames in the frame store).
 
 * `factor_ic` — per known day E, every factor's rank/Pearson IC against the 1/5/10/20-day forward total

@@ -10,7 +10,7 @@ from qrl_platform.defs.job_tags import STEP_RETRY, job_tags
 evaluation_job = dg.define_asset_job(
     "evaluation_job",
     selection=dg.AssetSelection.assets("factor_ic", "factor_report", "strategy_backtest"),
-    description="Issue 20: the day's factor ICs, the rolling factor report and the strategy backtests.",
+    description="The day's factor ICs, the rolling factor report and the strategy backtests.",
     tags=job_tags(estimate_seconds=30),
     op_retry_policy=STEP_RETRY,
 )
