@@ -15,29 +15,14 @@ import polars as pl
 import sqlalchemy as sa
 
 from qrl_platform.factors.registry import MODULE_ASSETS
+from qrl_platform.market.schema import CORPORATE_ACTIONS
 from qrl_platform.market.tradability import tradability
 from qrl_platform.storage.frames import FrameStore
+from qrl_platform.strategy.engine import SIGNALS_SCHEMA
 from qrl_platform.warehouse import Warehouse
 
-ACTION_SCHEMA = {
-    "stock_id": pl.Utf8,
-    "ex_date": pl.Date,
-    "market": pl.Utf8,
-    "kind": pl.Utf8,
-    "prior_close": pl.Float64,
-    "reference_price": pl.Float64,
-    "cash_per_share": pl.Float64,
-    "stock_per_share": pl.Float64,
-    "published_on": pl.Date,
-}
-SIGNAL_SCHEMA = {
-    "strategy_id": pl.Utf8,
-    "stock_id": pl.Utf8,
-    "trade_date": pl.Date,
-    "signal": pl.Utf8,
-    "confidence": pl.Float64,
-    "score": pl.Float64,
-}
+# The signal columns the backtest reads (the stored rows without their factor values).
+SIGNAL_SCHEMA = {name: dtype for name, dtype in SIGNALS_SCHEMA.items() if name != "factor_values"}
 
 
 class EvaluationInputsMissing(ValueError):
@@ -77,8 +62,8 @@ def corporate_actions(store: FrameStore, start: dt.date, end: dt.date) -> pl.Dat
     """Events with ex_date in [start, end] (the `corporate_actions` asset's partitions are ex-dates)."""
     frame = store.read_range("corporate_actions", start.isoformat(), end.isoformat())
     if frame.is_empty():
-        return pl.DataFrame(schema=ACTION_SCHEMA)
-    return frame.select([pl.col(c).cast(t) for c, t in ACTION_SCHEMA.items()])
+        return pl.DataFrame(schema=CORPORATE_ACTIONS)
+    return frame.select([pl.col(c).cast(t) for c, t in CORPORATE_ACTIONS.items()])
 
 
 def factors(store: FrameStore, days: Sequence[dt.date], factor_ids: Sequence[str]) -> pl.DataFrame:
