@@ -129,8 +129,8 @@ CORPORATE_ACTIONS_CHECK = "factors_plausible"
             asset="corporate_actions",
             blocking=True,
             description="Every event's adjustment factor (reference price / prior close) is plausible: dividends "
-            "0.05 < f <= 1.5, capital reductions, par-value changes and splits 0.05 < f <= 10. A failure names "
-            "the stock, ex-date and kind.",
+            "0.05 < f <= 1.5, capital reductions 0.05 < f <= 10, par-value changes and splits 0.01 < f <= 100. "
+            "A failure names the stock, ex-date and kind.",
         )
     ],
 )
