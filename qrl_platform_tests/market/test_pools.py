@@ -51,7 +51,7 @@ def _run_together(home: Path, shared: Path, *steps: tuple[str, str, str, str]) -
         for step in steps
     ]
     for worker in workers:
-        _, stderr = worker.communicate(timeout=120)
+        _, stderr = worker.communicate(timeout=240)
         assert worker.returncode == 0, stderr[-3000:]
     return {name: json.loads((shared / f"{name}.json").read_text()) for name, *_ in steps}
 
