@@ -23,7 +23,9 @@ def _wait_for(condition, timeout: float = MEETING_TIMEOUT_SECONDS) -> bool:
     while time.monotonic() < deadline:
         if condition():
             return True
-        time.sleep(0.1)
+        # Not faster: each look is a read of the instance's SQLite storage, which the other worker must
+        # write to (its run, its pending claim on the pool) to get queued at all.
+        time.sleep(0.5)
     return False
 
 
