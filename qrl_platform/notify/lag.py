@@ -1,5 +1,5 @@
-"""The M13 consumption lag check: ``unconsumed_events`` lists events M13 has not consumed
-``older_than`` after publication (S7: a sensor warns after 30 minutes), from the outbox and, on the
+"""The order module's consumption lag check: ``unconsumed_events`` lists events the order module has
+not consumed ``older_than`` after publication (a sensor warns after 30 minutes), from the outbox and, on the
 Redis backend, from the stream and its consumer group's pending list.
 """
 
@@ -59,7 +59,7 @@ def unconsumed_events(
     stream: str = STREAM_KEY,
     group: str = M13_GROUP,
 ) -> list[LaggingEvent]:
-    """Events M13 has not consumed ``older_than`` after publication, oldest first.
+    """Events the order module has not consumed ``older_than`` after publication, oldest first.
 
     Outbox mode (no ``redis``): rows with consumed_at NULL created before now − older_than.
     Redis mode: stream entries after the group's last-delivered-id (never read) or in its pending list

@@ -1,4 +1,4 @@
-"""Raw market assets (SPEC S4.1): thin Dagster wiring over `ingest` and the market sources."""
+"""Raw market assets: thin Dagster wiring over `ingest` and the market sources."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
