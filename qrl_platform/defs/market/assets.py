@@ -92,7 +92,7 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(
         **_raw_asset_declaration(table),
         description=tables.BY_NAME[table].description + NOT_PUBLISHED_YET_NOTE,
-        # Data the exchange has not published yet is "no materialisation", not a failure (see below).
+        # Data the exchange has not published yet is "no materialisation", not a failure (_record_not_published_yet).
         output_required=False,
     )
     def _asset(
