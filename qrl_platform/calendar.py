@@ -1,4 +1,4 @@
-"""The Taiwan trading calendar and the platform's clock (SPEC S3): one Taipei zone, one "closing data
+"""The Taiwan trading calendar and the platform's clock : one Taipei zone, one "closing data
 is out" time, and why a day is closed.
 
 Exchange holidays and typhoon closures still have (weekday) partitions, which materialise as empty

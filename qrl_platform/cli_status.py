@@ -2,7 +2,7 @@
 
 Raw tables (stored? rows), the indicators (rows, and the blocking checks of the run that last
 materialised the partition: passed, or the failures with the first line of their description), the
-day's signals (count, BUY/SELL/HOLD, strategies), the M13 event (published? relayed? consumed?) and
+day's signals (count, BUY/SELL/HOLD, strategies), the order module's event (published? relayed? consumed?) and
 the stats. It reads the frames and the warehouse (QRL_HOME, QRL_WAREHOUSE_URL) and the local Dagster
 instance (DAGSTER_HOME) for check results; it does not ask a remote webserver (QRL_DAGSTER_URL).
 """

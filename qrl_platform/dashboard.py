@@ -26,6 +26,8 @@ from qrl_platform.calendar import QUARTER_HOUR, QUARTER_HOUR_FMT, TAIPEI, previo
 from qrl_platform.warehouse.schema import qrl_positions, rebalance_plans, strategy_stats
 
 if TYPE_CHECKING:  # types only: the treasury assets use this module without the strategy code
+    import sqlalchemy as sa
+
     from qrl_platform.strategy.runner import StrategyRunSummary
     from qrl_platform.strategy.stats import StatsResult
     from qrl_platform.warehouse import Warehouse
@@ -197,13 +199,7 @@ def position_chart(
     warehouse: Warehouse, *, symbol: str, mode: str, until: dt.datetime, days: int = TREASURY_CHART_DAYS
 ) -> dict[str, str]:
     """{position_chart}: the account's stored positions of the last `days` days up to `until`."""
-    rows = warehouse.read_table(
-        "qrl_positions",
-        where=(qrl_positions.c.symbol == symbol)
-        & (qrl_positions.c.mode == mode)
-        & (qrl_positions.c.as_of > until - dt.timedelta(days=days))
-        & (qrl_positions.c.as_of <= until),
-    )
+    rows = _account_rows(warehouse, qrl_positions, "as_of", symbol=symbol, mode=mode, until=until, days=days)
     return {"position_chart": charts.markdown_image(charts.position_chart(rows), "QRL position value and PnL")}
 
 
@@ -211,11 +207,19 @@ def rebalance_chart(
     warehouse: Warehouse, *, symbol: str, mode: str, until: dt.datetime, days: int = TREASURY_CHART_DAYS
 ) -> dict[str, str]:
     """{rebalance_chart}: the account's stored plans of the last `days` days up to `until`."""
-    rows = warehouse.read_table(
-        "rebalance_plans",
-        where=(rebalance_plans.c.symbol == symbol)
-        & (rebalance_plans.c.mode == mode)
-        & (rebalance_plans.c.timestamp > until - dt.timedelta(days=days))
-        & (rebalance_plans.c.timestamp <= until),
-    )
+    rows = _account_rows(warehouse, rebalance_plans, "timestamp", symbol=symbol, mode=mode, until=until, days=days)
     return {"rebalance_chart": charts.markdown_image(charts.rebalance_chart(rows), "QRL rebalance plans")}
+
+
+def _account_rows(
+    warehouse: Warehouse, table: sa.Table, time_column: str, *, symbol: str, mode: str, until: dt.datetime, days: int
+) -> pl.DataFrame:
+    """One account's rows of a treasury table (symbol and exchange mode) in the `days` days up to `until`."""
+    at = table.c[time_column]
+    return warehouse.read_table(
+        table.name,
+        where=(table.c.symbol == symbol)
+        & (table.c.mode == mode)
+        & (at > until - dt.timedelta(days=days))
+        & (at <= until),
+    )

@@ -1,5 +1,5 @@
 """`qrl backfill START END --whole-chain` from an empty home: the slower-cadence tables and the raw
-lookback history first, then raw -> M07/M08/M09 + checks -> strategies -> M13 -> stats as ONE run."""
+lookback history first, then raw -> indicators + checks -> strategies -> order-module event -> stats as ONE run."""
 
 import dagster as dg
 import pytest

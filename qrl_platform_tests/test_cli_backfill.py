@@ -101,7 +101,7 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
     assert len(fresh.get_runs()) == runs_before + 1
     assert latest.job_name == "strategies_job" and latest.is_success
 
-    # `qrl status` of a materialised day, before and after M13 consumed the day's event.
+    # `qrl status` of a materialised day, before and after the order module consumed the day's event.
     from qrl_platform.cli_status import status_lines
     from qrl_platform.settings import settings
     from qrl_platform.warehouse import Warehouse

@@ -1,5 +1,5 @@
 """The whole trading day end to end on the demo market, through the README's `qrl demo` and the
-manual operations of S9: raw → M07/M08/M09 → strategies → M13 event → stats, all as Dagster runs."""
+manual operations: raw → indicators → strategies → order-module event → stats, all as Dagster runs."""
 
 import logging
 import logging.handlers

@@ -34,14 +34,26 @@ def test_raw_market_assets_have_plain_keys_trading_day_partitions_and_single_run
 
 
 ASSET_GROUPS = {
-    "daily_quotes": "market", "institutional_flows": "market", "margin_balances": "market", "valuations": "market",
-    "monthly_revenue": "market", "financials": "market", "shareholding_distribution": "market",
+    "daily_quotes": "market",
+    "institutional_flows": "market",
+    "margin_balances": "market",
+    "valuations": "market",
+    "monthly_revenue": "market",
+    "financials": "market",
+    "shareholding_distribution": "market",
     "corporate_actions": "market",
     "tradability": "market",
-    "technical_indicators": "technical", "fundamental_indicators": "fundamental", "chip_indicators": "chip",
-    "strategy_signals": "strategies", "strategy_stats": "strategies", "m13_notification": "notify",
-    "qrl_position": "qrl", "rebalance_plan": "qrl",
-    "factor_ic": "evaluation", "factor_report": "evaluation", "strategy_backtest": "evaluation",
+    "technical_indicators": "technical",
+    "fundamental_indicators": "fundamental",
+    "chip_indicators": "chip",
+    "strategy_signals": "strategies",
+    "strategy_stats": "strategies",
+    "m13_notification": "notify",
+    "qrl_position": "qrl",
+    "rebalance_plan": "qrl",
+    "factor_ic": "evaluation",
+    "factor_report": "evaluation",
+    "strategy_backtest": "evaluation",
 }
 
 
@@ -65,15 +77,37 @@ def test_the_asset_graph_is_what_we_ship():
         assert graph.get(dg.AssetKey(name)).check_keys, f"{name} has no checks"
 
 
+# The jobs the platform ships (the Dagster UI lists them too, test_webserver.py).
+SHIPPED_JOBS = {
+    "daily_market_job",
+    "strategies_job",
+    "notify_m13_job",
+    "strategy_stats_job",
+    "cleanup_old_signals_job",
+    "refresh_factor_metadata_job",
+    "qrl_15min_job",
+    "qrl_rebalance_job",
+}
+
+
 def test_jobs_schedules_and_sensors_exist():
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"daily_market_job", "strategies_job", "notify_m13_job", "strategy_stats_job", "cleanup_old_signals_job",
-            "refresh_factor_metadata_job", "qrl_15min_job", "qrl_rebalance_job"} <= jobs
+    assert SHIPPED_JOBS <= jobs
     repository = defs.get_repository_def()
     assert {s.name for s in repository.schedule_defs} >= {
-        "daily_market_schedule", "strategies_schedule", "notify_m13_schedule", "strategy_stats_schedule",
-        "cleanup_old_signals_schedule", "refresh_factor_metadata_schedule", "qrl_15min_schedule",
-        "qrl_rebalance_daily_schedule"}
+        "daily_market_schedule",
+        "strategies_schedule",
+        "notify_m13_schedule",
+        "strategy_stats_schedule",
+        "cleanup_old_signals_schedule",
+        "refresh_factor_metadata_schedule",
+        "qrl_15min_schedule",
+        "qrl_rebalance_daily_schedule",
+    }
     assert {s.name for s in repository.sensor_defs} == {
-        "market_data_available_sensor", "daily_flow_catchup_sensor", "m13_consumption_lag_sensor",
-        "run_failure_alert_sensor", "job_duration_sensor"}
+        "market_data_available_sensor",
+        "daily_flow_catchup_sensor",
+        "m13_consumption_lag_sensor",
+        "run_failure_alert_sensor",
+        "job_duration_sensor",
+    }

@@ -1,4 +1,4 @@
-"""The production deployment (SPEC S12) checked without a cluster or Docker.
+"""The production deployment checked without a cluster or Docker.
 
 The Dockerfile, the Helm values and deploy/dagster.yaml are configuration that otherwise meets a
 validator for the first time when the cluster runs it. Here every piece goes through the same

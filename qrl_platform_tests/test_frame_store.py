@@ -7,7 +7,9 @@ from qrl_platform.storage.frames import FrameStore
 
 
 def _frame(value: float) -> pl.DataFrame:
-    return pl.DataFrame({"stock_id": ["2330", "2317"], "trade_date": [dt.date(2024, 3, 5)] * 2, "close": [value, value]})
+    return pl.DataFrame(
+        {"stock_id": ["2330", "2317"], "trade_date": [dt.date(2024, 3, 5)] * 2, "close": [value, value]}
+    )
 
 
 def test_write_replaces_atomically_and_a_crash_keeps_the_previous_version(tmp_path, monkeypatch):
@@ -42,7 +44,8 @@ def test_intraday_keys_in_a_date_range(tmp_path):
     for key in ("2026-11-21-23:45", "2026-11-22-00:00", "2026-11-22-23:45", "2026-11-23-00:00"):
         store.write("qrl_prices", key, pl.DataFrame({"key": [key]}))
     assert store.read_range("qrl_prices", "2026-11-22", "2026-11-22")["key"].to_list() == [
-        "2026-11-22-00:00", "2026-11-22-23:45"
+        "2026-11-22-00:00",
+        "2026-11-22-23:45",
     ]
 
 

@@ -1,7 +1,7 @@
 """The Dagster UI as a person sees it: dagster-webserver over a small demo instance, driven through
 Debian's Chromium with Playwright (never Playwright's own browser download, which cannot work here).
 
-The instance holds two weeks of demo quotes, synthetic M07/M08/M09 frames (as in the strategy
+The instance holds two weeks of demo quotes, synthetic technical/fundamental/chip frames (as in the strategy
 tests: the indicators' own 250-day lookback would take minutes to build) and one single-run backfill
 of `strategies` → `strategy_signals` → `strategy_stats` over those days. Each test saves a screenshot
 under $QRL_UI_ARTIFACTS (default <repo>/.artifacts/ui/) with a stable name.

@@ -28,9 +28,20 @@ def test_replace_rows_is_atomic(warehouse):
     table = schema.factor_metadata
 
     def row(fid: str) -> dict:
-        return dict(factor_id=fid, module="M07", name=fid, description="d", unit="x", lookback=1,
-                    source_columns="close", version=1, min_value=None, max_value=None,
-                    max_missing_rate=0.1, updated_at=now)
+        return dict(
+            factor_id=fid,
+            module="M07",
+            name=fid,
+            description="d",
+            unit="x",
+            lookback=1,
+            source_columns="close",
+            version=1,
+            min_value=None,
+            max_value=None,
+            max_missing_rate=0.1,
+            updated_at=now,
+        )
 
     with warehouse.begin() as conn:
         warehouse.replace_rows(conn, table, table.c.module == "M07", [row("a"), row("b")])

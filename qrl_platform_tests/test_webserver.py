@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from qrl_platform_tests.servers import dagster_webserver, local_dagster_home
-from qrl_platform_tests.test_definitions import ASSET_GROUPS
+from qrl_platform_tests.test_definitions import ASSET_GROUPS, SHIPPED_JOBS
 
 QUERY = """
 {
@@ -77,16 +77,7 @@ def test_the_ui_loads_the_code_location_with_its_graph_jobs_schedules_and_sensor
     assert {"technical_indicators", "fundamental_indicators", "chip_indicators"} <= upstream
 
     jobs = {j["name"] for j in repository["jobs"]}
-    assert {
-        "daily_market_job",
-        "strategies_job",
-        "notify_m13_job",
-        "strategy_stats_job",
-        "cleanup_old_signals_job",
-        "refresh_factor_metadata_job",
-        "qrl_15min_job",
-        "qrl_rebalance_job",
-    } <= jobs
+    assert SHIPPED_JOBS <= jobs
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     assert schedules.pop("qrl_rebalance_daily_schedule") == "STOPPED"  # trading stays opt-in
     # The backtest's books start on the first day the schedule runs: the operator chooses that day.

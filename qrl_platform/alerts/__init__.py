@@ -1,4 +1,4 @@
-"""M15 alerts (S10): levels, channels (log, Slack, email, SMS webhook), redaction and dedupe.
+"""Alerts: levels, channels (log, Slack, email, SMS webhook), redaction and dedupe.
 
 Pure code in `channels` (no Dagster imports); `qrl_platform.defs.resources.AlertsResource` is the
 Dagster face that builds the channels from the settings at send time.

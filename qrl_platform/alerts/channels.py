@@ -1,4 +1,4 @@
-"""M15 alert channels: log, Slack incoming webhook, email (SMTP) and SMS through a generic webhook.
+"""Alert channels: log, Slack incoming webhook, email (SMTP) and SMS through a generic webhook.
 
 Two promises shape this module:
 

@@ -1,4 +1,4 @@
-"""Tags and retry policies every job shares: the duration estimate (S10: WARNING above 2×), the run
+"""Tags and retry policies every job shares: the duration estimate (a WARNING above 2×), the run
 queue tag deploy/dagster.yaml limits warehouse writers by, and the in-place step retry for outages.
 Exchanges are not a run tag: each exchange host group is a concurrency pool (twse-tpex, mops, tdcc,
 qrl_mexc) on the assets that call it, and the pool alone decides which steps may run together."""

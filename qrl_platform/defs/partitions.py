@@ -1,4 +1,4 @@
-"""The partitions of every asset (SPEC S3): trading-day weekdays in Asia/Taipei for the equity side,
+"""The partitions of every asset: trading-day weekdays in Asia/Taipei for the equity side,
 monthly / quarterly / weekly for the slower raw tables, UTC quarter hours for the QRL side.
 
 Which weekdays are closed is the calendar's business (`qrl_platform.calendar`); a closed day keeps

@@ -249,17 +249,15 @@ REPORT_SCHEMA = {
 }
 
 
+# The IC figures of one factor, window and horizon, in the order a person reads them (ranking, tear sheet).
+IC_FIGURES = ("days", "mean_ic", "ic_std", "icir", "t_stat", "positive_share")
+
 # The columns a person reads first when ranking factors (asset metadata, benchmark, closing note).
 RANKING_COLUMNS = (
     "rank_group",
     "factor_id",
     "direction",
-    "days",
-    "mean_ic",
-    "ic_std",
-    "icir",
-    "t_stat",
-    "positive_share",
+    *IC_FIGURES,
     "spread",
     "top_turnover",
     "rank_autocorrelation",

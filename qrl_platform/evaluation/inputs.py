@@ -67,7 +67,7 @@ def corporate_actions(store: FrameStore, start: dt.date, end: dt.date) -> pl.Dat
 
 
 def factors(store: FrameStore, days: Sequence[dt.date], factor_ids: Sequence[str]) -> pl.DataFrame:
-    """One wide frame: stock_id, trade_date and every factor of `factor_ids` found in M07/M08/M09."""
+    """One wide frame: stock_id, trade_date and every factor of `factor_ids` found in the indicator tables."""
     wide: pl.DataFrame | None = None
     for asset in MODULE_ASSETS.values():
         frame = store.read_many(asset, _keys(days))

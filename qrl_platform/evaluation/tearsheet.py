@@ -17,7 +17,7 @@ import polars as pl
 from qrl_platform import charts
 from qrl_platform.calendar import trading_days
 from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS, HORIZONS
-from qrl_platform.evaluation.factor_report import factor_report
+from qrl_platform.evaluation.factor_report import IC_FIGURES, factor_report
 from qrl_platform.evaluation.metrics import performance
 from qrl_platform.evaluation.pipeline import (
     FACTOR_IC,
@@ -106,22 +106,7 @@ def factor_sheet(store: FrameStore, factor_id: str, start: dt.date, end: dt.date
         f"Known from the close of its day{' (uses the previous trading day’s margin data)' if factor.lag_days else ''}; "
         f"evidence since {ics['trade_date'].min()}.",
     ]
-    summary = report.select(
-        "horizon",
-        "days",
-        "mean_ic",
-        "ic_std",
-        "icir",
-        "t_stat",
-        "positive_share",
-        "mean_pearson_ic",
-        "q1",
-        "q2",
-        "q3",
-        "q4",
-        "q5",
-        "spread",
-    )
+    summary = report.select("horizon", *IC_FIGURES, "mean_pearson_ic", "q1", "q2", "q3", "q4", "q5", "spread")
     extra = report.head(1).select(
         *[f"ic_decay_{h}" for h in DECAY_HORIZONS], "top_turnover", "bottom_turnover", "rank_autocorrelation"
     )

@@ -1,4 +1,4 @@
-"""The factors of M07 (technical), M08 (fundamental) and M09 (chip): plain polars maths per module,
+"""The technical, fundamental and chip factors: plain polars maths per module,
 one registry of their definitions, range computation over stored raw frames and data-quality rules.
 
 Plain Python, no Dagster. `Factor` is the shape of one definition; `registry.ALL_FACTORS` lists them

@@ -1,4 +1,4 @@
-"""One registry of factor definitions shared by M07/M08/M09.
+"""One registry of factor definitions shared by the technical, fundamental and chip indicators.
 
 Each indicator module declares its factors once, here-shaped; the `factor_metadata` table, the
 quality checks (missing rate, ranges) and the strategy validator all read this registry, so there is
@@ -32,7 +32,7 @@ class Factor:
     # earlier, because D's own rows are published after the 16:35 strategies (margin around 21:00). The
     # same rule in live runs and backfills, so a backfill stores exactly what the live run saw.
     lag_days: int = 0
-    # Which prices the factor is computed on (SPEC S13; docs/total-return.md): "adjusted" — backward-
+    # Which prices the factor is computed on (docs/total-return.md): "adjusted" — backward-
     # adjusted for dividends and capital changes as of the factor's own day, so returns and crosses have
     # no ex-date jumps; "raw" — the exchange's unadjusted prices (or figures the exchange computes from
     # them, like PE); "none" — no price at all (volumes, flows, fundamentals).

@@ -1,4 +1,4 @@
-"""Data quality of indicator frames (SPEC S5): pure evaluation, no Dagster.
+"""Data quality of indicator frames : pure evaluation, no Dagster.
 
 Four rules, each checked per factor and per day over any number of days at once:
 

@@ -1,4 +1,4 @@
-"""The one factor registry: M07 technical + M08 fundamental + M09 chip, as declared by each module.
+"""The one factor registry: technical + fundamental + chip factors, as declared by each module.
 
 Everything that needs to know the factors — factor_metadata, the quality checks, the indicator
 assets' output schema, the strategy validator — reads `ALL_FACTORS`; nothing keeps a second list.

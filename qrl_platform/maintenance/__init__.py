@@ -1,1 +1,1 @@
-"""Maintenance jobs of S7: CLEANUP_OLD_SIGNALS (Sunday 03:00) and DAGSTER_RETENTION (Sunday 03:30)."""
+"""Maintenance jobs: CLEANUP_OLD_SIGNALS (Sunday 03:00) and DAGSTER_RETENTION (Sunday 03:30)."""

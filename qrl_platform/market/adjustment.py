@@ -51,9 +51,7 @@ def _reject_implausible(factors: pl.DataFrame) -> None:
     low = pl.col("kind").replace_strict({kind: bounds[0] for kind, bounds in BOUNDS.items()}, default=None)
     high = pl.col("kind").replace_strict({kind: bounds[1] for kind, bounds in BOUNDS.items()}, default=None)
     factor = pl.col("factor")
-    implausible = factors.filter(
-        factor.is_null() | factor.is_nan() | low.is_null() | (factor <= low) | (factor > high)
-    )
+    implausible = factors.filter(factor.is_null() | factor.is_nan() | low.is_null() | (factor <= low) | (factor > high))
     if implausible.height:
         row = implausible.row(0, named=True)
         bounds = BOUNDS.get(row["kind"], (None, None))

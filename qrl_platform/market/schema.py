@@ -1,4 +1,4 @@
-"""Canonical raw market tables (SPEC S4.1): their schemas, keys and validation.
+"""Canonical raw market tables: their schemas, keys and validation.
 
 The columns, types, units and keys are declared once per table in `qrl_platform.market.tables`.
 Every source (demo or live) produces frames of exactly these schemas, so everything downstream is

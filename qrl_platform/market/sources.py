@@ -2,7 +2,7 @@
 
 Daily tables are fetched one trading date at a time (that is how TWSE/TPEx publish them). A source
 that has no data for a date answers `DayResult(closed=True, reason=…)` rather than raising: closed
-days (typhoons the calendar missed) are not failures (SPEC S3). Anything malformed raises
+days (typhoons the calendar missed) are not failures. Anything malformed raises
 `BadMarketData` naming endpoint, date and field.
 """
 

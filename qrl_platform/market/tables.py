@@ -1,4 +1,4 @@
-"""One declaration per raw market table (SPEC S4.1): the single place a raw table is described.
+"""One declaration per raw market table : the single place a raw table is described.
 
 Each `RawTable` is data, not code: its canonical columns (types and units), natural key, columns that
 may never be negative, cadence and partitions, how a source fetches it, the exchange host group
@@ -163,7 +163,7 @@ RAW: tuple[RawTable, ...] = (
         publish_rule="same_day",
         publish_why="MI_MARGN and TPEx margin balances are published around 21:00 (TWSE and TPEx alike)",
         endpoints="TWSE `rwd/zh/marginTrading/MI_MARGN` + TPEx `margin/balance`",
-        # Never out at 16:00; M09 of D reads the margin of D-1, stored by the sensor the evening before.
+        # Never out at 16:00; the chip indicators of D read the margin of D-1, stored by the sensor the evening before.
         endpoint_notes="by position; limit column `限額` or `次一營業日限額`",
         in_backstop=False,
         description="Margin purchase and short sale activity and balances per stock per day, in lots of "
@@ -213,7 +213,7 @@ RAW: tuple[RawTable, ...] = (
         endpoint_notes="cp950 pages, per-industry 合計 rows dropped, thousand TWD",
         in_backstop=False,
         description="Monthly revenue per stock (thousand TWD), partitioned by the month it describes; published_on "
-        "is the first day it was public (by the 10th of the next month) — M08 reads it point-in-time.",
+        "is the first day it was public (by the 10th of the next month) — the fundamental indicators read it point in time.",
     ),
     RawTable(
         name="financials",

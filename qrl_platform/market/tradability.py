@@ -1,4 +1,4 @@
-"""Could a signal have been traded? Price limits and trading restrictions per stock and day (SPEC S13).
+"""Could a signal have been traded? Price limits and trading restrictions per stock and day.
 
 Taiwan stocks move at most ±10 % from the day's **reference price**: the previous close, except on an
 ex-date (ex-dividend, ex-rights, resumption after a capital reduction, par-value change, split), where

@@ -1,10 +1,10 @@
-"""M13 notification (S7): the STRATEGY_SIGNALS_READY event, in three rooms without Dagster imports:
+"""The order module's notification: the STRATEGY_SIGNALS_READY event, in three rooms without Dagster imports:
 
 * `outbox` — the event as a warehouse row (idempotent per day), and its acknowledgement;
 * `relay` — the Redis Stream it is relayed to on the production backend, and publishing;
-* `lag` — which events M13 has not consumed in time.
+* `lag` — which events the order module has not consumed in time.
 
-How M13 consumes and acknowledges is shown by `qrl_platform_tests/notify/m13_consumer.py`.
+How the order module consumes and acknowledges is shown by `qrl_platform_tests/notify/m13_consumer.py`.
 """
 
 from qrl_platform.notify.lag import LaggingEvent, unconsumed_events

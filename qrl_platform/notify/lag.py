@@ -1,5 +1,5 @@
-"""The M13 consumption lag check: ``unconsumed_events`` lists events M13 has not consumed
-``older_than`` after publication (S7: a sensor warns after 30 minutes), from the outbox and, on the
+"""The order module's consumption lag check: ``unconsumed_events`` lists events the order module has
+not consumed ``older_than`` after publication (a sensor warns after 30 minutes), from the outbox and, on the
 Redis backend, from the stream and its consumer group's pending list.
 """
 
@@ -50,6 +50,29 @@ def _age_minutes(now: dt.datetime, then: dt.datetime) -> float:
     return round((now - then).total_seconds() / 60, 2)
 
 
+def _stream_event(
+    stream_id: str,
+    fields: dict[str, str],
+    now: dt.datetime,
+    where: str,
+    *,
+    consumer: str | None = None,
+    times_delivered: int | None = None,
+) -> LaggingEvent:
+    """A stream entry as a lagging event; a pending one also names the consumer holding it."""
+    published_at = stream_id_time(stream_id)
+    return LaggingEvent(
+        event_id=fields.get("event_id", ""),
+        trade_date=fields.get("trade_date", ""),
+        age_minutes=_age_minutes(now, published_at),
+        where=where,
+        published_at=published_at,
+        stream_id=stream_id,
+        consumer=consumer,
+        times_delivered=times_delivered,
+    )
+
+
 def unconsumed_events(
     warehouse: Warehouse,
     redis: redis_lib.Redis | None = None,
@@ -59,7 +82,7 @@ def unconsumed_events(
     stream: str = STREAM_KEY,
     group: str = M13_GROUP,
 ) -> list[LaggingEvent]:
-    """Events M13 has not consumed ``older_than`` after publication, oldest first.
+    """Events the order module has not consumed ``older_than`` after publication, oldest first.
 
     Outbox mode (no ``redis``): rows with consumed_at NULL created before now − older_than.
     Redis mode: stream entries after the group's last-delivered-id (never read) or in its pending list
@@ -112,16 +135,7 @@ def _stream_lag(
 
     # Never delivered to the group: ids after last-delivered-id, and old enough (ids are time-ordered).
     for stream_id, fields in stream_entries(redis.xrange(stream, min=f"({last_delivered}", max=str(cutoff_ms))):
-        lagging.append(
-            LaggingEvent(
-                event_id=fields.get("event_id", ""),
-                trade_date=fields.get("trade_date", ""),
-                age_minutes=_age_minutes(now, stream_id_time(stream_id)),
-                where="stream-undelivered",
-                published_at=stream_id_time(stream_id),
-                stream_id=stream_id,
-            )
-        )
+        lagging.append(_stream_event(stream_id, fields, now, "stream-undelivered"))
     # Delivered but not acknowledged. The group may not exist yet (nobody ever read).
     try:
         pending = redis.xpending_range(stream, group, min="-", max=str(cutoff_ms), count=STREAM_MAXLEN)
@@ -132,13 +146,11 @@ def _stream_lag(
         entries = stream_entries(redis.xrange(stream, min=stream_id, max=stream_id))
         fields = entries[0][1] if entries else {}
         lagging.append(
-            LaggingEvent(
-                event_id=fields.get("event_id", ""),
-                trade_date=fields.get("trade_date", ""),
-                age_minutes=_age_minutes(now, stream_id_time(stream_id)),
-                where="stream-pending",
-                published_at=stream_id_time(stream_id),
-                stream_id=stream_id,
+            _stream_event(
+                stream_id,
+                fields,
+                now,
+                "stream-pending",
                 consumer=as_text(item["consumer"]),
                 times_delivered=int(item["times_delivered"]),
             )

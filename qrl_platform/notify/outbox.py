@@ -1,8 +1,8 @@
-"""The M13 event outbox: tells the order module (M13) that a trading day's strategy signals are ready.
+"""The event outbox: tells the order module that a trading day's strategy signals are ready.
 
 The event is a row of the warehouse table ``event_outbox``, written in the same transaction as the
 caller's work (transactional outbox). With the ``outbox`` backend (``QRL_EVENT_BUS``, embedded
-default) M13 reads it from there; with ``redis`` (production) `relay.py` also puts it on a Redis
+default) the order module reads it from there; with ``redis`` (production) `relay.py` also puts it on a Redis
 Stream, and the row stays the durable record.
 
 Idempotency: one event per (event_type, trade_date) — ``dedupe_key`` is unique in the table, so
@@ -10,10 +10,10 @@ publishing again returns the existing event. ``force=True`` records a second eve
 suffixed with a unique id) and therefore delivers it again.
 
 Acknowledging: ``mark_consumed`` sets ``consumed_at``/``consumer`` only if still NULL, so with several
-M13 workers the first acknowledgement wins and the others see ``False``. Acknowledging a day's
+order-module workers the first acknowledgement wins and the others see ``False``. Acknowledging a day's
 STRATEGY_SIGNALS_READY also sets ``consumed_at`` on that day's ``strategy_signals`` rows in the same
 transaction, so the next notification's "unconsumed signals" count only signals written after the ack.
-How M13 consumes (outbox or stream) is shown by `qrl_platform_tests/notify/m13_consumer.py`.
+How the order module consumes (outbox or stream) is shown by `qrl_platform_tests/notify/m13_consumer.py`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def aware_now(now: dt.datetime | None) -> dt.datetime:
 def build_signals_ready_payload(
     trade_date: dt.date | str, summary: Mapping[str, int], now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """The STRATEGY_SIGNALS_READY message exactly as the source document (M11-002) specifies it.
+    """The STRATEGY_SIGNALS_READY message exactly as the source document specifies it
+    for the notification job JOB-M11-002.
 
     ``now`` is the notification clock (aware datetime; default: the current time); the timestamp is
     rendered in Taipei time with whole seconds, e.g. ``2024-12-24T16:45:00+08:00``.
@@ -216,7 +217,7 @@ def get_event(warehouse: Warehouse, event_id: str) -> OutboxEvent | None:
 
 
 def unconsumed_outbox_events(warehouse: Warehouse, *, limit: int | None = None) -> list[OutboxEvent]:
-    """Outbox rows M13 has not acknowledged yet, oldest first."""
+    """Outbox rows the order module has not acknowledged yet, oldest first."""
     query = (
         sa.select(event_outbox)
         .where(event_outbox.c.consumed_at.is_(None))
@@ -230,10 +231,10 @@ def unconsumed_outbox_events(warehouse: Warehouse, *, limit: int | None = None) 
 
 def mark_consumed(warehouse: Warehouse, event_id: str, consumer: str, *, now: dt.datetime | None = None) -> bool:
     """Acknowledge an event in the outbox. True if this call consumed it; False if it was already
-    consumed (by anyone) — so several M13 workers never both act on the same event.
+    consumed (by anyone) — so several order-module workers never both act on the same event.
 
     Acknowledging a STRATEGY_SIGNALS_READY event also sets ``consumed_at`` on that trading day's
-    ``strategy_signals`` rows that have none yet, in the same transaction as the outbox row: M13
+    ``strategy_signals`` rows that have none yet, in the same transaction as the outbox row: the order module
     reads the day's signals when it handles the event, so after the ack they are consumed, and the
     notification's "unconsumed signals" are only those written since (a re-run that changed them).
     """

@@ -1,5 +1,5 @@
-"""The M13 event relay: puts outbox events on the Redis Stream ``qrl:events:m13`` (``XADD … MAXLEN ~
-10000``), which M13 reads through the consumer group ``m13``, and publishes an event (outbox row, then
+"""The event relay to the order module: puts outbox events on the Redis Stream ``qrl:events:m13`` (``XADD … MAXLEN ~
+10000``), which the order module reads through the consumer group ``m13``, and publishes an event (outbox row, then
 relay on the ``redis`` backend).
 
 If Redis is down at publication time the row simply stays unpublished and the next ``relay_pending``
@@ -55,7 +55,7 @@ def as_text(value: Any) -> str:
 
 def ensure_consumer_group(redis: redis_lib.Redis, stream: str = STREAM_KEY, group: str = M13_GROUP) -> None:
     """XGROUP CREATE <stream> m13 0 MKSTREAM, tolerating an existing group. The group starts at id 0
-    so events relayed before M13 first connected are still delivered to it."""
+    so events relayed before the order module first connected are still delivered to it."""
     try:
         redis.xgroup_create(stream, group, id="0", mkstream=True)
     except redis_lib.ResponseError as error:

@@ -11,9 +11,9 @@ from qrl_platform.warehouse.schema import strategy_executions, strategy_signals
 
 
 def unconsumed_signal_summary(warehouse: Warehouse, trade_date: dt.date) -> dict[str, int]:
-    """Counts of the day's signals M13 has not consumed yet, and how many strategies ran successfully.
+    """Counts of the day's signals the order module has not consumed yet, and how many strategies ran successfully.
 
-    Consumed means M13 acknowledged a STRATEGY_SIGNALS_READY for the day after they were stored
+    Consumed means the order module acknowledged a STRATEGY_SIGNALS_READY for the day after they were stored
     (`outbox.mark_consumed` sets their consumed_at).
     """
     signal = strategy_signals.c.signal

@@ -1,4 +1,4 @@
-"""The seed's alert table (SPEC S10), one row per test, each alert seen arriving on a local Slack
+"""The seed's alert table, one row per test, each alert seen arriving on a local Slack
 webhook server (QRL_ALERT_CHANNELS=slack, QRL_SLACK_WEBHOOK_URL pointing at it):
 
 | condition                                   | level    | test                                                      |
@@ -157,7 +157,7 @@ def test_zero_signals_across_all_strategies_alert_warning(slack, tmp_path):
     assert "2 strategies ran and none produced a BUY or SELL on 2024-03-05" in text
 
 
-# --------------------------------------------------------------------------- M13 lag
+# --------------------------------------------------------------------------- order module lag
 def test_m13_lag_above_30_minutes_alerts_warning(slack, tmp_path, monkeypatch):
     warehouse = WarehouseResource().get()
     published = dt.datetime(2024, 3, 5, 8, 45, tzinfo=dt.UTC)  # 16:45 Taipei

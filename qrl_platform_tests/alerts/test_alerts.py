@@ -1,4 +1,4 @@
-"""M15 alerts against local Slack/SMS webhook and SMTP servers: levels, failures, redaction, dedupe."""
+"""Alerts against local Slack/SMS webhook and SMTP servers: levels, failures, redaction, dedupe."""
 
 import datetime as dt
 import json

@@ -1,4 +1,4 @@
-"""M07 factors on adjusted prices (SPEC S13): an ex-dividend date is not a price move.
+"""Technical factors on adjusted prices: an ex-dividend date is not a price move.
 
 One stock trades flat at 100 until its ex-dividend date E (cash dividend 10: reference price 90) and
 flat at 90 from E on. On raw prices E shows a −10 % day; on prices adjusted as of the day every bar

@@ -1,4 +1,4 @@
-"""M09 chip factors on hand-worked cases: flows as % of volume, trust streak, margin, big holders."""
+"""Chip factors on hand-worked cases: flows as % of volume, trust streak, margin, big holders."""
 
 import datetime as dt
 

@@ -1,4 +1,4 @@
-"""M08 fundamental factors on hand-worked cases, and point in time: a row published the day after D
+"""Fundamental factors on hand-worked cases, and point in time: a row published the day after D
 must not change D's factors but must change D+1's."""
 
 import datetime as dt

@@ -1,4 +1,4 @@
-"""M07 technical indicators against TA-Lib (the oracle), plain-Python KD and plain numpy.
+"""Technical indicators against TA-Lib (the oracle), plain-Python KD and plain numpy.
 
 Synthetic bars: several stocks with different lengths (up to 2,600 bars) and start dates, random
 suspended days plus a long suspension (null prices, zero volume), a stock shorter than most

@@ -1,5 +1,5 @@
-"""The M07/M08/M09 indicator assets through Dagster: one run for raw + indicators over a range, closed
-days, blocking checks, what a one-day run reads, and factor_metadata on SQLite and PostgreSQL."""
+"""The technical, fundamental and chip indicator assets through Dagster: one run for raw + indicators
+over a range, closed days, blocking checks, what a one-day run reads, and factor_metadata on SQLite and PostgreSQL."""
 
 import base64
 import dataclasses
@@ -214,7 +214,7 @@ def test_a_one_day_run_gives_the_same_values_as_the_range_run(indicator_home):
     dg.materialize(INDICATORS, resources=RESOURCES, partition_key=day)
     for name in ("fundamental_indicators", "chip_indicators"):
         assert qrl_platform.load(name, day).equals(from_range[name]), name
-    # M07: recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) forget their seed after ~250 bars, to a
+    # Technical: recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) forget their seed after ~250 bars, to a
     # few 1e-6 TWD on prices in the hundreds (MACD near zero shows it as a larger relative error).
     # OBV is stored over a trailing window (compute_range.trailing_obv), so it must match exactly.
     single = qrl_platform.load("technical_indicators", day)

@@ -1,5 +1,5 @@
 """A complete small universe for the fake exchanges: every stock in every daily table, every day, with
-prices that move from day to day — enough history for M07/M08/M09 to pass their quality checks.
+prices that move from day to day — enough history for the indicators to pass their quality checks.
 
 fake_exchanges.py serves a fixed handful of rows chosen to exercise the parsers (a stock missing from
 margin, a suspended one, an ETF): right for parser tests, but the indicators' blocking checks rightly

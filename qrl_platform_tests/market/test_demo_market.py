@@ -29,7 +29,9 @@ def test_same_seed_and_date_give_identical_bytes_whatever_came_before(market):
             market.fetch_day(table, other_day)
     for table in DAILY_TABLES:
         assert _parquet_bytes(fresh.fetch_day(table, DAY).frame) == _parquet_bytes(market.fetch_day(table, DAY).frame)
-    assert _parquet_bytes(fresh.monthly_revenue(dt.date(2024, 2, 1))) == _parquet_bytes(market.monthly_revenue(dt.date(2024, 2, 1)))
+    assert _parquet_bytes(fresh.monthly_revenue(dt.date(2024, 2, 1))) == _parquet_bytes(
+        market.monthly_revenue(dt.date(2024, 2, 1))
+    )
 
 
 def test_another_seed_gives_another_market(market):
@@ -58,7 +60,9 @@ def test_daily_tables_follow_the_canonical_schema_and_are_plausible(market):
 
 
 def test_suspended_stocks_have_null_prices_not_zero(market):
-    days = [dt.date(2024, 3, d) for d in range(4, 9)] + [dt.date(2024, 4, d) for d in range(1, 13) if dt.date(2024, 4, d).weekday() < 5]
+    days = [dt.date(2024, 3, d) for d in range(4, 9)] + [
+        dt.date(2024, 4, d) for d in range(1, 13) if dt.date(2024, 4, d).weekday() < 5
+    ]
     suspended = pl.concat([market.fetch_day("daily_quotes", d).frame for d in days if d != dt.date(2024, 4, 4)]).filter(
         pl.col("is_suspended")
     )

@@ -2,19 +2,19 @@
 each table only from its publication time on, driven by a stepped clock.
 
 The fake hosts serve a complete seven-stock universe (fake_universe.py) whose year of history before the
-week was ingested beforehand through the same live source (M07 reads ~250 trading days), with revenue,
-financials and TDCC weeks as if ingested earlier: without that history the indicators' blocking quality
-checks fail, rightly, and so would their runs.
+week was ingested beforehand through the same live source (the technical indicators read ~250 trading
+days), with revenue, financials and TDCC weeks as if ingested earlier: without that history the
+indicators' blocking quality checks fail, rightly, and so would their runs.
 
 Friday 2024-03-01 is the last day before the simulation (its margin feeds Monday's chip indicators).
 Monday 03-04 is a normal day; Tuesday 03-05 a typhoon closure announced the same morning (a calendar
 override file written at 08:00, and the exchanges answering no data); Wednesday 03-06 margin is late
 (21:40 instead of 21:00); Thursday 03-07 a normal day. Every tick evaluates market_data_available_sensor
 with the real Definitions and executes its run requests in process on the same instance, as the
-daemon would. The daily schedules run at their times too (the 16:00 backstop, strategies, M13, stats). Every
-open day must end with its four raw tables and three indicators materialised, the ten strategies'
-signals, one M13 event and the stats, and no failed run; the late margin is one green run without a
-materialisation, then the real one.
+daemon would. The daily schedules run at their times too (the 16:00 backstop, strategies, the order
+module's notification, stats). Every open day must end with its four raw tables and three indicators
+materialised, the ten strategies' signals, one order-module event and the stats, and no failed run; the
+late margin is one green run without a materialisation, then the real one.
 """
 
 import datetime as dt
@@ -54,7 +54,7 @@ TICKS = [
     "08:00", "14:00", "14:40", "15:00", "15:40", "15:50", "16:00", "16:35", "16:45", "17:00",
     "20:50", "21:10", "21:50", "23:50",
 ]  # fmt: skip
-# The daily schedules (defs/daily_flow) at their times: the 16:00 backstop, strategies, M13, stats.
+# The daily schedules (defs/daily_flow) at their times: the 16:00 backstop, strategies, notification, stats.
 SCHEDULES = {
     "16:00": "daily_market_schedule",
     "16:35": "strategies_schedule",

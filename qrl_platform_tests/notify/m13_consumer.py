@@ -1,5 +1,5 @@
-"""How M13 consumes and acknowledges
----------------------------------
+"""How the order module consumes and acknowledges
+-----------------------------------------------
 Outbox mode (no Redis)::
 
     consumer = M13Consumer(warehouse, consumer_name="m13-1")
@@ -7,8 +7,8 @@ Outbox mode (no Redis)::
         handle(event.payload)                # must be idempotent per event.event_id
         consumer.ack(event)                  # = mark_consumed(warehouse, event_id, "m13-1")
 
-``mark_consumed`` sets ``consumed_at``/``consumer`` only if still NULL, so with several M13 workers
-the first acknowledgement wins and the others see ``False``.
+``mark_consumed`` sets ``consumed_at``/``consumer`` only if still NULL, so with several order-module
+workers the first acknowledgement wins and the others see ``False``.
 
 Redis mode::
 
@@ -21,7 +21,7 @@ consumer's own pending entries (``… STREAMS key 0``: delivered before a crash 
 claims entries another consumer has left unacknowledged for 10 minutes (``XAUTOCLAIM`` from the
 cursor the previous claim returned: that consumer is taken for dead), and only then reads new ones
 (``>``); ``ack()`` sends ``XACK`` and also sets ``consumed_at`` in the outbox so the warehouse shows
-what M13 has taken. The group is created on the first poll, not on every one. A consumer without
+what the order module has taken. The group is created on the first poll, not on every one. A consumer without
 warehouse access just uses ``XREADGROUP``/``XACK`` and dedupes on ``event_id`` itself.
 
 Poison entries: an entry delivered ``max_deliveries`` times (default 5) without an acknowledgement
@@ -33,7 +33,7 @@ sets ``consumed_at`` on that day's ``strategy_signals`` rows in the same transac
 row, so the next notification's "unconsumed signals" count only signals written after the ack.
 
 
-This consumer is not part of the platform (M13 is another system): it is how the tests consume, and
+This consumer is not part of the platform (the order module is another system): it is how the tests consume, and
 an example of how the order module does.
 """
 
@@ -58,14 +58,14 @@ log = logging.getLogger(__name__)
 # A consumer that has not acknowledged an entry for this long is taken for dead and its entry is claimed
 # by the next consumer that polls (well under the 30-minute lag alert, far above a normal handling time).
 CLAIM_IDLE_MS = 10 * 60 * 1000
-# An entry delivered this many times without an acknowledgement is poison (M13 fails on it every time):
+# An entry delivered this many times without an acknowledgement is poison (the order module fails on it every time):
 # instead of a further delivery it moves to the dead-letter stream and an alert is sent.
 DEFAULT_MAX_DELIVERIES = 5
 DEAD_LETTER_STREAM = f"{STREAM_KEY}:dead"
 
 
 # --------------------------------------------------------------------------------------------------
-# Consumption (M13 side)
+# Consumption (the order module's side)
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,14 @@ class DeadLetter:
     event_id: str
     event_type: str
     trade_date: str
-    stream_id: str  # its id in the M13 stream (acknowledged there)
+    stream_id: str  # its id in the event stream (acknowledged there)
     dead_letter_id: str  # its id in the dead-letter stream
     times_delivered: int
     consumer: str  # the consumer that gave up on it
 
 
 def dead_letter_alert(dead: DeadLetter) -> Alert:
-    """The ERROR alert for a dead-lettered M13 event: what it was, how often it failed, where it is now."""
+    """The ERROR alert for a dead-lettered event: what it was, how often it failed, where it is now."""
     return Alert(
         level=Level.ERROR,
         title=f"M13 event for {dead.trade_date or 'no date'} dead-lettered after {dead.times_delivered} deliveries",
@@ -127,7 +127,7 @@ def dead_letter_alerter(channels: Iterable[Channel]) -> Callable[[DeadLetter], N
 
 
 class M13Consumer:
-    """What M13 runs (and what tests use) to take events and acknowledge them.
+    """What the order module runs (and what tests use) to take events and acknowledge them.
 
     With ``redis`` it reads the stream through the consumer group; without, it reads the outbox. When
     a warehouse is given in Redis mode, acknowledgements are mirrored to ``event_outbox.consumed_at``
@@ -285,7 +285,7 @@ class M13Consumer:
         if self.on_dead_letter is not None:
             try:
                 self.on_dead_letter(dead)
-            except Exception:  # the entry is safely in the dead-letter stream; a broken alert must not stop M13
+            except Exception:  # the entry is safely in the dead-letter stream; a broken alert must not stop consuming
                 log.exception("on_dead_letter failed for %s", dead.event_id)
 
     def _received(self, entries: list[tuple[str, dict[str, str]]]) -> list[ReceivedEvent]:

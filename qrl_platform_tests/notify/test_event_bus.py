@@ -1,4 +1,4 @@
-"""The M13 event bus on real servers: outbox on SQLite and PostgreSQL, relay to a real Redis Stream."""
+"""The order module's event bus on real servers: outbox on SQLite and PostgreSQL, relay to a real Redis Stream."""
 
 import datetime as dt
 import json
@@ -68,7 +68,7 @@ def _real_now() -> dt.datetime:
 
 def test_payload_is_exactly_the_source_message():
     payload = build_signals_ready_payload("2024-12-24", SUMMARY, now=AT_1645_TAIPEI)
-    # The example of M11-002 in the source document, key for key and in the same order.
+    # The example of JOB-M11-002 (the notification) in the source document, key for key and in the same order.
     assert json.dumps(payload) == json.dumps(
         {
             "event_type": "STRATEGY_SIGNALS_READY",
@@ -144,7 +144,7 @@ def test_force_records_a_new_event(warehouse):
     assert forced.created and forced.event.event_id != first.event.event_id
     assert forced.event.dedupe_key == f"STRATEGY_SIGNALS_READY:2024-12-24:{forced.event.event_id}"
     assert len(_outbox_rows(warehouse)) == 2
-    # Both are pending for M13 (the forced one is delivered again).
+    # Both are pending for the order module (the forced one is delivered again).
     consumer = M13Consumer(warehouse, consumer_name="m13-a")
     assert [e.event_id for e in consumer.poll()] == [first.event.event_id, forced.event.event_id]
 
@@ -375,7 +375,7 @@ def test_redis_only_consumer_without_warehouse(warehouse, redis_client):
     [event] = consumer.poll(block_ms=100)
     assert consumer.ack(event) is True
     assert redis_client.xpending(STREAM_KEY, M13_GROUP)["pending"] == 0
-    assert _outbox_rows(warehouse)[0].consumed_at is None  # M13 without warehouse access: stream is the truth
+    assert _outbox_rows(warehouse)[0].consumed_at is None  # no warehouse access: the stream is the truth
 
 
 def test_redis_lag_undelivered_then_pending_then_acked(warehouse, redis_client):

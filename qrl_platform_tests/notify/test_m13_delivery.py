@@ -1,4 +1,4 @@
-"""Operating M13 delivery on a real Redis (and both warehouses): poison entries go to the dead-letter
+"""Operating delivery to the order module on a real Redis (and both warehouses): poison entries go to the dead-letter
 stream with an alert, XAUTOCLAIM continues from its cursor, the consumer group is created once, and an
 acknowledged day's signals carry consumed_at."""
 
@@ -51,7 +51,7 @@ def test_a_poison_entry_is_dead_lettered_after_max_deliveries_with_an_alert(ware
         deliveries = 0
         for _ in range(DEFAULT_MAX_DELIVERIES + 3):
             events = consumer.poll()
-            deliveries += len(events)  # M13 fails on the event every time: never acknowledged
+            deliveries += len(events)  # the order module fails on the event every time: never acknowledged
         requests = list(slack.requests)
 
     # Delivered exactly max_deliveries (default 5) times, then moved instead of a sixth delivery.

@@ -118,7 +118,7 @@ def test_redis_backend_relays_to_the_stream_and_the_lag_sensor_warns(tmp_path, r
     assert len(entries) == 1 and json.loads(entries[0][1]["payload"])["summary"]["total_signals"] == 2
     assert wh.read_table("event_outbox")["stream_id"][0] == entries[0][0]
 
-    # 31 minutes later M13 still has not read it: the sensor sends a WARNING alert.
+    # 31 minutes later the order module still has not read it: the sensor sends a WARNING alert.
     published = dt.datetime.fromtimestamp(int(entries[0][0].split("-")[0]) / 1000, dt.UTC)
     monkeypatch.setattr(sensors, "current_time", lambda: published + dt.timedelta(minutes=31))
     caplog.set_level(logging.INFO, logger="qrl_platform.alerts")

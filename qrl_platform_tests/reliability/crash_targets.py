@@ -366,7 +366,7 @@ class OutboxPublish(Target):
             "outbox": digest([(row.dedupe_key, row.payload) for row in rows]),
             "stream": digest(sorted(json.loads(fields["payload"])["trade_date"] for _, fields in entries)),
         }
-        # Published in the outbox but not on the stream would be an event M13 never sees.
+        # Published in the outbox but not on the stream would be an event the order module never sees.
         lost = len(published - set(on_stream))
         # On the stream but not in the outbox would be an event nobody can account for.
         lost += len(set(on_stream) - {row.event_id for row in rows})

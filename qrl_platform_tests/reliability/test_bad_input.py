@@ -1,10 +1,10 @@
-"""Bad input (SPEC S11): the error names the field (or endpoint) and the date, and a hash of everything
+"""Bad input: the error names the field (or endpoint) and the date, and a hash of everything
 stored (every file under QRL_HOME: frames, the SQLite warehouse, the raw-response cache) is unchanged.
 
 * Bad dates given to the `qrl` CLI: no run starts.
 * The bad-input matrix, through the real Dagster assets (`dg.materialize`, the live source against the
   local fake exchanges): a home already holds a clean version of the 2026-09-07 partition of every
-  daily raw table, and the seeded built-in strategies; then each S11 kind — truncated JSON, HTML
+  daily raw table, and the seeded built-in strategies; then each kind of bad input — truncated JSON, HTML
   instead of JSON, renamed and removed columns, `--` in a required field, volumes in the wrong unit,
   negative prices, duplicate rows (within TWSE, and one stock on both markets), TPEx answering another
   day, invalid strategy definitions, partition keys outside trading_day or malformed — is thrown at
@@ -159,7 +159,7 @@ def tpex_lists_a_twse_stock(payload):
     payload["tables"][0]["data"].append(["2330", "台積電", *row[2:]])
 
 
-# kind (SPEC S11) -> cases: name -> (table, endpoint path whose cache entry is evicted, break, message parts)
+# kind of bad input -> cases: name -> (table, endpoint path whose cache entry is evicted, break, message parts)
 MARKET_KINDS = {
     "malformed payload": {
         "T86 truncated JSON": ("institutional_flows", fx.T86, lambda x: x.serve_truncated(fx.T86),
@@ -417,7 +417,7 @@ def matrix_row(kind: str, cases: dict, wrong: dict, changed: int, duplicated: in
 
 
 def test_dashes_in_a_price_are_a_missing_price_stored_as_null_not_bad_input(live_home):
-    """`--` where a price is (SPEC S4.1): the day is stored with that price null (never 0); the stock
+    """`--` where a price is: the day is stored with that price null (never 0); the stock
     traded (volume > 0), so it is not marked suspended, and every other value is the clean run's."""
     home, exchanges = live_home
     with dg.instance_for_test() as instance:

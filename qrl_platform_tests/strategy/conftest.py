@@ -1,9 +1,9 @@
-"""Fixtures for the strategy tests: synthetic M07/M08/M09 frames with the real factor columns.
+"""Fixtures for the strategy tests: synthetic technical, fundamental and chip frames with the real factor columns.
 
 The Dagster-level plumbing tests (partitions, writes, checks, stats) write plausible random indicator
 frames (derived from the demo quotes) straight into the FrameStore: cheap, and they pin what is stored,
 not what a strategy means. What the built-ins signal is tested on the real demo chain (raw demo market
-→ M07/M08/M09) in test_builtin_strategies_on_demo_chain.py.
+→ indicators) in test_builtin_strategies_on_demo_chain.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The built-in strategies on the real demo chain: raw demo market → M07/M08/M09 (compute_range, what the
+"""The built-in strategies on the real demo chain: raw demo market → indicators (compute_range, what the
 indicator assets store) → every built-in over 20 trading days, 1,800 stocks (the default demo universe,
 seed 7).
 

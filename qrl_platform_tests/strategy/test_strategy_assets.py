@@ -1,5 +1,5 @@
 """strategy_signals / strategy_stats / checks through Dagster, on the demo market with synthetic
-indicator frames (the real M07/M08/M09 assets are built in parallel; the lead adds the full chain)."""
+indicator frames (the real indicator assets are built in parallel; the lead adds the full chain)."""
 
 import base64
 import datetime as dt
@@ -227,7 +227,7 @@ def test_one_broken_strategy_is_recorded_and_the_others_complete(market, tmp_pat
 
 
 class RecordingAlerts(dg.ConfigurableResource):
-    """Stands in for the M15 alerts resource: remembers what was sent."""
+    """Stands in for the alerts resource: remembers what was sent."""
 
     def send(self, level: str, title: str, message: str, **tags) -> None:
         SENT.append((level, title, message, tags))

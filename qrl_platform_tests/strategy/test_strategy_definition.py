@@ -226,7 +226,10 @@ def test_a_backtest_block_sets_the_evaluation_rule_and_round_trips():
     raw = _with("backtest", {"max_positions": 5, "broker_discount": 0.6, "odd_lots": True})
     definition = parse_definition(raw)
     assert (definition.backtest.max_positions, definition.backtest.broker_discount, definition.backtest.lot_size) == (
-        5, 0.6, 1)
+        5,
+        0.6,
+        1,
+    )
     assert parse_definition(json.loads(definition.to_json())) == definition
     # Without the block the stored content is what it was before the block existed (no version bump).
     assert "backtest" not in parse_definition(VALID).to_dict()

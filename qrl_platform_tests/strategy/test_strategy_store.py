@@ -143,7 +143,7 @@ def test_consumed_at_survives_an_unchanged_rerun_but_not_a_changed_signal(wareho
     with warehouse.begin() as conn:
         conn.execute(strategy_signals.update().values(consumed_at=consumed))
     # rsi_14 is 30, 50, 70, 90: "> 50" made 1101 and 2330 SELL, 2454 and 3008 BUY. Re-run with "> 20":
-    # 1101 and 2330 flip to BUY (new to M13: unconsumed again); 2454 and 3008 are unchanged (stay consumed).
+    # 1101 and 2330 flip to BUY (new to the order module: unconsumed); 2454 and 3008 are unchanged (stay consumed).
     changed = _definition("STG_A_001")
     changed["rules"][0]["value"] = 20
     result = save_run(warehouse, _run([parse_definition(changed)], dates=(D1,), run_id="run-2"))

@@ -1,4 +1,4 @@
-"""Stats judge signals on total return and count limit-locked signals as unfilled (SPEC S13), by hand.
+"""Stats judge signals on total return and count limit-locked signals as unfilled, by hand.
 
 March 2024 trading days: 4 5 6 7 8 11; horizon 2 trading days, so the 4th exits on the 6th and the 5th
 on the 7th.

@@ -1,4 +1,4 @@
-"""Strategy universes can leave out stocks that cannot be traded normally that day (SPEC S13)."""
+"""Strategy universes can leave out stocks that cannot be traded normally that day."""
 
 import datetime as dt
 

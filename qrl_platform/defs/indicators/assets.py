@@ -1,4 +1,5 @@
-"""M07/M08/M09 indicator assets and `factor_metadata`: thin Dagster wiring over `compute_range` and the registry."""
+"""The technical, fundamental and chip indicator assets and `factor_metadata`: thin Dagster wiring over
+`compute_range` and the registry."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
@@ -210,7 +211,7 @@ chip_indicators = _indicator_asset("chip_indicators")
     group_name="factors",
     description="The factor registry of M07 technical, M08 fundamental and M09 chip indicators (id, module, "
     "description, unit, lookback, source columns, bounds, max missing rate, version), synced from the factor "
-    "definitions in code into the warehouse table factor_metadata (REFRESH_FACTOR_METADATA, M11-005).",
+    "definitions in code into the warehouse table factor_metadata (REFRESH_FACTOR_METADATA, JOB-M11-005).",
     kinds={"sql"},
     tags={"module": "M11"},
 )

@@ -1,4 +1,4 @@
-"""Blocking data-quality checks on the M07/M08/M09 indicator assets (SPEC S5): thin wiring over `quality`.
+"""Blocking data-quality checks on the technical, fundamental and chip indicator assets: thin wiring over `quality`.
 
 Each indicator asset gets four blocking checks — missing_rate, coverage, no_infinities, within_ranges —
 run by one multi-asset check so the stored frames are read once. A failure (severity ERROR) stops

@@ -1,4 +1,4 @@
-"""Raw market assets (SPEC S4.1): thin Dagster wiring over `ingest` and the market sources."""
+"""Raw market assets: thin Dagster wiring over `ingest` and the market sources."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
@@ -45,23 +45,54 @@ def _unstored_history(store, table: str, history_from: str, first: dt.date) -> l
     return [parse_date(k, field="partition") for k in keys if k not in stored]
 
 
+def _raw_asset_declaration(table: str) -> dict:
+    """What every raw asset declares alike: its table's partitions, one single-run backfill, its exchange pool."""
+    return {
+        "name": table,
+        "group_name": GROUP,
+        "partitions_def": PARTITIONS[tables.BY_NAME[table].partitions],
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "kinds": {"polars", "parquet"},
+        "tags": {"module": "market"},
+        "pool": POOLS[table],
+    }
+
+
 NOT_PUBLISHED_YET_NOTE = (
     " A day the exchange has not published yet (NotPublishedYet) ends the run green without a "
     "materialisation; the availability sensor asks again later."
 )
 
 
+def _record_lookback(
+    context: dg.AssetExecutionContext, table: str, filled: list[dt.date], dates: list[dt.date], metadata: dict
+) -> None:
+    """Record each lookback partition filled for the run's `dates` as a materialisation of its own."""
+    for day in filled:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=table,
+                partition=day.isoformat(),
+                metadata={**metadata, "lookback_for": f"{dates[0]}..{dates[-1]}"},
+            )
+        )
+
+
+def _record_not_published_yet(context: dg.AssetExecutionContext, table: str, late: NotPublishedYet) -> None:
+    """Late data is not an error: the step succeeds without a materialisation (the run stays green and
+    never counts toward the 3-failures pause), the reason is logged and recorded as an observation, and
+    market_data_available_sensor asks again on its next tick."""
+    context.log.warning(f"{table}: not published yet, nothing materialised: {late}")
+    context.log_event(
+        dg.AssetObservation(asset_key=table, partition=context.partition_key, metadata={"not_published_yet": str(late)})
+    )
+
+
 def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(
-        name=table,
-        group_name=GROUP,
-        partitions_def=PARTITIONS[tables.BY_NAME[table].partitions],
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **_raw_asset_declaration(table),
         description=tables.BY_NAME[table].description + NOT_PUBLISHED_YET_NOTE,
-        kinds={"polars", "parquet"},
-        tags={"module": "market"},
-        pool=POOLS[table],
-        # Data the exchange has not published yet is "no materialisation", not a failure (see below).
+        # Data the exchange has not published yet is "no materialisation", not a failure (_record_not_published_yet).
         output_required=False,
     )
     def _asset(
@@ -76,14 +107,7 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
         if history:
             with progress.stage(f"{table} lookback {history[0]}..{history[-1]}", len(history)) as stage:
                 filled = ingest_days(source, store, table, history, log=context.log, on_day=stage.advance)
-            for day in history:
-                context.log_event(
-                    dg.AssetMaterialization(
-                        asset_key=table,
-                        partition=day.isoformat(),
-                        metadata={"source": filled.source, "lookback_for": f"{dates[0]}..{dates[-1]}"},
-                    )
-                )
+            _record_lookback(context, table, history, dates, {"source": filled.source})
             context.log.info(f"{table}: lookback filled, {filled.rows} rows over {len(history)} partition(s)")
         try:
             with progress.stage(f"{table} {dates[0]}..{dates[-1]}", len(dates)) as stage:
@@ -91,15 +115,7 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
         except NotPublishedYet as late:
             if len(dates) > 1:
                 raise  # a backfill range reaching unpublished data is a mistake worth a failed run
-            # Late data is not an error: the step succeeds without a materialisation (the run stays
-            # green and never counts toward the 3-failures pause), the reason is logged and recorded
-            # as an observation, and market_data_available_sensor asks again on its next tick.
-            context.log.warning(f"{table}: not published yet, nothing materialised: {late}")
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=table, partition=context.partition_key, metadata={"not_published_yet": str(late)}
-                )
-            )
+            _record_not_published_yet(context, table, late)
             return
         context.log.info(f"{table}: {summary.rows} rows over {len(dates)} partition(s) from {summary.source}")
         metadata = summary.metadata()
@@ -114,14 +130,8 @@ CORPORATE_ACTIONS_CHECK = "factors_plausible"
 
 
 @dg.asset(
-    name="corporate_actions",
-    group_name=GROUP,
-    partitions_def=PARTITIONS[tables.BY_NAME["corporate_actions"].partitions],
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **_raw_asset_declaration("corporate_actions"),
     description=tables.BY_NAME["corporate_actions"].description + NOT_PUBLISHED_YET_NOTE,
-    kinds={"polars", "parquet"},
-    tags={"module": "market"},
-    pool=POOLS["corporate_actions"],
     output_required=False,
     check_specs=[
         dg.AssetCheckSpec(
@@ -150,25 +160,11 @@ def corporate_actions(
     except NotPublishedYet as late:
         if len(dates) > 1:
             raise
-        context.log.warning(f"corporate_actions: not published yet, nothing materialised: {late}")
-        context.log_event(
-            dg.AssetObservation(
-                asset_key="corporate_actions",
-                partition=context.partition_key,
-                metadata={"not_published_yet": str(late)},
-            )
-        )
+        _record_not_published_yet(context, "corporate_actions", late)
         return
     for day, frame in by_partition(events, days).items():
         store.write("corporate_actions", day.isoformat(), frame)
-    for day in days[: len(days) - len(dates)]:
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key="corporate_actions",
-                partition=day.isoformat(),
-                metadata={"lookback_for": f"{dates[0]}..{dates[-1]}"},
-            )
-        )
+    _record_lookback(context, "corporate_actions", days[: len(days) - len(dates)], dates, {})
     stored = events.filter(pl.col("ex_date").is_between(days[0], days[-1]))
     kinds = dict(stored.group_by("kind").len().iter_rows()) if stored.height else {}
     context.log.info(f"corporate_actions: {stored.height} events over {len(days)} partition(s) from {source.name}")
@@ -193,16 +189,7 @@ def _plausibility(events: pl.DataFrame, as_of: dt.date) -> dg.AssetCheckResult:
 
 
 def _periodic_raw_asset(table: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=table,
-        group_name=GROUP,
-        partitions_def=PARTITIONS[tables.BY_NAME[table].partitions],
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description=tables.BY_NAME[table].description,
-        kinds={"polars", "parquet"},
-        tags={"module": "market"},
-        pool=POOLS[table],
-    )
+    @dg.asset(**_raw_asset_declaration(table), description=tables.BY_NAME[table].description)
     def _asset(
         context: dg.AssetExecutionContext, market_source: MarketSourceResource, frames: FrameStoreResource
     ) -> dg.MaterializeResult:

@@ -1,12 +1,12 @@
-"""Jobs that ingest the raw market tables (S4) and compute the indicators of the day with them.
+"""Jobs that ingest the raw market tables and compute the indicators of the day with them.
 
 Two ways the day's market data comes in:
 * `market_data_available_sensor` (defs/market/sensors.py) launches one job per table as soon as the
   publication timetable says that table is out (`ingest_<table>_job`) and one job per indicator once
   its inputs are stored (`<indicator>_job`), so a late table never blocks or fails the others;
 * the 16:00 `daily_market_schedule` (defs/daily_flow) runs `daily_market_job`, a backstop over the
-  tables out by 16:00 and M07/M08/M09. margin_balances (out ~21:00, QRL_PUBLISH_MARGIN_BALANCES) is not
-  in it: at 16:00 it is never out, and M09 of day D reads the margin of D-1 (the margin lag), which the
+  tables out by 16:00 and the three indicator assets. margin_balances (out ~21:00, QRL_PUBLISH_MARGIN_BALANCES) is not
+  in it: at 16:00 it is never out, and the chip indicators of day D read the margin of D-1 (the margin lag), which the
   sensor stored the evening before.
 """
 
@@ -23,8 +23,8 @@ daily_market_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*RAW_BY_1600, "tradability", *INDICATORS),
     description=f"16:00 trading days: ingest {', '.join(RAW_BY_1600)}, "
     "derive tradability (price limits, suspensions, disposition) and compute "
-    "M07/M08/M09 with their blocking quality checks (margin_balances comes in the evening via "
-    "market_data_available_sensor; M09 of D uses the margin of D-1).",
+    "the technical, fundamental and chip indicators with their blocking quality checks (margin_balances comes in the evening via "
+    "market_data_available_sensor; the chip indicators of D use the margin of D-1).",
     tags=job_tags(estimate_seconds=180),
     op_retry_policy=STEP_RETRY,
 )

@@ -1,4 +1,4 @@
-"""When the slower-cadence raw tables are ingested (S9): monthly revenue, quarterly financials, the
+"""When the slower-cadence raw tables are ingested: monthly revenue, quarterly financials, the
 weekly TDCC shareholding distribution. Each skips, with its reason, when the configured source does not
 provide the table, instead of failing every period and counting toward the 3-failures pause."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.

@@ -132,7 +132,7 @@ def plan_market_runs(
     minimum_interval_seconds=600,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Every 10 minutes, today and the previous trading day: ingests each raw daily table once the "
-    "publication timetable says it is out (QRL_PUBLISH_<TABLE>), and computes M07/M08/M09 once their inputs "
+    "publication timetable says it is out (QRL_PUBLISH_<TABLE>), and computes each indicator asset once its inputs "
     "are stored. Late data is a skip with its reason, never a failed run.",
 )
 def market_data_available_sensor(context: dg.SensorEvaluationContext):

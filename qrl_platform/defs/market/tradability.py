@@ -1,4 +1,4 @@
-"""`tradability` (SPEC S13): price limits and trading restrictions per stock and day, thin wiring over
+"""`tradability`: price limits and trading restrictions per stock and day, thin wiring over
 `market.tradability` (the maths) and `market.notices` (disposition / full-cash-delivery lists)."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 

@@ -1,4 +1,4 @@
-"""Monitoring of S10: job duration against its estimate, run failures, consecutive failures.
+"""Monitoring: job duration against its estimate, run failures, consecutive failures.
 
 * a run that took more than 2× its job's estimate (tag `qrl/estimate_seconds`) → WARNING;
 * a failed run → ERROR alert;

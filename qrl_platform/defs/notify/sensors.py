@@ -1,5 +1,5 @@
-"""Watch the M13 bus (S7): warn when M13 has not consumed an event 30 minutes after publication, and
-relay outbox events that could not reach Redis at publication time."""
+"""Watch the order module's event bus: warn when the order module has not consumed an event 30 minutes
+after publication, and relay outbox events that could not reach Redis at publication time."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import dagster as dg
@@ -12,7 +12,7 @@ from qrl_platform.notify.outbox import EventBusError
 @dg.sensor(
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="WARNING alert when M13 has not consumed a STRATEGY_SIGNALS_READY event 30 minutes after "
+    description="WARNING alert when the order module has not consumed a STRATEGY_SIGNALS_READY event 30 minutes after "
     "publication (Redis: undelivered or pending entries; outbox: consumed_at still null). Also relays outbox "
     "events that could not reach Redis at publication time.",
 )

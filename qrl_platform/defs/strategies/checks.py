@@ -1,13 +1,13 @@
-"""Asset checks on `strategy_signals` (SPEC S6/S10), evaluated over the run's partition dates.
+"""Asset checks on `strategy_signals` , evaluated over the run's partition dates.
 
 * `signals_match_executions` (blocking, ERROR): every current execution's `signals_generated`
   equals the rows stored under its execution_id — the seed's §6.2 SQL as a check. Blocking, so
-  M13 notification and stats never run on an inconsistent day.
+  the order module's notification and stats never run on an inconsistent day.
 * `signals_not_all_zero` (WARN): a day where every strategy produced no BUY/SELL (or no rows at
   all) usually means bad input data ("check the data source", seed §4.1); it also sends a WARNING
-  alert through the M15 alerts resource (resource key "alerts").
+  alert through the alerts resource (resource key "alerts").
 * `strategy_failure_rate` (ERROR above 30 %): share of FAILED/TIMEOUT strategies per day; above
-  30 % it also sends an ERROR alert at once (seed S10: 立即告警).
+  30 % it also sends an ERROR alert at once (the seed's 立即告警, "alert at once").
 
 Each alert has a dedupe key per day, so re-evaluating a day does not alert twice.
 
@@ -145,7 +145,7 @@ def zero_signal_alert(executions: pl.DataFrame, run_id: str) -> tuple[str, str, 
     title = f"M11: zero BUY/SELL signals across all strategies on {first}"
     message = (
         f"{strategies} strategies ran and none produced a BUY or SELL on {dates} — check the data source "
-        "(indicators, quotes) before M13 acts on the day."
+        "(indicators, quotes) before the order module acts on the day."
     )
     tags = {"module": "M11", "job": "EXEC_ALL_STRATEGIES", "trade_date": first, "run_id": run_id}
     return "WARNING", title, message, tags
@@ -168,7 +168,7 @@ def _send_alert(context, alerts, alert, dedupe_prefix: str) -> None:
 
 
 def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY) -> list[dg.AssetChecksDefinition]:
-    """The three checks. With an alerts resource key (default "alerts", the M15 `AlertsResource`) the
+    """The three checks. With an alerts resource key (default "alerts", the `AlertsResource`) the
     failure-rate check alerts above 30 % and the zero-signal check when a day has no BUY/SELL; with
     None they only log (for Definitions without alerts)."""
 
@@ -192,8 +192,8 @@ def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY)
         _send_alert(context, alerts, failure_alert(rates, context.run.run_id), "m11-failure-rate")
         return failure_rate_result(rates)
 
-    zero_description = "WARN and a WARNING alert (M15) when every strategy produced zero BUY/SELL signals on a day."
-    failure_rate_description = "ERROR and an immediate ERROR alert (M15) when more than 30 % of strategies failed."
+    zero_description = "WARN and a WARNING alert when every strategy produced zero BUY/SELL signals on a day."
+    failure_rate_description = "ERROR and an immediate ERROR alert when more than 30 % of strategies failed."
     if alerts_resource_key:
         # Dagster resources are either all declared by key or all passed as arguments, not mixed.
         @dg.asset_check(

@@ -7,7 +7,7 @@ from qrl_platform.defs.job_tags import STEP_RETRY, job_tags
 strategies_job = dg.define_asset_job(
     "strategies_job",
     selection=dg.AssetSelection.assets("strategy_signals"),
-    description="JOB-M11-001 (16:35): run every ACTIVE strategy once M07/M08/M09 passed their blocking checks.",
+    description="JOB-M11-001 (16:35): run every ACTIVE strategy once the indicators passed their blocking checks.",
     tags=job_tags(estimate_seconds=60, warehouse_writer="strategy_signals"),
     op_retry_policy=STEP_RETRY,
 )

@@ -1,4 +1,4 @@
-"""M09 chip (籌碼) factor definitions — the single registry entry for each factor this module computes.
+"""Chip (籌碼) factor definitions — the single registry entry for each factor this module computes.
 
 Missing-rate thresholds are set for reality as well as the demo: flows and big-holder shares exist for
 every traded stock (T86 omits stocks no institution traded, which `compute` reads as zero net), so their

@@ -1,10 +1,10 @@
-"""M09 chip indicators: institutional flows, margin and big-holder factors for many stocks at once.
+"""Chip indicators: institutional flows, margin and big-holder factors for many stocks at once.
 
 Windows count *rows* per stock, and a stock has one daily_quotes row per trading day it is listed
 (suspended days included, with zero volume and zero flows), so "the last N rows" is "the last N trading
 days". Everything is a polars expression over the whole sorted panel; no per-stock loops.
 
-Weekly TDCC shareholding is attached point in time like the M08 statements: the latest week whose
+Weekly TDCC shareholding is attached point in time like the fundamental statements: the latest week whose
 `published_on` (else the Saturday after the Friday data date) is on or before the day.
 
 Margin is attached point in time within the day: a margin row dated D is published around 21:00, after
@@ -85,7 +85,7 @@ def dated_for_use(rows: pl.DataFrame, trading_dates: pl.Series, lag: int) -> pl.
 # The panel is sorted by (stock_id, trade_date), so a rolling sum or shift over the whole column is right
 # for every row whose window stays inside its own stock, i.e. whose position in the stock `_idx` is at
 # least the window; earlier rows are warm-up and masked to null. This avoids a group-by per factor
-# (the same trick as the M07 module) and is several times faster than `.over("stock_id")`.
+# (the same trick as the technical indicators) and is several times faster than `.over("stock_id")`.
 _idx = pl.col("_idx")
 
 
@@ -163,7 +163,7 @@ def compute(
     margin: pl.DataFrame,
     shareholding: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """M09 factors for every (stock_id, trade_date) row of `quotes`.
+    """The chip factors for every (stock_id, trade_date) row of `quotes`.
 
     `quotes`: long daily_quotes-shaped frame (stock_id, trade_date, volume in shares) with each stock's
     consecutive trading days — the rows before the dates you care about are the warm-up.

@@ -1,4 +1,4 @@
-"""M08 fundamental factor definitions — the single registry entry for each factor this module computes.
+"""Fundamental factor definitions — the single registry entry for each factor this module computes.
 
 `factor_metadata`, the blocking quality checks and the strategy validator all read these objects, so
 a factor's description, unit and bounds are declared exactly once, here.

@@ -1,6 +1,6 @@
-"""M08 fundamental indicators: valuation, earnings and revenue factors, point in time, for many stocks at once.
+"""Fundamental indicators: valuation, earnings and revenue factors, point in time, for many stocks at once.
 
-Point in time (SPEC S5): the value for day D uses only rows published on or before D — `published_on`
+Point in time: the value for day D uses only rows published on or before D — `published_on`
 when the source knows it, else the statutory deadline (revenue by the 10th of the next month; Q1 May 15,
 Q2 Aug 14, Q3 Nov 14, Q4 Mar 31 next year).
 
@@ -203,7 +203,7 @@ def _as_of(days: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
 
 # ---------------------------------------------------------------- the public function
 def compute(days: pl.DataFrame, monthly_revenue: pl.DataFrame, financials: pl.DataFrame) -> pl.DataFrame:
-    """M08 factors for every (stock_id, trade_date) row of `days`.
+    """The fundamental factors for every (stock_id, trade_date) row of `days`.
 
     `days`: long frame with stock_id, trade_date and the day's valuations pe, pb, dividend_yield (a
     `valuations` frame, or quotes left-joined with it; missing valuation columns give null factors).

@@ -1,4 +1,4 @@
-"""Live TWSE/TPEx market data (SPEC S4.2): polite HTTP client, pure payload parsers, the source."""
+"""Live TWSE/TPEx market data : polite HTTP client, pure payload parsers, the source."""
 
 from qrl_platform.market.live.source import LiveMarketSource
 

@@ -1,6 +1,6 @@
 """A polite HTTP client for the exchanges: raw-response cache, per-host throttle, bounded retries.
 
-TWSE bans clients that hammer it (SPEC S4.2), so:
+TWSE bans clients that hammer it, so:
 
 * every raw answer worth keeping is cached at `{cache_root}/<host>/<endpoint path>/<YYYY-MM-DD>.json`
   (each path is queried with one fixed set of parameters, so path + date is the key; an endpoint asked

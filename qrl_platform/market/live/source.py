@@ -1,7 +1,7 @@
 """The live market source: TWSE + TPEx daily tables, TDCC shareholding, MOPS revenue and financials.
 
 For each table: ask TWSE first. TWSE's "no data" answer means the market was closed that day (typhoon
-closures the calendar missed, SPEC S3), and TPEx is not asked — unless it cannot be a closure yet: a
+closures the calendar missed), and TPEx is not asked — unless it cannot be a closure yet: a
 future date, today before the closing data are out, or a table published later than the quotes TWSE
 already has (those raise `NotPublishedYet`, a `BadMarketData`, so nothing is stored and a retry works). Otherwise ask TPEx, combine and
 `conform()`. Every payload is parsed and checked (TWSE's rows by `conform()` on their own, TPEx's as part

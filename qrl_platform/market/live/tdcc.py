@@ -8,7 +8,7 @@
 Levels 1–15 are holding bands (1–999 shares … over 1,000,000 shares), 16 is TDCC's 差異數調整 line
 (a reconciliation entry, not holders — dropped here) and 17 the total. There is no date parameter:
 TDCC serves the **latest data date only**. So the Saturday schedule archives each week while it is
-the latest (SPEC S4.2), and asking for any other week fails clearly: an older week can no longer be
+the latest, and asking for any other week fails clearly: an older week can no longer be
 fetched, a newer one is not published yet. A week whose Friday was a holiday carries the data of
 its last trading day, which is accepted for that week.
 

@@ -7,7 +7,7 @@ Two traps shape this module:
   payload's `date` and each table's (ROC) `date` must equal the requested date, otherwise we raise.
 * A closed or not-yet-published day is `stat: ok` with empty tables, i.e. "no data", not an error.
 
-Units (SPEC S4.1 wants shares for volumes/flows, lots for margin):
+Units (the canonical tables want shares for volumes/flows, lots for margin):
 * quotes: the volume unit is read from the header. The dailyQuotes JSON in use since 2023 labels it
   成交股數 and it is in shares (成交金額 / 成交股數 equals 均價); only 最後買量/最後賣量 are in 千股. A
   header announcing thousands (成交股數(千股), 成交量(仟股), 成交張數) is multiplied by 1,000. Either
