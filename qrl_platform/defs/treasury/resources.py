@@ -14,16 +14,15 @@ and kept only inside that client.
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from qrl_platform.settings import Settings
 from qrl_platform.settings import settings as current_settings
+from qrl_platform.treasury.cycle import TreasuryConfig
 from qrl_platform.treasury.execution import ExecutionLimits
 from qrl_platform.treasury.mexc_client import ClientSettings, MexcClient, SpotExchange
 from qrl_platform.treasury.rebalance import RebalanceParams
@@ -42,33 +41,6 @@ SETTING_OF_FIELD = {
     "max_drawdown": "max_drawdown",
     "kill_switch_reset_at": "kill_switch_reset_at",
 }
-
-
-@dataclass(frozen=True)
-class QrlSettings:
-    """Everything resolved from config + settings, secrets excluded (safe to show as metadata)."""
-
-    mode: str
-    base_url: str
-    symbol: str
-    base_asset: str
-    quote_asset: str
-    params: RebalanceParams
-    fee_rate_override: Decimal | None
-    limits: ExecutionLimits
-    client: ClientSettings
-    trades_since_ms: int | None
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "symbol": self.symbol,
-            "base_url": self.base_url if self.mode != "simulated" else "(offline)",
-            "execute_orders": self.limits.enabled,
-            "target_ratio": float(self.params.target_ratio),
-            "threshold": float(self.params.threshold),
-            "max_order_notional": float(self.limits.max_order_notional),
-        }
 
 
 class MexcResource(dg.ConfigurableResource):
@@ -117,13 +89,13 @@ class MexcResource(dg.ConfigurableResource):
         }
         return current.with_values(**overrides) if overrides else current
 
-    def settings(self, current: Settings | None = None) -> QrlSettings:
+    def treasury_config(self, current: Settings | None = None) -> TreasuryConfig:
         configured = self.configured(current)
         since = None
         if self.trades_since:
             day = dt.datetime.fromisoformat(self.trades_since)
             since = int((day if day.tzinfo else day.replace(tzinfo=dt.UTC)).timestamp() * 1000)
-        return QrlSettings(
+        return TreasuryConfig(
             mode=configured.mexc_mode,
             base_url=configured.mexc_base_url,
             symbol=self.symbol,
@@ -160,7 +132,7 @@ class MexcResource(dg.ConfigurableResource):
         """The exchange for one run. Simulated prices and fills are pinned to the partition's end, so
         re-materialising a partition reproduces it; paper and live use the current market."""
         current = current_settings()
-        settings = self.settings(current)
+        settings = self.treasury_config(current)
         now = now or dt.datetime.now(dt.UTC)
         if settings.mode == "live":
             # Read at use time, kept only inside the client; never a config field.
