@@ -4,9 +4,10 @@
 → store the row → publish it. `rebalance`: look up earlier unknown orders → plan against the exchange's
 limits, balances and price → guard → execute (when enabled) → store the plan → publish it.
 
-Both receive plain values (`TreasuryConfig`, the partition's key and window) and ports: a way to open
-the exchange (`SpotExchange`: the live client, the paper or the simulated exchange), the warehouse,
-a Redis publisher and a clock. They return a result dataclass the caller turns into run metadata.
+Both receive plain values (`TreasuryConfig`, the partition's key and window) and `Ports`: a way to
+open the exchange (`SpotExchange`: the live client, the paper or the simulated exchange), the
+warehouse, a Redis publisher and a clock. They return a result dataclass the caller turns into run
+metadata.
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ OpenExchange = Callable[[dt.datetime], AbstractContextManager[SpotExchange]]
 
 
 @dataclass(frozen=True)
+class Ports:
+    """What a quarter hour talks to: the exchange, the warehouse, Redis and the clock."""
+
+    open_exchange: OpenExchange
+    warehouse: Warehouse
+    publish: RedisPublisher
+    clock: Callable[[], dt.datetime] = utc_now
+
+
+@dataclass(frozen=True)
 class PositionResult:
     position: Position
     row: dict[str, Any]  # as stored in `qrl_positions` and published to `qrl:position`
@@ -121,17 +132,15 @@ class PositionResult:
 
 def update_position(
     config: TreasuryConfig,
+    ports: Ports,
     *,
     partition_key: str,
     window_start: dt.datetime,
     window_end: dt.datetime,
-    open_exchange: OpenExchange,
-    warehouse: Warehouse,
-    publish: RedisPublisher,
-    clock: Callable[[], dt.datetime] = utc_now,
 ) -> PositionResult:
     """Sync new trades, value the position at the quarter hour's end, store and publish it."""
-    with open_exchange(clock()) as exchange:
+    warehouse = ports.warehouse
+    with ports.open_exchange(ports.clock()) as exchange:
         synced = sync_trades(
             exchange, warehouse, account=config.mode, symbol=config.symbol, since_ms=config.trades_since_ms
         )
@@ -152,7 +161,7 @@ def update_position(
     rows = store_position(warehouse, row)
     # Published after the warehouse row is stored: a Redis outage fails the step, and its retry
     # replaces the row rather than duplicating it.
-    redis = publish(publish_position, row)
+    redis = ports.publish(publish_position, row)
     return PositionResult(position=position, row=row, trades_synced=synced.inserted, rows_stored=rows, redis=redis)
 
 
@@ -237,28 +246,20 @@ def plan_and_execute(
     return row, details
 
 
-def rebalance(
-    config: TreasuryConfig,
-    *,
-    partition_key: str,
-    window_end: dt.datetime,
-    open_exchange: OpenExchange,
-    warehouse: Warehouse,
-    publish: RedisPublisher,
-    clock: Callable[[], dt.datetime] = utc_now,
-) -> RebalanceResult:
+def rebalance(config: TreasuryConfig, ports: Ports, *, partition_key: str, window_end: dt.datetime) -> RebalanceResult:
     """One quarter hour's rebalance: plan (and execute when enabled), store, publish.
 
     A partition whose order was already placed is not planned again: its executed plan is stored and
     published unchanged, because planning against the post-fill balances would trade a second time."""
-    now = clock()
+    now = ports.clock()
+    warehouse = ports.warehouse
     previous = stored_plan(warehouse, partition_key, config.symbol)
     kept = bool(previous and previous["order_status"] == PLACED)
     if kept:
         row = previous
         details = {"note": "order already placed for this partition; the executed plan is kept"}
     else:
-        with open_exchange(now) as exchange:
+        with ports.open_exchange(now) as exchange:
             row, details = plan_and_execute(
                 exchange,
                 config,
@@ -271,7 +272,7 @@ def rebalance(
     # Stored before anything can fail on Redis or an unknown outcome: the retry starts from this row.
     rows = store_plan(warehouse, row)
     published = published_plan(row)
-    redis = publish(publish_plan, published)
+    redis = ports.publish(publish_plan, published)
     return RebalanceResult(
         row=row, published=published, details=details, rows_stored=rows, redis=redis, kept_executed_plan=kept
     )

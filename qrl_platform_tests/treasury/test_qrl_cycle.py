@@ -77,22 +77,15 @@ def store(tmp_path):
 def test_update_position_stores_and_publishes_the_simulated_opening_balance(tmp_path, store):
     exchanges = SimulatedExchanges(tmp_path / "paper.json")
     publish = RecordingPublisher()
-    kwargs = dict(
-        partition_key=KEY,
-        window_start=WINDOW_START,
-        window_end=WINDOW_END,
-        open_exchange=exchanges,
-        warehouse=store,
-        publish=publish,
-        clock=lambda: WINDOW_END,
-    )
-    result = cycle.update_position(config(), **kwargs)
+    ports = cycle.Ports(open_exchange=exchanges, warehouse=store, publish=publish, clock=lambda: WINDOW_END)
+    kwargs = dict(partition_key=KEY, window_start=WINDOW_START, window_end=WINDOW_END)
+    result = cycle.update_position(config(), ports, **kwargs)
     assert result.row["position_qty"] == 1000.0 and result.row["partition_key"] == KEY
     assert result.trades_synced == 1  # the paper account's opening buy
     assert (result.rows_stored, result.redis) == (1, "recorded")
     assert publish.published == [("publish_position", result.row)]
 
-    again = cycle.update_position(config(), **kwargs)
+    again = cycle.update_position(config(), ports, **kwargs)
     assert again.trades_synced == 0 and again.row == result.row
     assert store.read_table("qrl_positions").height == 1  # replaced, not duplicated
 
@@ -101,15 +94,8 @@ def test_rebalance_without_execution_plans_stores_and_publishes(tmp_path, store)
     exchanges = SimulatedExchanges(tmp_path / "paper.json")
     publish = RecordingPublisher()
     now = WINDOW_END + dt.timedelta(seconds=20)
-    result = cycle.rebalance(
-        config(),
-        partition_key=KEY,
-        window_end=WINDOW_END,
-        open_exchange=exchanges,
-        warehouse=store,
-        publish=publish,
-        clock=lambda: now,
-    )
+    ports = cycle.Ports(open_exchange=exchanges, warehouse=store, publish=publish, clock=lambda: now)
+    result = cycle.rebalance(config(), ports, partition_key=KEY, window_end=WINDOW_END)
     assert exchanges.opened == [now]
     assert result.order_status == NOT_EXECUTED and not result.outcome_unknown and not result.kept_executed_plan
     assert result.row["action"] in {"BUY", "SELL", "HOLD"}
@@ -123,18 +109,11 @@ def test_a_placed_partition_is_not_planned_again(tmp_path, store):
     # All QRL and no USDT: the plan SELLs whatever the simulated price.
     exchanges = SimulatedExchanges(tmp_path / "paper.json", initial_usdt="0")
     now = WINDOW_END + dt.timedelta(minutes=1)  # fresh enough for the staleness guard
-    run = dict(
-        partition_key=KEY,
-        window_end=WINDOW_END,
-        open_exchange=exchanges,
-        warehouse=store,
-        publish=cycle.publish_to(None),
-        clock=lambda: now,
-    )
-    first = cycle.rebalance(config(execute=True), **run)
+    ports = cycle.Ports(open_exchange=exchanges, warehouse=store, publish=cycle.publish_to(None), clock=lambda: now)
+    first = cycle.rebalance(config(execute=True), ports, partition_key=KEY, window_end=WINDOW_END)
     assert (first.row["action"], first.order_status, first.redis) == ("SELL", PLACED, cycle.NOT_CONFIGURED)
 
-    again = cycle.rebalance(config(execute=True), **run)
+    again = cycle.rebalance(config(execute=True), ports, partition_key=KEY, window_end=WINDOW_END)
     assert again.kept_executed_plan and again.order_status == PLACED
     assert again.row["client_order_id"] == first.row["client_order_id"]
     assert len(exchanges.opened) == 1  # the exchange was not even opened for the re-run
@@ -156,15 +135,10 @@ def test_an_unknown_order_is_stored_then_found_by_the_next_quarter_hour(store, f
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         client.flushall()
-        result = cycle.rebalance(
-            live,
-            partition_key=key,
-            window_end=window_end,
-            open_exchange=open_live,
-            warehouse=store,
-            publish=cycle.publish_to(client),
-            clock=lambda: now,
+        ports = cycle.Ports(
+            open_exchange=open_live, warehouse=store, publish=cycle.publish_to(client), clock=lambda: now
         )
+        result = cycle.rebalance(live, ports, partition_key=key, window_end=window_end)
         assert result.order_status == UNKNOWN and result.outcome_unknown
         assert stored_plan(store, key, "QRLUSDT")["order_status"] == UNKNOWN  # recorded before failing
         assert json.loads(client.get(REDIS_LATEST_KEY))["order_status"] == UNKNOWN
@@ -172,15 +146,8 @@ def test_an_unknown_order_is_stored_then_found_by_the_next_quarter_hour(store, f
 
         later_end = window_end + dt.timedelta(minutes=15)
         later_key = window_end.strftime("%Y-%m-%d-%H:%M")
-        cycle.rebalance(
-            live,
-            partition_key=later_key,
-            window_end=later_end,
-            open_exchange=open_live,
-            warehouse=store,
-            publish=cycle.publish_to(client),
-            clock=lambda: later_end + dt.timedelta(seconds=30),
-        )
+        later = replace(ports, clock=lambda: later_end + dt.timedelta(seconds=30))
+        cycle.rebalance(live, later, partition_key=later_key, window_end=later_end)
     finally:
         client.close()
     found = stored_plan(store, key, "QRLUSDT")

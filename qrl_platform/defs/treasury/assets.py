@@ -66,8 +66,13 @@ def _publisher(redis: RedisResource) -> cycle.RedisPublisher:
     return publish
 
 
-def _exchange_opener(mexc: MexcResource, window: dg.TimeWindow) -> cycle.OpenExchange:
-    return lambda now: mexc.exchange(partition_end=window.end, now=now)
+def _ports(mexc: MexcResource, warehouse: WarehouseResource, redis: RedisResource, window: dg.TimeWindow):
+    return cycle.Ports(
+        open_exchange=lambda now: mexc.exchange(partition_end=window.end, now=now),
+        warehouse=warehouse.get(),
+        publish=_publisher(redis),
+        clock=_now,
+    )
 
 
 @dg.asset(
@@ -84,16 +89,9 @@ def qrl_position(
 ) -> dg.MaterializeResult:
     config = mexc.treasury_config()
     window = context.partition_time_window
-    store = warehouse.get()
+    ports = _ports(mexc, warehouse, redis, window)
     result = cycle.update_position(
-        config,
-        partition_key=context.partition_key,
-        window_start=window.start,
-        window_end=window.end,
-        open_exchange=_exchange_opener(mexc, window),
-        warehouse=store,
-        publish=_publisher(redis),
-        clock=_now,
+        config, ports, partition_key=context.partition_key, window_start=window.start, window_end=window.end
     )
     row = result.row
     context.log.info(
@@ -119,7 +117,9 @@ def qrl_position(
             "dagster/row_count": result.rows_stored,
             **_daily_charts(
                 window,
-                lambda: dashboard.position_chart(store, symbol=config.symbol, mode=config.mode, until=window.end),
+                lambda: dashboard.position_chart(
+                    ports.warehouse, symbol=config.symbol, mode=config.mode, until=window.end
+                ),
             ),
         }
     )
@@ -142,17 +142,9 @@ def rebalance_plan(
 ) -> dg.MaterializeResult:
     config = mexc.treasury_config()
     window = context.partition_time_window
-    store = warehouse.get()
     key = context.partition_key
-    result = cycle.rebalance(
-        config,
-        partition_key=key,
-        window_end=window.end,
-        open_exchange=_exchange_opener(mexc, window),
-        warehouse=store,
-        publish=_publisher(redis),
-        clock=_now,
-    )
+    ports = _ports(mexc, warehouse, redis, window)
+    result = cycle.rebalance(config, ports, partition_key=key, window_end=window.end)
     row = result.row
     if result.kept_executed_plan:
         context.log.info(f"{key}: order {row['order_id']} already placed; keeping the executed plan")
@@ -171,7 +163,9 @@ def rebalance_plan(
         "dagster/row_count": result.rows_stored,
         **_daily_charts(
             window,
-            lambda: dashboard.rebalance_chart(store, symbol=config.symbol, mode=config.mode, until=row["timestamp"]),
+            lambda: dashboard.rebalance_chart(
+                ports.warehouse, symbol=config.symbol, mode=config.mode, until=row["timestamp"]
+            ),
         ),
     }
     if result.outcome_unknown:
