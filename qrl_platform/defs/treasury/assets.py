@@ -6,8 +6,6 @@ return `MaterializeResult` metadata; re-materialising a partition replaces its r
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
-import datetime as dt
-
 import dagster as dg
 import redis as redis_lib
 
@@ -42,10 +40,6 @@ def _daily_charts(window: dg.TimeWindow, draw) -> dict[str, dg.MetadataValue]:
     return {name: dg.MetadataValue.md(markdown) for name, markdown in draw().items()}
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _publisher(redis: RedisResource) -> cycle.RedisPublisher:
     """Writes to Redis when configured; the warehouse row is already stored either way."""
 
@@ -66,12 +60,13 @@ def _publisher(redis: RedisResource) -> cycle.RedisPublisher:
     return publish
 
 
-def _ports(mexc: MexcResource, warehouse: WarehouseResource, redis: RedisResource, window: dg.TimeWindow):
+def _ports(
+    mexc: MexcResource, warehouse: WarehouseResource, redis: RedisResource, window: dg.TimeWindow
+) -> cycle.Ports:
     return cycle.Ports(
         open_exchange=lambda now: mexc.exchange(partition_end=window.end, now=now),
         warehouse=warehouse.get(),
         publish=_publisher(redis),
-        clock=_now,
     )
 
 
