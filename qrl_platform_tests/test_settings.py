@@ -97,11 +97,11 @@ def test_a_bad_value_names_its_variable(variable, value, message):
 
 def test_a_resource_field_is_checked_like_its_variable(monkeypatch):
     monkeypatch.delenv("QRL_MEXC_MODE", raising=False)
-    assert MexcResource(mode="LIVE", daily_trade_cap=1).settings().limits.daily_trade_cap == 1
-    with pytest.raises(ValueError, match="QRL_MEXC_MODE must be one of simulated, paper, live, got 'demo'"):
-        MexcResource(mode="demo").settings()
-    with pytest.raises(ValueError, match="QRL_KILL_SWITCH_RESET_AT: 'tomorrow' is not an ISO date-time"):
-        MexcResource(kill_switch_reset_at="tomorrow").settings()
+    assert MexcResource(mode="LIVE", daily_trade_cap=1).treasury_config().limits.daily_trade_cap == 1
+    with pytest.raises(ValueError, match="mexc resource: mode must be one of simulated, paper, live, got 'demo'"):
+        MexcResource(mode="demo").treasury_config()
+    with pytest.raises(ValueError, match="mexc resource: kill_switch_reset_at 'tomorrow' is not an ISO date-time"):
+        MexcResource(kill_switch_reset_at="tomorrow").treasury_config()
     with pytest.raises(ValueError, match="QRL_MARKET_SOURCE must be 'demo' or 'live', got 'paper'"):
         MarketSourceResource(source="paper").settings()
 

@@ -237,7 +237,7 @@ def test_postgres_down_for_good_fails_naming_the_server_and_operation_without_th
 def test_redis_stopped_before_the_plan_write_is_retried_without_duplicate_plans(
     qrl_home, outage_redis, monkeypatch, capsys
 ):
-    import qrl_platform.defs.treasury.assets as treasury_assets
+    import qrl_platform.treasury.cycle as treasury_cycle
 
     for name in ("QRL_MEXC_MODE", "QRL_MEXC_BASE_URL", "MEXC_API_KEY", "MEXC_API_SECRET", "QRL_EXECUTE_ORDERS"):
         monkeypatch.delenv(name, raising=False)
@@ -250,7 +250,7 @@ def test_redis_stopped_before_the_plan_write_is_retried_without_duplicate_plans(
     with dg.instance_for_test() as instance:
         job = _job_like("qrl_15min_job", ["qrl_position", "rebalance_plan"], QRL_ASSETS, resources=resources)
         assert job.execute_in_process(instance=instance, partition_key=first).success
-        outage = Outage(monkeypatch, treasury_assets, "publish_plan", outage_redis)
+        outage = Outage(monkeypatch, treasury_cycle, "publish_plan", outage_redis)
         result = job.execute_in_process(instance=instance, partition_key=second)
         outage.wait_for_restart()
         retries = _retries(instance, result.run_id)

@@ -1,7 +1,7 @@
 """Order safety soak: hundreds of quarter hours with execution on against a fake MEXC in a fault storm.
 
 Each simulated quarter hour drives the code the `rebalance_plan` asset runs (stored plan → the
-asset's `_plan_and_execute` → `store_plan`, failing on an unknown outcome), with a controlled clock:
+treasury's `plan_and_execute` → `store_plan`, failing on an unknown outcome), with a controlled clock:
 `now` advances 15 minutes per quarter hour, and the client records its waits (Retry-After, backoff)
 instead of sleeping. A failed quarter hour is retried once, as a run retry would. The fake accepts a
 repeated client order id, so any re-placement would be counted as a duplicate rather than refused.
@@ -21,8 +21,8 @@ import dagster as dg
 import httpx
 import pytest
 
-from qrl_platform.defs.treasury.assets import _plan_and_execute
 from qrl_platform.defs.treasury.resources import MexcResource
+from qrl_platform.treasury.cycle import plan_and_execute
 from qrl_platform.treasury.execution import BLOCKED, KILL_SWITCH, PLACED, UNKNOWN
 from qrl_platform.treasury.mexc_client import MexcClient, MexcError
 from qrl_platform.treasury.rebalance import recent_plans, store_plan, stored_plan
@@ -125,7 +125,9 @@ def test_no_order_is_placed_twice_or_beyond_the_guards_in_a_fault_storm(tmp_path
                 transport=httpx.HTTPTransport(verify=TLS),
             )
             try:
-                row, _ = _plan_and_execute(client, settings, store, key=key, window=window, now=now, previous=previous)
+                row, _ = plan_and_execute(
+                    client, settings, store, partition_key=key, window_end=window.end, now=now, previous=previous
+                )
             finally:
                 resyncs += client.clock_resyncs
                 client.close()
@@ -160,7 +162,7 @@ def test_no_order_is_placed_twice_or_beyond_the_guards_in_a_fault_storm(tmp_path
             now = START + dt.timedelta(minutes=15 * (index + 1), seconds=30)
             settings = resource.model_copy(
                 update={"kill_switch_reset_at": reset_time if index >= reset_at else ""}
-            ).settings()
+            ).treasury_config()
             for attempt in range(2):  # the run, then one retry of the same partition
                 try:
                     outcomes[run_quarter_hour(index, now + dt.timedelta(minutes=2 * attempt), settings)] += 1
@@ -172,7 +174,7 @@ def test_no_order_is_placed_twice_or_beyond_the_guards_in_a_fault_storm(tmp_path
         fake.storm(0, [])
         fake.clock_offset_ms = 0
         final_now = START + dt.timedelta(minutes=15 * (QUARTER_HOURS + 1), seconds=30)
-        settings = resource.model_copy(update={"kill_switch_reset_at": reset_time}).settings()
+        settings = resource.model_copy(update={"kill_switch_reset_at": reset_time}).treasury_config()
         run_quarter_hour(QUARTER_HOURS, final_now, settings)
         wall = time.perf_counter() - started
 

@@ -18,8 +18,9 @@ from qrl_platform.defs.resources import RedisResource, WarehouseResource
 from qrl_platform.defs.treasury.assets import QRL_ASSETS
 from qrl_platform.defs.treasury.checks import QRL_CHECKS
 from qrl_platform.defs.treasury.jobs import QRL_JOBS
-from qrl_platform.defs.treasury.resources import QRL_RESOURCES, MexcResource
+from qrl_platform.defs.treasury.resources import QRL_RESOURCES, MexcResource, mexc_resource
 from qrl_platform.defs.treasury.schedules import QRL_SCHEDULES
+from qrl_platform.settings import settings
 from qrl_platform.treasury.rebalance import REDIS_HISTORY_KEY, REDIS_LATEST_KEY
 from qrl_platform.warehouse import Warehouse
 
@@ -123,7 +124,7 @@ def test_simulated_paper_fills_change_the_next_plan(qrl_home, clean_env, monkeyp
     key = just_finished_quarter_hour(now)  # fresh, so the staleness guard lets it trade
     # All QRL, no USDT: whatever the simulated price, the plan SELLs (capped at 100 USDT).
     resources = {
-        "mexc": MexcResource(min_trade_interval_minutes=0, paper_initial_usdt=0),
+        "mexc": mexc_resource(settings(), min_trade_interval_minutes=0, paper_initial_usdt=0),
         "warehouse": WarehouseResource(),
         "redis": RedisResource(),
     }
@@ -158,7 +159,7 @@ def test_live_mode_against_the_fake_server_on_both_warehouses(clean_env, monkeyp
     fake.add_trade(price="0.40", qty="1000", is_buyer=True, time_ms=start, commission="0.8")
     fake.add_trade(price="0.60", qty="100", is_buyer=False, time_ms=start + 60_000, commission="0.12")
     resources = {
-        "mexc": MexcResource(**FAST),
+        "mexc": mexc_resource(settings(), **FAST),
         "warehouse": WarehouseResource(url=warehouse_url),
         "redis": RedisResource(),
     }
@@ -191,7 +192,7 @@ def test_paper_mode_uses_public_prices_and_paper_balances(clean_env, monkeypatch
     monkeypatch.setenv("QRL_MEXC_MODE", "paper")
     monkeypatch.setenv("QRL_MEXC_BASE_URL", fake.url)
     fake.price = D("0.25")
-    resources = {"mexc": MexcResource(**FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
+    resources = {"mexc": mexc_resource(settings(), **FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
     result = materialize(resources, key=just_finished_quarter_hour(dt.datetime.now(dt.UTC)))
     plan = metadata_of(result, "rebalance_plan")
     assert plan["mode"] == "paper" and plan["price"] == 0.25
@@ -207,7 +208,7 @@ def test_paper_mode_uses_public_prices_and_paper_balances(clean_env, monkeypatch
 def test_live_mode_plan_only_by_default_and_faults_fail_clearly(clean_env, monkeypatch, fake, qrl_home):
     live_env(monkeypatch, fake, execute=False)
     monkeypatch.delenv("QRL_EXECUTE_ORDERS")
-    resources = {"mexc": MexcResource(**FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
+    resources = {"mexc": mexc_resource(settings(), **FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
     result = materialize(resources)
     assert metadata_of(result, "rebalance_plan")["order_status"] == "NOT_EXECUTED"
     assert fake.orders == {} and fake.test_orders == []
@@ -236,7 +237,10 @@ def test_api_secrets_never_appear_in_logs_events_or_metadata(clean_env, monkeypa
     live_env(monkeypatch, fake, execute=True)
     caplog.set_level(logging.DEBUG)
     key = just_finished_quarter_hour(dt.datetime.now(dt.UTC))
-    resources = {"mexc": MexcResource(**FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
+    # The key and secret bound the way a deployment binds secrets in resource config: dg.EnvVar,
+    # resolved when each run starts.
+    mexc = mexc_resource(settings(), api_key=dg.EnvVar("MEXC_API_KEY"), api_secret=dg.EnvVar("MEXC_API_SECRET"), **FAST)
+    resources = {"mexc": mexc, "warehouse": WarehouseResource(), "redis": RedisResource()}
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(resources, key=key, instance=instance)
         assert result.success and metadata_of(result, "rebalance_plan")["order_status"] == "PLACED"
@@ -250,7 +254,8 @@ def test_api_secrets_never_appear_in_logs_events_or_metadata(clean_env, monkeypa
                 for secret in (fake.api_key, fake.api_secret)
             )
 
-        # A failing run (the exchange rejects the signature) must not leak them either.
+        # A failing run (the exchange rejects the signature) must not leak them either; the changed
+        # variable reaches the resource because dg.EnvVar is resolved when the run starts.
         monkeypatch.setenv("MEXC_API_SECRET", "WRONGSECRET0a1b2c3d")
         failed = materialize(resources, key=key, instance=instance, raise_on_error=False)
         assert not failed.success
@@ -301,9 +306,29 @@ def test_definitions_load_with_the_shared_resource_keys():
     } == {"rebalance_plan"}
 
 
-def test_secrets_are_not_resource_config_fields():
-    fields = set(MexcResource.model_fields)
-    assert not {name for name in fields if "secret" in name or "api_key" in name}
+def test_the_code_locations_exchange_resource_is_built_from_the_settings_with_no_config(
+    qrl_home, clean_env, monkeypatch
+):
+    """The bound `mexc` resource has no Dagster config (nothing for the UI to show) and builds
+    MexcResource from the settings; a printed resource never shows the key or secret."""
+    bound = QRL_RESOURCES["mexc"]
+    assert isinstance(bound, dg.ResourceDefinition) and not isinstance(bound, MexcResource)
+    monkeypatch.setenv("QRL_MEXC_MODE", "paper")
+    monkeypatch.setenv("MEXC_API_KEY", "mx0vglKEYvalue")
+    monkeypatch.setenv("MEXC_API_SECRET", "SECRETvalue123")
+    monkeypatch.setenv("QRL_KILL_SWITCH_RESET_AT", "2026-12-01T09:30:00")
+    with dg.build_resources({"mexc": bound}) as built:
+        resource = built.mexc
+    assert isinstance(resource, MexcResource)
+    assert (resource.mode, resource.api_key, resource.paper_account_dir) == (
+        "paper",
+        "mx0vglKEYvalue",
+        str(qrl_home / "qrl"),
+    )
+    config = resource.treasury_config()
+    assert config.limits.kill_switch_reset_at == dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
+    assert "mx0vglKEYvalue" not in repr(resource) and "SECRETvalue123" not in repr(resource)
+    assert "mx0vglKEYvalue" not in repr(config) and "SECRETvalue123" not in repr(config)
 
 
 def _spy_on_charts(monkeypatch) -> dict[str, list]:

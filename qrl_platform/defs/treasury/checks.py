@@ -72,7 +72,7 @@ def position_problems(row: Mapping[str, Any]) -> list[str]:
 
 
 def _stored_row(warehouse: WarehouseResource, mexc: MexcResource, table: sa.Table, partition_key: str):
-    query = sa.select(table).where(table.c.partition_key == partition_key, table.c.symbol == mexc.settings().symbol)
+    query = sa.select(table).where(table.c.partition_key == partition_key, table.c.symbol == mexc.symbol)
     with warehouse.get().engine.connect() as connection:
         row = connection.execute(query).mappings().first()
     return dict(row) if row else None

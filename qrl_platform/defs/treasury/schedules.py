@@ -33,4 +33,5 @@ def qrl_rebalance_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.Ru
     key = just_finished_quarter_hour(context.scheduled_execution_time)
     return dg.RunRequest(run_key=f"daily-{key}", partition_key=key)
 
+
 QRL_SCHEDULES = [qrl_15min_schedule, qrl_rebalance_daily_schedule]
