@@ -85,12 +85,12 @@ class Settings(_PublicationTimes):
     http_backoff_seconds: float = _env("QRL_HTTP_BACKOFF_SECONDS", HTTP_BACKOFF_SECONDS)
     demo_seed: int = _env("QRL_DEMO_SEED", 7)
     demo_universe: int = _env("QRL_DEMO_UNIVERSE", 1800)
-    # Redis and the M13 event bus. The backend stays text here: notify/relay.py checks the name and
+    # Redis and the event bus to the order module. The backend stays text here: notify/relay.py checks the name and
     # reports a misspelt one as the bus's own error when the bus is used, not when anything else starts.
     redis_url: SecretStr = _secret("QRL_REDIS_URL")
     event_bus: str = _env("QRL_EVENT_BUS", "")
 
-    # M15 alert channels. Levels and the channel list stay text: a bad one becomes a failing channel
+    # Alert channels. Levels and the channel list stay text: a bad one becomes a failing channel
     # (alerts/channels.py), because an alert setting must never stop the job that alerts.
     alert_channels: str = _env("QRL_ALERT_CHANNELS", "")
     log_min_level: str = _env("QRL_LOG_MIN_LEVEL", "")

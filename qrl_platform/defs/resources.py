@@ -39,7 +39,7 @@ _frame_stores: dict[str, FrameStore] = {}
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The relational warehouse (S6/S7 tables, outbox, QRL audit). SQLite file by default,
+    """The relational warehouse (signals, stats, outbox, QRL audit). SQLite file by default,
     PostgreSQL in production via QRL_WAREHOUSE_URL=postgresql+psycopg://…"""
 
     url: str = ""  # empty: the settings' warehouse (QRL_WAREHOUSE_URL or the SQLite file under QRL_HOME)
@@ -66,7 +66,7 @@ class FrameStoreResource(dg.ConfigurableResource):
 
 
 class RedisResource(dg.ConfigurableResource):
-    """Redis (QRL plan/position, M13 event stream). URL from QRL_REDIS_URL; empty means not configured."""
+    """Redis (QRL plan/position, the order module's event stream). URL from QRL_REDIS_URL; empty means not configured."""
 
     url: str = ""
 
@@ -143,7 +143,7 @@ class MarketSourceResource(dg.ConfigurableResource):
 
 
 class EventBusResource(dg.ConfigurableResource):
-    """The M13 event bus (S7). Backend from QRL_EVENT_BUS: `outbox` (default, warehouse table only) or
+    """The event bus to the order module. Backend from QRL_EVENT_BUS: `outbox` (default, warehouse table only) or
     `redis` (outbox + relay to the Redis Stream `qrl:events:m13`, Redis from QRL_REDIS_URL).
 
     It holds the warehouse and Redis resources it writes to. The methods take the warehouse and,
@@ -237,7 +237,7 @@ class EventBusResource(dg.ConfigurableResource):
         older_than: dt.timedelta = lag.DEFAULT_LAG_THRESHOLD,
         now: dt.datetime | None = None,
     ) -> list[lag.LaggingEvent]:
-        """Events M13 has not consumed `older_than` after publication (the lag sensor's question)."""
+        """Events the order module has not consumed `older_than` after publication (the lag sensor's question)."""
         with self._redis(redis) as client:
             return lag.unconsumed_events(
                 warehouse or self.warehouse.get(), client, older_than, now, stream=self.stream_key
@@ -257,7 +257,7 @@ _dedupers: dict[str, AlertDeduper] = {}
 
 
 class AlertsResource(dg.ConfigurableResource):
-    """M15 alerts (S10): log by default; Slack, email and SMS webhook as listed in QRL_ALERT_CHANNELS.
+    """Alerts: log by default; Slack, email and SMS webhook as listed in QRL_ALERT_CHANNELS.
 
     Channels and their secrets are read from the environment at every send, so no webhook URL or
     password is ever resource config (which the Dagster UI displays). `send` does not raise for

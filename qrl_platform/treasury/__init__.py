@@ -1,4 +1,4 @@
-"""QRL/USDT on MEXC every 15 minutes (SPEC S8): cost basis and PnL, a symmetric rebalance plan in
+"""QRL/USDT on MEXC every 15 minutes: cost basis and PnL, a symmetric rebalance plan in
 Redis and the warehouse, and guarded (off by default) execution.
 
 Plain Python, no Dagster: cycle.py (the quarter hour's two use cases: position update, rebalance),

@@ -1,4 +1,4 @@
-"""Weighted-average cost basis and PnL of the QRL position from the account's own trades (SPEC S8).
+"""Weighted-average cost basis and PnL of the QRL position from the account's own trades.
 
 `apply_trades(state, new_trades)` is incremental: the state is a cursor over the trade ledger, and
 feeding trades in (time, id) order in any number of batches gives the same state as one batch.

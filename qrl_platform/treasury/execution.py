@@ -1,4 +1,4 @@
-"""Turning a plan into (at most) one order, behind guards (SPEC S8). Off unless explicitly enabled.
+"""Turning a plan into (at most) one order, behind guards. Off unless explicitly enabled.
 
 Order of events for a BUY/SELL plan with execution on:
 1. this partition already placed an order (warehouse row, or the exchange knows our client order

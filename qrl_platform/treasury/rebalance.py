@@ -1,4 +1,4 @@
-"""The symmetric QRL/USDT rebalance plan (SPEC S8), and where plans are kept.
+"""The symmetric QRL/USDT rebalance plan, and where plans are kept.
 
 The maths works in `Decimal` and rounds quantities DOWN to the exchange's step, so an order built
 from a plan can never ask for more than the free balance (or, for a BUY, more USDT than the free

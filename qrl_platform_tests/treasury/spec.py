@@ -1,4 +1,4 @@
-"""What SPEC S8 says a published rebalance plan holds, written out here (not imported from the code under
+"""What the specification says a published rebalance plan holds, written out here (not imported from the code under
 test) so the tests hold the code to the spec."""
 
 SPEC_PLAN_FIELDS = (

@@ -1,4 +1,4 @@
-"""QRL on MEXC every 15 minutes (SPEC S8): thin Dagster wiring over the treasury's use cases
+"""QRL on MEXC every 15 minutes: thin Dagster wiring over the treasury's use cases
 (`qrl_platform.treasury.cycle`).
 
 Both assets write their own storage (warehouse rows keyed by partition, Redis when configured) and
@@ -19,7 +19,7 @@ from qrl_platform.treasury.execution import REJECTED, UNKNOWN
 
 GROUP = "qrl"
 GROUP_DESCRIPTION = (
-    "QRL/USDT treasury on MEXC (S8): cost basis and PnL from the account's own trades, and a symmetric "
+    "QRL/USDT treasury on MEXC: cost basis and PnL from the account's own trades, and a symmetric "
     "rebalance plan kept in Redis and audited in the warehouse; execution is off unless enabled."
 )
 # What both quarter-hour assets share: one MEXC pool so they never hit the exchange concurrently.

@@ -1,4 +1,4 @@
-"""The QRL jobs (S8): the quarter-hour cost/PnL + plan, and the plan alone."""
+"""The QRL jobs: the quarter-hour cost/PnL + plan, and the plan alone."""
 
 import dagster as dg
 
@@ -13,7 +13,7 @@ TREASURY_TAGS = {"dagster/max_runtime_seconds": "600", "qrl/estimate_seconds": "
 qrl_15min_job = dg.define_asset_job(
     "qrl_15min_job",
     selection=[qrl_position, rebalance_plan],
-    description="QRL cost/PnL then the rebalance plan for one quarter hour (S8; the source's 15-min-job).",
+    description="QRL cost/PnL then the rebalance plan for one quarter hour (the source's 15-min-job).",
     # Never longer than a period (max runtime). MEXC is reached one step at a time through the qrl_mexc pool.
     tags=TREASURY_TAGS,
     # Retrying a step cannot place a second order: each order's client id derives from the partition.

@@ -1,4 +1,4 @@
-"""The QRL exchange resource: `simulated` (default), `paper` or `live` MEXC Spot v3 (SPEC S8).
+"""The QRL exchange resource: `simulated` (default), `paper` or `live` MEXC Spot v3.
 
 `MexcResource` works only from its own fields. The code location binds `mexc` to
 `mexc_from_settings`, which builds the resource from the settings (`mexc_resource`: QRL_MEXC_MODE,

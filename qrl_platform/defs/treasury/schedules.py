@@ -1,4 +1,4 @@
-"""When the QRL assets run (SPEC S9): every 15 minutes (on by default) and a standalone daily
+"""When the QRL assets run: every 15 minutes (on by default) and a standalone daily
 rebalance (off by default, the source's paused `rebalance-manual` scheduler job)."""
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
