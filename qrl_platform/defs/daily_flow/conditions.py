@@ -84,7 +84,9 @@ def after_its_time_once_upstream_ready(stage: DailyStage) -> dg.AutomationCondit
     return (
         dg.AutomationCondition.in_latest_time_window()
         & MarketOpen()
-        & dg.AutomationCondition.cron_tick_passed(stage.cron, TAIPEI_NAME).since_last_handled()
+        & dg.AutomationCondition.cron_tick_passed(stage.cron, TAIPEI_NAME)
+        .since_last_handled()
+        .with_label(f"{stage.at:%H:%M} passed since its last run")
         & upstream_ready(stage.upstream)
         & ~dg.AutomationCondition.in_progress()
     ).with_label(f"daily at {stage.at:%H:%M} {TAIPEI_NAME} once {', '.join(stage.upstream)} ready")
