@@ -24,7 +24,7 @@ def tick(instance, when: dt.datetime, cursor=None, definitions: dg.Definitions =
     return dg.evaluate_automation_conditions(
         defs=definitions,
         instance=instance,
-        asset_selection=dg.AssetSelection.assets(*STAGE_ASSETS),
+        asset_selection=dg.AssetSelection.assets(*STAGE_ASSETS) if definitions is defs else None,
         evaluation_time=when,
         cursor=cursor,
     )
@@ -32,7 +32,7 @@ def tick(instance, when: dt.datetime, cursor=None, definitions: dg.Definitions =
 
 def requested(result) -> dict[str, list[str]]:
     """asset -> the partitions the tick requested (stages with no request left out)."""
-    found = {asset: sorted(result.get_requested_partitions(dg.AssetKey(asset))) for asset in STAGE_ASSETS}
+    found = {asset: sorted(result.get_requested_partitions(dg.AssetKey(asset)) - {None}) for asset in STAGE_ASSETS}
     return {asset: keys for asset, keys in found.items() if keys}
 
 
