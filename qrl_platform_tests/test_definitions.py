@@ -71,9 +71,10 @@ def test_jobs_schedules_and_sensors_exist():
             "refresh_factor_metadata_job", "qrl_15min_job", "qrl_rebalance_job"} <= jobs
     repository = defs.get_repository_def()
     assert {s.name for s in repository.schedule_defs} >= {
-        "daily_market_schedule", "strategies_schedule", "notify_m13_schedule", "strategy_stats_schedule",
+        "daily_market_schedule",
         "cleanup_old_signals_schedule", "refresh_factor_metadata_schedule", "qrl_15min_schedule",
         "qrl_rebalance_daily_schedule"}
     assert {s.name for s in repository.sensor_defs} == {
-        "market_data_available_sensor", "daily_flow_catchup_sensor", "m13_consumption_lag_sensor",
+        "market_data_available_sensor", "strategies_automation", "notify_m13_automation",
+        "strategy_stats_automation", "m13_consumption_lag_sensor",
         "run_failure_alert_sensor", "job_duration_sensor"}

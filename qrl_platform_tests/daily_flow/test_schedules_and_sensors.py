@@ -8,7 +8,6 @@ import dagster as dg
 import pytest
 
 from qrl_platform.definitions import defs
-from qrl_platform.defs import clock as sensors  # the clock every sensor reads
 from qrl_platform.defs.daily_flow.conditions import INDICATORS, STRATEGIES, STRATEGIES_CONDITION, MarketOpen
 from qrl_platform.defs.daily_flow.schedules import indicator_check_keys
 from qrl_platform.defs.daily_flow.sensors import STAGE_JOBS, stage_sensor_name
@@ -231,7 +230,9 @@ def test_dagsters_own_conditions_run_a_closed_day_and_on_cron_waits_a_day_for_up
         assert requested(tick(instance, _at(DAY, "23:00"), after["on_cron"].cursor, on_cron)) == {}
 
     closed = "2024-10-31"
-    without_calendar = _stand_in_defs(STRATEGIES_CONDITION.replace("market_open", dg.AutomationCondition.in_latest_time_window()))
+    without_calendar = _stand_in_defs(
+        STRATEGIES_CONDITION.replace("market_open", dg.AutomationCondition.in_latest_time_window())
+    )
     with dg.instance_for_test() as instance:
         first = {
             "without": tick(instance, _at(closed, "16:00"), definitions=without_calendar),
