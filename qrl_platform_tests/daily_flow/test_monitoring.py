@@ -14,7 +14,7 @@ from dagster._core.scheduler.instigation import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from qrl_platform.defs.job_tags import ESTIMATE_TAG
+from qrl_platform.defs.job_tags import ESTIMATE_TAG, STAGE_TAG
 from qrl_platform.defs.monitoring.sensors import consecutive_failures, job_duration_sensor, run_failure_alert_sensor
 from qrl_platform.defs.resources import AlertsResource
 from qrl_platform_tests.alerts.local_servers import WebhookServer
@@ -117,3 +117,13 @@ def test_a_run_over_twice_its_estimate_warns(caplog, monkeypatch):
         job_duration_sensor(context)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("slow_job is slow" in m and "estimate of 0.5s" in m for m in warnings)
+
+
+def test_failures_of_runs_the_automation_launched_for_a_stage_count_for_its_named_job():
+    """The daily flow's stages run in Dagster's asset job, tagged with the job they stand for."""
+    with dg.instance_for_test() as instance:
+        job = test_defs.get_job_def("flaky_job")
+        for attempt in range(1, 4):
+            job.execute_in_process(instance=instance, raise_on_error=False, tags={STAGE_TAG: "strategies_job"})
+            assert consecutive_failures(instance, "strategies_job") == attempt
+        assert consecutive_failures(instance, "flaky_job") == 3
