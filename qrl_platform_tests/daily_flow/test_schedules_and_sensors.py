@@ -10,7 +10,7 @@ import pytest
 from qrl_platform.definitions import defs
 from qrl_platform.defs.daily_flow.conditions import INDICATORS, STRATEGIES, STRATEGIES_CONDITION, MarketOpen
 from qrl_platform.defs.daily_flow.schedules import indicator_check_keys
-from qrl_platform.defs.daily_flow.sensors import STAGE_JOBS, stage_sensor_name
+from qrl_platform.defs.daily_flow.sensors import RETRY_FAILED_STEPS, STAGE_JOBS, stage_sensor_name
 from qrl_platform.defs.job_tags import STAGE_TAG
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource
@@ -100,8 +100,9 @@ def test_each_stage_sensor_targets_its_asset_and_gives_runs_its_named_jobs_tags(
         sensor = defs.get_sensor_def(stage_sensor_name(job.name))
         assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
         assert sensor.asset_selection.resolve(graph) == {dg.AssetKey(stage.asset)}
-        assert sensor.run_tags == {**job.tags, STAGE_TAG: job.name}
+        assert sensor.run_tags == {**job.tags, **RETRY_FAILED_STEPS, STAGE_TAG: job.name}
         assert {"qrl/estimate_seconds", "dagster/max_retries"} <= set(sensor.run_tags)
+        assert sensor.run_tags["dagster/retry_on_asset_or_op_failure"] == "true"
         assert graph.get(dg.AssetKey(stage.asset)).automation_condition is not None
     assert defs.get_sensor_def("strategies_automation").run_tags["qrl/warehouse-writer"] == "strategy_signals"
 
