@@ -161,6 +161,16 @@ def test_a_stage_never_runs_before_its_time_and_runs_as_soon_as_late_upstream_is
         assert requested(tick(instance, _at(DAY, "17:20"), caught_up.cursor)) == {}
 
 
+def test_a_day_already_materialised_by_hand_is_not_run_again():
+    with dg.instance_for_test() as instance:
+        first = tick(instance, _at(DAY, "16:00"))
+        _materialize_indicators(instance, DAY)
+        _materialize(instance, "strategy_signals", DAY)  # e.g. `qrl run-all` at 16:10
+        due = tick(instance, _at(DAY, "16:40"), first.cursor)
+        assert requested(due) == {}
+        assert unmet(due, "strategy_signals") == ["not materialised for the day yet"]
+
+
 SIGNALS_MATCH = dg.AssetCheckKey(dg.AssetKey("strategy_signals"), "signals_match_executions")
 
 

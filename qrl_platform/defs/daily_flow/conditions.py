@@ -8,10 +8,11 @@ materialised and every blocking check of it passed:
 * the notification (`m13_notification`) and stats (`strategy_stats`) wait for `strategy_signals` and
   its `signals_match_executions` check.
 
-It is Dagster's `AutomationCondition.on_cron` with two parts replaced. `on_cron` waits for every
-dependency to be updated *after* the cron tick; `strategy_signals` is written before 16:45, so the
-notification would wait a day. Here the upstream only has to be present (`~missing()`) with its
-blocking checks passed. A check never evaluated against the latest materialisation has not passed,
+It is Dagster's `AutomationCondition.on_cron` with its dependency part replaced and two parts added:
+the stage's own partition must not be materialised yet (a day run by hand is not run again) and the
+market must be open. `on_cron` waits for every dependency to be updated *after* the cron tick;
+`strategy_signals` is written before 16:45, so the notification would wait a day. Here the upstream
+only has to be present (`~missing()`) with its blocking checks passed. A check never evaluated against the latest materialisation has not passed,
 so the stage waits for it; a failed check holds the stage until the day is materialised again or
 its checks are re-run and pass. Only the upstream named above counts (`allow`): the other inputs
 (quotes, tradability, corporate actions, the strategy definitions) are read as they are.
@@ -80,10 +81,12 @@ def upstream_ready(upstream: Sequence[str]) -> dg.AutomationCondition:
 
 def after_its_time_once_upstream_ready(stage: DailyStage) -> dg.AutomationCondition:
     """`on_cron` for a stage whose upstream may finish before its time: today's partition, on a trading
-    day, once per cron tick, as soon as the upstream is ready, not while a run of it is in progress."""
+    day, not yet materialised (by this sensor or by hand), once per cron tick, as soon as the upstream
+    is ready, not while a run of it is in progress."""
     return (
         dg.AutomationCondition.in_latest_time_window()
         & MarketOpen()
+        & dg.AutomationCondition.missing().with_label("not materialised for the day yet")
         & dg.AutomationCondition.cron_tick_passed(stage.cron, TAIPEI_NAME)
         .since_last_handled()
         .with_label(f"{stage.at:%H:%M} passed since its last run")
