@@ -14,6 +14,13 @@ TZ = ZoneInfo("Asia/Taipei")
 STAGE_ASSETS = [stage.asset for stage in DAILY_STAGES]
 
 
+def indicator_check_keys() -> list[dg.AssetCheckKey]:
+    """The check keys of the three indicator assets (what the strategies wait for)."""
+    from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
+
+    return [key for checks in INDICATOR_CHECKS for key in checks.check_keys]
+
+
 def at(date: str, hhmm: str) -> dt.datetime:
     hour, minute = map(int, hhmm.split(":"))
     return dt.datetime.fromisoformat(date).replace(hour=hour, minute=minute, tzinfo=TZ)

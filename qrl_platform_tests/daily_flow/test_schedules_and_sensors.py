@@ -8,13 +8,12 @@ import dagster as dg
 import pytest
 
 from qrl_platform.definitions import defs
-from qrl_platform.defs.daily_flow.conditions import INDICATORS, STRATEGIES, STRATEGIES_CONDITION, MarketOpen
-from qrl_platform.defs.daily_flow.schedules import indicator_check_keys
+from qrl_platform.defs.daily_flow.conditions import STRATEGIES, STRATEGIES_CONDITION, MarketOpen
 from qrl_platform.defs.daily_flow.sensors import RETRY_FAILED_STEPS, STAGE_JOBS, stage_sensor_name
-from qrl_platform.defs.job_tags import STAGE_TAG
+from qrl_platform.defs.job_tags import INDICATORS, STAGE_TAG
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource
-from qrl_platform_tests.daily_flow.automation_driver import requested, tick, unmet
+from qrl_platform_tests.daily_flow.automation_driver import indicator_check_keys, requested, tick, unmet
 
 TZ = ZoneInfo("Asia/Taipei")
 DAY = "2024-03-05"  # a Tuesday

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from qrl_platform.calendar import TAIPEI_NAME, day_status
-
-INDICATORS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
+from qrl_platform.defs.job_tags import INDICATORS
 
 
 class MarketOpen(dg.AutomationCondition):
@@ -64,7 +63,7 @@ class DailyStage:
         return f"{self.at.minute} {self.at.hour} * * 1-5"
 
 
-STRATEGIES = DailyStage("strategy_signals", dt.time(16, 35), INDICATORS)
+STRATEGIES = DailyStage("strategy_signals", dt.time(16, 35), tuple(INDICATORS))
 NOTIFICATION = DailyStage("m13_notification", dt.time(16, 45), ("strategy_signals",))
 STATS = DailyStage("strategy_stats", dt.time(17, 0), ("strategy_signals",))
 DAILY_STAGES = (STRATEGIES, NOTIFICATION, STATS)

@@ -18,13 +18,6 @@ from qrl_platform.defs.market.jobs import daily_market_job
 MARKET_AT = dt.time(16, 0)
 
 
-def indicator_check_keys() -> list[dg.AssetCheckKey]:
-    """The check keys of the three indicator assets (what the strategies wait for)."""
-    from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
-
-    return [key for checks in INDICATOR_CHECKS for key in checks.check_keys]
-
-
 @dg.schedule(
     name="daily_market_schedule",
     job=daily_market_job,
