@@ -96,9 +96,6 @@ def test_jobs_schedules_and_sensors_exist():
     repository = defs.get_repository_def()
     assert {s.name for s in repository.schedule_defs} >= {
         "daily_market_schedule",
-        "strategies_schedule",
-        "notify_m13_schedule",
-        "strategy_stats_schedule",
         "cleanup_old_signals_schedule",
         "refresh_factor_metadata_schedule",
         "qrl_15min_schedule",
@@ -106,7 +103,9 @@ def test_jobs_schedules_and_sensors_exist():
     }
     assert {s.name for s in repository.sensor_defs} == {
         "market_data_available_sensor",
-        "daily_flow_catchup_sensor",
+        "strategies_automation",
+        "notify_m13_automation",
+        "strategy_stats_automation",
         "m13_consumption_lag_sensor",
         "run_failure_alert_sensor",
         "job_duration_sensor",

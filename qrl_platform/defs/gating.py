@@ -1,26 +1,15 @@
-"""The one rule of the daily flow: may a stage run for a day? Read from the Dagster instance through
+"""How the blocking checks judged a day's upstream partition, read from the Dagster instance through
 its public API only (`fetch_materializations`, `get_records_for_run`, `get_run_records`).
 
-A day's upstream partition is *ready* when it is materialised and every blocking check of it passed:
-per check, the latest evaluation made after the latest materialisation counts (in the run that
-materialised it, or in a later run of the checks — so deleting a signal row and re-running the
-checks closes the gate):
+The daily flow's stages are launched by Dagster's automation conditions (`defs/daily_flow/`), which
+wait for blocking checks themselves. This module answers the question inside a run:
+`strategy_signals` refuses a day whose indicator partitions failed a blocking check and reports the
+days whose checks were never evaluated (frames written by a notebook or the CLI have no check
+evaluations). Per check, the latest evaluation made after the latest materialisation counts (in the
+run that materialised it, or in a later run of the checks — so deleting a row and re-running the
+checks is seen). A check evaluated with WARN severity never blocks.
 
-* strategies (`strategy_signals`) wait for M07/M08/M09 and their four quality checks each;
-* M13 notification and stats wait for `strategy_signals` and `signals_match_executions`.
-
-A check evaluated with WARN severity never blocks. A blocking check never evaluated since the
-latest materialisation counts as *unchecked*: the schedules and the catch-up sensor wait on it (they only
-launch stages after a real chain run, which always runs the checks), while `strategy_signals` itself
-only reports it (frames written by a notebook or the CLI have no check evaluations).
-
-Fixing a day means materialising it again (the run evaluates the checks again) or, for a fix outside
-Dagster, re-running the checks; the gate then reads the new evaluations.
-
-Why not declarative automation: `AutomationCondition.on_cron` requires every dependency to be updated
-*after* the cron tick, but `strategy_signals` finishes before 16:45, so notify would wait a day;
-runs it launches are not the named jobs, so their duration estimates, queue tags, retry policies and
-the three-failures pause would not apply. The schedules and the catch-up sensor ask this module.
+The market schedule asks `run_in_flight_or_done` so that 16:00 never launches a day twice.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
@@ -31,12 +20,6 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 MAX_LATER_RUNS = 500  # runs after a materialisation searched for re-runs of its checks
-
-
-@dataclass(frozen=True)
-class Readiness:
-    ready: bool
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,27 +156,6 @@ def blocking_check_status(
     instance: dg.DagsterInstance, asset: str, partition: str, check_names: Sequence[str]
 ) -> CheckStatus:
     return blocking_check_statuses(instance, asset, [partition], check_names)[partition]
-
-
-def upstream_ready(
-    instance: dg.DagsterInstance, partition: str, blocking_checks: dict[str, Sequence[str]]
-) -> Readiness:
-    """Ready when every upstream asset (key of `blocking_checks`) is materialised for `partition` and
-    each of its listed blocking checks passed; otherwise the reason, shown as the tick's skip reason."""
-    missing, failed, unchecked = [], [], []
-    for asset, checks in blocking_checks.items():
-        status = blocking_check_status(instance, asset, partition, checks)
-        if not status.materialized:
-            missing.append(asset)
-        failed += status.failures
-        unchecked += status.unchecked
-    if missing:
-        return Readiness(False, f"{partition}: not materialised yet: {', '.join(missing)}")
-    if failed:
-        return Readiness(False, f"{partition}: blocking check(s) failed: {'; '.join(failed)}")
-    if unchecked:
-        return Readiness(False, f"{partition}: blocking check(s) not evaluated yet: {', '.join(unchecked)}")
-    return Readiness(True)
 
 
 ACTIVE_OR_DONE = [

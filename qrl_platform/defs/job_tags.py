@@ -9,6 +9,9 @@ from qrl_platform.market import tables
 
 ESTIMATE_TAG = "qrl/estimate_seconds"
 MAX_RETRIES_TAG = "dagster/max_retries"
+# The named job a run launched by the daily flow's automation stands for (its Dagster job is the
+# implicit asset job): the run-failure sensor counts consecutive failures by it.
+STAGE_TAG = "qrl/stage"
 
 # The raw tables partitioned by trading day, in declaration order (qrl_platform/market/tables.py).
 RAW_DAILY = list(tables.names(cadence="daily"))

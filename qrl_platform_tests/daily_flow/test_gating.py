@@ -1,12 +1,13 @@
-"""The daily flow's gate with real runs: a failed blocking check holds the next stage, fixing the day
-releases it (SPEC S9; rule in qrl_platform/defs/gating.py).
+"""The daily flow's automation conditions with real runs: a failed blocking check holds the next
+stage, fixing the day releases it (conditions in qrl_platform/defs/daily_flow/conditions.py).
 
 * signals_match_executions: the real strategies_job on demo quotes with synthetic indicator frames,
-  then one signal row deleted and the checks re-run → notify and stats do not launch; the day
-  re-run → they launch.
+  then one signal row deleted and the checks re-run → notify and stats are not requested; the day
+  re-run → they are, and the runs their sensors launch succeed with the named jobs' tags.
 * the indicator quality checks: the real multi-asset checks in the run that materialises the
   indicator partition (the indicator frames are written by stand-in assets of the same keys, since
-  the real M07 needs a year of history) → strategies do not launch; a clean frame → they launch.
+  the real technical indicators need a year of history) → strategies are not requested; a clean
+  frame → they are.
 """
 
 import datetime as dt
@@ -18,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from qrl_platform.definitions import RESOURCES, defs
-from qrl_platform.defs import clock
 from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
+from qrl_platform.defs.job_tags import STAGE_TAG
 from qrl_platform.defs.market.assets import daily_quotes
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.strategies.assets import IndicatorChecksFailed, strategies, strategy_signals
@@ -27,29 +28,15 @@ from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import schema
+from qrl_platform_tests.daily_flow.automation_driver import at, launch, requested, tick, unmet
 from qrl_platform_tests.strategy.conftest import synthetic_indicators, write_synthetic_indicators
 
 DAY = "2024-03-05"  # a Tuesday
 DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5)]
-TZ = dt.timezone(dt.timedelta(hours=8))
 
 
-def _at(hhmm: str) -> dt.datetime:
-    hour, minute = map(int, hhmm.split(":"))
-    return dt.datetime.fromisoformat(DAY).replace(hour=hour, minute=minute, tzinfo=TZ)
-
-
-def _schedule(name: str, instance, hhmm: str):
-    with dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=_at(hhmm), repository_def=defs.get_repository_def()
-    ) as context:
-        return defs.get_schedule_def(name).evaluate_tick(context)
-
-
-def _catch_up(instance, hhmm: str, monkeypatch):
-    monkeypatch.setattr(clock, "current_time", lambda: _at(hhmm))
-    context = dg.build_sensor_context(instance=instance, definitions=defs)
-    return defs.get_sensor_def("daily_flow_catchup_sensor").evaluate_tick(context)
+def _tick(instance, hhmm: str, cursor=None):
+    return tick(instance, at(DAY, hhmm), cursor)
 
 
 @pytest.fixture
@@ -95,35 +82,41 @@ def _rerun_strategy_checks(instance) -> dg.ExecuteInProcessResult:
     )
 
 
-def test_a_failed_signals_match_executions_holds_notify_and_stats_until_the_day_is_rerun(day_with_quotes, monkeypatch):
+def test_a_failed_signals_match_executions_holds_notify_and_stats_until_the_day_is_rerun(day_with_quotes):
     instance = day_with_quotes
+    before = _tick(instance, "16:00")
     strategies = defs.resolve_job_def("strategies_job").execute_in_process(instance=instance, partition_key=DAY)
     assert strategies.success
     assert {e.check_name: e.passed for e in strategies.get_asset_check_evaluations()}["signals_match_executions"]
-    for name in ("notify_m13_schedule", "strategy_stats_schedule"):
-        assert [r.partition_key for r in _schedule(name, instance, "17:00").run_requests] == [DAY]
+    # Ready: what a tick at 17:00 would request (the cursor of 16:00 is reused below, as if it had not run).
+    assert requested(_tick(instance, "17:00", before.cursor)) == {"m13_notification": [DAY], "strategy_stats": [DAY]}
 
     _delete_one_signal()
     recheck = _rerun_strategy_checks(instance)
     failed = {e.check_name: e for e in recheck.get_asset_check_evaluations()}["signals_match_executions"]
     assert not failed.passed and failed.metadata["mismatched"].value == 1
 
-    for name in ("notify_m13_schedule", "strategy_stats_schedule"):
-        tick = _schedule(name, instance, "17:00")
-        assert tick.run_requests == []
-        assert f"{DAY}: blocking check(s) failed: strategy_signals:signals_match_executions failed" in tick.skip_message
-        assert "disagree with the stored signals" in tick.skip_message  # the check's own explanation
-    late = _catch_up(instance, "17:30", monkeypatch)
-    assert late.run_requests == []
-    assert late.skip_message.count("signals_match_executions failed") == 2  # notify and stats both wait
+    held = _tick(instance, "17:00", before.cursor)
+    assert requested(held) == {}
+    for asset in ("m13_notification", "strategy_stats"):
+        assert unmet(held, asset) == [
+            "upstream ready: strategy_signals",
+            "strategy_signals:signals_match_executions not passed",
+        ]
+    still = _tick(instance, "17:30", held.cursor)
+    assert requested(still) == {}
 
     fixed = defs.resolve_job_def("strategies_job").execute_in_process(instance=instance, partition_key=DAY)
     assert {e.check_name: e.passed for e in fixed.get_asset_check_evaluations()}["signals_match_executions"]
-    for name, job in (("notify_m13_schedule", "notify_m13_job"), ("strategy_stats_schedule", "strategy_stats_job")):
-        tick = _schedule(name, instance, "17:00")
-        assert [(r.partition_key, r.run_key) for r in tick.run_requests] == [(DAY, f"{job}:{DAY}")]
-    caught_up = _catch_up(instance, "17:30", monkeypatch)
-    assert sorted(r.job_name for r in caught_up.run_requests) == ["notify_m13_job", "strategy_stats_job"]
+    released = _tick(instance, "17:31", still.cursor)
+    assert requested(released) == {"m13_notification": [DAY], "strategy_stats": [DAY]}
+    for asset, job in (("m13_notification", "notify_m13_job"), ("strategy_stats", "strategy_stats_job")):
+        run = launch(instance, asset, DAY)
+        assert run.success, asset
+        tags = instance.get_run_by_id(run.run_id).tags
+        assert tags[STAGE_TAG] == job
+        assert {k: tags[k] for k in defs.resolve_job_def(job).tags} == dict(defs.resolve_job_def(job).tags)
+    assert requested(_tick(instance, "17:32", released.cursor)) == {}  # never twice
 
 
 def _stand_in_indicators(poisoned: bool) -> list[dg.AssetsDefinition]:
@@ -146,8 +139,9 @@ def _stand_in_indicators(poisoned: bool) -> list[dg.AssetsDefinition]:
     return [build(a) for a in ("technical_indicators", "fundamental_indicators", "chip_indicators")]
 
 
-def test_a_failed_indicator_quality_check_holds_the_strategies_until_the_day_is_fixed(day_with_quotes, monkeypatch):
+def test_a_failed_indicator_quality_check_holds_the_strategies_until_the_day_is_fixed(day_with_quotes):
     instance = day_with_quotes
+    before = _tick(instance, "16:00")
     broken = dg.materialize(
         [*_stand_in_indicators(poisoned=True), *INDICATOR_CHECKS],
         resources=RESOURCES,
@@ -159,11 +153,9 @@ def test_a_failed_indicator_quality_check_holds_the_strategies_until_the_day_is_
     failed = [(e.asset_key.path[-1], e.check_name) for e in broken.get_asset_check_evaluations() if not e.passed]
     assert failed == [("technical_indicators", "no_infinities")]
 
-    tick = _schedule("strategies_schedule", instance, "16:35")
-    assert tick.run_requests == []
-    assert f"{DAY}: blocking check(s) failed: technical_indicators:no_infinities failed" in tick.skip_message
-    late = _catch_up(instance, "16:50", monkeypatch)
-    assert late.run_requests == [] and "technical_indicators:no_infinities failed" in late.skip_message
+    held = _tick(instance, "16:35", before.cursor)
+    assert requested(held) == {}
+    assert "technical_indicators:no_infinities not passed" in unmet(held, "strategy_signals")
     # Launched by hand anyway, the strategies refuse the day with the same reason, at once: the job's
     # step retry policy does not retry a refusal (only fixing the day helps).
     with pytest.raises(IndicatorChecksFailed, match="technical_indicators:no_infinities failed"):
@@ -179,7 +171,6 @@ def test_a_failed_indicator_quality_check_holds_the_strategies_until_the_day_is_
         partition_key=DAY,
     )
     assert fixed.success and all(e.passed for e in fixed.get_asset_check_evaluations())
-    tick = _schedule("strategies_schedule", instance, "16:35")
-    assert [(r.partition_key, r.run_key) for r in tick.run_requests] == [(DAY, f"strategies_job:{DAY}")]
-    # The catch-up sensor releases it too (the failed manual run above does not count as done).
-    assert [r.job_name for r in _catch_up(instance, "16:50", monkeypatch).run_requests] == ["strategies_job"]
+    # Released (the failed manual run above does not count as the stage's run).
+    released = _tick(instance, "16:50", held.cursor)
+    assert requested(released) == {"strategy_signals": [DAY]}

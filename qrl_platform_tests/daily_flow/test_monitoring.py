@@ -11,10 +11,11 @@ from dagster._core.scheduler.instigation import (
     InstigatorStatus,
     InstigatorType,
     ScheduleInstigatorData,
+    SensorInstigatorData,
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from qrl_platform.defs.job_tags import ESTIMATE_TAG
+from qrl_platform.defs.job_tags import ESTIMATE_TAG, STAGE_TAG
 from qrl_platform.defs.monitoring.sensors import consecutive_failures, job_duration_sensor, run_failure_alert_sensor
 from qrl_platform.defs.resources import AlertsResource
 from qrl_platform_tests.alerts.local_servers import WebhookServer
@@ -50,7 +51,29 @@ def _schedule_state(status: InstigatorStatus) -> InstigatorState:
     return InstigatorState(origin, InstigatorType.SCHEDULE, status, ScheduleInstigatorData("0 16 * * 1-5", time.time()))
 
 
-def _evaluate_failure_sensor(instance, run_id, alerts):
+@dg.asset
+def stage_stand_in(): ...
+
+
+# A stage of the daily flow: its sensor's runs carry the named job they stand for.
+stage_defs = dg.Definitions(
+    assets=[stage_stand_in],
+    jobs=[flaky_job],
+    sensors=[
+        dg.AutomationConditionSensorDefinition(
+            "flaky_automation", target=[stage_stand_in], run_tags={STAGE_TAG: "flaky_job"}, use_user_code_server=True
+        )
+    ],
+)
+
+
+def _stage_sensor_state(status: InstigatorStatus) -> InstigatorState:
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=__file__))
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), "flaky_automation")
+    return InstigatorState(origin, InstigatorType.SENSOR, status, SensorInstigatorData(min_interval=60))
+
+
+def _evaluate_failure_sensor(instance, run_id, alerts, definitions=test_defs):
     record = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records[0]
     context = dg.build_run_status_sensor_context(
         sensor_name="run_failure_alert_sensor",
@@ -58,7 +81,7 @@ def _evaluate_failure_sensor(instance, run_id, alerts):
         dagster_instance=instance,
         dagster_run=instance.get_run_by_id(run_id),
         resources={"alerts": alerts},
-        repository_def=test_defs.get_repository_def(),
+        repository_def=definitions.get_repository_def(),
     ).for_run_failure()
     run_failure_alert_sensor(context)
 
@@ -117,3 +140,28 @@ def test_a_run_over_twice_its_estimate_warns(caplog, monkeypatch):
         job_duration_sensor(context)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("slow_job is slow" in m and "estimate of 0.5s" in m for m in warnings)
+
+
+def test_failures_of_runs_the_automation_launched_for_a_stage_count_for_its_named_job():
+    """The daily flow's stages run in Dagster's asset job, tagged with the job they stand for."""
+    with dg.instance_for_test() as instance:
+        job = test_defs.get_job_def("flaky_job")
+        for attempt in range(1, 4):
+            job.execute_in_process(instance=instance, raise_on_error=False, tags={STAGE_TAG: "strategies_job"})
+            assert consecutive_failures(instance, "strategies_job") == attempt
+        assert consecutive_failures(instance, "flaky_job") == 3
+
+
+def test_three_consecutive_failures_of_a_stages_automated_runs_pause_its_automation_sensor(tmp_path, monkeypatch):
+    monkeypatch.setenv("QRL_ALERT_CHANNELS", "log")
+    with dg.instance_for_test() as instance:
+        alerts = AlertsResource(dedupe_state_path=str(tmp_path / "dedupe.json"))
+        instance.add_instigator_state(_stage_sensor_state(InstigatorStatus.RUNNING))
+        for attempt in range(1, 4):
+            result = stage_defs.get_job_def("flaky_job").execute_in_process(
+                instance=instance, raise_on_error=False, tags={STAGE_TAG: "flaky_job"}
+            )
+            _evaluate_failure_sensor(instance, result.run_id, alerts, definitions=stage_defs)
+            state = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)[0]
+            expected = InstigatorStatus.STOPPED if attempt == 3 else InstigatorStatus.RUNNING
+            assert state.status == expected, f"after failure {attempt}"

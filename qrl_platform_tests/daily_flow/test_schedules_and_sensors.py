@@ -1,4 +1,5 @@
-"""Schedules (cron, timezone, gates) and sensors evaluated with build_*_context over a real instance."""
+"""Schedules (cron, timezone, gates) evaluated with build_schedule_context over a real instance, and
+the daily flow's automation conditions driven tick by tick with `dg.evaluate_automation_conditions`."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
@@ -7,9 +8,12 @@ import dagster as dg
 import pytest
 
 from qrl_platform.definitions import defs
-from qrl_platform.defs import clock as sensors  # the clock every sensor reads
-from qrl_platform.defs.daily_flow.schedules import indicator_check_keys
+from qrl_platform.defs.daily_flow.conditions import STRATEGIES, STRATEGIES_CONDITION, MarketOpen
+from qrl_platform.defs.daily_flow.sensors import RETRY_FAILED_STEPS, STAGE_JOBS, stage_sensor_name
+from qrl_platform.defs.job_tags import INDICATORS, STAGE_TAG
+from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource
+from qrl_platform_tests.daily_flow.automation_driver import indicator_check_keys, requested, tick, unmet
 
 TZ = ZoneInfo("Asia/Taipei")
 DAY = "2024-03-05"  # a Tuesday
@@ -22,9 +26,6 @@ def _at(date: str, hhmm: str) -> dt.datetime:
 
 EXPECTED = {
     "daily_market_schedule": ("0 16 * * 1-5", "daily_market_job"),
-    "strategies_schedule": ("35 16 * * 1-5", "strategies_job"),
-    "notify_m13_schedule": ("45 16 * * 1-5", "notify_m13_job"),
-    "strategy_stats_schedule": ("0 17 * * 1-5", "strategy_stats_job"),
     "cleanup_old_signals_schedule": ("0 3 * * 0", "cleanup_old_signals_job"),
     "dagster_retention_schedule": ("30 3 * * 0", "dagster_retention_job"),
     "refresh_factor_metadata_schedule": ("0 7 * * 1", None),
@@ -48,7 +49,9 @@ def test_quarter_hour_schedule_and_sensors_are_on_by_default():
     assert defs.get_schedule_def("qrl_15min_schedule").cron_schedule == "*/15 * * * *"
     for name in (
         "market_data_available_sensor",
-        "daily_flow_catchup_sensor",
+        "strategies_automation",
+        "notify_m13_automation",
+        "strategy_stats_automation",
         "m13_consumption_lag_sensor",
         "run_failure_alert_sensor",
         "job_duration_sensor",
@@ -90,44 +93,168 @@ def test_market_schedule_runs_open_days_and_skips_closed_ones():
         assert not closed.run_requests and "Typhoon" in closed.skip_message
 
 
+def test_each_stage_sensor_targets_its_asset_and_gives_runs_its_named_jobs_tags():
+    graph = defs.resolve_asset_graph()
+    for stage, job in STAGE_JOBS:
+        sensor = defs.get_sensor_def(stage_sensor_name(job.name))
+        assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+        assert sensor.asset_selection.resolve(graph) == {dg.AssetKey(stage.asset)}
+        assert sensor.run_tags == {**job.tags, **RETRY_FAILED_STEPS, STAGE_TAG: job.name}
+        assert {"qrl/estimate_seconds", "dagster/max_retries"} <= set(sensor.run_tags)
+        assert sensor.run_tags["dagster/retry_on_asset_or_op_failure"] == "true"
+        assert graph.get(dg.AssetKey(stage.asset)).automation_condition is not None
+    assert defs.get_sensor_def("strategies_automation").run_tags["qrl/warehouse-writer"] == "strategy_signals"
+
+
+def _materialize_indicators(instance, day: str, passed: bool = True) -> None:
+    for asset in INDICATORS:
+        _materialize(instance, asset, day)
+    for key in indicator_check_keys():
+        _check_result(instance, key, day, passed=passed)
+
+
 def test_strategies_wait_for_indicators_and_their_blocking_checks():
     keys = indicator_check_keys()
     # Runless check evaluations are unique per (check, partition), so each case gets its own instance.
     with dg.instance_for_test() as instance:
-        tick = _evaluate_schedule("strategies_schedule", instance, _at(DAY, "16:35"))
-        assert not tick.run_requests and "not materialised yet" in tick.skip_message
-        for asset in ("technical_indicators", "fundamental_indicators", "chip_indicators"):
+        first = tick(instance, _at(DAY, "16:00"))
+        waiting = tick(instance, _at(DAY, "16:35"), first.cursor)
+        assert requested(waiting) == {}
+        assert "upstream ready: technical_indicators, fundamental_indicators, chip_indicators" in unmet(
+            waiting, "strategy_signals"
+        )
+        for asset in INDICATORS:
             _materialize(instance, asset, DAY)
         _check_result(instance, keys[0], DAY, passed=False)
-        tick = _evaluate_schedule("strategies_schedule", instance, _at(DAY, "16:35"))
-        assert not tick.run_requests and keys[0].name in tick.skip_message
+        failed = tick(instance, _at(DAY, "16:36"), waiting.cursor)
+        assert requested(failed) == {}
+        reasons = unmet(failed, "strategy_signals")
+        assert f"{keys[0].asset_key.to_user_string()}:{keys[0].name} not passed" in reasons
+        # The other checks were never evaluated: not passed either, so the stage waits for them too.
+        assert len([r for r in reasons if r.endswith("not passed")]) == len(keys)
     with dg.instance_for_test() as instance:
-        for asset in ("technical_indicators", "fundamental_indicators", "chip_indicators"):
-            _materialize(instance, asset, DAY)
-        for key in keys:
-            _check_result(instance, key, DAY, passed=True)
-        tick = _evaluate_schedule("strategies_schedule", instance, _at(DAY, "16:35"))
-        assert [(r.partition_key, r.run_key) for r in tick.run_requests] == [(DAY, f"strategies_job:{DAY}")]
+        first = tick(instance, _at(DAY, "16:00"))
+        _materialize_indicators(instance, DAY)
+        ready = tick(instance, _at(DAY, "16:35"), first.cursor)
+        assert requested(ready) == {"strategy_signals": [DAY]}
+        again = tick(instance, _at(DAY, "16:36"), ready.cursor)
+        assert requested(again) == {}  # never twice
+
+
+def test_a_stage_never_runs_before_its_time_and_runs_as_soon_as_late_upstream_is_ready():
+    with dg.instance_for_test() as instance:
+        first = tick(instance, _at(DAY, "15:00"))
+        _materialize_indicators(instance, DAY)
+        early = tick(instance, _at(DAY, "16:20"), first.cursor)
+        assert requested(early) == {}
+        assert unmet(early, "strategy_signals") == ["16:35 passed since its last run"]
+        on_time = tick(instance, _at(DAY, "16:35"), early.cursor)
+        assert requested(on_time) == {"strategy_signals": [DAY]}
+    with dg.instance_for_test() as instance:  # the upstream arrives after the stage's time
+        first = tick(instance, _at(DAY, "16:00"))
+        late = tick(instance, _at(DAY, "16:40"), first.cursor)
+        assert requested(late) == {}
+        _materialize_indicators(instance, DAY)
+        caught_up = tick(instance, _at(DAY, "17:10"), late.cursor)
+        assert requested(caught_up) == {"strategy_signals": [DAY]}
+        assert requested(tick(instance, _at(DAY, "17:20"), caught_up.cursor)) == {}
+
+
+def test_a_day_already_materialised_by_hand_is_not_run_again():
+    with dg.instance_for_test() as instance:
+        first = tick(instance, _at(DAY, "16:00"))
+        _materialize_indicators(instance, DAY)
+        _materialize(instance, "strategy_signals", DAY)  # e.g. `qrl run-all` at 16:10
+        due = tick(instance, _at(DAY, "16:40"), first.cursor)
+        assert requested(due) == {}
+        assert unmet(due, "strategy_signals") == ["not materialised for the day yet"]
 
 
 SIGNALS_MATCH = dg.AssetCheckKey(dg.AssetKey("strategy_signals"), "signals_match_executions")
 
 
 def test_notify_and_stats_wait_for_strategy_signals_and_its_blocking_check():
-    """Runless events here; qrl_platform_tests/daily_flow/test_gating.py drives the same gate with real runs."""
+    """Runless events here; qrl_platform_tests/daily_flow/test_gating.py drives the same conditions with real runs."""
     with dg.instance_for_test() as instance:
-        for name in ("notify_m13_schedule", "strategy_stats_schedule"):
-            assert "strategy_signals" in _evaluate_schedule(name, instance, _at(DAY, "16:45")).skip_message
-        _materialize(instance, "strategy_signals", DAY)
-        for name in ("notify_m13_schedule", "strategy_stats_schedule"):
-            tick = _evaluate_schedule(name, instance, _at(DAY, "17:00"))
-            assert not tick.run_requests
-            assert tick.skip_message == (
-                f"{DAY}: blocking check(s) not evaluated yet: strategy_signals:signals_match_executions"
-            )
+        first = tick(instance, _at(DAY, "16:00"))
+        missing = tick(instance, _at(DAY, "16:45"), first.cursor)
+        assert unmet(missing, "m13_notification")[0] == "upstream ready: strategy_signals"
+        assert unmet(missing, "strategy_stats") == ["17:00 passed since its last run"]
+        _materialize(instance, "strategy_signals", DAY)  # written before the notification's 16:45
+        unchecked = tick(instance, _at(DAY, "16:50"), missing.cursor)
+        assert requested(unchecked) == {}
+        assert "strategy_signals:signals_match_executions not passed" in unmet(unchecked, "m13_notification")
         _check_result(instance, SIGNALS_MATCH, DAY, passed=True)
-        for name in ("notify_m13_schedule", "strategy_stats_schedule"):
-            assert _evaluate_schedule(name, instance, _at(DAY, "17:00")).run_requests[0].partition_key == DAY
+        notify = tick(instance, _at(DAY, "16:55"), unchecked.cursor)
+        assert requested(notify) == {"m13_notification": [DAY]}  # stats waits for 17:00
+        stats = tick(instance, _at(DAY, "17:00"), notify.cursor)
+        assert requested(stats) == {"strategy_stats": [DAY]}
+        assert requested(tick(instance, _at(DAY, "17:30"), stats.cursor)) == {}
+
+
+def test_closed_days_do_nothing():
+    closed = "2024-10-31"  # Typhoon Kong-rey: a Thursday the market did not trade
+    with dg.instance_for_test() as instance:
+        first = tick(instance, _at(closed, "16:00"))
+        # A backfill of the market job materialises the closed day empty, and its checks pass.
+        _materialize_indicators(instance, closed)
+        _materialize(instance, "strategy_signals", closed)
+        _check_result(instance, SIGNALS_MATCH, closed, passed=True)
+        later = tick(instance, _at(closed, "17:30"), first.cursor)
+        assert requested(later) == {}
+        assert "market_open" in unmet(later, "strategy_signals")
+
+
+def _stand_in_defs(condition: dg.AutomationCondition) -> dg.Definitions:
+    """strategy_signals over its three indicator inputs, with `condition` (no checks: only the timing
+    and calendar parts of a condition are compared)."""
+    indicators = [dg.AssetSpec(asset, partitions_def=trading_day) for asset in INDICATORS]
+    signals = dg.AssetSpec(
+        STRATEGIES.asset, deps=INDICATORS, partitions_def=trading_day, automation_condition=condition
+    )
+    return dg.Definitions(assets=[*indicators, signals])
+
+
+def test_dagsters_own_conditions_run_a_closed_day_and_on_cron_waits_a_day_for_upstream_written_before_the_tick():
+    """Why the stage condition is not Dagster's `on_cron` and why it has the calendar rule.
+
+    * `on_cron` wants every input updated after the tick: inputs written at 16:30 for 16:35 never count.
+    * Without `MarketOpen`, a closed weekday whose partition was materialised (empty) is run."""
+    on_cron = _stand_in_defs(dg.AutomationCondition.on_cron(STRATEGIES.cron, "Asia/Taipei"))
+    ours = _stand_in_defs(STRATEGIES_CONDITION)
+    with dg.instance_for_test() as instance:
+        cursors = {"on_cron": tick(instance, _at(DAY, "16:00"), definitions=on_cron).cursor}
+        cursors["ours"] = tick(instance, _at(DAY, "16:00"), definitions=ours).cursor
+        for asset in INDICATORS:
+            _materialize(instance, asset, DAY)  # 16:30, before the 16:35 tick
+        first = {
+            "on_cron": tick(instance, _at(DAY, "16:30"), cursors["on_cron"], on_cron),
+            "ours": tick(instance, _at(DAY, "16:30"), cursors["ours"], ours),
+        }
+        after = {
+            "on_cron": tick(instance, _at(DAY, "16:40"), first["on_cron"].cursor, on_cron),
+            "ours": tick(instance, _at(DAY, "16:40"), first["ours"].cursor, ours),
+        }
+        assert requested(after["ours"]) == {"strategy_signals": [DAY]}
+        assert requested(after["on_cron"]) == {}
+        assert requested(tick(instance, _at(DAY, "23:00"), after["on_cron"].cursor, on_cron)) == {}
+
+    closed = "2024-10-31"
+    without_calendar = _stand_in_defs(
+        STRATEGIES_CONDITION.replace("market_open", dg.AutomationCondition.in_latest_time_window())
+    )
+    with dg.instance_for_test() as instance:
+        first = {
+            "without": tick(instance, _at(closed, "16:00"), definitions=without_calendar),
+            "ours": tick(instance, _at(closed, "16:00"), definitions=ours),
+        }
+        for asset in INDICATORS:
+            _materialize(instance, asset, closed)
+        assert requested(tick(instance, _at(closed, "16:40"), first["without"].cursor, without_calendar)) == {
+            "strategy_signals": [closed]
+        }
+        assert requested(tick(instance, _at(closed, "16:40"), first["ours"].cursor, ours)) == {}
+    assert isinstance(MarketOpen(), dg.AutomationCondition)
 
 
 def test_slow_cadence_schedules_target_the_published_period():
@@ -165,27 +292,3 @@ def test_a_source_without_a_table_makes_its_schedule_skip_with_the_reason(monkey
         result = _evaluate_schedule("financials_schedule", instance, _at("2024-11-15", "08:00"), market_source="live")
     assert not result.run_requests
     assert result.skip_message == "financials: the live market source does not provide this table; nothing to ingest"
-
-
-def _evaluate_sensor(name: str, instance, now: dt.datetime, monkeypatch, **resources):
-    monkeypatch.setattr(sensors, "current_time", lambda: now)
-    sensor = defs.get_sensor_def(name)
-    context = dg.build_sensor_context(instance=instance, resources=resources or None, definitions=defs)
-    return sensor.evaluate_tick(context)
-
-
-def test_catchup_sensor_launches_late_stages_once_ready(monkeypatch):
-    with dg.instance_for_test() as instance:
-        early = _evaluate_sensor("daily_flow_catchup_sensor", instance, _at(DAY, "16:20"), monkeypatch)
-        assert not early.run_requests
-        for asset in ("technical_indicators", "fundamental_indicators", "chip_indicators"):
-            _materialize(instance, asset, DAY)
-        for key in indicator_check_keys():
-            _check_result(instance, key, DAY, passed=True)
-        late = _evaluate_sensor("daily_flow_catchup_sensor", instance, _at(DAY, "16:50"), monkeypatch)
-        assert [r.job_name for r in late.run_requests] == ["strategies_job"]
-        _materialize(instance, "strategy_signals", DAY)
-        _check_result(instance, SIGNALS_MATCH, DAY, passed=True)
-        later = _evaluate_sensor("daily_flow_catchup_sensor", instance, _at(DAY, "16:55"), monkeypatch)
-        # Stats waits for 17:00; notify is due.
-        assert sorted(r.job_name for r in later.run_requests) == ["notify_m13_job", "strategies_job"]

@@ -36,6 +36,8 @@ from qrl_platform.market.ingest import ingest_days
 from qrl_platform.market.live import LiveMarketSource
 from qrl_platform.market.sources import DAILY_TABLES
 from qrl_platform.settings import settings
+from qrl_platform_tests.daily_flow.automation_driver import launch, requested
+from qrl_platform_tests.daily_flow.automation_driver import tick as evaluate_automation_tick
 from qrl_platform_tests.market import fake_exchanges as fx
 from qrl_platform_tests.market import fake_universe
 from qrl_platform_tests.market.fake_exchanges import FakeExchanges
@@ -54,13 +56,11 @@ TICKS = [
     "08:00", "14:00", "14:40", "15:00", "15:40", "15:50", "16:00", "16:35", "16:45", "17:00",
     "20:50", "21:10", "21:50", "23:50",
 ]  # fmt: skip
-# The daily schedules (defs/daily_flow) at their times: the 16:00 backstop, strategies, notification, stats.
-SCHEDULES = {
-    "16:00": "daily_market_schedule",
-    "16:35": "strategies_schedule",
-    "16:45": "notify_m13_schedule",
-    "17:00": "strategy_stats_schedule",
-}
+# The daily market schedule (defs/daily_flow) at its time: the 16:00 backstop. Strategies, the
+# notification and stats are launched by their automation conditions, evaluated at every tick.
+SCHEDULES = {"16:00": "daily_market_schedule"}
+STAGE_JOBS_BY_ASSET = {"strategy_signals": "strategies_job", "m13_notification": "notify_m13_job",
+                       "strategy_stats": "strategy_stats_job"}  # fmt: skip
 
 
 class SimulatedClock:
@@ -148,6 +148,17 @@ def _schedule_tick(instance, name: str, runs: list):
     return result
 
 
+def _automation_tick(instance, cursor, runs: list):
+    """The daily flow's automation sensors at the simulated time; each requested stage runs as the
+    sensor launches it (recorded under its named job)."""
+    result = evaluate_automation_tick(instance, clock.current_time(), cursor)
+    for asset, partitions in requested(result).items():
+        for partition in partitions:
+            outcome = launch(instance, asset, partition)
+            runs.append((STAGE_JOBS_BY_ASSET[asset], partition, "automation", outcome.success, clock.current_time()))
+    return result.cursor
+
+
 def _materialized(instance, asset: str, day: dt.date) -> dg.EventLogRecord | None:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day.isoformat()]), limit=1
@@ -167,6 +178,7 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
         )
         assert setup.success
         _tick(instance, runs)  # Friday evening: the day before the simulated week is ingested
+        cursor = _automation_tick(instance, None, schedule_runs)
         for day in (MONDAY, TYPHOON, WEDNESDAY, THURSDAY):
             for hhmm in TICKS:
                 simulated.now = dt.datetime.combine(day, dt.time.fromisoformat(hhmm), tzinfo=TAIPEI)
@@ -181,6 +193,7 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
                 result = _tick(instance, runs)
                 if result.skip_message:
                     skips[f"{day} {hhmm}"] = result.skip_message
+                cursor = _automation_tick(instance, cursor, schedule_runs)
                 if hhmm in SCHEDULES:
                     scheduled = _schedule_tick(instance, SCHEDULES[hhmm], schedule_runs)
                     if scheduled.skip_message:
@@ -188,7 +201,7 @@ def test_a_live_week_ingests_every_table_on_its_timetable_without_a_failed_run(w
 
         failed = [run for run in runs + schedule_runs if not run[3]]
         assert failed == []
-        # Each open day the four schedules ran once; the closed day they skipped.
+        # Each open day the market schedule and the three stages ran once; the closed day nothing ran.
         assert sorted((job, partition) for job, partition, *_ in schedule_runs) == sorted(
             (job, day.isoformat())
             for day in OPEN_DAYS

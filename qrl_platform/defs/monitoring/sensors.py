@@ -9,7 +9,7 @@
 
 import dagster as dg
 
-from qrl_platform.defs.job_tags import ESTIMATE_TAG
+from qrl_platform.defs.job_tags import ESTIMATE_TAG, STAGE_TAG
 from qrl_platform.defs.resources import AlertsResource
 
 SLOW_FACTOR = 2.0
@@ -38,9 +38,15 @@ def run_duration_seconds(instance: dg.DagsterInstance, run_id: str) -> float | N
 def consecutive_failures(
     instance: dg.DagsterInstance, job_name: str, limit: int = CONSECUTIVE_FAILURES_TO_PAUSE
 ) -> int:
-    """How many of the job's most recent finished runs failed in a row."""
+    """How many of the job's most recent finished runs failed in a row: runs of the named job, or runs
+    the daily flow's automation launched for it (Dagster's asset job, tagged with the stage)."""
     finished = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=finished), limit=limit * 3)
+    named = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=finished), limit=limit * 3)
+    automated = instance.get_runs(filters=dg.RunsFilter(tags={STAGE_TAG: job_name}, statuses=finished), limit=limit * 3)
+    unique = {run.run_id: run for run in [*named, *automated]}
+    runs = sorted(
+        unique.values(), key=lambda run: instance.get_run_record_by_id(run.run_id).create_timestamp, reverse=True
+    )
     count = 0
     for run in runs:  # newest first
         if run.tags.get(WILL_RETRY_TAG) == "true":
@@ -51,17 +57,23 @@ def consecutive_failures(
     return count
 
 
-def pause_schedules_of_job(instance: dg.DagsterInstance, schedule_names: list[str]) -> list[str]:
-    """Stop the named schedules in the instance (the UI shows them as stopped; a person restarts them).
+def pause_schedules_of_job(
+    instance: dg.DagsterInstance, schedule_names: list[str], sensor_names: tuple[str, ...] = ()
+) -> list[str]:
+    """Stop the named schedules (and automation sensors) in the instance (the UI shows them as stopped;
+    a person restarts them).
 
     A schedule that is on by default has a stored state once the daemon has ticked it; that state is
     what `DagsterInstance.stop_schedule` flips to stopped."""
     paused = []
     for state in instance.all_instigator_state():
-        if state.instigator_type.value != "SCHEDULE" or state.instigator_name not in schedule_names:
+        if not state.is_running:
             continue
-        if state.is_running:
+        if state.instigator_type.value == "SCHEDULE" and state.instigator_name in schedule_names:
             instance.stop_schedule(state.instigator_origin_id, state.selector_id, None)
+            paused.append(state.instigator_name)
+        elif state.instigator_type.value == "SENSOR" and state.instigator_name in sensor_names:
+            instance.stop_sensor(state.instigator_origin_id, state.selector_id, None)
             paused.append(state.instigator_name)
     return paused
 
@@ -83,20 +95,23 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
         source="run_failure_alert_sensor",
         run_id=run.run_id,
     )
-    failures = consecutive_failures(context.instance, run.job_name)
+    job_name = run.tags.get(STAGE_TAG, run.job_name)  # a stage launched by automation: its named job
+    failures = consecutive_failures(context.instance, job_name)
     if failures >= CONSECUTIVE_FAILURES_TO_PAUSE:
-        schedules = [
+        repository = context.repository_def
+        schedules = [s.name for s in (repository.schedule_defs if repository else []) if s.job_name == job_name]
+        stage_sensors = tuple(
             s.name
-            for s in (context.repository_def.schedule_defs if context.repository_def else [])
-            if s.job_name == run.job_name
-        ]
-        paused = pause_schedules_of_job(context.instance, schedules)
+            for s in (repository.sensor_defs if repository else [])
+            if isinstance(s, dg.AutomationConditionSensorDefinition) and s.run_tags.get(STAGE_TAG) == job_name
+        )
+        paused = pause_schedules_of_job(context.instance, schedules, stage_sensors)
         alerts.send(
             "CRITICAL",
-            f"{run.job_name} failed {failures} times in a row",
+            f"{job_name} failed {failures} times in a row",
             f"Schedules paused: {', '.join(paused) or 'none running'}. Last error: {error}",
             source="run_failure_alert_sensor",
-            dedupe_key=f"consecutive-failures:{run.job_name}:{run.run_id}",
+            dedupe_key=f"consecutive-failures:{job_name}:{run.run_id}",
         )
 
 

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from qrl_platform.calendar import day_status
+from qrl_platform.defs.daily_flow.conditions import NOTIFICATION_CONDITION
 from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import EventBusResource, WarehouseResource
@@ -19,6 +20,7 @@ class NotifyConfig(dg.Config):
     partitions_def=trading_day,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["strategy_signals"],
+    automation_condition=NOTIFICATION_CONDITION,
     description="M13: the STRATEGY_SIGNALS_READY event for the day, published once per trading day when it has "
     "unconsumed signals (outbox table by default, Redis Stream with QRL_EVENT_BUS=redis).",
     kinds={"redis", "sql"},

@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from qrl_platform import dashboard
+from qrl_platform.defs.daily_flow.conditions import STATS_CONDITION, STRATEGIES_CONDITION
 from qrl_platform.defs.gating import blocking_check_statuses, check_names_of
 from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
@@ -179,6 +180,7 @@ def indicator_check_status(
     backfill_policy=dg.BackfillPolicy.single_run(),
     # tradability: universes may exclude limit-locked, disposition or full-cash-delivery stocks.
     deps=[*INDICATOR_ASSETS, "daily_quotes", "tradability", "strategies"],
+    automation_condition=STRATEGIES_CONDITION,
     kinds={"polars", "sql"},
     tags=TAGS,
     description="M11 EXEC_ALL_STRATEGIES (JOB-M11-001): every ACTIVE strategy over the day's universe → BUY/SELL/HOLD "
@@ -302,6 +304,7 @@ def signals_metadata(summary: StrategyRunSummary) -> dict:
     partitions_def=trading_day,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["strategy_signals", "daily_quotes", "corporate_actions"],
+    automation_condition=STATS_CONDITION,
     kinds={"polars", "sql"},
     tags=TAGS,
     description="M11 UPDATE_STRATEGY_STATS (JOB-M11-003): per strategy and as-of day — total executions/signals, "
