@@ -255,37 +255,36 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
     return out
 
 
-def _column(values: np.ndarray) -> pa.Array:
-    """A Float64 arrow column over `values` (kept, not copied), null where NaN."""
-    validity = np.packbits(np.isnan(values), bitorder="little")
+def _columns(factors: dict[str, np.ndarray], source_rows: np.ndarray) -> list[pa.Array]:
+    """One Float64 arrow column per id of `FACTOR_IDS`, null where NaN: row i of a column is row
+    `source_rows[i]` of the factor's batch array (row 0, the pad's first row, is NaN in each)."""
+    stacked = np.empty((len(FACTOR_IDS), len(source_rows)))
+    for i, name in enumerate(FACTOR_IDS):
+        values = factors[name]
+        values[0] = np.nan  # a pad row, discarded: it stands for every row without a traded bar
+        np.take(values, source_rows, out=stacked[i], mode="clip")  # "clip": no buffering (rows are in range)
+    validity = np.packbits(np.isnan(stacked), axis=1, bitorder="little")
     np.invert(validity, out=validity)
-    return pa.Array.from_buffers(pa.float64(), len(values), [pa.py_buffer(validity), pa.py_buffer(values)])
+    # Each column keeps its row of `stacked` (not copied); arrow holds the buffers alive.
+    return [
+        pa.Array.from_buffers(pa.float64(), len(source_rows), [pa.py_buffer(validity[i]), pa.py_buffer(stacked[i])])
+        for i in range(len(FACTOR_IDS))
+    ]
 
 
-def _compute_batch(columns: dict[str, np.ndarray], stock_lengths: np.ndarray) -> list[pa.Array]:
+def _compute_batch(columns: dict[str, np.ndarray], traded: np.ndarray, stock_lengths: np.ndarray) -> list[pa.Array]:
     """Factors for a batch of whole stocks (sorted rows), one arrow column per factor, row-aligned
-    with the batch's rows."""
+    with the batch's rows. `columns` holds the traded rows only; `traded` marks them among the batch's rows."""
     high, low, close, volume = (columns[name] for name in ("high", "low", "close", "volume"))
-    traded = ~(np.isnan(high) | np.isnan(low) | np.isnan(close))
-    untraded = np.flatnonzero(~traded)
-    if len(untraded):
-        high, low, close, volume = high[traded], low[traded], close[traded], volume[traded]
-        lengths = np.add.reduceat(traded, np.concatenate(([0], np.cumsum(stock_lengths)[:-1])))
-    else:
+    if len(close) == len(traded):
         lengths = stock_lengths
-    factors = _factors(_Batch(high, low, close, volume, lengths))
-    result = []
-    for name in FACTOR_IDS:
-        values = factors[name][_PAD:]
-        if len(untraded):  # put back on the traded rows; the untraded ones are null
-            spread = np.empty(len(traded))
-            spread[traded] = values
-            spread[untraded] = np.nan
-            values = spread
-        else:
-            values = values.copy()  # its own buffer (factors may share one, e.g. sma_20 and bb_middle)
-        result.append(_column(values))
-    return result
+        source_rows = np.arange(_PAD, _PAD + len(traded))
+    else:
+        lengths = np.add.reduceat(traded, np.concatenate(([0], np.cumsum(stock_lengths)[:-1])))
+        source_rows = np.cumsum(traded)
+        source_rows += _PAD - 1
+        source_rows[~traded] = 0  # untraded rows read the pad's NaN row: null factors
+    return _columns(_factors(_Batch(high, low, close, volume, lengths)), source_rows)
 
 
 def _sorted_stock_lengths(frame: pl.DataFrame) -> np.ndarray | None:
@@ -334,6 +333,12 @@ def compute(
         *(pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")),
         pl.col("volume").cast(pl.Float64).fill_null(0.0),
     ).collect(engine="in-memory")
+    # A traded bar has a high, a low and a close (null or NaN marks a suspended day).
+    frame = frame.with_columns(
+        pl.all_horizontal(pl.col(c).is_not_null() & pl.col(c).is_not_nan() for c in ("high", "low", "close")).alias(
+            "_traded"
+        )
+    )
     if frame.height == 0:
         return frame.select(*KEYS, *(pl.lit(None, pl.Float64).alias(f) for f in FACTOR_IDS))
     for key in KEYS:
@@ -349,9 +354,13 @@ def compute(
 
     def run(bounds: tuple[int, int, int, int]) -> list[pa.Array]:
         first, end, a, z = bounds
-        # nulls -> NaN, one contiguous array per column, converted in the worker (in parallel)
-        columns = {name: frame[name].slice(a, z - a).to_numpy() for name in ("high", "low", "close", "volume")}
-        return _compute_batch(columns, lengths[first:end])
+        rows = frame.slice(a, z - a)
+        traded = rows["_traded"].to_numpy()
+        if not traded.all():
+            rows = rows.filter(pl.col("_traded"))
+        # one contiguous array per column of traded bars (no nulls left), taken in the worker (in parallel)
+        columns = {name: rows[name].to_numpy() for name in ("high", "low", "close", "volume")}
+        return _compute_batch(columns, traded, lengths[first:end])
 
     batches = _batches(lengths, batch_rows)
     workers = min(threads or pl.thread_pool_size(), len(batches))
