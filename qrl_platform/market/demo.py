@@ -214,7 +214,7 @@ class DemoMarket:
             close_raw = start_price * np.exp(log_path)
             wanted = (event_day - 1 >= rows[0]) & (event_day - 1 <= rows[-1])
             prior_raw[wanted] = close_raw[event_day[wanted] - 1 - rows[0], event_stock[wanted]]
-            carry = log_path[-1:]
+            carry = log_path[-1:].copy()  # a copy: a view would keep the whole chunk alive
         events = self._price_events(prior_raw)
         # Corporate actions rebase the path: from an ex-date on, every close is scaled by the event's
         # reference price / prior close (a dividend drops the price, a capital reduction lifts it).
@@ -227,7 +227,7 @@ class DemoMarket:
         basis_starts, basis = [], np.ones((1, n))
         for k in range(self._chunk_count):
             basis_starts.append(basis)
-            basis = np.cumprod(np.vstack([basis, self._sparse_chunk(k, ratio_cells, 1.0)]), axis=0)[-1:]
+            basis = np.cumprod(np.vstack([basis, self._sparse_chunk(k, ratio_cells, 1.0)]), axis=0)[-1:].copy()
         return {
             "start_price": start_price,
             "log_sums": log_sums,
@@ -285,7 +285,7 @@ class DemoMarket:
     def _first_carry(self) -> dict[str, np.ndarray]:
         n = self.size
         return {
-            "previous_close": self._close_chunk(0)[:1],  # day 0's reference price is its own close
+            "previous_close": self._close_chunk(0)[:1].copy(),  # day 0's reference price is its own close
             "close_sum": np.zeros((1, n)),
             "z_sums": np.zeros((6, n)),  # the running z-return sums of the 5 days before the chunk and its first
             "margin_log": np.zeros((1, n)),
@@ -338,12 +338,13 @@ class DemoMarket:
         margin, margin_log, short_log = self._margin_chunk(k, returns, carry["margin_log"], carry["short_log"])
         paths.update(flows)
         paths.update(margin)
+        # Copies: a view would keep its whole chunk alive in the checkpoints.
         next_carry = {
-            "previous_close": close[-1:],
-            "close_sum": close_sums[-1:],
-            "z_sums": z_sums,
-            "margin_log": margin_log,
-            "short_log": short_log,
+            "previous_close": close[-1:].copy(),
+            "close_sum": close_sums[-1:].copy(),
+            "z_sums": z_sums.copy(),
+            "margin_log": margin_log.copy(),
+            "short_log": short_log.copy(),
             "foreign_sum": carry["foreign_sum"] + flows["foreign"].sum(axis=0),
         }
         return paths, next_carry
