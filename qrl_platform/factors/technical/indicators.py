@@ -31,8 +31,10 @@ runs over a whole batch of stocks at once, and the batch's stock boundaries are 
   t0; the rows before t0 keep g (warm-up: nulled at the end, finite for the EMAs that read them).
   Wilder's 1/14 and KD's 1/3 are TA-Lib EMAs of period 27 and 5 (alpha = 2/(N+1)).
 * **OBV** is TA-Lib's running sum over the batch minus its value entering each stock.
-* **Output without copies.** Each factor's array becomes an arrow column as it is (its validity
-  bitmap from the NaNs), one chunk per batch, and polars takes the chunks over.
+* **Output in one gather.** Each factor's rows are gathered once into one block of the batch (an
+  unbuffered `np.take`, which also puts the untraded rows back as nulls); each row of the block
+  becomes an arrow column as it is (its validity bitmap from the NaNs), one chunk per batch, and
+  polars takes the chunks over.
 * **Suspended days.** A stock's series is its *traded* bars only: rows with a missing close, high
   or low (suspended / no trade) are left out before computing and get null factors when the result
   is put back. A suspension therefore neither blanks rolling windows for the next N days nor
