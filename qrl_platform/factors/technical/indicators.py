@@ -43,6 +43,7 @@ runs over a whole batch of stocks at once, and the batch's stock boundaries are 
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -274,9 +275,12 @@ def _columns(factors: dict[str, np.ndarray], source_rows: np.ndarray) -> list[pa
     ]
 
 
-def _compute_batch(columns: dict[str, np.ndarray], traded: np.ndarray, stock_lengths: np.ndarray) -> list[pa.Array]:
+def _compute_batch(
+    columns: dict[str, np.ndarray], traded: np.ndarray, stock_lengths: np.ndarray, kept: np.ndarray | None = None
+) -> list[pa.Array]:
     """Factors for a batch of whole stocks (sorted rows), one arrow column per factor, row-aligned
-    with the batch's rows. `columns` holds the traded rows only; `traded` marks them among the batch's rows."""
+    with the batch's rows (those marked in `kept` only, when given). `columns` holds the traded rows
+    only; `traded` marks them among the batch's rows."""
     high, low, close, volume = (columns[name] for name in ("high", "low", "close", "volume"))
     if len(close) == len(traded):
         lengths = stock_lengths
@@ -286,6 +290,8 @@ def _compute_batch(columns: dict[str, np.ndarray], traded: np.ndarray, stock_len
         source_rows = np.cumsum(traded)
         source_rows += _PAD - 1
         source_rows[~traded] = 0  # untraded rows read the pad's NaN row: null factors
+    if kept is not None:
+        source_rows = source_rows[kept]
     return _columns(_factors(_Batch(high, low, close, volume, lengths)), source_rows)
 
 
@@ -315,7 +321,11 @@ def _batches(lengths: np.ndarray, rows: int) -> list[tuple[int, int, int, int]]:
 
 
 def compute(
-    bars: pl.DataFrame | pl.LazyFrame, *, batch_rows: int = BATCH_ROWS, threads: int | None = None
+    bars: pl.DataFrame | pl.LazyFrame,
+    *,
+    rows_from: dt.date | None = None,
+    batch_rows: int = BATCH_ROWS,
+    threads: int | None = None,
 ) -> pl.DataFrame:
     """Every M07 factor for every (stock_id, trade_date) row of `bars`.
 
@@ -324,6 +334,8 @@ def compute(
     sorted by (stock_id, trade_date): the key columns, then one Float64 column per id in
     `FACTOR_IDS`, null during each indicator's warm-up and on rows without a traded bar. The result
     has one chunk per batch of stocks (`rechunk()` it if one contiguous chunk is needed).
+    `rows_from`: return only the rows from that trade_date on (the earlier rows are history read for
+    the warm-up; their factors are computed as needed but not returned).
     `threads` batches run at once (default: polars' thread pool size).
     Raises ValueError on duplicate (stock_id, trade_date) rows.
     """
@@ -358,11 +370,12 @@ def compute(
         first, end, a, z = bounds
         rows = frame.slice(a, z - a)
         traded = rows["_traded"].to_numpy()
+        kept = None if rows_from is None else (rows["trade_date"] >= rows_from).to_numpy()
         if not traded.all():
             rows = rows.filter(pl.col("_traded"))
         # one contiguous array per column of traded bars (no nulls left), taken in the worker (in parallel)
         columns = {name: rows[name].to_numpy() for name in ("high", "low", "close", "volume")}
-        return _compute_batch(columns, traded, lengths[first:end])
+        return _compute_batch(columns, traded, lengths[first:end], kept)
 
     batches = _batches(lengths, batch_rows)
     workers = min(threads or pl.thread_pool_size(), len(batches))
@@ -376,4 +389,5 @@ def compute(
         [pa.chunked_array([part[i] for part in parts], pa.float64()) for i in range(len(FACTOR_IDS))],
         names=list(FACTOR_IDS),
     )
-    return pl.concat([frame.select(KEYS), pl.from_arrow(table, rechunk=False)], how="horizontal")
+    keys = frame.select(KEYS) if rows_from is None else frame.select(KEYS).filter(pl.col("trade_date") >= rows_from)
+    return pl.concat([keys, pl.from_arrow(table, rechunk=False)], how="horizontal")
