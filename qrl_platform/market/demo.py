@@ -1,9 +1,11 @@
 """The deterministic demo market (SPEC S4.3): every raw table, no network, clearly labelled demo data.
 
-All paths (prices, flows, margin, fundamentals) are generated once per process on a fixed weekday
-grid from `GRID_START` to `GRID_END` with one seeded generator, then sliced per date. Because the
-whole grid comes from the seed alone, a date's rows are byte-identical whichever dates were asked for
-before — and a one-year backfill costs one grid generation plus cheap slices.
+All paths (prices, flows, margin, fundamentals) are defined on a fixed weekday grid from `GRID_START`
+to `GRID_END` by seeded generators. A process walks the grid once and keeps only checkpoints (each
+generator's state and every running sum at the first day of each chunk of 64 grid days); a requested
+day recomputes its chunk from its checkpoint with the same operations as one whole-grid computation.
+So a date's rows are byte-identical whichever dates were asked for before, memory holds checkpoints
+and a few chunks instead of the grid, and a one-year backfill costs one walk plus a few chunks.
 
 Realism where strategies need it: returns share a market and a sector factor; institutional flows and
 margin changes correlate with returns; prices respect TWSE tick sizes and the ±10 % daily limit; some
@@ -279,7 +281,7 @@ class DemoMarket:
         starts, carry = [], self._first_carry()
         for k in range(self._chunk_count):
             starts.append(carry)
-            _, carry = self._compute_chunk(k, carry)
+            _, carry = self._compute_chunk(k, carry, carry_only=True)
         return starts
 
     def _first_carry(self) -> dict[str, np.ndarray]:
@@ -305,12 +307,33 @@ class DemoMarket:
         chunk = self._chunk(t // _CHUNK)
         return {name: values[t % _CHUNK] for name, values in chunk.items()}
 
-    def _compute_chunk(self, k: int, carry: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
-        """Every daily path over chunk k from the running sums at its first day; returns the paths and
-        the running sums at the next chunk's first day."""
+    def _compute_chunk(
+        self, k: int, carry: dict[str, np.ndarray], *, carry_only: bool = False
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """Every daily path over chunk k from the running sums at its first day; returns the paths (none
+        when `carry_only`: the walk that records the checkpoints) and the running sums at the next
+        chunk's first day."""
         p, rows = self._price_model, self._chunk_rows(k)
         returns = self._returns_chunk(k)
         close = self._close_chunk(k)
+        activity = p["activity"].chunk(k, len(rows)) * (1 + 25 * np.abs(returns))
+        volume = (p["base_volume"] * activity / 1000).astype(np.int64) * 1000  # whole lots, in shares
+        close_sums = np.cumsum(np.vstack([carry["close_sum"], close]), axis=0)
+        flows, z_sums = self._flows_chunk(k, returns, volume, carry["z_sums"], carry_only)
+        margin, margin_log, short_log = self._margin_chunk(
+            k, returns, carry["margin_log"], carry["short_log"], carry_only
+        )
+        # Copies: a view would keep its whole chunk alive in the checkpoints.
+        next_carry = {
+            "previous_close": close[-1:].copy(),
+            "close_sum": close_sums[-1:].copy(),
+            "z_sums": z_sums.copy(),
+            "margin_log": margin_log.copy(),
+            "short_log": short_log.copy(),
+            "foreign_sum": carry["foreign_sum"] + flows["foreign"].sum(axis=0),
+        }
+        if carry_only:
+            return {}, next_carry
         # The day's reference price: the previous close, or the exchange's reference price on an ex-date.
         reference = self._sparse_chunk(k, p["reference"], np.nan)
         prev = np.where(np.isnan(reference), np.vstack([carry["previous_close"], close[:-1]]), reference)
@@ -321,8 +344,6 @@ class DemoMarket:
         low = tick_round(np.maximum(np.minimum(open_, close) * (1 - wick_lo), prev * 0.9))
         high = np.maximum(high, np.maximum(open_, close))
         low = np.minimum(low, np.minimum(open_, close))
-        activity = p["activity"].chunk(k, len(rows)) * (1 + 25 * np.abs(returns))
-        volume = (p["base_volume"] * activity / 1000).astype(np.int64) * 1000  # whole lots, in shares
         trades = np.maximum(1, volume // p["trade_size"]).astype(np.int64)
         paths = {
             "open": open_,
@@ -333,20 +354,8 @@ class DemoMarket:
             "volume": volume,
             "trades": trades,
         }
-        close_sums = np.cumsum(np.vstack([carry["close_sum"], close]), axis=0)
-        flows, z_sums = self._flows_chunk(k, returns, volume, carry["z_sums"])
-        margin, margin_log, short_log = self._margin_chunk(k, returns, carry["margin_log"], carry["short_log"])
         paths.update(flows)
         paths.update(margin)
-        # Copies: a view would keep its whole chunk alive in the checkpoints.
-        next_carry = {
-            "previous_close": close[-1:].copy(),
-            "close_sum": close_sums[-1:].copy(),
-            "z_sums": z_sums.copy(),
-            "margin_log": margin_log.copy(),
-            "short_log": short_log.copy(),
-            "foreign_sum": carry["foreign_sum"] + flows["foreign"].sum(axis=0),
-        }
         return paths, next_carry
 
     @cached_property
@@ -365,7 +374,7 @@ class DemoMarket:
             draws[name] = _ChunkedDraw(rng, n_days, n, draw)
         return draws
 
-    def _flows_chunk(self, k: int, r: np.ndarray, volume: np.ndarray, z_before: np.ndarray):
+    def _flows_chunk(self, k: int, r: np.ndarray, volume: np.ndarray, z_before: np.ndarray, foreign_only: bool):
         """Institutional net flows (shares): foreign flows lead and follow returns, trusts chase momentum."""
         draws, rows = self._flow_model, self._chunk_rows(k)
         vol = volume.astype(float)
@@ -379,14 +388,16 @@ class DemoMarket:
         def draw(name: str) -> np.ndarray:
             return draws[name].chunk(k, len(rows))
 
+        def lots(x: np.ndarray) -> np.ndarray:
+            return (np.round(x / 1000) * 1000).astype(np.int64)
+
         foreign = vol * (0.06 * z + 0.05 * draw("foreign"))
+        if foreign_only:  # all the checkpoints need
+            return {"foreign": lots(foreign)}, sums[-6:]
         trust = vol * (0.02 * momentum + 0.015 * draw("trust")) * (draw("trust_active") < 0.4)
         foreign_dealer = vol * 0.002 * draw("foreign_dealer")
         dealer = vol * (0.01 * z + 0.02 * draw("dealer"))
         gross = vol * draw("gross")
-
-        def lots(x: np.ndarray) -> np.ndarray:
-            return (np.round(x / 1000) * 1000).astype(np.int64)
 
         flows = {
             "foreign": lots(foreign),
@@ -417,10 +428,14 @@ class DemoMarket:
             "offset": _ChunkedDraw(rng, n_days, n, lambda r, shape: r.poisson(3, shape).astype(np.int64)),
         }
 
-    def _margin_chunk(self, k: int, r: np.ndarray, margin_before: np.ndarray, short_before: np.ndarray):
+    def _margin_chunk(
+        self, k: int, r: np.ndarray, margin_before: np.ndarray, short_before: np.ndarray, sums_only: bool
+    ):
         m, rows = self._margin_model, self._chunk_rows(k)
         margin_log = np.cumsum(np.vstack([margin_before, 0.8 * r + m["margin_noise"].chunk(k, len(rows))]), axis=0)[1:]
         short_log = np.cumsum(np.vstack([short_before, -0.5 * r + m["short_noise"].chunk(k, len(rows))]), axis=0)[1:]
+        if sums_only:
+            return {}, margin_log[-1:], short_log[-1:]
         margin = m["start"] * np.exp(margin_log)
         short = m["short_start"] * np.exp(short_log)
         margin[:, self.universe.is_etf] *= 0.2
