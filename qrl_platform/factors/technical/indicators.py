@@ -347,12 +347,6 @@ def compute(
         *(pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")),
         pl.col("volume").cast(pl.Float64).fill_null(0.0),
     ).collect(engine="in-memory")
-    # A traded bar has a high, a low and a close (null or NaN marks a suspended day).
-    frame = frame.with_columns(
-        pl.all_horizontal(pl.col(c).is_not_null() & pl.col(c).is_not_nan() for c in ("high", "low", "close")).alias(
-            "_traded"
-        )
-    )
     if frame.height == 0:
         return frame.select(*KEYS, *(pl.lit(None, pl.Float64).alias(f) for f in FACTOR_IDS))
     for key in KEYS:
@@ -369,12 +363,13 @@ def compute(
     def run(bounds: tuple[int, int, int, int]) -> list[pa.Array]:
         first, end, a, z = bounds
         rows = frame.slice(a, z - a)
-        traded = rows["_traded"].to_numpy()
         kept = None if rows_from is None else (rows["trade_date"] >= rows_from).to_numpy()
-        if not traded.all():
-            rows = rows.filter(pl.col("_traded"))
-        # one contiguous array per column of traded bars (no nulls left), taken in the worker (in parallel)
+        # nulls -> NaN, one contiguous array per column, converted in the worker (in parallel)
         columns = {name: rows[name].to_numpy() for name in ("high", "low", "close", "volume")}
+        # A traded bar has a high, a low and a close (null or NaN marks a suspended day).
+        traded = ~(np.isnan(columns["high"]) | np.isnan(columns["low"]) | np.isnan(columns["close"]))
+        if not traded.all():
+            columns = {name: values[traded] for name, values in columns.items()}
         return _compute_batch(columns, traded, lengths[first:end], kept)
 
     batches = _batches(lengths, batch_rows)
