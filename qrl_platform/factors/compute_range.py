@@ -207,7 +207,9 @@ def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.
     # Corporate actions of the window, for the adjusted bars (partition key = ex_date); none stored: raw.
     actions = reader.periodic("corporate_actions", days[0], required[-1])
     bars = adjusted_bars(quotes, actions, required[-1])
-    computed = trailing_obv(bars, technical.compute(bars))
+    # Only the requested days' rows come back (the lookback is read for the warm-up alone), so the
+    # joins below and the result hold the days that are stored, not the whole window.
+    computed = trailing_obv(bars, technical.compute(bars, rows_from=required[0]))
     return quotes, on_own_day_basis(computed, bars)
 
 

@@ -1,9 +1,11 @@
 """The deterministic demo market (SPEC S4.3): every raw table, no network, clearly labelled demo data.
 
-All paths (prices, flows, margin, fundamentals) are generated once per process on a fixed weekday
-grid from `GRID_START` to `GRID_END` with one seeded generator, then sliced per date. Because the
-whole grid comes from the seed alone, a date's rows are byte-identical whichever dates were asked for
-before — and a one-year backfill costs one grid generation plus cheap slices.
+All paths (prices, flows, margin, fundamentals) are defined on a fixed weekday grid from `GRID_START`
+to `GRID_END` by seeded generators. A process walks the grid once and keeps only checkpoints (each
+generator's state and every running sum at the first day of each chunk of 64 grid days); a requested
+day recomputes its chunk from its checkpoint with the same operations as one whole-grid computation.
+So a date's rows are byte-identical whichever dates were asked for before, memory holds checkpoints
+and a few chunks instead of the grid, and a one-year backfill costs one walk plus a few chunks.
 
 Realism where strategies need it: returns share a market and a sector factor; institutional flows and
 margin changes correlate with returns; prices respect TWSE tick sizes and the ±10 % daily limit; some
@@ -132,8 +134,22 @@ class DemoMarket:
         shares = (rng.lognormal(np.log(3e8), 1.0, n)).astype(np.int64) // 1000 * 1000
         return Universe(np.array(ids, dtype=object), names, market, sector, is_etf, listed_from, shares)
 
+    # ---------------------------------------------------------------- the grid, chunk by chunk
+    # Every day × stock path is defined over the whole grid (cumulative sums from GRID_START, a
+    # volatility over all days), but only checkpoints are kept: the generators' states and the running
+    # sums at the first day of each chunk of `_CHUNK` grid days. A requested day recomputes its chunk
+    # from there, with the same operations in the same order as one whole-grid computation, so a day's
+    # values are the same bytes whichever days were asked for, and memory does not grow with the grid.
+
+    def _chunk_rows(self, k: int) -> np.ndarray:
+        return np.arange(k * _CHUNK, min((k + 1) * _CHUNK, len(self.days)))
+
     @cached_property
-    def _returns(self) -> np.ndarray:
+    def _chunk_count(self) -> int:
+        return -(-len(self.days) // _CHUNK)
+
+    @cached_property
+    def _return_model(self) -> dict:
         """Daily returns, days × stocks: market + sector + idiosyncratic, clipped to the ±10 % limit."""
         rng = self._rng("returns")
         n_days, n = len(self.days), self.size
@@ -144,9 +160,28 @@ class DemoMarket:
         vol = rng.uniform(0.008, 0.03, n)
         vol[u.is_etf] = 0.004
         drift = rng.normal(0.0002, 0.0006, n)
-        idio = rng.standard_normal((n_days, n)) * vol
-        returns = market[:, None] * beta + sectors[:, u.sector] + idio + drift
+        idio = _ChunkedDraw(rng, n_days, n, lambda r, shape: r.standard_normal(shape))
+        return {"market": market, "sectors": sectors, "beta": beta, "vol": vol, "drift": drift, "idio": idio}
+
+    def _returns_chunk(self, k: int) -> np.ndarray:
+        m, rows = self._return_model, self._chunk_rows(k)
+        idio = m["idio"].chunk(k, len(rows)) * m["vol"]
+        returns = m["market"][rows, None] * m["beta"] + m["sectors"][rows][:, self.universe.sector] + idio + m["drift"]
         return np.clip(returns, -0.095, 0.095)
+
+    @cached_property
+    def _return_std(self) -> np.ndarray:
+        """Each stock's standard deviation of returns over the whole grid (1 × stocks), summed day after
+        day in grid order as `np.std(returns, axis=0)` does."""
+        total = np.zeros((1, self.size))
+        for k in range(self._chunk_count):
+            total = np.sum(np.vstack([total, self._returns_chunk(k)]), axis=0, keepdims=True)
+        mean = total / len(self.days)
+        squares = np.zeros((1, self.size))
+        for k in range(self._chunk_count):
+            deviation = self._returns_chunk(k) - mean
+            squares = np.sum(np.vstack([squares, deviation * deviation]), axis=0, keepdims=True)
+        return np.sqrt(squares / len(self.days))
 
     @cached_property
     def _suspended(self) -> np.ndarray:
@@ -162,38 +197,155 @@ class DemoMarket:
         return suspended
 
     @cached_property
-    def _prices(self) -> dict[str, np.ndarray]:
+    def _price_model(self) -> dict:
+        """The price path's draws, its corporate actions and the running log-return sum at each chunk."""
         rng = self._rng("prices")
-        n = self.size
+        n_days, n = len(self.days), self.size
         start_price = np.exp(rng.uniform(np.log(12), np.log(600), n))
-        close_raw = start_price * np.exp(np.cumsum(np.log1p(self._returns), axis=0))
+        # close_raw = start_price · exp(cumulative log return); only each chunk's starting sum is kept, and
+        # the raw close the day before each scheduled corporate action (its prior close).
+        schedule = self._event_schedule
+        event_day = np.array([e[0] for e in schedule], dtype=np.int64)
+        event_stock = np.array([e[1] for e in schedule], dtype=np.int64)
+        prior_raw = np.full(len(schedule), np.nan)
+        log_sums, carry = [], np.zeros((1, n))
+        for k in range(self._chunk_count):
+            rows = self._chunk_rows(k)
+            log_sums.append(carry)
+            log_path = np.cumsum(np.vstack([carry, np.log1p(self._returns_chunk(k))]), axis=0)[1:]
+            close_raw = start_price * np.exp(log_path)
+            wanted = (event_day - 1 >= rows[0]) & (event_day - 1 <= rows[-1])
+            prior_raw[wanted] = close_raw[event_day[wanted] - 1 - rows[0], event_stock[wanted]]
+            carry = log_path[-1:].copy()  # a copy: a view would keep the whole chunk alive
+        events = self._price_events(prior_raw)
         # Corporate actions rebase the path: from an ex-date on, every close is scaled by the event's
         # reference price / prior close (a dividend drops the price, a capital reduction lifts it).
-        events = self._price_events(close_raw)
-        basis = np.ones_like(close_raw)
-        reference = np.full(close_raw.shape, np.nan)
+        ratio: dict[tuple[int, int], float] = {}
+        reference: dict[tuple[int, int], float] = {}
         for event in events:
-            basis[event.t, event.stock] = event.reference_price / event.prior_close
+            ratio[event.t, event.stock] = event.reference_price / event.prior_close
             reference[event.t, event.stock] = event.reference_price
-        basis = np.cumprod(basis, axis=0)
-        # Real listed shares rarely trade below 1 TWD for long (they get delisted); a floor keeps the
-        # decade-long demo grid free of zero prices (and so of infinite ratios).
-        close = tick_round(np.maximum(close_raw * basis, 1.0))
+        ratio_cells, reference_cells = _Sparse.of(ratio), _Sparse.of(reference)
+        basis_starts, basis = [], np.ones((1, n))
+        for k in range(self._chunk_count):
+            basis_starts.append(basis)
+            basis = np.cumprod(np.vstack([basis, self._sparse_chunk(k, ratio_cells, 1.0)]), axis=0)[-1:].copy()
+        return {
+            "start_price": start_price,
+            "log_sums": log_sums,
+            "basis_starts": basis_starts,
+            "events": events,
+            "ratio": ratio_cells,
+            "reference": reference_cells,
+            "gap": _ChunkedDraw(rng, n_days, n, lambda r, shape: r.normal(0, 0.004, shape)),
+            "wick_hi": _ChunkedDraw(rng, n_days, n, lambda r, shape: np.abs(r.normal(0, 0.006, shape))),
+            "wick_lo": _ChunkedDraw(rng, n_days, n, lambda r, shape: np.abs(r.normal(0, 0.006, shape))),
+            "base_volume": np.exp(rng.uniform(np.log(2e5), np.log(3e7), n)),
+            "activity": _ChunkedDraw(rng, n_days, n, lambda r, shape: np.exp(r.normal(0, 0.35, shape))),
+            "trade_size": rng.integers(1500, 8000, n),
+        }
+
+    def _sparse_chunk(self, k: int, values: _Sparse, fill: float) -> np.ndarray:
+        """Chunk k of a days × stocks grid that is `fill` except at the cells of `values`."""
+        rows = self._chunk_rows(k)
+        grid = np.full((len(rows), self.size), fill)
+        first, end = np.searchsorted(values.day, [rows[0], rows[-1] + 1])
+        grid[values.day[first:end] - rows[0], values.stock[first:end]] = values.value[first:end]
+        return grid
+
+    def _close_chunk(self, k: int) -> np.ndarray:
+        """Closes of chunk k (tick-rounded, rebased by corporate actions, floored at 1 TWD)."""
+        cached = self._closes.get(k)
+        if cached is None:
+            p = self._price_model
+            log_path = np.cumsum(np.vstack([p["log_sums"][k], np.log1p(self._returns_chunk(k))]), axis=0)[1:]
+            close_raw = p["start_price"] * np.exp(log_path)
+            basis = np.cumprod(np.vstack([p["basis_starts"][k], self._sparse_chunk(k, p["ratio"], 1.0)]), axis=0)[1:]
+            # Real listed shares rarely trade below 1 TWD for long (they get delisted); a floor keeps the
+            # decade-long demo grid free of zero prices (and so of infinite ratios).
+            cached = tick_round(np.maximum(close_raw * basis, 1.0))
+            _remember(self._closes, k, cached, 8)
+        return cached
+
+    @cached_property
+    def _closes(self) -> dict[int, np.ndarray]:
+        return {}
+
+    @cached_property
+    def _chunks(self) -> dict[int, dict[str, np.ndarray]]:
+        return {}
+
+    @cached_property
+    def _chunk_starts(self) -> list[dict[str, np.ndarray]]:
+        """The running sums at the first day of every chunk, from one pass over the grid."""
+        starts, carry = [], self._first_carry()
+        for k in range(self._chunk_count):
+            starts.append(carry)
+            _, carry = self._compute_chunk(k, carry, carry_only=True)
+        return starts
+
+    def _first_carry(self) -> dict[str, np.ndarray]:
+        n = self.size
+        return {
+            "previous_close": self._close_chunk(0)[:1].copy(),  # day 0's reference price is its own close
+            "close_sum": np.zeros((1, n)),
+            "z_sums": np.zeros((6, n)),  # the running z-return sums of the 5 days before the chunk and its first
+            "margin_log": np.zeros((1, n)),
+            "short_log": np.zeros((1, n)),
+            "foreign_sum": np.zeros(n, dtype=np.int64),
+        }
+
+    def _chunk(self, k: int) -> dict[str, np.ndarray]:
+        cached = self._chunks.get(k)
+        if cached is None:
+            cached, _ = self._compute_chunk(k, self._chunk_starts[k])
+            _remember(self._chunks, k, cached, 2)
+        return cached
+
+    def _day(self, t: int) -> dict[str, np.ndarray]:
+        """Every daily path's row on grid day t (stocks in universe order)."""
+        chunk = self._chunk(t // _CHUNK)
+        return {name: values[t % _CHUNK] for name, values in chunk.items()}
+
+    def _compute_chunk(
+        self, k: int, carry: dict[str, np.ndarray], *, carry_only: bool = False
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """Every daily path over chunk k from the running sums at its first day; returns the paths (none
+        when `carry_only`: the walk that records the checkpoints) and the running sums at the next
+        chunk's first day."""
+        p, rows = self._price_model, self._chunk_rows(k)
+        returns = self._returns_chunk(k)
+        close = self._close_chunk(k)
+        activity = p["activity"].chunk(k, len(rows)) * (1 + 25 * np.abs(returns))
+        volume = (p["base_volume"] * activity / 1000).astype(np.int64) * 1000  # whole lots, in shares
+        close_sums = np.cumsum(np.vstack([carry["close_sum"], close]), axis=0)
+        flows, z_sums = self._flows_chunk(k, returns, volume, carry["z_sums"], carry_only)
+        margin, margin_log, short_log = self._margin_chunk(
+            k, returns, carry["margin_log"], carry["short_log"], carry_only
+        )
+        # Copies: a view would keep its whole chunk alive in the checkpoints.
+        next_carry = {
+            "previous_close": close[-1:].copy(),
+            "close_sum": close_sums[-1:].copy(),
+            "z_sums": z_sums.copy(),
+            "margin_log": margin_log.copy(),
+            "short_log": short_log.copy(),
+            "foreign_sum": carry["foreign_sum"] + flows["foreign"].sum(axis=0),
+        }
+        if carry_only:
+            return {}, next_carry
         # The day's reference price: the previous close, or the exchange's reference price on an ex-date.
-        prev = np.where(np.isnan(reference), np.vstack([close[:1], close[:-1]]), reference)
-        gap = rng.normal(0, 0.004, close.shape)
+        reference = self._sparse_chunk(k, p["reference"], np.nan)
+        prev = np.where(np.isnan(reference), np.vstack([carry["previous_close"], close[:-1]]), reference)
+        gap = p["gap"].chunk(k, len(rows))
         open_ = tick_round(np.clip(prev * (1 + gap), prev * 0.905, prev * 1.095))
-        wick_hi = np.abs(rng.normal(0, 0.006, close.shape))
-        wick_lo = np.abs(rng.normal(0, 0.006, close.shape))
+        wick_hi, wick_lo = p["wick_hi"].chunk(k, len(rows)), p["wick_lo"].chunk(k, len(rows))
         high = tick_round(np.minimum(np.maximum(open_, close) * (1 + wick_hi), prev * 1.1))
         low = tick_round(np.maximum(np.minimum(open_, close) * (1 - wick_lo), prev * 0.9))
         high = np.maximum(high, np.maximum(open_, close))
         low = np.minimum(low, np.minimum(open_, close))
-        base_volume = np.exp(rng.uniform(np.log(2e5), np.log(3e7), n))
-        activity = np.exp(rng.normal(0, 0.35, close.shape)) * (1 + 25 * np.abs(self._returns))
-        volume = (base_volume * activity / 1000).astype(np.int64) * 1000  # whole lots, in shares
-        trades = np.maximum(1, volume // rng.integers(1500, 8000, n)).astype(np.int64)
-        return {
+        trades = np.maximum(1, volume // p["trade_size"]).astype(np.int64)
+        paths = {
             "open": open_,
             "high": high,
             "low": low,
@@ -201,8 +353,101 @@ class DemoMarket:
             "reference": prev,
             "volume": volume,
             "trades": trades,
-            "events": events,
         }
+        paths.update(flows)
+        paths.update(margin)
+        return paths, next_carry
+
+    @cached_property
+    def _flow_model(self) -> dict[str, _ChunkedDraw]:
+        rng = self._rng("flows")
+        n_days, n = len(self.days), self.size
+        draws = {}
+        for name, draw in (
+            ("foreign", lambda r, shape: r.standard_normal(shape)),
+            ("trust", lambda r, shape: r.standard_normal(shape)),
+            ("trust_active", lambda r, shape: r.random(shape)),
+            ("foreign_dealer", lambda r, shape: r.standard_normal(shape)),
+            ("dealer", lambda r, shape: r.standard_normal(shape)),
+            ("gross", lambda r, shape: r.uniform(0.05, 0.3, shape)),
+        ):
+            draws[name] = _ChunkedDraw(rng, n_days, n, draw)
+        return draws
+
+    def _flows_chunk(self, k: int, r: np.ndarray, volume: np.ndarray, z_before: np.ndarray, foreign_only: bool):
+        """Institutional net flows (shares): foreign flows lead and follow returns, trusts chase momentum."""
+        draws, rows = self._flow_model, self._chunk_rows(k)
+        vol = volume.astype(float)
+        z = r / (self._return_std + 1e-12)
+        # Mean z-return of the previous five days (trusts react to momentum, not to today's move):
+        # sums[j] is the running sum of z before grid day rows[0] - 5 + j.
+        sums = np.vstack([z_before[:-1], np.cumsum(np.vstack([z_before[-1:], z]), axis=0)])
+        momentum = (sums[5:-1] - sums[:-6]) / 5
+        momentum[rows < 5] = 0.0
+
+        def draw(name: str) -> np.ndarray:
+            return draws[name].chunk(k, len(rows))
+
+        def lots(x: np.ndarray) -> np.ndarray:
+            return (np.round(x / 1000) * 1000).astype(np.int64)
+
+        foreign = vol * (0.06 * z + 0.05 * draw("foreign"))
+        if foreign_only:  # all the checkpoints need
+            return {"foreign": lots(foreign)}, sums[-6:]
+        trust = vol * (0.02 * momentum + 0.015 * draw("trust")) * (draw("trust_active") < 0.4)
+        foreign_dealer = vol * 0.002 * draw("foreign_dealer")
+        dealer = vol * (0.01 * z + 0.02 * draw("dealer"))
+        gross = vol * draw("gross")
+
+        flows = {
+            "foreign": lots(foreign),
+            "trust": lots(trust),
+            "foreign_dealer": lots(foreign_dealer),
+            "dealer": lots(dealer),
+            "gross": lots(gross),
+        }
+        return flows, sums[-6:]
+
+    @cached_property
+    def _margin_model(self) -> dict:
+        """Margin and short balances in lots: retail margin chases returns, shorts lean against them."""
+        rng = self._rng("margin")
+        n_days, n = len(self.days), self.size
+        free_float_lots = self.universe.shares_outstanding / 1000
+        start = free_float_lots * rng.uniform(0.002, 0.04, n)
+        margin_noise = _ChunkedDraw(rng, n_days, n, lambda r, shape: r.normal(0, 0.02, shape))
+        short_start = start * rng.uniform(0.02, 0.4, n)
+        short_noise = _ChunkedDraw(rng, n_days, n, lambda r, shape: r.normal(0, 0.05, shape))
+        return {
+            "start": start,
+            "short_start": short_start,
+            "margin_noise": margin_noise,
+            "short_noise": short_noise,
+            "limit": (free_float_lots * 0.25).astype(np.int64),
+            "churn": _ChunkedDraw(rng, n_days, n, lambda r, shape: r.uniform(0.005, 0.03, shape)),
+            "offset": _ChunkedDraw(rng, n_days, n, lambda r, shape: r.poisson(3, shape).astype(np.int64)),
+        }
+
+    def _margin_chunk(
+        self, k: int, r: np.ndarray, margin_before: np.ndarray, short_before: np.ndarray, sums_only: bool
+    ):
+        m, rows = self._margin_model, self._chunk_rows(k)
+        margin_log = np.cumsum(np.vstack([margin_before, 0.8 * r + m["margin_noise"].chunk(k, len(rows))]), axis=0)[1:]
+        short_log = np.cumsum(np.vstack([short_before, -0.5 * r + m["short_noise"].chunk(k, len(rows))]), axis=0)[1:]
+        if sums_only:
+            return {}, margin_log[-1:], short_log[-1:]
+        margin = m["start"] * np.exp(margin_log)
+        short = m["short_start"] * np.exp(short_log)
+        margin[:, self.universe.is_etf] *= 0.2
+        margin = np.minimum(margin, m["limit"] * 0.95)
+        short = np.minimum(short, m["limit"] * 0.5)
+        paths = {
+            "margin": margin.astype(np.int64),
+            "short": short.astype(np.int64),
+            "churn": m["churn"].chunk(k, len(rows)),
+            "offset": m["offset"].chunk(k, len(rows)),
+        }
+        return paths, margin_log[-1:], short_log[-1:]
 
     # ---------------------------------------------------------------- corporate actions
     @cached_property
@@ -223,15 +468,16 @@ class DemoMarket:
             "reducer": rng.random(n),
         }
 
-    def _price_events(self, close_raw: np.ndarray) -> list[DemoEvent]:
+    def _price_events(self, prior_raw: np.ndarray) -> list[DemoEvent]:
         """Every event on the grid with its prior close and reference price, in the order they happen per
-        stock (a prior close already reflects the stock's earlier events)."""
-        schedule = self._event_schedule
+        stock (a prior close already reflects the stock's earlier events). `prior_raw`: the raw close the
+        day before each event of `_event_schedule`."""
+        schedule = list(zip(self._event_schedule, prior_raw, strict=True))
         events: list[DemoEvent] = []
-        for stock, stock_events in groupby(schedule, key=lambda e: e[1]):
+        for stock, stock_events in groupby(schedule, key=lambda e: e[0][1]):
             basis = 1.0
-            for t, _, kind, cash_yield, stock_ratio, reduction in stock_events:
-                prior_close = float(tick_round(np.array([max(close_raw[t - 1, stock] * basis, 1.0)]))[0])
+            for (t, _, kind, cash_yield, stock_ratio, reduction), raw in stock_events:
+                prior_close = float(tick_round(np.array([max(raw * basis, 1.0)]))[0])
                 if kind == "capital_reduction":
                     cash = None
                     reference_price = prior_close / (1 - reduction)  # old shares / new shares
@@ -305,7 +551,7 @@ class DemoMarket:
             raise BadMarketData(f"demo market: {start}..{end} is outside the demo range {GRID_START}..{GRID_END}")
         u = self.universe
         first, last = np.datetime64(start, "D"), np.datetime64(end, "D")
-        chosen = [e for e in self._prices["events"] if first <= self.days[e.t] <= last]
+        chosen = [e for e in self._price_model["events"] if first <= self.days[e.t] <= last]
         frame = pl.DataFrame(
             {
                 "stock_id": [u.stock_id[e.stock] for e in chosen],
@@ -329,14 +575,30 @@ class DemoMarket:
         return day
 
     @cached_property
-    def _trailing_cash_dividends(self) -> np.ndarray:
-        """Cash dividends per share with an ex-date in the last 250 grid days (about a year), days × stocks."""
-        paid = np.zeros((len(self.days), self.size))
-        for event in self._prices["events"]:
-            paid[event.t, event.stock] += event.cash_per_share or 0.0
-        cumulative = np.vstack([np.zeros((1, self.size)), np.cumsum(paid, axis=0)])
-        rows = np.arange(1, len(self.days) + 1)
-        return cumulative[rows] - cumulative[np.maximum(rows - 250, 0)]
+    def _dividend_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sort keys stock × (days + 1) + grid day, running cash-dividend sum per share of the stock up
+        to and including that day), over the days with a cash dividend, added in grid-day order."""
+        paid: dict[tuple[int, int], float] = {}
+        for event in self._price_model["events"]:
+            paid[event.stock, event.t] = paid.get((event.stock, event.t), 0.0) + (event.cash_per_share or 0.0)
+        keys, sums = [], []
+        for (stock, t), cash in sorted(paid.items()):
+            running = sums[-1] if keys and keys[-1] // (len(self.days) + 1) == stock else 0.0
+            keys.append(stock * (len(self.days) + 1) + t)
+            sums.append(running + cash)
+        return np.array(keys, dtype=np.int64), np.array(sums)
+
+    def _dividends_before(self, row: int) -> np.ndarray:
+        """Cash dividends per share with an ex-date before grid day `row`, per stock (running sums)."""
+        keys, sums = self._dividend_sums
+        stocks = np.arange(self.size, dtype=np.int64)
+        last = np.searchsorted(keys, stocks * (len(self.days) + 1) + row) - 1
+        found = (last >= 0) & (keys[np.maximum(last, 0)] // (len(self.days) + 1) == stocks) if len(keys) else last >= 0
+        return np.where(found, sums[np.maximum(last, 0)] if len(keys) else 0.0, 0.0)
+
+    def _trailing_cash_dividends(self, t: int) -> np.ndarray:
+        """Cash dividends per share with an ex-date in the last 250 grid days (about a year) up to day t."""
+        return self._dividends_before(t + 1) - self._dividends_before(max(t + 1 - 250, 0))
 
     # ---------------------------------------------------------------- daily tables
     def fetch_day(self, table: str, date: dt.date) -> DayResult:
@@ -358,18 +620,18 @@ class DemoMarket:
         return day_status(date).is_open
 
     def _daily_quotes(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
-        u, p = self.universe, self._prices
+        u, p = self.universe, self._day(t)
         suspended = self._suspended[t, listed]
         traded = ~suspended
 
         def price(name: str) -> np.ndarray:
-            values = p[name][t, listed].astype(float)
+            values = p[name][listed].astype(float)
             return np.where(traded, values, np.nan)
 
         close = price("close")
         # TWSE reports the change against the day's reference price (the ex-date's after a corporate action).
-        prev_close = p["reference"][t, listed]
-        volume = np.where(traded, p["volume"][t, listed], 0)
+        prev_close = p["reference"][listed]
+        volume = np.where(traded, p["volume"][listed], 0)
         return pl.DataFrame(
             {
                 "stock_id": u.stock_id[listed],
@@ -382,7 +644,7 @@ class DemoMarket:
                 "close": close,
                 "volume": volume,
                 "turnover": np.where(traded, np.round(volume * np.nan_to_num(close)), 0).astype(np.int64),
-                "trades": np.where(traded, p["trades"][t, listed], 0),
+                "trades": np.where(traded, p["trades"][listed], 0),
                 "change": np.round(close - prev_close, 2),
                 "is_etf": u.is_etf[listed],
                 "is_suspended": suspended,
@@ -390,42 +652,14 @@ class DemoMarket:
             nan_to_null=True,
         )
 
-    @cached_property
-    def _flows(self) -> dict[str, np.ndarray]:
-        """Institutional net flows (shares): foreign flows lead and follow returns, trusts chase momentum."""
-        rng = self._rng("flows")
-        r = self._returns
-        vol = self._prices["volume"].astype(float)
-        z = r / (np.std(r, axis=0, keepdims=True) + 1e-12)
-        # Mean z-return of the previous five days (trusts react to momentum, not to today's move).
-        cumulative = np.vstack([np.zeros((1, r.shape[1])), np.cumsum(z, axis=0)])
-        momentum = np.zeros_like(z)
-        momentum[5:] = (cumulative[5:-1] - cumulative[:-6]) / 5
-        foreign = vol * (0.06 * z + 0.05 * rng.standard_normal(r.shape))
-        trust = vol * (0.02 * momentum + 0.015 * rng.standard_normal(r.shape)) * (rng.random(r.shape) < 0.4)
-        foreign_dealer = vol * 0.002 * rng.standard_normal(r.shape)
-        dealer = vol * (0.01 * z + 0.02 * rng.standard_normal(r.shape))
-        gross = vol * rng.uniform(0.05, 0.3, r.shape)
-
-        def lots(x: np.ndarray) -> np.ndarray:
-            return (np.round(x / 1000) * 1000).astype(np.int64)
-
-        return {
-            "foreign": lots(foreign),
-            "trust": lots(trust),
-            "foreign_dealer": lots(foreign_dealer),
-            "dealer": lots(dealer),
-            "gross": lots(gross),
-        }
-
     def _institutional_flows(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
-        f = self._flows
+        f = self._day(t)
         traded = ~self._suspended[t, listed]
         columns: dict[str, object] = {"stock_id": self.universe.stock_id[listed], "trade_date": [date] * len(listed)}
-        gross = f["gross"][t, listed]
+        gross = f["gross"][listed]
         total = np.zeros(len(listed), dtype=np.int64)
         for who, share in (("foreign", 1.0), ("foreign_dealer", 0.05), ("trust", 0.2), ("dealer", 0.3)):
-            net = np.where(traded, f[who][t, listed], 0)
+            net = np.where(traded, f[who][listed], 0)
             side = np.where(traded, (gross * share).astype(np.int64) // 1000 * 1000, 0)
             columns[f"{who}_buy"] = side + np.maximum(net, 0)
             columns[f"{who}_sell"] = side + np.maximum(-net, 0)
@@ -434,76 +668,54 @@ class DemoMarket:
         columns["total_net"] = total
         return pl.DataFrame(columns)
 
-    @cached_property
-    def _margin(self) -> dict[str, np.ndarray]:
-        """Margin and short balances in lots: retail margin chases returns, shorts lean against them."""
-        rng = self._rng("margin")
-        r = self._returns
-        u = self.universe
-        free_float_lots = u.shares_outstanding / 1000
-        start = free_float_lots * rng.uniform(0.002, 0.04, self.size)
-        margin = start * np.exp(np.cumsum(0.8 * r + rng.normal(0, 0.02, r.shape), axis=0))
-        short = (
-            start
-            * rng.uniform(0.02, 0.4, self.size)
-            * np.exp(np.cumsum(-0.5 * r + rng.normal(0, 0.05, r.shape), axis=0))
-        )
-        margin[:, u.is_etf] *= 0.2
-        limit = np.broadcast_to((free_float_lots * 0.25).astype(np.int64), r.shape)
-        margin = np.minimum(margin, limit * 0.95)
-        short = np.minimum(short, limit * 0.5)
-        churn = rng.uniform(0.005, 0.03, r.shape)
-        return {
-            "margin": margin.astype(np.int64),
-            "short": short.astype(np.int64),
-            "limit": limit,
-            "churn": churn,
-            "offset": rng.poisson(3, r.shape).astype(np.int64),
-        }
-
     def _margin_balances(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
-        m = self._margin
+        m, limit = self._day(t), self._margin_model["limit"]
+        before = self._day(t - 1) if t > 0 else m
         columns: dict[str, object] = {"stock_id": self.universe.stock_id[listed], "trade_date": [date] * len(listed)}
         for side, buy_name, sell_name, repay_name in (
             ("margin", "margin_buy", "margin_sell", "margin_cash_repay"),
             ("short", "short_sell", "short_cover", "short_stock_repay"),
         ):
-            balance = m[side][t, listed]
-            prev = m[side][t - 1, listed] if t > 0 else balance
+            balance = m[side][listed]
+            prev = before[side][listed]
             delta = balance - prev
-            churn = (balance * m["churn"][t, listed]).astype(np.int64)
+            churn = (balance * m["churn"][listed]).astype(np.int64)
             columns[buy_name] = np.maximum(delta, 0) + churn  # opening side
             columns[sell_name] = np.maximum(-delta, 0) + churn  # closing side
             columns[repay_name] = np.zeros(len(listed), dtype=np.int64)
             columns[f"{side}_prev_balance"] = prev
             columns[f"{side}_balance"] = balance
-            columns[f"{side}_limit"] = m["limit"][t, listed] if side == "margin" else m["limit"][t, listed]
-        columns["offset"] = np.minimum(m["offset"][t, listed], columns["margin_balance"])
+            columns[f"{side}_limit"] = limit[listed]
+        columns["offset"] = np.minimum(m["offset"][listed], columns["margin_balance"])
         return pl.DataFrame(columns)
 
-    @cached_property
-    def _fair_value(self) -> np.ndarray:
-        """A slow (120-day mean) price path; earnings and book value follow it, so valuation ratios stay
-        realistic however far the price wanders over the decade-long grid."""
-        close = self._prices["close"]
-        cumulative = np.vstack([np.zeros((1, close.shape[1])), np.cumsum(close, axis=0)])
-        window = np.minimum(np.arange(1, close.shape[0] + 1), 120)[:, None]
-        rows = np.arange(1, close.shape[0] + 1)[:, None]
-        return (cumulative[rows[:, 0]] - cumulative[rows[:, 0] - window[:, 0]]) / window
+    def _close_sum(self, j: int) -> np.ndarray:
+        """The sum of every close of grid days 0..j-1, per stock, added in grid-day order."""
+        k = min(j // _CHUNK, self._chunk_count - 1)
+        start = self._chunk_starts[k]["close_sum"]
+        if j == k * _CHUNK:
+            return start[0]
+        return np.cumsum(np.vstack([start, self._close_chunk(k)[: j - k * _CHUNK]]), axis=0)[-1]
+
+    def _fair_value(self, t: int) -> np.ndarray:
+        """A slow (120-day mean) price path on grid day t; earnings and book value follow it, so valuation
+        ratios stay realistic however far the price wanders over the decade-long grid."""
+        window = min(t + 1, 120)
+        return (self._close_sum(t + 1) - self._close_sum(t + 1 - window)) / window
 
     def _eps_and_book(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Trailing annual EPS and book value per share on grid day `t` (all stocks)."""
         f = self._fundamental_base
-        fair = self._fair_value[t]
+        fair = self._fair_value(t)
         eps = fair / f["base_pe"] * f["earnings_sign"] * (1 + 0.15 * np.sin(t / 250 + f["phase"]))
         return eps, fair / f["base_pb"]
 
     def _valuations(self, t: int, listed: np.ndarray, date: dt.date) -> pl.DataFrame:
-        close = self._prices["close"][t, listed]
+        close = self._close_chunk(t // _CHUNK)[t % _CHUNK][listed]
         eps, book = (values[listed] for values in self._eps_and_book(t))
         pe = np.where(eps > 0, np.round(close / np.where(eps > 0, eps, 1), 2), np.nan)
         # The exchange's yield: the last year's cash dividends over today's close.
-        dividend_yield = np.round(self._trailing_cash_dividends[t, listed] / close * 100, 2)
+        dividend_yield = np.round(self._trailing_cash_dividends(t)[listed] / close * 100, 2)
         etf = self.universe.is_etf[listed]
         return pl.DataFrame(
             {
@@ -603,7 +815,7 @@ class DemoMarket:
         listed = self._listed_by(week)
         base = self._holding_profile
         # Cumulative foreign flow up to day t (integer lots: the prefix sum is exact in any order).
-        foreign_cum = self._flows["foreign"][: t + 1].sum(axis=0) / self.universe.shares_outstanding
+        foreign_cum = self._foreign_sum(t) / self.universe.shares_outstanding
         tilt = np.clip(1 + 3 * foreign_cum, 0.5, 1.5)
         pct = base.copy()
         pct[:, 11:] *= tilt[:, None]  # bands 12–15 hold more than 400 lots
@@ -652,6 +864,11 @@ class DemoMarket:
         frame = pl.concat([frame, totals.select(frame.columns)]).sort("stock_id", "level")
         return schema.conform("shareholding_distribution", frame, context=str(week))
 
+    def _foreign_sum(self, t: int) -> np.ndarray:
+        """Foreign net flows of grid days 0..t, per stock (whole shares: exact in any order)."""
+        k = t // _CHUNK
+        return self._chunk_starts[k]["foreign_sum"] + self._chunk(k)["foreign"][: t - k * _CHUNK + 1].sum(axis=0)
+
     @cached_property
     def _holding_profile(self) -> np.ndarray:
         """Each stock's stable share of the 15 TDCC bands (drawn once, not once per week)."""
@@ -667,6 +884,55 @@ def statutory_deadline(year: int, quarter: int) -> dt.date:
     return {1: dt.date(year, 5, 15), 2: dt.date(year, 8, 14), 3: dt.date(year, 11, 14), 4: dt.date(year + 1, 3, 31)}[
         quarter
     ]
+
+
+# Grid days computed together when a day is asked for (one chunk of every daily path at a time).
+_CHUNK = 64
+
+
+class _ChunkedDraw:
+    """One days × stocks draw of a generator over the whole grid, reproducible chunk by chunk.
+
+    The whole array is drawn once (chunk by chunk, then dropped) to record the generator's state at
+    each chunk's first row; a chunk drawn again from its state equals those rows of one whole-grid
+    draw, since numpy's generators fill an array value after value (checked by the demo tests)."""
+
+    def __init__(self, rng: np.random.Generator, n_days: int, n: int, draw):
+        self._draw, self._n, self._bit_generator = draw, n, type(rng.bit_generator)
+        self._states = []
+        for first in range(0, n_days, _CHUNK):
+            self._states.append(rng.bit_generator.state)
+            draw(rng, (min(_CHUNK, n_days - first), n))
+
+    def chunk(self, k: int, rows: int) -> np.ndarray:
+        bit_generator = self._bit_generator()
+        bit_generator.state = self._states[k]
+        return self._draw(np.random.Generator(bit_generator), (rows, self._n))
+
+
+@dataclass(frozen=True)
+class _Sparse:
+    """Cells of a days × stocks grid, sorted by day."""
+
+    day: np.ndarray
+    stock: np.ndarray
+    value: np.ndarray
+
+    @staticmethod
+    def of(cells: dict[tuple[int, int], float]) -> _Sparse:
+        ordered = sorted(cells.items())
+        return _Sparse(
+            np.array([key[0] for key, _ in ordered], dtype=np.int64),
+            np.array([key[1] for key, _ in ordered], dtype=np.int64),
+            np.array([value for _, value in ordered], dtype=np.float64),
+        )
+
+
+def _remember(cache: dict, key, value, size: int) -> None:
+    """Keep `value` in `cache`, dropping the oldest entries beyond `size`."""
+    cache[key] = value
+    while len(cache) > size:
+        del cache[next(iter(cache))]
 
 
 @lru_cache(maxsize=4)

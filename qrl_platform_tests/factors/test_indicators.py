@@ -282,3 +282,13 @@ def test_rows_without_keys_are_rejected_by_name(bars):
                 pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("trade_date")).alias("trade_date")
             )
         )
+
+
+@pytest.mark.parametrize("rows_from", [dt.date(2024, 6, 3), dt.date(2025, 5, 7), dt.date(2030, 1, 1)])
+def test_rows_from_returns_exactly_the_later_rows(bars, factors, rows_from):
+    # The history before `rows_from` is read for the warm-up only: the rows returned are the same
+    # rows, with the same bits, as those of the whole computation.
+    later = compute(bars, rows_from=rows_from, batch_rows=1500, threads=2)
+    expected = factors.filter(pl.col("trade_date") >= rows_from)
+    assert later.height == expected.height
+    assert later.rechunk().equals(expected.rechunk(), null_equal=True)

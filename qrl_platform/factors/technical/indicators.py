@@ -31,8 +31,10 @@ runs over a whole batch of stocks at once, and the batch's stock boundaries are 
   t0; the rows before t0 keep g (warm-up: nulled at the end, finite for the EMAs that read them).
   Wilder's 1/14 and KD's 1/3 are TA-Lib EMAs of period 27 and 5 (alpha = 2/(N+1)).
 * **OBV** is TA-Lib's running sum over the batch minus its value entering each stock.
-* **Output without copies.** Each factor's array becomes an arrow column as it is (its validity
-  bitmap from the NaNs), one chunk per batch, and polars takes the chunks over.
+* **Output in one gather.** Each factor's rows are gathered once into one block of the batch (an
+  unbuffered `np.take`, which also puts the untraded rows back as nulls); each row of the block
+  becomes an arrow column as it is (its validity bitmap from the NaNs), one chunk per batch, and
+  polars takes the chunks over.
 * **Suspended days.** A stock's series is its *traded* bars only: rows with a missing close, high
   or low (suspended / no trade) are left out before computing and get null factors when the result
   is put back. A suspension therefore neither blanks rolling windows for the next N days nor
@@ -41,6 +43,7 @@ runs over a whole batch of stocks at once, and the batch's stock boundaries are 
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -255,37 +258,41 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
     return out
 
 
-def _column(values: np.ndarray) -> pa.Array:
-    """A Float64 arrow column over `values` (kept, not copied), null where NaN."""
-    validity = np.packbits(np.isnan(values), bitorder="little")
+def _columns(factors: dict[str, np.ndarray], source_rows: np.ndarray) -> list[pa.Array]:
+    """One Float64 arrow column per id of `FACTOR_IDS`, null where NaN: row i of a column is row
+    `source_rows[i]` of the factor's batch array (row 0, the pad's first row, is NaN in each)."""
+    stacked = np.empty((len(FACTOR_IDS), len(source_rows)))
+    for i, name in enumerate(FACTOR_IDS):
+        values = factors[name]
+        values[0] = np.nan  # a pad row, discarded: it stands for every row without a traded bar
+        np.take(values, source_rows, out=stacked[i], mode="clip")  # "clip": no buffering (rows are in range)
+    validity = np.packbits(np.isnan(stacked), axis=1, bitorder="little")
     np.invert(validity, out=validity)
-    return pa.Array.from_buffers(pa.float64(), len(values), [pa.py_buffer(validity), pa.py_buffer(values)])
+    # Each column keeps its row of `stacked` (not copied); arrow holds the buffers alive.
+    return [
+        pa.Array.from_buffers(pa.float64(), len(source_rows), [pa.py_buffer(validity[i]), pa.py_buffer(stacked[i])])
+        for i in range(len(FACTOR_IDS))
+    ]
 
 
-def _compute_batch(columns: dict[str, np.ndarray], stock_lengths: np.ndarray) -> list[pa.Array]:
+def _compute_batch(
+    columns: dict[str, np.ndarray], traded: np.ndarray, stock_lengths: np.ndarray, kept: np.ndarray | None = None
+) -> list[pa.Array]:
     """Factors for a batch of whole stocks (sorted rows), one arrow column per factor, row-aligned
-    with the batch's rows."""
+    with the batch's rows (those marked in `kept` only, when given). `columns` holds the traded rows
+    only; `traded` marks them among the batch's rows."""
     high, low, close, volume = (columns[name] for name in ("high", "low", "close", "volume"))
-    traded = ~(np.isnan(high) | np.isnan(low) | np.isnan(close))
-    untraded = np.flatnonzero(~traded)
-    if len(untraded):
-        high, low, close, volume = high[traded], low[traded], close[traded], volume[traded]
-        lengths = np.add.reduceat(traded, np.concatenate(([0], np.cumsum(stock_lengths)[:-1])))
-    else:
+    if len(close) == len(traded):
         lengths = stock_lengths
-    factors = _factors(_Batch(high, low, close, volume, lengths))
-    result = []
-    for name in FACTOR_IDS:
-        values = factors[name][_PAD:]
-        if len(untraded):  # put back on the traded rows; the untraded ones are null
-            spread = np.empty(len(traded))
-            spread[traded] = values
-            spread[untraded] = np.nan
-            values = spread
-        else:
-            values = values.copy()  # its own buffer (factors may share one, e.g. sma_20 and bb_middle)
-        result.append(_column(values))
-    return result
+        source_rows = np.arange(_PAD, _PAD + len(traded))
+    else:
+        lengths = np.add.reduceat(traded, np.concatenate(([0], np.cumsum(stock_lengths)[:-1])))
+        source_rows = np.cumsum(traded)
+        source_rows += _PAD - 1
+        source_rows[~traded] = 0  # untraded rows read the pad's NaN row: null factors
+    if kept is not None:
+        source_rows = source_rows[kept]
+    return _columns(_factors(_Batch(high, low, close, volume, lengths)), source_rows)
 
 
 def _sorted_stock_lengths(frame: pl.DataFrame) -> np.ndarray | None:
@@ -314,7 +321,11 @@ def _batches(lengths: np.ndarray, rows: int) -> list[tuple[int, int, int, int]]:
 
 
 def compute(
-    bars: pl.DataFrame | pl.LazyFrame, *, batch_rows: int = BATCH_ROWS, threads: int | None = None
+    bars: pl.DataFrame | pl.LazyFrame,
+    *,
+    rows_from: dt.date | None = None,
+    batch_rows: int = BATCH_ROWS,
+    threads: int | None = None,
 ) -> pl.DataFrame:
     """Every M07 factor for every (stock_id, trade_date) row of `bars`.
 
@@ -323,6 +334,8 @@ def compute(
     sorted by (stock_id, trade_date): the key columns, then one Float64 column per id in
     `FACTOR_IDS`, null during each indicator's warm-up and on rows without a traded bar. The result
     has one chunk per batch of stocks (`rechunk()` it if one contiguous chunk is needed).
+    `rows_from`: return only the rows from that trade_date on (the earlier rows are history read for
+    the warm-up; their factors are computed as needed but not returned).
     `threads` batches run at once (default: polars' thread pool size).
     Raises ValueError on duplicate (stock_id, trade_date) rows.
     """
@@ -349,9 +362,15 @@ def compute(
 
     def run(bounds: tuple[int, int, int, int]) -> list[pa.Array]:
         first, end, a, z = bounds
+        rows = frame.slice(a, z - a)
+        kept = None if rows_from is None else (rows["trade_date"] >= rows_from).to_numpy()
         # nulls -> NaN, one contiguous array per column, converted in the worker (in parallel)
-        columns = {name: frame[name].slice(a, z - a).to_numpy() for name in ("high", "low", "close", "volume")}
-        return _compute_batch(columns, lengths[first:end])
+        columns = {name: rows[name].to_numpy() for name in ("high", "low", "close", "volume")}
+        # A traded bar has a high, a low and a close (null or NaN marks a suspended day).
+        traded = ~(np.isnan(columns["high"]) | np.isnan(columns["low"]) | np.isnan(columns["close"]))
+        if not traded.all():
+            columns = {name: values[traded] for name, values in columns.items()}
+        return _compute_batch(columns, traded, lengths[first:end], kept)
 
     batches = _batches(lengths, batch_rows)
     workers = min(threads or pl.thread_pool_size(), len(batches))
@@ -365,4 +384,5 @@ def compute(
         [pa.chunked_array([part[i] for part in parts], pa.float64()) for i in range(len(FACTOR_IDS))],
         names=list(FACTOR_IDS),
     )
-    return pl.concat([frame.select(KEYS), pl.from_arrow(table, rechunk=False)], how="horizontal")
+    keys = frame.select(KEYS) if rows_from is None else frame.select(KEYS).filter(pl.col("trade_date") >= rows_from)
+    return pl.concat([keys, pl.from_arrow(table, rechunk=False)], how="horizontal")
