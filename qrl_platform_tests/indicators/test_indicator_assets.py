@@ -29,7 +29,8 @@ from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, m
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource, WarehouseResource
 from qrl_platform.factors import chip, fundamental, quality, registry
-from qrl_platform.factors.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
+from qrl_platform.factors.compute_range import MissingUpstream
+from qrl_platform.factors.families import TECHNICAL_SLACK_DAYS
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
 from qrl_platform.settings import settings
