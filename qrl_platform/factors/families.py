@@ -53,7 +53,7 @@ FAMILIES: tuple[IndicatorFamily, ...] = (
         module="M07",
         group="technical",
         factors=TECHNICAL_FACTORS,
-        description="Technical indicators (TA-Lib definitions + Taiwan KD): one row per stock in the day's "
+        description="M07 technical indicators (TA-Lib definitions + Taiwan KD): one row per stock in the day's "
         "daily_quotes, one Float64 column per factor. Reads daily_quotes for the day and the {lookback} "
         "trading days before it.",
         lookback_slack=TECHNICAL_SLACK_DAYS,
@@ -64,7 +64,7 @@ FAMILIES: tuple[IndicatorFamily, ...] = (
         module="M08",
         group="fundamental",
         factors=FUNDAMENTAL_FACTORS,
-        description="Fundamental indicators (PE/PB/yield, EPS TTM, ROE TTM, EPS and revenue growth), point in "
+        description="M08 fundamental indicators (PE/PB/yield, EPS TTM, ROE TTM, EPS and revenue growth), point in "
         "time: day D uses only revenue and financials published on or before D. One row per stock in the "
         f"day's daily_quotes. Reads the day's valuations and ~{REVENUE_HISTORY_MONTHS} months of revenue / "
         f"{FINANCIALS_HISTORY_QUARTERS} quarters of financials.",
@@ -78,7 +78,7 @@ FAMILIES: tuple[IndicatorFamily, ...] = (
         module="M09",
         group="chip",
         factors=CHIP_FACTORS,
-        description="Chip indicators (foreign/trust/dealer net buy % of volume, trust buy streak, margin "
+        description="M09 chip indicators (foreign/trust/dealer net buy % of volume, trust buy streak, margin "
         "utilisation, 券資比, margin changes, big-holder share): one row per stock in the day's daily_quotes. "
         "Reads flows, margin and quotes for the day and the {lookback} trading days before it, and the latest "
         "TDCC weeks.",
