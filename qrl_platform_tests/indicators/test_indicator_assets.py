@@ -390,7 +390,7 @@ def test_definitions_wire_groups_deps_job_and_schedule():
         assert asset.partitions_def == trading_day
     parents = {name: {k.path[-1] for k in graph.get(dg.AssetKey(name)).parent_keys} for name in NAMES}
     assert parents == {
-        "technical_indicators": {"daily_quotes"},
+        "technical_indicators": {"daily_quotes", "corporate_actions"},  # the adjusted bars' events
         "fundamental_indicators": {"daily_quotes", "valuations", "monthly_revenue", "financials"},
         "chip_indicators": {"daily_quotes", "institutional_flows", "margin_balances", "shareholding_distribution"},
     }
