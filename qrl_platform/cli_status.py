@@ -15,12 +15,13 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform.calendar import day_status
+from qrl_platform.factors import families
 from qrl_platform.market import tables
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 
 RAW_TABLES = tables.names(cadence="daily")  # the raw tables partitioned by trading day
-INDICATOR_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
+INDICATOR_ASSETS = families.ASSETS
 CHECKS = ("missing_rate", "coverage", "no_infinities", "within_ranges")
 WIDTH = 24
 

@@ -5,6 +5,7 @@ qrl_mexc) on the assets that call it, and the pool alone decides which steps may
 
 import dagster as dg
 
+from qrl_platform.factors import families
 from qrl_platform.market import tables
 
 ESTIMATE_TAG = "qrl/estimate_seconds"
@@ -15,7 +16,8 @@ STAGE_TAG = "qrl/stage"
 
 # The raw tables partitioned by trading day, in declaration order (qrl_platform/market/tables.py).
 RAW_DAILY = list(tables.names(cadence="daily"))
-INDICATORS = ["technical_indicators", "fundamental_indicators", "chip_indicators"]
+# The indicator assets, one per declared family (qrl_platform/factors/families.py).
+INDICATORS = list(families.ASSETS)
 
 
 def job_tags(estimate_seconds: int, retries: int = 2, **queue_tags: str) -> dict[str, str]:

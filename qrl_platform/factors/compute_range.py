@@ -25,17 +25,13 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from qrl_platform.calendar import day_status, previous_trading_days, trading_days
-from qrl_platform.factors import Factor, chip, fundamental, registry, technical
-from qrl_platform.market import schema
+from qrl_platform.factors import Factor, chip, families, fundamental, registry, technical
+from qrl_platform.market import schema, tables
 from qrl_platform.market.adjustment import adjust_prices
 from qrl_platform.storage.frames import FrameStore
 
 KEYS = ("stock_id", "trade_date")
 
-# Technical windows count *traded* bars: a stock suspended for a few days in the last year needs that
-# many more trading days to fill sma_240. Ten extra days (≈250 in all, SPEC S3) keep the usual short
-# suspensions from pushing long-window factors back into warm-up on a one-day run.
-TECHNICAL_SLACK_DAYS = 10
 
 
 class MissingUpstream(RuntimeError):
@@ -118,18 +114,33 @@ class _Reader:
         return frame
 
 
-# The daily raw tables each indicator asset reads, with the lookback before the day (trading days).
-DAILY_INPUTS: dict[str, tuple[str, ...]] = {
-    "technical_indicators": ("daily_quotes",),
-    "fundamental_indicators": ("daily_quotes", "valuations"),
-    "chip_indicators": ("daily_quotes", "institutional_flows", "margin_balances"),
-}
+def _daily_inputs(family: families.IndicatorFamily) -> tuple[str, ...]:
+    """daily_quotes (every family's universe) and the daily raw tables its factors' columns come from."""
+    read = {"daily_quotes"} | {table for factor in family.factors for table in factor.source_tables}
+    return tuple(table for table in tables.names(cadence="daily") if table in read)
+
+
+# The daily raw tables each indicator asset reads for a day and its lookback, from its factors' declarations.
+DAILY_INPUTS: dict[str, tuple[str, ...]] = {family.asset: _daily_inputs(family) for family in families.FAMILIES}
 
 
 def lookback_trading_days(asset: str) -> int:
-    """Trading days before a day that `asset` reads from its daily raw tables (M07: 239 + 10 slack)."""
-    module = {"technical_indicators": "M07", "fundamental_indicators": "M08", "chip_indicators": "M09"}[asset]
-    return registry.module_lookback(module) + (TECHNICAL_SLACK_DAYS if module == "M07" else 0)
+    """Trading days before a day that `asset` reads from its daily raw tables: its longest factor's
+    lookback plus the family's slack (technical: 239 + 10)."""
+    family = families.BY_ASSET[asset]
+    return registry.module_lookback(family.module) + family.lookback_slack
+
+
+def inputs_of_day(asset: str, day: dt.date) -> list[tuple[str, dt.date]]:
+    """The (daily raw table, partition day) an indicator of `day` cannot be computed without: each input
+    on the day itself, or `lag_days` trading days before it for a table whose factors read it lagged
+    (margin_balances: the day before)."""
+    lag = {table: 0 for table in DAILY_INPUTS[asset]}
+    for factor in families.BY_ASSET[asset].factors:
+        for table in factor.source_tables:
+            if table in lag:
+                lag[table] = max(lag[table], factor.lag_days)
+    return [(table, previous_trading_days(day, 1 + days)[0] if days else day) for table, days in lag.items()]
 
 
 def lookback_weekdays(asset: str) -> int:
@@ -320,21 +331,24 @@ def _chip(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.DataF
     return quotes, chip.compute(quotes, flows, margin, holders)
 
 
-MODULES: dict[str, tuple[str, Callable[[_Reader, list[dt.date]], tuple[pl.DataFrame, pl.DataFrame]]]] = {
-    "technical_indicators": ("M07", _technical),
-    "fundamental_indicators": ("M08", _fundamental),
-    "chip_indicators": ("M09", _chip),
+# Each family's maths over a range: (quotes of the days read, computed factor columns).
+COMPUTE: dict[str, Callable[[_Reader, list[dt.date]], tuple[pl.DataFrame, pl.DataFrame]]] = {
+    "technical_indicators": _technical,
+    "fundamental_indicators": _fundamental,
+    "chip_indicators": _chip,
 }
+if set(COMPUTE) != set(families.ASSETS):
+    raise RuntimeError(f"indicator families without maths, or maths without a family: {set(COMPUTE) ^ set(families.ASSETS)}")
 
 
 # ---------------------------------------------------------------- public
 def compute_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeResult:
     """Compute `asset` ("technical_indicators" | "fundamental_indicators" | "chip_indicators") for
     `dates` (any set of partition dates) in one pass; nothing is written."""
-    if asset not in MODULES:
-        raise KeyError(f"unknown indicator asset {asset!r}; known: {sorted(MODULES)}")
-    module, compute = MODULES[asset]
-    factors = registry.factors(module)
+    if asset not in COMPUTE:
+        raise KeyError(f"unknown indicator asset {asset!r}; known: {sorted(COMPUTE)}")
+    compute = COMPUTE[asset]
+    factors = families.BY_ASSET[asset].factors
     ids = [f.factor_id for f in factors]
     dates = sorted(set(dates))
     reader = _Reader(store, asset)

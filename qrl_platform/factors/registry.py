@@ -13,27 +13,29 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from qrl_platform.factors import Factor
-from qrl_platform.factors.chip import CHIP_FACTORS
-from qrl_platform.factors.fundamental import FUNDAMENTAL_FACTORS
-from qrl_platform.factors.technical import TECHNICAL_FACTORS
+from qrl_platform.factors.families import FAMILIES
 
 if TYPE_CHECKING:
     from qrl_platform.warehouse import Warehouse
 
-ALL_FACTORS: tuple[Factor, ...] = (*TECHNICAL_FACTORS, *FUNDAMENTAL_FACTORS, *CHIP_FACTORS)
+ALL_FACTORS: tuple[Factor, ...] = tuple(factor for family in FAMILIES for factor in family.factors)
+
+_misfiled = [
+    f"{f.factor_id} ({f.module} in {family.module})"
+    for family in FAMILIES
+    for f in family.factors
+    if f.module != family.module
+]
+assert not _misfiled, f"a factor's module must be its family's: {_misfiled}"
 
 _duplicates = sorted(fid for fid, n in Counter(f.factor_id for f in ALL_FACTORS).items() if n > 1)
 assert not _duplicates, f"factor ids must be unique across M07/M08/M09; duplicated: {_duplicates}"
 
 FACTORS_BY_ID: dict[str, Factor] = {f.factor_id: f for f in ALL_FACTORS}
 
-# Module number <-> the asset that stores its factors (and the Dagster group / domain name).
-MODULE_ASSETS: dict[str, str] = {
-    "M07": "technical_indicators",
-    "M08": "fundamental_indicators",
-    "M09": "chip_indicators",
-}
-MODULE_NAMES: dict[str, str] = {"M07": "technical", "M08": "fundamental", "M09": "chip"}
+# Module code <-> the asset that stores its factors, and its group (short) name: from the family declarations.
+MODULE_ASSETS: dict[str, str] = {family.module: family.asset for family in FAMILIES}
+MODULE_NAMES: dict[str, str] = {family.module: family.group for family in FAMILIES}
 
 
 def _module_code(module: str) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from qrl_platform.calendar import day_status, previous_trading_days
+from qrl_platform.factors import families
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategy.definition import StrategyDefinition
 from qrl_platform.strategy.engine import (
@@ -32,7 +33,7 @@ from qrl_platform.strategy.engine import (
 from qrl_platform.strategy.store import RunRecords, SaveResult, build_records, load_strategies, save_run
 from qrl_platform.warehouse import Warehouse
 
-INDICATOR_ASSETS = ("technical_indicators", "fundamental_indicators", "chip_indicators")
+INDICATOR_ASSETS = families.ASSETS  # one stored frame per declared indicator family
 QUOTE_COLUMNS = ["stock_id", "trade_date", "market", "close", "volume", "is_etf", "is_suspended"]
 TRADABILITY_COLUMNS = [
     "stock_id",

@@ -29,7 +29,8 @@ from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, m
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource, WarehouseResource
 from qrl_platform.factors import chip, fundamental, quality, registry
-from qrl_platform.factors.compute_range import TECHNICAL_SLACK_DAYS, MissingUpstream
+from qrl_platform.factors.compute_range import MissingUpstream
+from qrl_platform.factors.families import TECHNICAL_SLACK_DAYS
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
 from qrl_platform.settings import settings
@@ -389,7 +390,7 @@ def test_definitions_wire_groups_deps_job_and_schedule():
         assert asset.partitions_def == trading_day
     parents = {name: {k.path[-1] for k in graph.get(dg.AssetKey(name)).parent_keys} for name in NAMES}
     assert parents == {
-        "technical_indicators": {"daily_quotes"},
+        "technical_indicators": {"daily_quotes", "corporate_actions"},  # the adjusted bars' events
         "fundamental_indicators": {"daily_quotes", "valuations", "monthly_revenue", "financials"},
         "chip_indicators": {"daily_quotes", "institutional_flows", "margin_balances", "shareholding_distribution"},
     }

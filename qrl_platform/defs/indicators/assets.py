@@ -13,9 +13,7 @@ from qrl_platform.defs.gating import latest_materializations
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
 from qrl_platform.factors import compute_range as ranges
-from qrl_platform.factors import quality, registry
-from qrl_platform.factors.chip.indicators import SHAREHOLDING_HISTORY_DAYS
-from qrl_platform.factors.fundamental.indicators import FINANCIALS_HISTORY_QUARTERS, REVENUE_HISTORY_MONTHS
+from qrl_platform.factors import families, quality, registry
 
 
 def _weekdays_back(calendar_days: float) -> int:
@@ -52,41 +50,18 @@ def _lookback_dep(table: str, asset: str) -> dg.AssetDep:
     )
 
 
-DEPS: dict[str, list[dg.AssetDep]] = {
-    "technical_indicators": [_lookback_dep("daily_quotes", "technical_indicators")],
-    "fundamental_indicators": [
-        *(_lookback_dep(table, "fundamental_indicators") for table in ranges.DAILY_INPUTS["fundamental_indicators"]),
-        _periodic_dep("monthly_revenue", (REVENUE_HISTORY_MONTHS + 1) * 30.44),
-        _periodic_dep("financials", (FINANCIALS_HISTORY_QUARTERS + 1) * 91.31),
-    ],
-    "chip_indicators": [
-        *(_lookback_dep(table, "chip_indicators") for table in ranges.DAILY_INPUTS["chip_indicators"]),
-        _periodic_dep("shareholding_distribution", SHAREHOLDING_HISTORY_DAYS),
-    ],
-}
+def _deps(family: families.IndicatorFamily) -> list[dg.AssetDep]:
+    """The family's daily raw tables over its lookback (required, then read when stored), then the
+    slower tables over their windows."""
+    return [
+        *(_lookback_dep(table, family.asset) for table in ranges.DAILY_INPUTS[family.asset]),
+        *(_lookback_dep(table, family.asset) for table in family.reads_when_stored),
+        *(_periodic_dep(table, days) for table, days in family.periodic_windows.items()),
+    ]
 
-DESCRIPTIONS = {
-    "technical_indicators": (
-        "M07 technical indicators (TA-Lib definitions + Taiwan KD): one row per stock in the day's daily_quotes, "
-        f"one Float64 column per factor. Reads daily_quotes for the day and the "
-        f"{ranges.lookback_trading_days('technical_indicators')} trading days before it."
-    ),
-    "fundamental_indicators": (
-        "M08 fundamental indicators (PE/PB/yield, EPS TTM, ROE TTM, EPS and revenue growth), point in time: "
-        "day D uses only revenue and financials published on or before D. One row per stock in the day's "
-        f"daily_quotes. Reads the day's valuations and ~{REVENUE_HISTORY_MONTHS} months of revenue / "
-        f"{FINANCIALS_HISTORY_QUARTERS} quarters of financials."
-    ),
-    "chip_indicators": (
-        "M09 chip indicators (foreign/trust/dealer net buy % of volume, trust buy streak, margin utilisation, "
-        "券資比, margin changes, big-holder share): one row per stock in the day's daily_quotes. Reads flows, "
-        f"margin and quotes for the day and the {ranges.lookback_trading_days('chip_indicators')} trading days before "
-        "it, and "
-        "the latest TDCC weeks."
-    ),
-}
-GROUPS = {"technical_indicators": "technical", "fundamental_indicators": "fundamental", "chip_indicators": "chip"}
-MODULE_OF = {asset: module for module, asset in registry.MODULE_ASSETS.items()}
+
+def _description(family: families.IndicatorFamily) -> str:
+    return family.description.format(lookback=ranges.lookback_trading_days(family.asset))
 
 
 def _missing_rates(result: ranges.RangeResult) -> pl.DataFrame:
@@ -149,19 +124,19 @@ def _stored_missing_rates(instance: dg.DagsterInstance, asset_name: str, days: l
     return found
 
 
-def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
-    module = MODULE_OF[asset_name]
+def _indicator_asset(family: families.IndicatorFamily) -> dg.AssetsDefinition:
+    asset_name = family.asset
 
     @dg.asset(
         name=asset_name,
-        group_name=GROUPS[asset_name],
+        group_name=family.group,
         partitions_def=trading_day,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=DEPS[asset_name],
-        description=DESCRIPTIONS[asset_name],
+        deps=_deps(family),
+        description=_description(family),
         kinds={"polars", "parquet"},
-        tags={"module": module},
-        metadata={"factors": ", ".join(registry.factor_ids(module))},
+        tags={"module": family.module},
+        metadata={"factors": ", ".join(f.factor_id for f in family.factors)},
     )
     def _asset(context: dg.AssetExecutionContext, frames: FrameStoreResource) -> dg.MaterializeResult:
         dates = partition_dates(context)
@@ -201,9 +176,11 @@ def _indicator_asset(asset_name: str) -> dg.AssetsDefinition:
     return _asset
 
 
-technical_indicators = _indicator_asset("technical_indicators")
-fundamental_indicators = _indicator_asset("fundamental_indicators")
-chip_indicators = _indicator_asset("chip_indicators")
+# One asset per declared indicator family (qrl_platform/factors/families.py).
+FAMILY_ASSETS: dict[str, dg.AssetsDefinition] = {family.asset: _indicator_asset(family) for family in families.FAMILIES}
+technical_indicators = FAMILY_ASSETS["technical_indicators"]
+fundamental_indicators = FAMILY_ASSETS["fundamental_indicators"]
+chip_indicators = FAMILY_ASSETS["chip_indicators"]
 
 
 @dg.asset(
@@ -222,4 +199,4 @@ def factor_metadata(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     return dg.MaterializeResult(metadata={"dagster/row_count": written, "factors_per_module": per_module})
 
 
-INDICATOR_ASSETS = [technical_indicators, fundamental_indicators, chip_indicators, factor_metadata]
+INDICATOR_ASSETS = [*FAMILY_ASSETS.values(), factor_metadata]

@@ -31,7 +31,7 @@ import polars as pl
 from qrl_platform.calendar import day_status, parse_date
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
-from qrl_platform.factors import compute_range, quality, registry
+from qrl_platform.factors import compute_range, families, quality, registry
 from qrl_platform.storage.frames import FrameStore
 
 # Check name -> the quality rule it enforces.
@@ -284,8 +284,5 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
     return _checks
 
 
-technical_indicators_quality = _quality_checks("technical_indicators")
-fundamental_indicators_quality = _quality_checks("fundamental_indicators")
-chip_indicators_quality = _quality_checks("chip_indicators")
-
-INDICATOR_CHECKS = [technical_indicators_quality, fundamental_indicators_quality, chip_indicators_quality]
+# The quality checks of every declared indicator family (qrl_platform/factors/families.py).
+INDICATOR_CHECKS = [_quality_checks(asset) for asset in families.ASSETS]

@@ -50,18 +50,12 @@ def _indicator_job(asset: str):
     )
 
 
-technical_indicators_job = _indicator_job("technical_indicators")
-fundamental_indicators_job = _indicator_job("fundamental_indicators")
-chip_indicators_job = _indicator_job("chip_indicators")
-
 # `ingest_<table>_job` of every trading-day table.
 TABLE_JOBS = {table: _table_job(table) for table in RAW_DAILY}
 TABLE_JOB_LIST = list(TABLE_JOBS.values())  # what the definitions loader collects (it reads lists, not dicts)
-INDICATOR_JOBS = {
-    "technical_indicators": technical_indicators_job,
-    "fundamental_indicators": fundamental_indicators_job,
-    "chip_indicators": chip_indicators_job,
-}
+# `<family>_job` of every declared indicator family.
+INDICATOR_JOBS = {asset: _indicator_job(asset) for asset in INDICATORS}
+INDICATOR_JOB_LIST = list(INDICATOR_JOBS.values())
 monthly_revenue_job = dg.define_asset_job(
     "monthly_revenue_job",
     selection=dg.AssetSelection.assets("monthly_revenue"),

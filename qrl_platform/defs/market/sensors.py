@@ -34,7 +34,7 @@ from qrl_platform.defs import clock
 from qrl_platform.defs.gating import is_materialized
 from qrl_platform.defs.job_tags import RAW_DAILY
 from qrl_platform.defs.market.jobs import INDICATOR_JOBS, TABLE_JOBS
-from qrl_platform.factors import chip
+from qrl_platform.factors import compute_range as ranges
 from qrl_platform.market import timetable
 from qrl_platform.settings import settings
 
@@ -47,15 +47,9 @@ IN_FLIGHT = [
 
 
 def indicator_inputs(asset: str, day: dt.date) -> list[tuple[str, dt.date]]:
-    """The (raw table, partition day) an indicator of `day` cannot be computed without."""
-    if asset == "technical_indicators":
-        return [("daily_quotes", day)]
-    if asset == "fundamental_indicators":
-        return [("daily_quotes", day), ("valuations", day)]
-    if asset == "chip_indicators":
-        margin_day = previous_trading_days(day, 1 + chip.MARGIN_LAG_DAYS)[0]
-        return [("daily_quotes", day), ("institutional_flows", day), ("margin_balances", margin_day)]
-    raise KeyError(f"no inputs known for indicator {asset!r}")
+    """The (raw table, partition day) an indicator of `day` cannot be computed without (from its
+    family's factor declarations: `compute_range.inputs_of_day`)."""
+    return ranges.inputs_of_day(asset, day)
 
 
 def days_to_watch(now: dt.datetime) -> list[dt.date]:
