@@ -1,4 +1,4 @@
-"""`qrl` — the manual operations of S9 from a terminal, each one a Dagster run.
+"""`qrl` — the desk's manual operations from a terminal, each one a Dagster run.
 
 Where the run goes:
 
@@ -426,8 +426,8 @@ def materialize_slow_tables(
 
 def backfill_whole_chain(start: dt.date, end: dt.date, *, lookback_days: int, instance=None) -> Outcome:
     """From an empty home: the slower-cadence tables and `lookback_days` of raw history before
-    `start`, then the whole daily chain over [start, end] as ONE run (raw -> M07/M08/M09 + checks ->
-    strategies -> signals -> M13 -> stats). Returns that run's outcome."""
+    `start`, then the whole daily chain over [start, end] as ONE run (raw -> technical/fundamental/chip
+    indicators + checks -> strategies -> signals -> the order module's event -> stats). Returns that run's outcome."""
     from qrl_platform.defs.job_tags import RAW_DAILY
     from qrl_platform.defs.partitions import trading_day
 
@@ -463,7 +463,7 @@ def cmd_run_all(args: argparse.Namespace) -> int:
 
 
 def cmd_market(args: argparse.Namespace) -> int:
-    """The 16:00 stage by hand: raw tables + M07/M08/M09 with their blocking checks, for a day or a range."""
+    """The 16:00 stage by hand: raw tables + the indicators with their blocking checks, for a day or a range."""
     start = parse_date(args.start, field="start").isoformat()
     end = parse_date(args.end, field="end").isoformat() if args.end else start
     if end < start:
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("date")
     stats.set_defaults(func=cmd_stats)
 
-    notify = sub.add_parser("notify", help="(re-)publish STRATEGY_SIGNALS_READY to M13 for a day")
+    notify = sub.add_parser("notify", help="(re-)publish STRATEGY_SIGNALS_READY to the order module for a day")
     notify.add_argument("date")
     notify.add_argument("--force", action="store_true", help="publish again even if already published")
     notify.set_defaults(func=cmd_notify)
@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     retry.set_defaults(func=cmd_retry)
 
     status = sub.add_parser(
-        "status", help="one screen on a day's stages: raw, indicators + checks, signals, M13, stats"
+        "status", help="one screen on a day's stages: raw, indicators + checks, signals, order-module event, stats"
     )
     status.add_argument("date")
     status.set_defaults(func=cmd_status)

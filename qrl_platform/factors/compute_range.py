@@ -1,6 +1,6 @@
 """Compute an indicator asset for a set of partition dates in one pass, reading only the history it needs.
 
-This is what makes a one-day run cheap and a one-year backfill a single pass (SPEC S3, S11):
+This is what makes a one-day run cheap and a one-year backfill a single pass:
 
 * daily raw tables are read for the open days of the range plus the module's lookback before the
   first one — `previous_trading_days(first, lookback + 1 + slack)` — never the whole store; a table
@@ -224,7 +224,7 @@ def _technical(reader: _Reader, dates: list[dt.date]) -> tuple[pl.DataFrame, pl.
     return quotes, on_own_day_basis(computed, bars)
 
 
-# M07 factors read adjusted prices (SPEC S13): an ex-dividend drop or a capital reduction is not a
+# Technical factors read adjusted prices: an ex-dividend drop or a capital reduction is not a
 # price move, so returns, 52-week distances, moving-average crosses and oscillators see none. The maths
 # in `factors/technical` are untouched; only their input bars are prepared here.
 PRICE_LEVEL_UNIT = "TWD"

@@ -1,4 +1,4 @@
-"""The deterministic demo market (SPEC S4.3): every raw table, no network, clearly labelled demo data.
+"""The deterministic demo market: every raw table, no network, clearly labelled demo data.
 
 All paths (prices, flows, margin, fundamentals) are defined on a fixed weekday grid from `GRID_START`
 to `GRID_END` by seeded generators. A process walks the grid once and keeps only checkpoints (each

@@ -1,4 +1,4 @@
-"""S10 monitoring: failed runs alert, three consecutive failures pause the job's schedule (CRITICAL),
+"""Monitoring: failed runs alert, three consecutive failures pause the job's schedule (CRITICAL),
 slow runs warn. Evaluated with real runs on a real (test) instance."""
 
 import logging
@@ -87,7 +87,7 @@ def _evaluate_failure_sensor(instance, run_id, alerts, definitions=test_defs):
 
 
 def test_three_consecutive_failures_pause_the_schedule_and_alert_critical(monkeypatch, tmp_path):
-    """S10 row "3+ consecutive failures": each failure alerts ERROR with the step's error; the third
+    """The alert table's row "3+ consecutive failures": each failure alerts ERROR with the step's error; the third
     also alerts CRITICAL and stops the job's schedule. Seen on a local Slack webhook."""
     monkeypatch.delenv("QRL_SLACK_MIN_LEVEL", raising=False)
     with WebhookServer() as slack, dg.instance_for_test() as instance:

@@ -1,4 +1,4 @@
-"""Outages are retried, then reported (S10): a real PostgreSQL or Redis is stopped in the middle of a
+"""Outages are retried, then reported: a real PostgreSQL or Redis is stopped in the middle of a
 run, right before the write, and started again on the same port and data a couple of seconds later.
 The step's retry policy re-runs it; the run completes and nothing is stored twice. When the server
 stays down, the final error names the server and the operation and never the password.

@@ -12,7 +12,7 @@ from qrl_platform.notify.summary import unconsumed_signal_summary
 
 
 class NotifyConfig(dg.Config):
-    force: bool = False  # publish again even if the day's event exists (re-notify M13)
+    force: bool = False  # publish again even if the day's event exists (re-notify the order module)
 
 
 @dg.asset(

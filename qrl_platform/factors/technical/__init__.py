@@ -1,4 +1,4 @@
-"""M07 technical indicators: `compute` (TA-Lib over batches of whole stocks) and the `TECHNICAL_FACTORS` registry."""
+"""Technical indicators: `compute` (TA-Lib over batches of whole stocks) and the `TECHNICAL_FACTORS` registry."""
 
 from qrl_platform.factors.technical.factors import TECHNICAL_FACTORS
 from qrl_platform.factors.technical.indicators import FACTOR_IDS, compute

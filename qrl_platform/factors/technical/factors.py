@@ -1,4 +1,4 @@
-"""Registry of the M07 technical factors computed by `qrl_platform.factors.technical.indicators.compute`.
+"""Registry of the technical factors computed by `qrl_platform.factors.technical.indicators.compute`.
 
 `lookback` is the number of a stock's traded bars before the first valid value (TA-Lib's
 lookback), i.e. the 0-based position of the first non-null value.
@@ -288,7 +288,7 @@ _DECLARED: tuple[Factor, ...] = (
 )
 
 
-# Every M07 price input is adjusted for corporate actions as of the factor's day (compute_range prepares
+# Every technical price input is adjusted for corporate actions as of the factor's day (compute_range prepares
 # the bars; the maths above are unchanged): a factor reading any price is "adjusted", volume alone "none".
 TECHNICAL_FACTORS: tuple[Factor, ...] = tuple(
     replace(f, price_basis="adjusted" if set(f.source_columns) & {"open", "high", "low", "close"} else "none")

@@ -1,4 +1,4 @@
-"""M07 technical indicators for every stock at once: TA-Lib over batches of whole stocks (no Dagster here).
+"""Technical indicators for every stock at once: TA-Lib over batches of whole stocks (no Dagster here).
 
 `compute(bars)` takes a long frame of daily bars for many stocks and returns one Float64 column per
 factor of `TECHNICAL_FACTORS` (ids in `FACTOR_IDS`), row-aligned with the input sorted by
@@ -327,7 +327,7 @@ def compute(
     batch_rows: int = BATCH_ROWS,
     threads: int | None = None,
 ) -> pl.DataFrame:
-    """Every M07 factor for every (stock_id, trade_date) row of `bars`.
+    """Every technical factor for every (stock_id, trade_date) row of `bars`.
 
     `bars` needs `stock_id` (Utf8), `trade_date` (Date), `high`, `low`, `close` (Float64, null on a
     suspended day) and `volume` (Int64 shares); other columns are ignored. Returns the same rows
