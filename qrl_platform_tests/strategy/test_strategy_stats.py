@@ -109,6 +109,21 @@ def test_period_stats_by_hand():
     assert idle["total_executions"] == 0 and idle["last_execution_at"] is None
 
 
+def _insert_strategy(conn, strategy_id: str, horizon_days: int, now: dt.datetime) -> None:
+    conn.execute(
+        strategies.insert().values(
+            strategy_id=strategy_id,
+            name=strategy_id,
+            status="ACTIVE",
+            version=1,
+            horizon_days=horizon_days,
+            definition="{}",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
 def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
     frames = FrameStore(str(tmp_path / "frames"))
     closes = _closes()
@@ -117,18 +132,7 @@ def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
     now = dt.datetime(2024, 3, 11, 9, 0, tzinfo=dt.UTC)
     with warehouse.begin() as conn:
         for strategy_id, horizon in (("STG_S_001", 2), ("STG_IDLE_001", 5)):
-            conn.execute(
-                strategies.insert().values(
-                    strategy_id=strategy_id,
-                    name=strategy_id,
-                    status="ACTIVE",
-                    version=1,
-                    horizon_days=horizon,
-                    definition="{}",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            _insert_strategy(conn, strategy_id, horizon, now)
         executions = [
             {
                 "execution_id": f"E{day}",
@@ -225,18 +229,7 @@ def test_signals_outside_the_windows_count_in_the_totals_only(warehouse, tmp_pat
     now = dt.datetime(2024, 3, 11, 9, 0, tzinfo=dt.UTC)
     long_before, inside, after = dt.date(2023, 6, 1), d(5), d(20)
     with warehouse.begin() as conn:
-        conn.execute(
-            strategies.insert().values(
-                strategy_id="STG_S_001",
-                name="STG_S_001",
-                status="ACTIVE",
-                version=1,
-                horizon_days=2,
-                definition="{}",
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        _insert_strategy(conn, "STG_S_001", 2, now)
         conn.execute(
             strategy_signals.insert(),
             [
