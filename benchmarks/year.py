@@ -191,13 +191,17 @@ def bulk_write_floor(url: str, scratch_url: str) -> tuple[float, int]:
 
 # ------------------------------------------------------------------------------------------ runs
 class TreeMemory:
-    """Samples the memory of a process and all its descendants every `interval` seconds in a thread.
+    """Samples the memory of all descendants of a process every `interval` seconds in a thread.
 
     Per process it keeps the kernel's own high-water mark (VmHWM in /proc/PID/status, exact whatever
     the sampling interval, read until the process is gone); for the tree it keeps the largest sum of
     the processes' resident sets seen at one sample (what the command holds at once). wait4's
     ru_maxrss, by contrast, is the largest single process among the command and its reaped
-    descendants. The PostgreSQL server the benchmark starts is not a descendant of the command."""
+    descendants. The PostgreSQL server the benchmark starts is not a descendant of the command.
+
+    A child of the command caught between its fork and its exec (Dagster starts `tail` processes
+    for the compute logs) still shows the command's command line and memory, which are the
+    command's own pages: it is left out."""
 
     def __init__(self, pid: int, interval: float = 0.1):
         import threading
@@ -216,11 +220,15 @@ class TreeMemory:
         root = psutil.Process(self.pid)
         while not self._stop.wait(self.interval):
             try:
-                processes = [root, *root.children(recursive=True)]
+                processes = root.children(recursive=True)  # the command and its descendants, not the launcher
             except psutil.NoSuchProcess:
                 return
             total = 0.0
+            started = [process for process in processes if _parent(process) == self.pid]  # the command
+            command = _cmdline(started[0]) if started else None
             for process in processes:
+                if process not in started and _cmdline(process) == command:
+                    continue  # a copy of the command about to exec another program
                 high, current = _status_mib(process.pid)
                 if high is None:
                     continue
@@ -251,6 +259,20 @@ def _status_mib(pid: int) -> tuple[float | None, float]:
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
 
 
+def _parent(process) -> int | None:
+    try:
+        return process.ppid()
+    except Exception:  # gone
+        return None
+
+
+def _cmdline(process) -> list[str] | None:
+    try:
+        return process.cmdline()
+    except Exception:  # gone, or a zombie
+        return None
+
+
 def _describe(process) -> str:
     try:
         command = " ".join(process.cmdline())
@@ -261,18 +283,37 @@ def _describe(process) -> str:
     return command.replace(sys.executable, "python")[:80]
 
 
+# Starts the command and reports wait4's figure for it. Why a launcher: Linux copies a process's
+# memory high-water mark into a forked child and charges it to the child's ru_maxrss when the child
+# execs, so a command started straight from this process (which holds the year's signals for the
+# floor and the hashes: several GiB by the second warehouse) would be charged this process's peak.
+# The launcher is a fresh, small interpreter; the command forked from it starts clean.
+LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(process.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def run_child(argv: list[str]) -> tuple[float, float, TreeMemory]:
     """Run `python -m qrl_platform.cli ARGV`; return (wall seconds, wait4 peak RSS MiB, sampled memory)."""
-    tick = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "qrl_platform.cli", *argv])
-    memory = TreeMemory(process.pid)
-    _, status, usage = os.wait4(process.pid, 0)
-    memory.stop()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - tick
-    if process.returncode:
-        raise SystemExit(f"qrl {' '.join(argv)} failed ({process.returncode})")
-    return wall, usage.ru_maxrss / 1024, memory
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".wait4") as report:
+        tick = time.perf_counter()
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, report.name, sys.executable, "-m", "qrl_platform.cli", *argv]
+        )
+        memory = TreeMemory(launcher.pid)
+        launcher.wait()
+        memory.stop()
+        wall = time.perf_counter() - tick
+        returncode, maxrss_kib = (int(field) for field in Path(report.name).read_text().split())
+    if launcher.returncode or returncode:
+        raise SystemExit(f"qrl {' '.join(argv)} failed ({returncode})")
+    return wall, maxrss_kib / 1024, memory
 
 
 def step_seconds(instance) -> dict[str, list[float]]:
