@@ -190,16 +190,130 @@ def bulk_write_floor(url: str, scratch_url: str) -> tuple[float, int]:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def run_child(argv: list[str]) -> tuple[float, float]:
-    """Run `python -m qrl_platform.cli ARGV`; return (wall seconds, peak RSS MiB) of that process."""
-    tick = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "qrl_platform.cli", *argv])
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - tick
-    if process.returncode:
-        raise SystemExit(f"qrl {' '.join(argv)} failed ({process.returncode})")
-    return wall, usage.ru_maxrss / 1024
+class TreeMemory:
+    """Samples the memory of all descendants of a process every `interval` seconds in a thread.
+
+    Per process it keeps the kernel's own high-water mark (VmHWM in /proc/PID/status, exact whatever
+    the sampling interval, read until the process is gone); for the tree it keeps the largest sum of
+    the processes' resident sets seen at one sample (what the command holds at once). wait4's
+    ru_maxrss, by contrast, is the largest single process among the command and its reaped
+    descendants. The PostgreSQL server the benchmark starts is not a descendant of the command.
+
+    A child of the command caught between its fork and its exec (Dagster starts `tail` processes
+    for the compute logs) still shows the command's command line and memory, which are the
+    command's own pages: it is left out."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        import threading
+
+        self.pid, self.interval = pid, interval
+        self.peaks: dict[int, tuple[float, str, float]] = {}  # pid -> (VmHWM MiB, what it is, seconds in)
+        self.tree_peak = 0.0
+        self._start = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        root = psutil.Process(self.pid)
+        while not self._stop.wait(self.interval):
+            try:
+                processes = root.children(recursive=True)  # the command and its descendants, not the launcher
+            except psutil.NoSuchProcess:
+                return
+            total = 0.0
+            started = [process for process in processes if _parent(process) == self.pid]  # the command
+            command = _cmdline(started[0]) if started else None
+            for process in processes:
+                if process not in started and _cmdline(process) == command:
+                    continue  # a copy of the command about to exec another program
+                high, current = _status_mib(process.pid)
+                if high is None:
+                    continue
+                total += current
+                known = self.peaks.get(process.pid)
+                if known is None or high > known[0]:
+                    what = known[1] if known else _describe(process)
+                    self.peaks[process.pid] = (high, what, time.perf_counter() - self._start)
+            self.tree_peak = max(self.tree_peak, total)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def largest(self, count: int = 4) -> list[tuple[float, str, float]]:
+        return sorted(self.peaks.values(), reverse=True)[:count]
+
+
+def _status_mib(pid: int) -> tuple[float | None, float]:
+    """(VmHWM, VmRSS) of a live process in MiB; (None, 0) once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None, 0.0
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    if "VmHWM" not in fields:  # a zombie: its memory is already released
+        return None, 0.0
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+
+
+def _parent(process) -> int | None:
+    try:
+        return process.ppid()
+    except Exception:  # gone
+        return None
+
+
+def _cmdline(process) -> list[str] | None:
+    try:
+        return process.cmdline()
+    except Exception:  # gone, or a zombie
+        return None
+
+
+def _describe(process) -> str:
+    try:
+        command = " ".join(process.cmdline())
+    except Exception:  # gone or not readable: the pid is all there is
+        return f"pid {process.pid}"
+    if "forkserver" in command:
+        return "forkserver / strategy worker"
+    return command.replace(sys.executable, "python")[:80]
+
+
+# Starts the command and reports wait4's figure for it. Why a launcher: Linux copies a process's
+# memory high-water mark into a forked child and charges it to the child's ru_maxrss when the child
+# execs, so a command started straight from this process (which holds the year's signals for the
+# floor and the hashes: several GiB by the second warehouse) would be charged this process's peak.
+# The launcher is a fresh, small interpreter; the command forked from it starts clean.
+LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(process.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
+def run_child(argv: list[str]) -> tuple[float, float, TreeMemory]:
+    """Run `python -m qrl_platform.cli ARGV`; return (wall seconds, wait4 peak RSS MiB, sampled memory)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".wait4") as report:
+        tick = time.perf_counter()
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, report.name, sys.executable, "-m", "qrl_platform.cli", *argv]
+        )
+        memory = TreeMemory(launcher.pid)
+        launcher.wait()
+        memory.stop()
+        wall = time.perf_counter() - tick
+        returncode, maxrss_kib = (int(field) for field in Path(report.name).read_text().split())
+    if launcher.returncode or returncode:
+        raise SystemExit(f"qrl {' '.join(argv)} failed ({returncode})")
+    return wall, maxrss_kib / 1024, memory
 
 
 def step_seconds(instance) -> dict[str, list[float]]:
@@ -233,7 +347,9 @@ def step_seconds(instance) -> dict[str, list[float]]:
                 and start == START
                 and "compute_ms" in (metadata := event.step_materialization_data.materialization.metadata)
             ):
-                SIGNAL_SPLIT.update(compute=metadata["compute_ms"].value / 1000, write=metadata["write_ms"].value / 1000)
+                SIGNAL_SPLIT.update(
+                    compute=metadata["compute_ms"].value / 1000, write=metadata["write_ms"].value / 1000
+                )
             elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 if start == START:
                     label = key
@@ -268,7 +384,7 @@ def year(backend: str, args, server, hashes_in: dict | None) -> dict:
         else:
             url = f"sqlite:///{root / 'qrl' / 'warehouse.sqlite'}"
             scratch = f"sqlite:///{root / 'floor.sqlite'}"
-        wall, peak = run_child(["backfill", START, END, "--whole-chain"])
+        wall, peak, memory = run_child(["backfill", START, END, "--whole-chain"])
         instance = dg.DagsterInstance.get()
         steps = step_seconds(instance)
         trivial = trivial_run_seconds(instance)
@@ -285,6 +401,7 @@ def year(backend: str, args, server, hashes_in: dict | None) -> dict:
         "backend": backend,
         "wall": wall,
         "peak": peak,
+        "memory": memory,
         "steps": steps,
         "trivial": trivial,
         "per_event": per_event,
@@ -319,6 +436,13 @@ def report(result: dict) -> None:
         f"wall {wall:.1f} s, peak RSS {result['peak']:.0f} MiB; floors: bulk write of the signal frame "
         f"{result['write_floor']:.1f} s, trivial one-asset Dagster run {result['trivial']:.2f} s"
     )
+    memory = result["memory"]
+    print(
+        f"memory: wait4 peak {result['peak']:.0f} MiB (largest single process incl. reaped descendants); "
+        f"largest sampled sum over the process tree {memory.tree_peak:.0f} MiB; per process (VmHWM):"
+    )
+    for high, what, seconds in memory.largest():
+        print(f"  {high:8.0f} MiB  {what} (reached {seconds:.0f} s into the command)")
     print(
         f"  (a trivial run writes {TRIVIAL_EVENTS} events: {result['per_event'] * 1000:.0f} ms per event; "
         "'/ events floor' = seconds / (the step's events x that cost))"
@@ -354,7 +478,7 @@ def scale(args) -> None:
     with isolated_home(args.stocks):
         import dagster as dg
 
-        wall, peak = run_child(["backfill", DAY, DAY, "--whole-chain"])
+        wall, peak, memory = run_child(["backfill", DAY, DAY, "--whole-chain"])
         instance = dg.DagsterInstance.get()
         day_run = next(r for r in instance.get_runs() if r.tags.get("dagster/partition") == DAY)
         stats = instance.get_run_stats(day_run.run_id)
@@ -364,7 +488,7 @@ def scale(args) -> None:
     print(
         f"\n== {args.stocks:,} stocks: one trading day {DAY} end to end (raw -> stats) in one run: "
         f"{stats.end_time - stats.start_time:.1f} s; whole command incl. history {wall:.1f} s; "
-        f"peak RSS {peak:.0f} MiB"
+        f"peak RSS {peak:.0f} MiB (wait4), process tree at once {memory.tree_peak:.0f} MiB"
     )
     for step, seconds in sorted(steps.items(), key=lambda item: -item[1]):
         print(f"  {step:<32} {seconds:7.2f} s")

@@ -23,6 +23,8 @@ The outcome is data, never an exception from the worker: `Finished(value)`, `Rai
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -69,6 +71,18 @@ def _context() -> multiprocessing.context.BaseContext:
         context.set_forkserver_preload(PRELOAD)
         return context
     return multiprocessing.get_context("spawn")
+
+
+def start_server_early() -> threading.Thread | None:
+    """Start the forkserver now, in a background thread, so that its start (a fresh interpreter
+    importing the engine, about a second) overlaps the caller's own work — reading the day's frames —
+    instead of delaying the first worker. A run process starts it once; later calls return at once.
+    Where forkserver is missing (spawn), there is no server to start. Returns the starting thread."""
+    if _context().get_start_method() != "forkserver":
+        return None
+    starting = threading.Thread(target=multiprocessing.forkserver.ensure_running, name="forkserver-start", daemon=True)
+    starting.start()
+    return starting
 
 
 def _serve(connection, function: Callable, shared: tuple) -> None:

@@ -20,6 +20,7 @@ import polars as pl
 from qrl_platform.calendar import day_status, previous_trading_days
 from qrl_platform.factors import families
 from qrl_platform.storage.frames import FrameStore
+from qrl_platform.strategy import isolation
 from qrl_platform.strategy.definition import StrategyDefinition
 from qrl_platform.strategy.engine import (
     Evaluation,
@@ -139,6 +140,7 @@ def run_strategy_days(
     summary.open_dates = open_dates
     if not open_dates:
         return summary
+    isolation.start_server_early()  # the strategies' worker processes fork from it; it starts while frames load
     _require_indicators(store, open_dates)
     definitions, prefailed = _select_strategies(warehouse, settings)
     if not definitions and not prefailed:
@@ -173,6 +175,9 @@ def run_strategy_days(
                     f"strategies {chunk[0]}..{chunk[-1]}: {records.signals.height} signals from {len(outcomes)} "
                     f"strategies{' (dry run, nothing written)' if not settings.save_results else ''}"
                 )
+            # The evaluations' own signal frames are copied into `records` above; released now, not when
+            # the next chunk's evaluation returns, so a chunk is held once while the next is evaluated.
+            del outcomes
         if writer is not None:
             writer.wait()  # the last chunk's write; raises its error
     finally:

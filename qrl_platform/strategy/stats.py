@@ -173,13 +173,18 @@ def compute_stats(
     *,
     periods: Sequence[int] = PERIODS,
     computed_at: dt.datetime | None = None,
+    earlier_signals: dict[str, int] | None = None,
 ) -> pl.DataFrame:
     """strategy_stats rows for every (strategy, as-of date, period).
 
     `daily_signals`: strategy_id, trade_date, signal, n, confidence_sum (per day and signal type).
     `outcomes`: from `signal_outcomes`. `daily_executions`: strategy_id, execution_date, n, last_started_at.
+    `earlier_signals`: per strategy, the signals stored before the days `daily_signals` covers (which
+    must then reach back over the longest period before the first as-of date); they count in
+    `total_signals` only.
     """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
+    earlier_signals = earlier_signals or {}
     # Judged signals collapse to one row per (strategy, trade date): they share an exit date.
     judged = (
         outcomes.filter(pl.col("hit").is_not_null())
@@ -249,7 +254,8 @@ def compute_stats(
                         "as_of_date": as_of,
                         "period_days": period,
                         "total_executions": execution.get("total_executions") or 0,
-                        "total_signals": (total_rows.get(strategy_id) or {}).get("total_signals") or 0,
+                        "total_signals": ((total_rows.get(strategy_id) or {}).get("total_signals") or 0)
+                        + earlier_signals.get(strategy_id, 0),
                         "last_execution_at": execution.get("last_execution_at"),
                         "signal_count": counts.get("signal_count") or 0,
                         "buy_count": counts.get("buy_count") or 0,
@@ -309,6 +315,9 @@ def update_strategy_stats(
     last = as_of_dates[-1]
     with warehouse.engine.connect() as conn:
         horizons = dict(conn.execute(sa.select(strategies.c.strategy_id, strategies.c.horizon_days)).fetchall())
+        # Signals before the windows only add to the totals: counted per strategy, not summed per day
+        # (a day's run would otherwise aggregate every stored signal of every earlier year).
+        earlier = _signal_counts(conn, strategy_signals.c.trade_date <= first)
         daily_signals = _frame(
             conn,
             sa.select(
@@ -318,7 +327,7 @@ def update_strategy_stats(
                 sa.func.count().label("n"),
                 _reproducible_sum(conn, strategy_signals.c.confidence).label("confidence_sum"),
             )
-            .where(strategy_signals.c.trade_date <= last)
+            .where(strategy_signals.c.trade_date > first, strategy_signals.c.trade_date <= last)
             .group_by(strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal),
             {
                 "strategy_id": pl.Utf8,
@@ -362,7 +371,14 @@ def update_strategy_stats(
     closes, actions, limits = read_outcome_inputs(store, first, last)
     outcomes = signal_outcomes(acting, closes, horizons, trading_days(first, last), actions=actions, limits=limits)
     stats = compute_stats(
-        as_of_dates, sorted(horizons), daily_signals, outcomes, daily_executions, periods=periods, computed_at=now
+        as_of_dates,
+        sorted(horizons),
+        daily_signals,
+        outcomes,
+        daily_executions,
+        periods=periods,
+        computed_at=now,
+        earlier_signals=earlier,
     )
     if not save:
         return StatsResult(stats, 0, outcomes)
@@ -370,7 +386,13 @@ def update_strategy_stats(
         conn.execute(strategy_stats.delete().where(strategy_stats.c.as_of_date.in_(as_of_dates)))
         if stats.height:
             conn.execute(strategy_stats.insert(), stats.to_dicts())
-        refresh_strategy_summaries(conn, now)
+        # All-time signal counts from what was read above plus the (usually no) signals after `last`,
+        # instead of a second pass over the whole table.
+        counted = daily_signals.group_by("strategy_id").agg(pl.col("n").sum())
+        all_time = _signal_counts(conn, strategy_signals.c.trade_date > last)
+        for strategy_id, n in [*earlier.items(), *counted.iter_rows()]:
+            all_time[strategy_id] = all_time.get(strategy_id, 0) + n
+        refresh_strategy_summaries(conn, now, signal_counts=all_time)
     return StatsResult(stats, stats.height, outcomes)
 
 
@@ -403,17 +425,18 @@ def read_outcome_inputs(
     return closes, actions, limits
 
 
-def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:
-    """The source's UPDATE strategies SET total_executions/total_signals/last_execution_at (JOB-M11-003)."""
+def refresh_strategy_summaries(
+    conn: Connection, now: dt.datetime, *, signal_counts: dict[str, int] | None = None
+) -> None:
+    """The source's UPDATE strategies SET total_executions/total_signals/last_execution_at (JOB-M11-003).
+
+    `signal_counts`: every stored signal per strategy, when the caller has counted them already."""
     executions = strategy_executions.alias("se")
     own = strategies.c.strategy_id
     # Signals are counted in one grouped pass: no index leads with strategy_id, so a correlated count
     # per strategy would scan strategy_signals once per strategy (millions of rows after a backfill).
-    signal_counts = dict(
-        conn.execute(
-            sa.select(strategy_signals.c.strategy_id, sa.func.count()).group_by(strategy_signals.c.strategy_id)
-        ).fetchall()
-    )
+    if signal_counts is None:
+        signal_counts = _signal_counts(conn, sa.true())
     summarised = conn.execute(sa.select(own).where(strategies.c.status.in_(["ACTIVE", "INACTIVE"]))).scalars().all()
     for strategy_id in summarised:
         conn.execute(
@@ -431,6 +454,12 @@ def refresh_strategy_summaries(conn: Connection, now: dt.datetime) -> None:
                 updated_at=now,
             )
         )
+
+
+def _signal_counts(conn: Connection, where: sa.ColumnElement[bool]) -> dict[str, int]:
+    """Stored signals per strategy among the rows matching `where`."""
+    query = sa.select(strategy_signals.c.strategy_id, sa.func.count()).where(where)
+    return dict(conn.execute(query.group_by(strategy_signals.c.strategy_id)).fetchall())
 
 
 def _reproducible_sum(conn: Connection, column: sa.ColumnElement) -> sa.ColumnElement:

@@ -109,6 +109,21 @@ def test_period_stats_by_hand():
     assert idle["total_executions"] == 0 and idle["last_execution_at"] is None
 
 
+def _insert_strategy(conn, strategy_id: str, horizon_days: int, now: dt.datetime) -> None:
+    conn.execute(
+        strategies.insert().values(
+            strategy_id=strategy_id,
+            name=strategy_id,
+            status="ACTIVE",
+            version=1,
+            horizon_days=horizon_days,
+            definition="{}",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
 def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
     frames = FrameStore(str(tmp_path / "frames"))
     closes = _closes()
@@ -117,18 +132,7 @@ def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
     now = dt.datetime(2024, 3, 11, 9, 0, tzinfo=dt.UTC)
     with warehouse.begin() as conn:
         for strategy_id, horizon in (("STG_S_001", 2), ("STG_IDLE_001", 5)):
-            conn.execute(
-                strategies.insert().values(
-                    strategy_id=strategy_id,
-                    name=strategy_id,
-                    status="ACTIVE",
-                    version=1,
-                    horizon_days=horizon,
-                    definition="{}",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            _insert_strategy(conn, strategy_id, horizon, now)
         executions = [
             {
                 "execution_id": f"E{day}",
@@ -217,3 +221,42 @@ def test_the_confidence_sum_is_the_same_whether_postgresql_sums_in_parallel_or_n
     engine.dispose()
     assert "Gather" in parallel_plan and "Gather" not in sequential_plan  # the two plans really differ
     assert parallel == sequential  # bit for bit
+
+
+def test_signals_outside_the_windows_count_in_the_totals_only(warehouse, tmp_path):
+    """Signals older than the longest period before the first as-of day, and signals after the last,
+    are read as counts per strategy; the totals as of a day and the all-time summary include them."""
+    now = dt.datetime(2024, 3, 11, 9, 0, tzinfo=dt.UTC)
+    long_before, inside, after = dt.date(2023, 6, 1), d(5), d(20)
+    with warehouse.begin() as conn:
+        _insert_strategy(conn, "STG_S_001", 2, now)
+        conn.execute(
+            strategy_signals.insert(),
+            [
+                {
+                    "signal_id": f"STG_S_001-{day:%Y%m%d}-{stock}",
+                    "strategy_id": "STG_S_001",
+                    "stock_id": stock,
+                    "trade_date": day,
+                    "execution_id": f"E{day}",
+                    "signal": signal,
+                    "confidence": 0.5,
+                    "score": 0.5,
+                    "created_at": now,
+                }
+                for day, stock, signal in [
+                    (long_before, "X", "BUY"),
+                    (long_before, "Y", "HOLD"),
+                    (inside, "X", "SELL"),
+                    (after, "X", "BUY"),
+                    (after, "Y", "BUY"),
+                    (after, "Z", "HOLD"),
+                ]
+            ],
+        )
+    result = update_strategy_stats(warehouse, FrameStore(str(tmp_path / "frames")), [d(7)], now=now)
+    rows = {r["period_days"]: r for r in result.stats.iter_rows(named=True)}
+    assert {r["total_signals"] for r in rows.values()} == {3}  # the two of June 2023 and the 5th
+    assert rows[90]["signal_count"] == 1 and rows[90]["sell_count"] == 1 and rows[90]["avg_confidence"] == 0.5
+    summary = warehouse.read_table("strategies").row(0, named=True)
+    assert summary["total_signals"] == 6  # all time, the 20th included

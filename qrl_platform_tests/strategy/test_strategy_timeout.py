@@ -155,3 +155,22 @@ def test_a_hung_strategy_is_stopped_recorded_as_timeout_and_the_others_write_the
     assert SLOW not in per_strategy
     assert per_strategy == generated and all(count > 0 for count in generated.values())
     assert summary.signals_written == sum(generated.values())
+
+
+def _parent_pid() -> int:
+    return os.getppid()
+
+
+def test_workers_fork_from_the_server_started_early():
+    import psutil
+
+    starting = isolation.start_server_early()
+    assert starting is not None  # Linux has forkserver
+    starting.join(timeout=300)
+    assert not starting.is_alive()
+    servers = [
+        child.pid for child in psutil.Process().children() if any("forkserver" in part for part in child.cmdline())
+    ]
+    assert len(servers) == 1
+    isolation.start_server_early().join(timeout=300)  # a second call starts no second server
+    assert isolation.call_with_deadline(_parent_pid, (), 60) == isolation.Finished(servers[0])
