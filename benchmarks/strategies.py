@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qrl_platform.calendar import trading_days  # noqa: E402
 from qrl_platform.storage.frames import FrameStore  # noqa: E402
-from qrl_platform.strategy.definition import load_definitions  # noqa: E402
-from qrl_platform.strategy.engine import build_frame, run_strategies  # noqa: E402
-from qrl_platform.strategy.runner import INDICATOR_ASSETS  # noqa: E402
-from qrl_platform.strategy.store import build_records, save_run, seed_strategies  # noqa: E402
+from qrl_platform.strategies.definition import load_definitions  # noqa: E402
+from qrl_platform.strategies.engine import build_frame, run_strategies  # noqa: E402
+from qrl_platform.strategies.runner import INDICATOR_ASSETS  # noqa: E402
+from qrl_platform.strategies.store import build_records, save_run, seed_strategies  # noqa: E402
 
 # factor -> (distribution, a, b); "rel" = close × (1 + normal(0, a)); "u" uniform(a, b); "n" normal(a, b)
 FACTORS = {

@@ -40,7 +40,7 @@ YEAR_WINDOW_DAYS = (END - START).days + 2  # a stats period (calendar days back 
 def judge(home: Path) -> tuple[pl.DataFrame, int]:
     """(per-strategy table, corporate actions stored in the window) from the stored year."""
     from qrl_platform.storage.frames import FrameStore
-    from qrl_platform.strategy.stats import update_strategy_stats
+    from qrl_platform.strategies.stats import update_strategy_stats
     from qrl_platform.warehouse import Warehouse
 
     store = FrameStore(str(home))

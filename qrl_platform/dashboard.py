@@ -28,8 +28,8 @@ from qrl_platform.warehouse.schema import qrl_positions, rebalance_plans, strate
 if TYPE_CHECKING:  # types only: the treasury assets use this module without the strategy code
     import sqlalchemy as sa
 
-    from qrl_platform.strategy.runner import StrategyRunSummary
-    from qrl_platform.strategy.stats import StatsResult
+    from qrl_platform.strategies.runner import StrategyRunSummary
+    from qrl_platform.strategies.stats import StatsResult
     from qrl_platform.warehouse import Warehouse
 
 HIT_RATE_PERIOD = 30  # days: the stats window charted and plotted (one of stats.PERIODS)

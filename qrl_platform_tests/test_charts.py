@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from qrl_platform import charts, dashboard
-from qrl_platform.strategy.runner import StrategyRunSummary
+from qrl_platform.strategies.runner import StrategyRunSummary
 
 MAX_BYTES = 200_000
 WIDE_PIXELS = (640, 256)  # charts.WIDE × charts.DPI

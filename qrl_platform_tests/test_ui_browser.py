@@ -21,7 +21,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from qrl_platform.calendar import trading_days
 from qrl_platform_tests.servers import REPO_ROOT, dagster_webserver, local_dagster_home
-from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
+from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 from qrl_platform_tests.test_definitions import ASSET_GROUPS
 
 CHROMIUM = shutil.which("chromium")

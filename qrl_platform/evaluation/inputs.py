@@ -18,7 +18,7 @@ from qrl_platform.factors.registry import MODULE_ASSETS
 from qrl_platform.market.schema import CORPORATE_ACTIONS
 from qrl_platform.market.tradability import tradability
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.engine import SIGNALS_SCHEMA
+from qrl_platform.strategies.engine import SIGNALS_SCHEMA
 from qrl_platform.warehouse import Warehouse
 
 # The signal columns the backtest reads (the stored rows without their factor values).

@@ -38,7 +38,7 @@ from qrl_platform.evaluation.metrics import performance
 from qrl_platform.factors.registry import factor_ids as registered_factor_ids
 from qrl_platform.market.adjustment import adjustment_factors
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.store import load_strategies
+from qrl_platform.strategies.store import load_strategies
 from qrl_platform.warehouse import Warehouse
 
 FACTOR_IC = "factor_ic"

@@ -18,18 +18,18 @@ import yaml
 
 from qrl_platform.definitions import PARTITIONS_NAMES, RESOURCES, defs
 from qrl_platform.defs import clock
+from qrl_platform.defs.alerts.sensors import job_duration_sensor
 from qrl_platform.defs.job_tags import ESTIMATE_TAG
 from qrl_platform.defs.market.assets import daily_quotes
-from qrl_platform.defs.monitoring.sensors import job_duration_sensor
 from qrl_platform.defs.resources import AlertsResource, EventBusResource, WarehouseResource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.notify.relay import publish_signals_ready
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.definition import BUILTIN_DIR
+from qrl_platform.strategies.definition import BUILTIN_DIR
 from qrl_platform_tests.alerts.local_servers import WebhookServer
-from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
+from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 SLACK_PATH = "/services/T0ALERTS/B0TABLE/notARealToken"
 DAY = "2024-03-05"

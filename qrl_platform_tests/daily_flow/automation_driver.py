@@ -16,7 +16,7 @@ STAGE_ASSETS = [stage.asset for stage in DAILY_STAGES]
 
 def indicator_check_keys() -> list[dg.AssetCheckKey]:
     """The check keys of the three indicator assets (what the strategies wait for)."""
-    from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
+    from qrl_platform.defs.factors.checks import INDICATOR_CHECKS
 
     return [key for checks in INDICATOR_CHECKS for key in checks.check_keys]
 

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from qrl_platform.definitions import RESOURCES, defs
-from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
+from qrl_platform.defs.factors.checks import INDICATOR_CHECKS
 from qrl_platform.defs.job_tags import STAGE_TAG
 from qrl_platform.defs.market.assets import daily_quotes
 from qrl_platform.defs.partitions import trading_day
@@ -29,7 +29,7 @@ from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import schema
 from qrl_platform_tests.daily_flow.automation_driver import at, launch, requested, tick, unmet
-from qrl_platform_tests.strategy.conftest import synthetic_indicators, write_synthetic_indicators
+from qrl_platform_tests.strategies.conftest import synthetic_indicators, write_synthetic_indicators
 
 DAY = "2024-03-05"  # a Tuesday
 DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5)]

@@ -15,8 +15,8 @@ from dagster._core.scheduler.instigation import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from qrl_platform.defs.alerts.sensors import consecutive_failures, job_duration_sensor, run_failure_alert_sensor
 from qrl_platform.defs.job_tags import ESTIMATE_TAG, STAGE_TAG
-from qrl_platform.defs.monitoring.sensors import consecutive_failures, job_duration_sensor, run_failure_alert_sensor
 from qrl_platform.defs.resources import AlertsResource
 from qrl_platform_tests.alerts.local_servers import WebhookServer
 

@@ -19,9 +19,9 @@ import redis
 import sqlalchemy as sa
 
 from qrl_platform.definitions import PARTITIONS_NAMES, RESOURCES, defs
+from qrl_platform.defs.alerts.sensors import step_error_message
 from qrl_platform.defs.job_tags import STEP_RETRY
 from qrl_platform.defs.market.assets import daily_quotes
-from qrl_platform.defs.monitoring.sensors import step_error_message
 from qrl_platform.defs.notify.assets import m13_notification
 from qrl_platform.defs.resources import EventBusResource, RedisResource, WarehouseResource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies
@@ -33,7 +33,7 @@ from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.treasury.rebalance import REDIS_HISTORY_KEY
 from qrl_platform_tests.servers import start_postgres, start_redis
-from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
+from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 DAY = "2024-03-05"
 FAST_RETRY = dg.RetryPolicy(max_retries=4, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -149,7 +149,7 @@ def test_every_job_that_touches_a_server_has_the_shared_retry_policy():
 def test_postgres_stopped_before_the_signal_write_is_retried_without_duplicates(
     pg_warehouse, outage_postgres, monkeypatch, capsys
 ):
-    import qrl_platform.strategy.runner as runner
+    import qrl_platform.strategies.runner as runner
 
     with dg.instance_for_test() as instance:
         _prepare_day(instance)

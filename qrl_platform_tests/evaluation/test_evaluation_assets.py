@@ -23,7 +23,7 @@ from qrl_platform.evaluation.pipeline import (
 )
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
+from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 START, END = "2024-02-15", "2024-03-29"
 RANGE_START, RANGE_END = "2024-03-18", "2024-03-27"

@@ -14,17 +14,17 @@ import pytest
 import qrl_platform
 from qrl_platform.calendar import previous_trading_days
 from qrl_platform.definitions import RESOURCES
-from qrl_platform.defs.gating import blocking_check_status, blocking_check_statuses, check_names_of
-from qrl_platform.defs.indicators.assets import (
+from qrl_platform.defs.factors.assets import (
     INDICATOR_ASSETS,
     chip_indicators,
     factor_metadata,
     fundamental_indicators,
     technical_indicators,
 )
-from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
-from qrl_platform.defs.indicators.jobs import refresh_factor_metadata_job
-from qrl_platform.defs.indicators.schedules import INDICATOR_SCHEDULES
+from qrl_platform.defs.factors.checks import INDICATOR_CHECKS
+from qrl_platform.defs.factors.jobs import refresh_factor_metadata_job
+from qrl_platform.defs.factors.schedules import INDICATOR_SCHEDULES
+from qrl_platform.defs.gating import blocking_check_status, blocking_check_statuses, check_names_of
 from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource, WarehouseResource

@@ -131,7 +131,7 @@ class ParquetPartition(Target):
 class SignalsDayReplace(Target):
     name = "strategy_signals day replace"
     CRASH_POINT = (
-        "qrl_platform.strategy.store:_bulk_insert_signals:1:after",
+        "qrl_platform.strategies.store:_bulk_insert_signals:1:after",
         "old rows deleted, new inserted, not committed",
     )
     STRATEGIES = 10
@@ -145,7 +145,7 @@ class SignalsDayReplace(Target):
         self.name = f"{SignalsDayReplace.name} ({self.warehouse.dialect})"
 
     def records(self, version: str, day: dt.date = DAY):
-        from qrl_platform.strategy.store import RunRecords, make_signal_id
+        from qrl_platform.strategies.store import RunRecords, make_signal_id
 
         rows = []
         for s in range(self.STRATEGIES):
@@ -175,13 +175,13 @@ class SignalsDayReplace(Target):
         )
 
     def reset(self):
-        from qrl_platform.strategy.store import save_run
+        from qrl_platform.strategies.store import save_run
 
         save_run(self.warehouse, self.records("A", PREVIOUS_DAY))
         save_run(self.warehouse, self.records("A"))
 
     def write(self, version):
-        from qrl_platform.strategy.store import save_run
+        from qrl_platform.strategies.store import save_run
 
         if not hasattr(self, "_records"):
             self._records = {v: self.records(v) for v in ("A", "B")}

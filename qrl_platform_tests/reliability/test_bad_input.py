@@ -34,8 +34,8 @@ from qrl_platform.defs.strategies.assets import strategies
 from qrl_platform.market.schema import KEYS
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.definition import BUILTIN_DIR
-from qrl_platform.strategy.store import save_run
+from qrl_platform.strategies.definition import BUILTIN_DIR
+from qrl_platform.strategies.store import save_run
 from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse import schema as tables
 from qrl_platform_tests.market import fake_exchanges as fx

@@ -297,7 +297,7 @@ def test_definitions_load_with_the_shared_resource_keys():
     graph = defs.resolve_asset_graph()
     for name in ("qrl_position", "rebalance_plan"):
         node = graph.get(dg.AssetKey(name))
-        assert node.partitions_def == quarter_hour and node.group_name == "qrl" and node.description
+        assert node.partitions_def == quarter_hour and node.group_name == "treasury" and node.description
     assert set(QRL_RESOURCES) == {"mexc"}
     job = defs.resolve_job_def("qrl_15min_job")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {"qrl_position", "rebalance_plan"}

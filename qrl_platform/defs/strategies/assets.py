@@ -19,17 +19,17 @@ from qrl_platform.defs.gating import blocking_check_statuses, check_names_of
 from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
-from qrl_platform.strategy.definition import BUILTIN_DIR
-from qrl_platform.strategy.engine import RunOptions, UniverseOverride
-from qrl_platform.strategy.runner import (
+from qrl_platform.strategies.definition import BUILTIN_DIR
+from qrl_platform.strategies.engine import RunOptions, UniverseOverride
+from qrl_platform.strategies.runner import (
     INDICATOR_ASSETS,
     StrategyInputsMissing,
     StrategyRunSettings,
     StrategyRunSummary,
     run_strategy_days,
 )
-from qrl_platform.strategy.stats import PERIODS, update_strategy_stats
-from qrl_platform.strategy.store import seed_strategies
+from qrl_platform.strategies.stats import PERIODS, update_strategy_stats
+from qrl_platform.strategies.store import seed_strategies
 
 GROUP = "strategies"
 TAGS = {"module": "M11"}
@@ -39,7 +39,7 @@ TAGS = {"module": "M11"}
 class StrategiesConfig(dg.Config):
     directory: str = Field(
         default="",
-        description="Folder of strategy YAML files; empty = the built-ins shipped in qrl_platform/strategy/builtin.",
+        description="Folder of strategy YAML files; empty = the built-ins shipped in qrl_platform/strategies/builtin.",
     )
 
 
@@ -161,7 +161,7 @@ def indicator_check_status(
     (`qrl_platform.defs.gating`): the blocking checks logged in the run of each partition's latest
     materialisation. Partitions without a Dagster materialisation (frames written by a notebook or the
     CLI) or without check evaluations are `unchecked` — reported, not refused."""
-    from qrl_platform.defs.indicators.checks import INDICATOR_CHECKS
+    from qrl_platform.defs.factors.checks import INDICATOR_CHECKS
 
     failures: list[str] = []
     unchecked: list[str] = []

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from qrl_platform.calendar import parse_date
 from qrl_platform.defs.resources import WarehouseResource
 from qrl_platform.defs.strategies.assets import strategy_signals
-from qrl_platform.strategy.store import latest_executions
+from qrl_platform.strategies.store import latest_executions
 
 FAILURE_RATE_ERROR = 0.30  # above it: ERROR check and an immediate ERROR alert
 ALERTS_RESOURCE_KEY = "alerts"  # qrl_platform.defs.resources.AlertsResource in the Definitions

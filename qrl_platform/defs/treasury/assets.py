@@ -17,7 +17,7 @@ from qrl_platform.defs.treasury.resources import MexcResource
 from qrl_platform.treasury import cycle
 from qrl_platform.treasury.execution import REJECTED, UNKNOWN
 
-GROUP = "qrl"
+GROUP = "treasury"
 GROUP_DESCRIPTION = (
     "QRL/USDT treasury on MEXC: cost basis and PnL from the account's own trades, and a symmetric "
     "rebalance plan kept in Redis and audited in the warehouse; execution is off unless enabled."

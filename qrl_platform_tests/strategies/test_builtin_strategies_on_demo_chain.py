@@ -18,9 +18,9 @@ from qrl_platform.factors.compute_range import materialize_range
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days, store_frame
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.definition import BUILTIN_DIR, load_definitions
-from qrl_platform.strategy.engine import rule_value, run_strategies
-from qrl_platform.strategy.runner import load_frame
+from qrl_platform.strategies.definition import BUILTIN_DIR, load_definitions
+from qrl_platform.strategies.engine import rule_value, run_strategies
+from qrl_platform.strategies.runner import load_frame
 
 END = dt.date(2024, 11, 8)
 DAYS = 20

@@ -20,14 +20,14 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from qrl_platform.strategy.definition import (
+from qrl_platform.strategies.definition import (
     BUILTIN_DIR,
     InvalidStrategy,
     StrategyDefinition,
     load_definitions,
     parse_definition,
 )
-from qrl_platform.strategy.engine import StrategyOutcome
+from qrl_platform.strategies.engine import StrategyOutcome
 from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import job_execution_details, strategies, strategy_executions, strategy_signals
 

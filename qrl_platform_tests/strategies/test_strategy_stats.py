@@ -7,7 +7,7 @@ import pytest
 
 from qrl_platform.calendar import trading_days
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.stats import compute_stats, signal_outcomes, update_strategy_stats
+from qrl_platform.strategies.stats import compute_stats, signal_outcomes, update_strategy_stats
 from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals
 
 
@@ -190,7 +190,7 @@ def test_the_confidence_sum_is_the_same_whether_postgresql_sums_in_parallel_or_n
     stats' confidence sum must not depend on that (the year's strategy_stats differed between runs)."""
     import sqlalchemy as sa
 
-    from qrl_platform.strategy.stats import _reproducible_sum
+    from qrl_platform.strategies.stats import _reproducible_sum
 
     engine = sa.create_engine(postgres_url)
     values = sa.table("confidences", sa.column("x", sa.Float))

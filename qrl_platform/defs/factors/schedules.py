@@ -3,7 +3,7 @@
 import dagster as dg
 
 from qrl_platform.calendar import TAIPEI_NAME
-from qrl_platform.defs.indicators.jobs import refresh_factor_metadata_job
+from qrl_platform.defs.factors.jobs import refresh_factor_metadata_job
 
 refresh_factor_metadata_schedule = dg.ScheduleDefinition(
     name="refresh_factor_metadata_schedule",

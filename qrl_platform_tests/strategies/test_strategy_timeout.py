@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy import isolation
-from qrl_platform.strategy.engine import evaluate_strategy
-from qrl_platform.strategy.runner import StrategyRunSettings, run_strategy_days
-from qrl_platform.strategy.store import seed_strategies
+from qrl_platform.strategies import isolation
+from qrl_platform.strategies.engine import evaluate_strategy
+from qrl_platform.strategies.runner import StrategyRunSettings, run_strategy_days
+from qrl_platform.strategies.store import seed_strategies
 from qrl_platform.warehouse.schema import job_execution_details, strategy_executions, strategy_signals
-from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
+from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5)]
 SLOW = "STG_MOMENTUM_001"

@@ -17,7 +17,7 @@ from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies, str
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS, build_strategy_checks
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.definition import BUILTIN_DIR
+from qrl_platform.strategies.definition import BUILTIN_DIR
 from qrl_platform.warehouse import Warehouse
 
 DAYS = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8, 11, 12, 13, 14, 15)]

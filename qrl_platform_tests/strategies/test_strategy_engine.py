@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.definition import parse_definition
-from qrl_platform.strategy.engine import (
+from qrl_platform.strategies.definition import parse_definition
+from qrl_platform.strategies.engine import (
     RunOptions,
     UniverseOverride,
     build_frame,
@@ -17,7 +17,7 @@ from qrl_platform.strategy.engine import (
     run_strategies,
     with_previous_day,
 )
-from qrl_platform.strategy.runner import INDICATOR_ASSETS, load_frame
+from qrl_platform.strategies.runner import INDICATOR_ASSETS, load_frame
 
 D1, D2 = dt.date(2024, 3, 5), dt.date(2024, 3, 6)
 STOCKS = ["A", "B", "C", "D", "E"]

@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from qrl_platform.market.demo import demo_market
 from qrl_platform.market.ingest import ingest_days
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy import runner
-from qrl_platform.strategy.engine import evaluate_strategy
-from qrl_platform.strategy.runner import StrategyRunSettings, run_strategy_days
-from qrl_platform.strategy.store import seed_strategies
+from qrl_platform.strategies import runner
+from qrl_platform.strategies.engine import evaluate_strategy
+from qrl_platform.strategies.runner import StrategyRunSettings, run_strategy_days
+from qrl_platform.strategies.store import seed_strategies
 from qrl_platform.warehouse.schema import strategy_executions, strategy_signals
-from qrl_platform_tests.strategy.conftest import write_synthetic_indicators
+from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)]
 WRITE_SECONDS = 1.5  # the first chunk's write is held this long

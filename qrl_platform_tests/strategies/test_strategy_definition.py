@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qrl_platform.strategy.definition import (
+from qrl_platform.strategies.definition import (
     BUILTIN_DIR,
     Condition,
     InvalidStrategy,

@@ -4,7 +4,7 @@ Monday 07:00."""
 
 import dagster as dg
 
-from qrl_platform.defs.indicators.assets import factor_metadata
+from qrl_platform.defs.factors.assets import factor_metadata
 from qrl_platform.defs.job_tags import STEP_RETRY, job_tags
 
 refresh_factor_metadata_job = dg.define_asset_job(

@@ -21,7 +21,7 @@ import pytest
 from qrl_platform.calendar import trading_days
 from qrl_platform.market.tradability import tradability
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.stats import signal_outcomes, update_strategy_stats
+from qrl_platform.strategies.stats import signal_outcomes, update_strategy_stats
 from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals
 
 

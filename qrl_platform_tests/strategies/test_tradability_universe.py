@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy.definition import InvalidStrategy, parse_definition
-from qrl_platform.strategy.engine import build_frame, evaluate_strategy
-from qrl_platform.strategy.runner import INDICATOR_ASSETS, load_frame
+from qrl_platform.strategies.definition import InvalidStrategy, parse_definition
+from qrl_platform.strategies.engine import build_frame, evaluate_strategy
+from qrl_platform.strategies.runner import INDICATOR_ASSETS, load_frame
 
 D1 = dt.date(2024, 3, 5)
 STOCKS = ["A", "B", "C", "D", "E"]

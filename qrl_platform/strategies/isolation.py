@@ -32,7 +32,7 @@ from typing import Any
 
 # Imported by the forkserver before it forks workers, so a worker starts with them loaded. "__main__"
 # is the parent's main script (multiprocessing re-runs it in a worker otherwise, with all its imports).
-PRELOAD = ["__main__", "qrl_platform.strategy.engine"]
+PRELOAD = ["__main__", "qrl_platform.strategies.engine"]
 # After terminate() (SIGTERM) a worker gets this long to exit before kill() (SIGKILL).
 TERMINATE_GRACE_SECONDS = 2.0
 # A worker's start (fork, re-import of the main script, unpickling the shared input) is not charged to

@@ -20,9 +20,9 @@ import polars as pl
 from qrl_platform.calendar import day_status, previous_trading_days
 from qrl_platform.factors import families
 from qrl_platform.storage.frames import FrameStore
-from qrl_platform.strategy import isolation
-from qrl_platform.strategy.definition import StrategyDefinition
-from qrl_platform.strategy.engine import (
+from qrl_platform.strategies import isolation
+from qrl_platform.strategies.definition import StrategyDefinition
+from qrl_platform.strategies.engine import (
     Evaluation,
     RunOptions,
     StrategyOutcome,
@@ -31,7 +31,7 @@ from qrl_platform.strategy.engine import (
     run_strategies,
     with_previous_day,
 )
-from qrl_platform.strategy.store import RunRecords, SaveResult, build_records, load_strategies, save_run
+from qrl_platform.strategies.store import RunRecords, SaveResult, build_records, load_strategies, save_run
 from qrl_platform.warehouse import Warehouse
 
 INDICATOR_ASSETS = families.ASSETS  # one stored frame per declared indicator family

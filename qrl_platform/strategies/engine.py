@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 
 import polars as pl
 
-from qrl_platform.strategy import isolation
-from qrl_platform.strategy.definition import (
+from qrl_platform.strategies import isolation
+from qrl_platform.strategies.definition import (
     CROSS_OPS,
     MARKET_TYPES,
     TRADABILITY_EXCLUSIONS,

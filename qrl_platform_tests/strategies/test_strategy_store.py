@@ -9,10 +9,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from qrl_platform.strategy import store as store_module
-from qrl_platform.strategy.definition import InvalidStrategy, parse_definition
-from qrl_platform.strategy.engine import build_frame, run_strategies
-from qrl_platform.strategy.store import (
+from qrl_platform.strategies import store as store_module
+from qrl_platform.strategies.definition import InvalidStrategy, parse_definition
+from qrl_platform.strategies.engine import build_frame, run_strategies
+from qrl_platform.strategies.store import (
     build_records,
     latest_executions,
     load_strategies,
