@@ -1,5 +1,5 @@
 """The runner writes a chunk of days in the background while it evaluates the next, in order, and stops
-at a failed write (strategy/runner.py `_ChunkWriter`)."""
+at a failed write (strategies/runner.py `_ChunkWriter`)."""
 
 import datetime as dt
 import functools
