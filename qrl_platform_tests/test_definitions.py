@@ -33,6 +33,16 @@ def test_raw_market_assets_have_plain_keys_trading_day_partitions_and_single_run
         assert assets[name].backfill_policy == dg.BackfillPolicy.single_run()
 
 
+# Every sensor the code location ships (all on by default).
+SHIPPED_SENSORS = (
+    "market_data_available_sensor",
+    "strategies_automation",
+    "notify_m13_automation",
+    "strategy_stats_automation",
+    "m13_consumption_lag_sensor",
+    "run_failure_alert_sensor",
+    "job_duration_sensor",
+)
 ASSET_GROUPS = {
     "daily_quotes": "market",
     "institutional_flows": "market",
@@ -101,12 +111,4 @@ def test_jobs_schedules_and_sensors_exist():
         "qrl_15min_schedule",
         "qrl_rebalance_daily_schedule",
     }
-    assert {s.name for s in repository.sensor_defs} == {
-        "market_data_available_sensor",
-        "strategies_automation",
-        "notify_m13_automation",
-        "strategy_stats_automation",
-        "m13_consumption_lag_sensor",
-        "run_failure_alert_sensor",
-        "job_duration_sensor",
-    }
+    assert {s.name for s in repository.sensor_defs} == set(SHIPPED_SENSORS)

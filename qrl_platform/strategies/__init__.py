@@ -1,4 +1,4 @@
-"""M11 strategies (SPEC S6/S7): definitions as data, a vectorised engine, warehouse writes, stats.
+"""Strategies: definitions as data, a vectorised engine, warehouse writes, stats.
 
 Plain Python, no Dagster: `definition` (YAML schema and validation), `engine` (polars evaluation),
 `store` (warehouse writes and seeding), `stats` (hit rates), `runner` (a day range end to end).

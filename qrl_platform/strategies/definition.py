@@ -1,4 +1,4 @@
-"""Strategy definitions as data (SPEC S6): the YAML schema, its validation and canonical form.
+"""Strategy definitions as data: the YAML schema, its validation and canonical form.
 
 A strategy is declared, not coded. Its file says which stocks it looks at (universe), how each stock
 is scored from factor values (rules), and how a score becomes BUY/SELL/HOLD with a confidence. The
@@ -19,7 +19,7 @@ Schema (every field is checked; unknown fields are rejected so a typo never sile
       min_volume_lots: 500               # day volume in lots of 1,000 shares
       exclude_etf: true
       exclude_suspended: true
-      exclude_limit_up: false            # tradability (SPEC S13): closed at limit-up that day
+      exclude_limit_up: false            # tradability: closed at limit-up that day
       exclude_limit_down: false          #   closed at limit-down
       exclude_disposition: false         #   under disposition (處置股)
       exclude_full_cash_delivery: false  #   full-cash delivery (全額交割)
@@ -93,7 +93,7 @@ MAX_HORIZON_DAYS = 250
 
 
 def registry_factor_ids() -> frozenset[str]:
-    """Factor ids of the M07/M08/M09 registry — the one list (imported lazily: it lives with the indicators)."""
+    """Factor ids of the technical/fundamental/chip registry — the one list (imported lazily: it lives with the indicators)."""
     from qrl_platform.factors import registry
 
     return frozenset(registry.factor_ids())

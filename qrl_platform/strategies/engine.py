@@ -1,7 +1,7 @@
 """Evaluate strategy definitions over a wide factor frame (one or many days), vectorised with polars.
 
 The frame has one row per (stock_id, trade_date) from daily_quotes (market, close, volume_lots,
-is_etf, is_suspended) with every M07/M08/M09 factor joined in. Each strategy is one lazy polars
+is_etf, is_suspended) with every technical, fundamental and chip factor joined in. Each strategy is one lazy polars
 query over it — universe filter, rule values, score, signal, confidence — with cross-sectional
 transforms computed per day via `.over("trade_date")`, so one day and a year of days cost the same
 code path (a backfill is one pass, not N). Each strategy is isolated: one that raises is recorded as

@@ -4,7 +4,7 @@ The `strategy_signals` asset, the CLI's manual operations and the benchmark all 
 `run_strategy_days`: check the calendar, refuse when an indicator partition is missing, evaluate the
 chosen strategies over the days in chunks of `batch_size` days (one vectorised pass per chunk), and
 write each chunk in one transaction (or nothing, for a dry run). Returns a summary that knows how to
-present itself as Dagster metadata (the S10 per-partition dashboard).
+present itself as Dagster metadata (the per-partition dashboard).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def _open_dates(store: FrameStore, summary: StrategyRunSummary) -> list[dt.date]
     open_dates = []
     for date in candidates:
         if date.isoformat() in keys and date not in with_rows:
-            # The third source of closures (S3): the exchange answered "no data" for the day.
+            # The third source of closures: the exchange answered "no data" for the day.
             summary.closed[date] = "no quotes stored for the day (the source reported no data)"
         else:
             open_dates.append(date)  # quotes present, or missing (refused below with a clear error)

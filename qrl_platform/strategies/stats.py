@@ -1,4 +1,4 @@
-"""UPDATE_STRATEGY_STATS (seed JOB-M11-003, SPEC S7 and S13): per-strategy counts, confidence and hit rate.
+"""UPDATE_STRATEGY_STATS (seed JOB-M11-003): per-strategy counts, confidence and hit rate.
 
 Definitions (hand-checkable, see the tests):
 

@@ -1,6 +1,6 @@
 """Write a strategy run to the warehouse: signals, executions and failure details in ONE transaction.
 
-Per S6/S11: re-running a day never duplicates a signal (signal_id is deterministic from strategy,
+Re-running a day never duplicates a signal (signal_id is deterministic from strategy,
 date and stock) and replaces that day's signals of the strategies that ran; every run adds its own
 executions (a new execution_id each time) so the history of runs stays auditable. Everything is one
 transaction, so a crash leaves the previous version of the day intact. On PostgreSQL the signal rows
@@ -191,8 +191,8 @@ def save_run(warehouse: Warehouse, records: RunRecords) -> SaveResult:
 
 
 def _keep_consumed(conn: Connection, scope: sa.ColumnElement[bool], signals: pl.DataFrame) -> pl.DataFrame:
-    """Carry consumed_at over to a re-generated signal when it is unchanged, so M13 does not see it as
-    new; a signal that changed (BUY -> SELL) is new to M13 and starts unconsumed again."""
+    """Carry consumed_at over to a re-generated signal when it is unchanged, so the order module does not see it
+    as new; a signal that changed (BUY -> SELL) is new to the order module and starts unconsumed again."""
     rows = conn.execute(
         sa.select(strategy_signals.c.signal_id, strategy_signals.c.signal, strategy_signals.c.consumed_at).where(
             scope, strategy_signals.c.consumed_at.is_not(None)

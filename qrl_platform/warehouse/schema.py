@@ -129,7 +129,7 @@ strategy_stats = sa.Table(
     sa.Column("computed_at", TS, nullable=False),
 )
 
-# Transactional outbox of the M13 event bus: the durable record of every event; the Redis relay
+# Transactional outbox of the event bus to the order module: the durable record of every event; the Redis relay
 # reads unpublished rows from here, so an event survives Redis being down at publication time.
 event_outbox = sa.Table(
     "event_outbox",
@@ -147,7 +147,7 @@ event_outbox = sa.Table(
     sa.Index("ix_event_outbox_unpublished", "published_at"),
 )
 
-# QRL/USDT on MEXC (S8): the account's own trades (synced incrementally), position snapshots and
+# QRL/USDT on MEXC: the account's own trades (synced incrementally), position snapshots and
 # every rebalance plan for audit. `account` / `mode` (simulated | paper | live) keep the paper ledgers
 # apart from the real one, so trying the simulated default first never pollutes the live cost basis.
 qrl_trades = sa.Table(

@@ -14,6 +14,7 @@ from qrl_platform.defs.job_tags import INDICATORS, STAGE_TAG
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource
 from qrl_platform_tests.daily_flow.automation_driver import indicator_check_keys, requested, tick, unmet
+from qrl_platform_tests.test_definitions import SHIPPED_SENSORS
 
 TZ = ZoneInfo("Asia/Taipei")
 DAY = "2024-03-05"  # a Tuesday
@@ -47,15 +48,7 @@ def test_each_schedule_has_its_cron_timezone_and_is_on(name):
 
 def test_quarter_hour_schedule_and_sensors_are_on_by_default():
     assert defs.get_schedule_def("qrl_15min_schedule").cron_schedule == "*/15 * * * *"
-    for name in (
-        "market_data_available_sensor",
-        "strategies_automation",
-        "notify_m13_automation",
-        "strategy_stats_automation",
-        "m13_consumption_lag_sensor",
-        "run_failure_alert_sensor",
-        "job_duration_sensor",
-    ):
+    for name in SHIPPED_SENSORS:
         assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 

@@ -1,4 +1,4 @@
-"""M11 strategy assets (SPEC S6/S7): thin Dagster wiring over `runner`, `store` and `stats`.
+"""Strategy assets: thin Dagster wiring over `runner`, `store` and `stats`.
 
 * `strategies` — validates the YAML definitions shipped in the repo and seeds the warehouse table.
 * `strategy_signals` — JOB-M11-001 on trading-day partitions (one run for a whole backfill range):
@@ -150,7 +150,7 @@ class StrategyRunConfig(dg.Config):
 
 
 class IndicatorChecksFailed(dg.Failure):
-    """A blocking check of an M07/M08/M09 partition failed; strategies must not run on that data.
+    """A blocking check of an indicator partition failed; strategies must not run on that data.
     Raised with `allow_retries=False`, so the step's retry policy does not retry it: only fixing the day helps."""
 
 
@@ -220,7 +220,7 @@ def strategy_signals(
 
 
 def signals_metadata(summary: StrategyRunSummary) -> dict:
-    """The S10 per-partition dashboard: run/succeeded/failed, BUY/SELL/HOLD, per-strategy table, slowest."""
+    """The per-partition dashboard: run/succeeded/failed, BUY/SELL/HOLD, per-strategy table, slowest."""
     meta: dict = {
         "dagster/row_count": summary.signals_written if summary.saved else summary.total["signals"],
         "dry_run": not summary.saved,
