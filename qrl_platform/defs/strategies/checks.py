@@ -171,7 +171,9 @@ CONSISTENCY_DESCRIPTION = "Seed §6.2: each current execution's signals_generate
 ZERO_SIGNALS_DESCRIPTION = "WARN and a WARNING alert when every strategy produced zero BUY/SELL signals on a day."
 FAILURE_RATE_DESCRIPTION = "ERROR and an immediate ERROR alert when more than 30 % of strategies failed."
 STRATEGY_CHECK_SPECS = [
-    dg.AssetCheckSpec("signals_match_executions", asset=strategy_signals, blocking=True, description=CONSISTENCY_DESCRIPTION),
+    dg.AssetCheckSpec(
+        "signals_match_executions", asset=strategy_signals, blocking=True, description=CONSISTENCY_DESCRIPTION
+    ),
     dg.AssetCheckSpec("signals_not_all_zero", asset=strategy_signals, description=ZERO_SIGNALS_DESCRIPTION),
     dg.AssetCheckSpec("strategy_failure_rate", asset=strategy_signals, description=FAILURE_RATE_DESCRIPTION),
 ]
