@@ -11,6 +11,9 @@
 
 Each alert has a dedupe key per day, so re-evaluating a day does not alert twice.
 
+The three are one step (`strategy_signals_checks`, a multi-asset check): one read of the day's
+executions, and a daily run two steps and their events shorter than with a step per check.
+
 The checks read the latest execution per (strategy, date): re-running a day adds executions and
 supersedes the older ones, whose signals were replaced.
 """
@@ -180,8 +183,7 @@ STRATEGY_CHECK_SPECS = [
 
 
 def evaluate_strategy_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, alerts):
-    """The three check results from one read of the day's current executions; the alerts go out
-    before the results, so a failed blocking check never hides them."""
+    """The three check results (and their alerts) from one read of the days' current executions."""
     executions = latest_executions(warehouse.get(), _check_dates(context, warehouse))
     rates = failure_rates(executions)
     _send_alert(context, alerts, zero_signal_alert(executions, context.run.run_id), "m11-zero-signals")
