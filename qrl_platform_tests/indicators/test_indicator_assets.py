@@ -359,10 +359,12 @@ def test_a_closed_day_on_its_own_materialises_empty_with_market_closed(indicator
 
 
 def test_missing_upstream_partition_fails_naming_table_and_date(indicator_home):
+    # A Failure the step retry policy does not retry: only materialising the upstream day helps.
     with pytest.raises(
-        MissingUpstream, match=r"technical_indicators: upstream daily_quotes partition\(s\) 2024-11-12 not materialised"
-    ):
+        dg.Failure, match=r"technical_indicators: upstream daily_quotes partition\(s\) 2024-11-12 not materialised"
+    ) as failure:
         dg.materialize([technical_indicators], resources=RESOURCES, partition_key="2024-11-12")
+    assert failure.value.allow_retries is False and isinstance(failure.value.__cause__, MissingUpstream)
 
 
 def test_factor_metadata_rows_equal_the_registry(warehouse_url, qrl_home):

@@ -140,7 +140,12 @@ def _indicator_asset(family: families.IndicatorFamily) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, frames: FrameStoreResource) -> dg.MaterializeResult:
         dates = partition_dates(context)
-        result = ranges.materialize_range(frames.get(), asset_name, dates)
+        try:
+            result = ranges.materialize_range(frames.get(), asset_name, dates)
+        except ranges.MissingUpstream as missing:
+            # Retrying cannot help (only materialising the upstream days does): fail now, not after the
+            # step retry policy's 20 + 40 + 80 s of waits, as the strategies do for missing indicators.
+            raise dg.Failure(description=str(missing), allow_retries=False) from missing
         rates = _missing_rates(result)
         for date in dates:
             context.add_asset_metadata(_partition_metadata(result, date, rates), partition_key=date.isoformat())
