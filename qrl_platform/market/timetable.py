@@ -1,7 +1,7 @@
 """When each raw table's data for a partition is normally published (Asia/Taipei), and whether it is due.
 
-Plain Python (no Dagster): sensors and schedules ask `is_due(table, partition_date, now)` before
-launching a table's ingestion, so a table that is not out yet is a skip with its reason, never a failed
+Plain Python (no Dagster): the availability sensor and the live source ask
+`is_due(table, partition_date, now)` before a table's ingestion, so a table that is not out yet is a skip with its reason, never a failed
 run. Each table has one publication rule and a time of day, configurable through the environment
 (`QRL_PUBLISH_<TABLE>=HH:MM`, e.g. `QRL_PUBLISH_MARGIN_BALANCES=21:30`; the wiring passes
 `Settings.publication_times()` as `times`). The default time, the rule and the reason for it are part of
@@ -9,10 +9,10 @@ each table's declaration (`qrl_platform/market/tables.py`); `timetable_markdown(
 table in docs/market-sources.md.
 
 The periodic tables are due only once their deadline has passed, the same rule the live source applies
-before it asks MOPS (`LiveMarketSource._after_deadline`). Their schedules are built from the same rules
-(`SCHEDULED_RULES`): a schedule runs on the day a partition falls due and ingests that partition. Whether a day is a trading day is the
-calendar's business, not this module's: a closed day's partition is materialised empty by the ingestion
-without any request.
+before it asks MOPS (`LiveMarketSource._after_deadline`). Their schedules follow from the same rules
+(`SCHEDULED_RULES`): a schedule runs on the day a partition falls due and ingests that partition.
+Whether a day is a trading day is the calendar's business, not this module's: a closed day's partition
+is materialised empty by the ingestion without any request.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class ScheduledRule:
 
 # The one table from a publication rule to a schedule. A trading-day rule (same_day) is not in it: those
 # tables are ingested by the availability sensor as soon as they are due.
-SCHEDULED_RULES: dict[str, ScheduledRule] = {
+SCHEDULED_RULES: dict[tables.PublishRule, ScheduledRule] = {
     "after_revenue_deadline": ScheduledRule(
         run_days=(f"{(revenue_deadline(dt.date(2001, 1, 1)) + ONE_DAY).day} * *",),  # the 11th of every month
         due_on=_month_due_on,
