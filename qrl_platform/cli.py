@@ -364,13 +364,16 @@ def _clamp(partitions_def, start: dt.date, stop: dt.date) -> tuple[str, str]:
 
 
 def _periodic_tables():
-    from qrl_platform.defs.partitions import fiscal_quarter, revenue_month, shareholding_week
+    from qrl_platform.defs.partitions import PARTITIONS
+    from qrl_platform.factors.families import FAMILIES
+    from qrl_platform.market import tables
 
-    # (table, partitions, calendar days of it before the first daily day that the indicators read)
+    # (table, partitions, calendar days of it before the first daily day that the indicators read), from
+    # the declarations of the slower tables and of the indicator families that read them
     return [
-        ("monthly_revenue", revenue_month, 15 * 31),
-        ("financials", fiscal_quarter, 2 * 366),
-        ("shareholding_distribution", shareholding_week, 21),
+        (table.name, PARTITIONS[table.partitions], max(f.periodic_windows.get(table.name, 0) for f in FAMILIES))
+        for table in tables.RAW
+        if table.cadence != "daily"
     ]
 
 

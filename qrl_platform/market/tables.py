@@ -3,10 +3,12 @@
 Each `RawTable` is data, not code: its canonical columns (types and units), natural key, columns that
 may never be negative, cadence and partitions, how a source fetches it, the exchange host group
 (concurrency pool) it calls, when it is normally published and by which rule, its live endpoints as
-text for the docs, and whether the 16:00 backstop job ingests it. Everything else is derived from
+text for the docs, whether the 16:00 backstop job ingests it, and a slower cadence's own schedule
+(the names and words the publication rule cannot give). Everything else is derived from
 `RAW`: the canonical schemas and validation (`schema`), the source protocol's table groups
 (`sources`), the publication timetable (`timetable`), the `QRL_PUBLISH_<TABLE>` settings, and in the
-wiring the assets' partitions and pools, the ingestion jobs, the availability sensor and `qrl status`.
+wiring the assets' partitions and pools, the ingestion jobs, the availability sensor, the slower
+tables' schedules (cron and partition from the publication rule), the CLI's history and `qrl status`.
 Adding a raw table means one entry here, its fetch code in the sources, and nothing else listed.
 
 Units are fixed here: volumes and institutional flows in shares, turnover in TWD, margin in lots
@@ -33,6 +35,17 @@ PublishRule = Literal["same_day", "after_revenue_deadline", "after_statutory_dea
 
 
 @dataclass(frozen=True)
+class OwnSchedule:
+    """How a slower-cadence table's own schedule is named and worded. Its cron and the partition each
+    run ingests follow from the table's publication rule (`timetable.SCHEDULED_RULES`); a trading-day
+    table has none (the availability sensor ingests it once the timetable says it is out)."""
+
+    stem: str  # names its job `<stem>_job`, its schedule `<stem>_schedule` and its run keys `<stem>:<partition>`
+    subject: str  # what a run ingests, in words, for the schedule's description
+    at: dt.time | None = None  # Taipei time of day it runs on the day its partition falls due; None: publish_at
+
+
+@dataclass(frozen=True)
 class RawTable:
     name: str
     columns: dict[str, pl.DataType]  # canonical schema, in order
@@ -49,10 +62,25 @@ class RawTable:
     endpoint_notes: str  # how the live answers are read, for the docs
     in_backstop: bool  # ingested by the 16:00 daily_market_job (out by 16:00 on the day)
     description: str  # the asset's description
+    schedule: OwnSchedule | None = None  # every slower cadence has its own schedule; a daily table has none
+
+    def __post_init__(self):
+        if (self.cadence == "daily") != (self.schedule is None):
+            raise ValueError(
+                f"raw table {self.name}: schedule must be given for a {self.cadence} table exactly when it is not "
+                "daily (trading-day tables are ingested by the availability sensor, the others by their schedule)"
+            )
 
     @property
     def publish_variable(self) -> str:
         return f"QRL_PUBLISH_{self.name.upper()}"
+
+    @property
+    def schedule_time(self) -> dt.time:
+        """The Taipei time of day a slower table's schedule runs: its own `at`, else its publication time."""
+        if self.schedule is None:
+            raise ValueError(f"raw table {self.name}: a {self.cadence} table has no schedule of its own")
+        return self.schedule.at or self.publish_at
 
 
 # One row per event that changes a stock's price basis (ex-rights/dividend, capital reduction, par-value
@@ -212,6 +240,8 @@ RAW: tuple[RawTable, ...] = (
         endpoints="MOPS `GET /nas/t21/{sii,otc}/t21sc03_{ROC year}_{month}_0.html`",
         endpoint_notes="cp950 pages, per-industry 合計 rows dropped, thousand TWD",
         in_backstop=False,
+        # due from midnight on the 11th; the schedule asks in the morning
+        schedule=OwnSchedule(stem="monthly_revenue", subject="revenue", at=dt.time(8, 0)),
         description="Monthly revenue per stock (thousand TWD), partitioned by the month it describes; published_on "
         "is the first day it was public (by the 10th of the next month) — the fundamental indicators read it point in time.",
     ),
@@ -238,6 +268,8 @@ RAW: tuple[RawTable, ...] = (
         endpoints="MOPS `POST /mops/web/t163sb04` (EPS, net income, revenue) + `POST /mops/web/t163sb05` (equity)",
         endpoint_notes="see [MOPS](#mops)",
         in_backstop=False,
+        # due from midnight the day after the deadline; the schedule asks in the morning
+        schedule=OwnSchedule(stem="financials", subject="results", at=dt.time(8, 0)),
         description="Quarterly EPS, net income, equity and revenue per stock; partition key is the first day of "
         "the fiscal quarter; published_on bounded by the statutory deadlines (Q1 May 15, Q2 Aug 14, Q3 Nov 14, "
         "Q4 Mar 31).",
@@ -265,6 +297,7 @@ RAW: tuple[RawTable, ...] = (
         endpoints="TDCC open data 1-5",
         endpoint_notes="latest week only: archived every Saturday",
         in_backstop=False,
+        schedule=OwnSchedule(stem="shareholding", subject="TDCC shareholding distribution"),
         description="TDCC shareholding distribution (levels 1–15, 17 = total) per stock for the Friday data "
         "date. TDCC only serves the latest week, so this asset archives every week from day one.",
     ),

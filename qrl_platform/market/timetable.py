@@ -1,7 +1,7 @@
 """When each raw table's data for a partition is normally published (Asia/Taipei), and whether it is due.
 
-Plain Python (no Dagster): sensors and schedules ask `is_due(table, partition_date, now)` before
-launching a table's ingestion, so a table that is not out yet is a skip with its reason, never a failed
+Plain Python (no Dagster): the availability sensor and the live source ask
+`is_due(table, partition_date, now)` before a table's ingestion, so a table that is not out yet is a skip with its reason, never a failed
 run. Each table has one publication rule and a time of day, configurable through the environment
 (`QRL_PUBLISH_<TABLE>=HH:MM`, e.g. `QRL_PUBLISH_MARGIN_BALANCES=21:30`; the wiring passes
 `Settings.publication_times()` as `times`). The default time, the rule and the reason for it are part of
@@ -9,15 +9,16 @@ each table's declaration (`qrl_platform/market/tables.py`); `timetable_markdown(
 table in docs/market-sources.md.
 
 The periodic tables are due only once their deadline has passed, the same rule the live source applies
-before it asks MOPS (`LiveMarketSource._after_deadline`). Whether a day is a trading day is the
-calendar's business, not this module's: a closed day's partition is materialised empty by the ingestion
-without any request.
+before it asks MOPS (`LiveMarketSource._after_deadline`). Their schedules follow from the same rules
+(`SCHEDULED_RULES`): a schedule runs on the day a partition falls due and ingests that partition.
+Whether a day is a trading day is the calendar's business, not this module's: a closed day's partition
+is materialised empty by the ingestion without any request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -111,6 +112,98 @@ def _publication(table: str) -> Publication:
     if table not in TIMETABLE:
         raise KeyError(f"no publication time for table {table!r}; known: {sorted(TIMETABLE)}")
     return TIMETABLE[table]
+
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+def _run_days(days: list[dt.date]) -> tuple[str, ...]:
+    """Cron day fields ("<day of month> <month> *") for each calendar day of `days`, in calendar order."""
+    return tuple(f"{day.day} {day.month} *" for day in sorted(days, key=lambda day: (day.month, day.day)))
+
+
+def _month_due_on(run_day: dt.date) -> dt.date | None:
+    """The month whose revenue falls due on `run_day` (the day after the 10th of the next month)."""
+    last_month = (run_day.replace(day=1) - ONE_DAY).replace(day=1)
+    return last_month if revenue_deadline(last_month) + ONE_DAY == run_day else None
+
+
+def _quarter_due_on(run_day: dt.date) -> dt.date | None:
+    """The fiscal quarter (its first day) whose statutory deadline was the day before `run_day`."""
+    for year in (run_day.year, run_day.year - 1):  # Q4's deadline falls in the next year
+        for quarter in (1, 2, 3, 4):
+            if statutory_deadline(year, quarter) + ONE_DAY == run_day:
+                return dt.date(year, 3 * quarter - 2, 1)
+    return None
+
+
+def _week_due_on(run_day: dt.date) -> dt.date | None:
+    """TDCC's Friday data date, archived the Saturday after."""
+    return run_day - ONE_DAY if run_day.weekday() == 5 else None
+
+
+@dataclass(frozen=True)
+class ScheduledRule:
+    """How the publication rule of a slower-cadence table becomes its schedule: the schedule runs on the
+    days the rule makes a partition due (at the table's `schedule_time`) and ingests that partition."""
+
+    run_days: tuple[str, ...]  # cron day fields "<day of month> <month> <day of week>", one cron each
+    due_on: Callable[[dt.date], dt.date | None]  # the partition falling due on a run day; None on other days
+    description: str  # the schedule's description; {time} and {subject} come from the table's declaration
+
+
+# The one table from a publication rule to a schedule. A trading-day rule (same_day) is not in it: those
+# tables are ingested by the availability sensor as soon as they are due.
+SCHEDULED_RULES: dict[tables.PublishRule, ScheduledRule] = {
+    "after_revenue_deadline": ScheduledRule(
+        run_days=(f"{(revenue_deadline(dt.date(2001, 1, 1)) + ONE_DAY).day} * *",),  # the 11th of every month
+        due_on=_month_due_on,
+        description="The 11th at {time}: last month's {subject} (companies publish by the 10th).",
+    ),
+    "after_statutory_deadline": ScheduledRule(
+        # Apr 1 (Q4 of the year before), May 16, Aug 15, Nov 15
+        run_days=_run_days([statutory_deadline(2001, quarter) + ONE_DAY for quarter in (1, 2, 3, 4)]),
+        due_on=_quarter_due_on,
+        description="The day after each statutory filing deadline (Mar 31, May 15, Aug 14, Nov 14): "
+        "that quarter's {subject}.",
+    ),
+    "next_day": ScheduledRule(
+        run_days=("* * 6",),  # Saturday
+        due_on=_week_due_on,
+        description="Saturday {time}: archive the {subject} of Friday (TDCC keeps only the latest week).",
+    ),
+}
+
+
+def _scheduled_rule(table: tables.RawTable) -> ScheduledRule:
+    if table.publish_rule not in SCHEDULED_RULES:
+        raise KeyError(
+            f"raw table {table.name}: publication rule {table.publish_rule!r} has no schedule (trading-day tables "
+            f"are ingested by the availability sensor); scheduled rules: {sorted(SCHEDULED_RULES)}"
+        )
+    return SCHEDULED_RULES[table.publish_rule]
+
+
+def schedule_cron(table: tables.RawTable) -> str | list[str]:
+    """The cron of a slower table's schedule (Asia/Taipei): its rule's run days at its `schedule_time`;
+    one cron as a string, several as a list (as Dagster takes them)."""
+    at = table.schedule_time
+    crons = [f"{at.minute} {at.hour} {days}" for days in _scheduled_rule(table).run_days]
+    return crons[0] if len(crons) == 1 else crons
+
+
+def partition_due_on(table: tables.RawTable, run_day: dt.date) -> dt.date:
+    """The partition (its date) a slower table's schedule ingests when it runs on `run_day` (Taipei)."""
+    partition = _scheduled_rule(table).due_on(run_day)
+    if partition is None:
+        raise ValueError(f"{table.name}: no partition falls due on {run_day} ({table.publish_rule})")
+    return partition
+
+
+def schedule_description(table: tables.RawTable) -> str:
+    """The description of a slower table's schedule, in words."""
+    at = table.schedule_time  # a clear error for a table without a schedule of its own
+    return _scheduled_rule(table).description.format(time=f"{at:%H:%M}", subject=table.schedule.subject)
 
 
 def timetable_markdown() -> str:

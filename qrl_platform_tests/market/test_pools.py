@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from qrl_platform.defs.market.assets import POOLS
-from qrl_platform.defs.market.jobs import TABLE_JOBS, financials_job, monthly_revenue_job, shareholding_job
+from qrl_platform.defs.market.jobs import PERIODIC_JOBS, TABLE_JOBS
 
 ROOT = Path(__file__).resolve().parents[2]
 TWSE_POOL = POOLS["daily_quotes"]
@@ -61,7 +61,7 @@ def test_exchange_jobs_carry_no_exchange_run_tag_and_every_pool_admits_one_step(
     assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
     run_limits = config["concurrency"]["runs"].get("tag_concurrency_limits", [])
     assert all(limit["key"] != "qrl/exchange" for limit in run_limits)
-    for job in (TABLE_JOBS["daily_quotes"], monthly_revenue_job, financials_job, shareholding_job):
+    for job in (TABLE_JOBS["daily_quotes"], *PERIODIC_JOBS.values()):
         assert "qrl/exchange" not in job.tags, job.name
     assert (POOLS["daily_quotes"], POOLS["monthly_revenue"], POOLS["shareholding_distribution"]) == (
         "twse-tpex",

@@ -8,7 +8,12 @@ Two ways the day's market data comes in:
   tables out by 16:00 and the three indicator assets. margin_balances (out ~21:00, QRL_PUBLISH_MARGIN_BALANCES) is not
   in it: at 16:00 it is never out, and the chip indicators of day D read the margin of D-1 (the margin lag), which the
   sensor stored the evening before.
+
+The monthly, quarterly and weekly tables come in by their own schedules (defs/market/schedules.py), each
+launching its table's `<stem>_job`; like the per-table jobs, these are built from the declarations.
 """
+
+from collections.abc import Iterable
 
 import dagster as dg
 
@@ -56,21 +61,22 @@ TABLE_JOB_LIST = list(TABLE_JOBS.values())  # what the definitions loader collec
 # `<family>_job` of every declared indicator family.
 INDICATOR_JOBS = {asset: _indicator_job(asset) for asset in INDICATORS}
 INDICATOR_JOB_LIST = list(INDICATOR_JOBS.values())
-monthly_revenue_job = dg.define_asset_job(
-    "monthly_revenue_job",
-    selection=dg.AssetSelection.assets("monthly_revenue"),
-    tags=job_tags(120),
-    op_retry_policy=STEP_RETRY,
-)
-financials_job = dg.define_asset_job(
-    "financials_job",
-    selection=dg.AssetSelection.assets("financials"),
-    tags=job_tags(120),
-    op_retry_policy=STEP_RETRY,
-)
-shareholding_job = dg.define_asset_job(
-    "shareholding_job",
-    selection=dg.AssetSelection.assets("shareholding_distribution"),
-    tags=job_tags(120),
-    op_retry_policy=STEP_RETRY,
-)
+
+
+def periodic_jobs(raw: Iterable[tables.RawTable]) -> dict:
+    """`<stem>_job` of every slower-cadence table in `raw`, by table (its schedule launches it)."""
+    return {
+        table.name: dg.define_asset_job(
+            f"{table.schedule.stem}_job",
+            selection=dg.AssetSelection.assets(table.name),
+            tags=job_tags(120),
+            op_retry_policy=STEP_RETRY,
+        )
+        for table in raw
+        if table.schedule is not None
+    }
+
+
+# `<stem>_job` of every monthly, quarterly and weekly table (monthly_revenue_job, financials_job, shareholding_job).
+PERIODIC_JOBS = periodic_jobs(tables.RAW)
+PERIODIC_JOB_LIST = list(PERIODIC_JOBS.values())
