@@ -9,6 +9,26 @@ import warnings
 # repeats for every asset and drowns the useful output of the CLI and `dagster dev`.
 warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview).*")
 
-from qrl_platform.readback import load  # noqa: E402
+import datetime as dt  # noqa: E402
+
+import polars as pl  # noqa: E402
+
+from qrl_platform import readback  # noqa: E402
+from qrl_platform.settings import settings  # noqa: E402
+
+
+def load(
+    asset_name: str,
+    partition: str | dt.date | None = None,
+    *,
+    start: str | dt.date | None = None,
+    end: str | dt.date | None = None,
+    as_of: str | dt.date | None = None,
+) -> pl.DataFrame:
+    """The stored rows of `asset_name` (one partition, a [start, end] range, or everything; see
+    `readback.load`), from where the settings of this moment say data lives: the notebook's entry point,
+    which reads the settings once per call like a CLI command."""
+    return readback.load(asset_name, partition, start=start, end=end, as_of=as_of, configuration=settings())
+
 
 __all__ = ["load"]
