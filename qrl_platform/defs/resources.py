@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import redis as redis_lib
@@ -400,14 +401,17 @@ def _plain(value: object) -> object:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
-def _alerts(current: Settings) -> AlertsResource:
+def alerts_resource(current: Settings, **fields: Any) -> AlertsResource:
+    """The alerts resource as the settings configure it; `fields` (tests: another dedupe file) replace
+    what the settings give."""
     home = current.qrl_home
-    return AlertsResource(
+    from_settings = dict(
         # An object-store home has no local file to lock: dedupe in this process's memory.
         dedupe_state_path="memory" if "://" in home else str(Path(home) / "state" / "alert_dedupe.json"),
         redact=current.secret_values(),
         **{name: _plain(getattr(current, name)) for name in ALERT_SETTINGS},
     )
+    return AlertsResource(**{**from_settings, **fields})
 
 
 def _market_source(current: Settings) -> MarketSourceResource:
@@ -457,7 +461,7 @@ _BUILDERS: dict[str, Callable[[Settings], dg.ConfigurableResource]] = {
     "warehouse": _warehouse,
     "redis": _redis,
     "event_bus": _event_bus,
-    "alerts": _alerts,
+    "alerts": alerts_resource,
     "run_retention": _run_retention,
 }
 
