@@ -14,7 +14,7 @@ import datetime as dt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from qrl_platform import readback  # noqa: E402
-from qrl_platform.settings import settings  # noqa: E402
+from qrl_platform.settings import settings as _settings  # noqa: E402  (the name `settings` stays the module)
 
 
 def load(
@@ -28,7 +28,7 @@ def load(
     """The stored rows of `asset_name` (one partition, a [start, end] range, or everything; see
     `readback.load`), from where the settings of this moment say data lives: the notebook's entry point,
     which reads the settings once per call like a CLI command."""
-    return readback.load(asset_name, partition, start=start, end=end, as_of=as_of, configuration=settings())
+    return readback.load(asset_name, partition, start=start, end=end, as_of=as_of, configuration=_settings())
 
 
 __all__ = ["load"]

@@ -471,7 +471,7 @@ def shared_resources(current: Settings) -> dict[str, dg.ConfigurableResource]:
     return {key: build(current) for key, build in _BUILDERS.items()}
 
 
-def _bound(key: str, build: Callable[[Settings], dg.ConfigurableResource]) -> dg.ResourceDefinition:
+def _bound(build: Callable[[Settings], dg.ConfigurableResource]) -> dg.ResourceDefinition:
     resource_class = build.__annotations__["return"]
 
     @dg.resource(
@@ -487,7 +487,7 @@ def _bound(key: str, build: Callable[[Settings], dg.ConfigurableResource]) -> dg
 
 def bound_resources() -> dict[str, dg.ResourceDefinition]:
     """What the code location binds: per key, a factory that builds the resource with `shared_resources`' builder."""
-    return {key: _bound(key, build) for key, build in _BUILDERS.items()}
+    return {key: _bound(build) for key, build in _BUILDERS.items()}
 
 
 @dg.definitions
