@@ -16,6 +16,7 @@ asks the bus to publish and never opens a Redis connection itself.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -58,6 +59,12 @@ _warehouses: dict[str, Warehouse] = {}
 _frame_stores: dict[str, FrameStore] = {}
 
 MARKET_SOURCES = ("demo", "live")
+# The market source resource's fields that are MarketSourceSettings' as they are (hosts, demo size, politeness).
+_MARKET_SOURCE_FIELDS = tuple(
+    field.name
+    for field in dataclasses.fields(MarketSourceSettings)
+    if field.name not in {"source", "publication_times"}
+)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -134,14 +141,7 @@ class MarketSourceResource(dg.ConfigurableResource):
             raise ValueError(f"QRL_MARKET_SOURCE must be 'demo' or 'live', got {self.source!r}")
         return MarketSourceSettings(
             source=source,
-            twse_base_url=self.twse_base_url,
-            tpex_base_url=self.tpex_base_url,
-            demo_seed=self.demo_seed,
-            demo_universe=self.demo_universe,
-            tdcc_base_url=self.tdcc_base_url,
-            mops_base_url=self.mops_base_url,
-            http_min_interval_seconds=self.http_min_interval_seconds,
-            http_backoff_seconds=self.http_backoff_seconds,
+            **{name: getattr(self, name) for name in _MARKET_SOURCE_FIELDS},
             publication_times={table: dt.time.fromisoformat(hhmm) for table, hhmm in self.publication_times.items()},
         )
 
@@ -415,18 +415,12 @@ def alerts_resource(current: Settings, **fields: Any) -> AlertsResource:
 
 
 def _market_source(current: Settings) -> MarketSourceResource:
+    source = current.market_source_settings()
     return MarketSourceResource(
-        source=current.market_source,
+        source=source.source,
         raw_cache_root=current.raw_cache_root,
-        twse_base_url=current.twse_base_url,
-        tpex_base_url=current.tpex_base_url,
-        tdcc_base_url=current.tdcc_base_url,
-        mops_base_url=current.mops_base_url,
-        demo_seed=current.demo_seed,
-        demo_universe=current.demo_universe,
-        http_min_interval_seconds=current.http_min_interval_seconds,
-        http_backoff_seconds=current.http_backoff_seconds,
-        publication_times={table: time.strftime("%H:%M") for table, time in current.publication_times().items()},
+        **{name: getattr(source, name) for name in _MARKET_SOURCE_FIELDS},
+        publication_times={table: time.strftime("%H:%M") for table, time in source.publication_times.items()},
     )
 
 
