@@ -408,10 +408,11 @@ def materialize_slow_tables(
     tables covering what the daily factors from `first` to `end` look back on (those the source
     provides), and the unpartitioned registries (strategies, factor_metadata). `only_missing`: each
     only when something of it is not stored."""
-    from qrl_platform.defs.resources import MarketSourceResource
+    from qrl_platform.defs.resources import shared_resources
     from qrl_platform.storage.frames import FrameStore
 
-    store, provided = FrameStore(settings().qrl_home), MarketSourceResource().provided_tables()
+    current = settings()
+    store, provided = FrameStore(current.qrl_home), shared_resources(current)["market_source"].provided_tables()
     for name, partitions_def, extra_days in _periodic_tables():
         if name not in provided:
             continue

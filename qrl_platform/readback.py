@@ -1,7 +1,8 @@
-"""`qrl_platform.load`: read back what materialisations stored, for notebooks and the CLI.
+"""Read back what materialisations stored, for notebooks and the CLI (`qrl_platform.load`).
 
 Frames (raw market tables, indicators) come from the per-partition Parquet store; relational
-assets (signals, executions, stats, plans) from the warehouse. One call shape for both.
+assets (signals, executions, stats, plans) from the warehouse. One call shape for both. The caller
+hands over the configuration (`qrl_platform.load` reads the settings once per call).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from qrl_platform.calendar import parse_date, trading_days
-from qrl_platform.settings import Settings, settings
+from qrl_platform.settings import Settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
 
@@ -39,33 +40,30 @@ def load(
     start: str | dt.date | None = None,
     end: str | dt.date | None = None,
     as_of: str | dt.date | None = None,
-    configuration: Settings | None = None,
+    configuration: Settings,
 ) -> pl.DataFrame:
-    """Return the stored rows of `asset_name` for one partition, a [start, end] range, or everything.
-
-    The notebook's entry point, like the CLI: it reads the settings once (or takes `configuration`)
-    and hands the frame root and warehouse URL on.
+    """Return the stored rows of `asset_name` for one partition, a [start, end] range, or everything,
+    from the frame root and warehouse of `configuration`.
 
     `adjusted_quotes` is daily_quotes with point-in-time backward-adjusted prices (see
     `load_adjusted_quotes`): `as_of` (default `end`) is the day whose knowledge of corporate actions applies.
 
-    >>> quotes = load("daily_quotes", "2024-03-05")
-    >>> signals = load("strategy_signals", start="2024-01-01", end="2024-03-31")
-    >>> adjusted = load("adjusted_quotes", start="2024-01-02", end="2024-06-28", as_of="2024-06-28")
+    >>> quotes = qrl_platform.load("daily_quotes", "2024-03-05")
+    >>> signals = qrl_platform.load("strategy_signals", start="2024-01-01", end="2024-03-31")
+    >>> adjusted = qrl_platform.load("adjusted_quotes", start="2024-01-02", end="2024-06-28", as_of="2024-06-28")
     """
     if partition is not None and (start is not None or end is not None):
         raise ValueError("load: give either partition or start/end, not both")
-    current = configuration or settings()
     if asset_name == "adjusted_quotes":
         first, last = (start, end) if partition is None else (partition, partition)
         if first is None or last is None:
             raise ValueError("load: adjusted_quotes needs start and end (or a partition)")
-        return load_adjusted_quotes(first, last, as_of=as_of, configuration=current)
+        return load_adjusted_quotes(first, last, as_of=as_of, configuration=configuration)
     if as_of is not None:
         raise ValueError(f"load: as_of applies to adjusted_quotes only, not {asset_name!r}")
     if asset_name in WAREHOUSE_ASSETS:
-        return _load_from_warehouse(current.warehouse_url, asset_name, partition, start, end)
-    store = FrameStore(current.qrl_home)
+        return _load_from_warehouse(configuration.warehouse_url, asset_name, partition, start, end)
+    store = FrameStore(configuration.qrl_home)
     if not store.partitions(asset_name):
         raise KeyError(f"load: nothing stored for asset {asset_name!r} under {store.root}")
     if partition is not None:
@@ -78,7 +76,7 @@ def load_adjusted_quotes(
     end: str | dt.date,
     *,
     as_of: str | dt.date | None = None,
-    configuration: Settings | None = None,
+    configuration: Settings,
 ) -> pl.DataFrame:
     """daily_quotes of [start, end] plus adj_factor and adj_open/high/low/close, adjusted backward with the
     corporate actions known as of `as_of` (default `end`): exactly what a run on `as_of` saw.
@@ -91,7 +89,7 @@ def load_adjusted_quotes(
     known = parse_date(as_of, field="as_of") if as_of is not None else last
     if known < last:
         raise ValueError(f"load: as_of {known} is before end {last}: quotes after as_of were not known then")
-    store = FrameStore((configuration or settings()).qrl_home)
+    store = FrameStore(configuration.qrl_home)
     stored = set(store.partitions("corporate_actions"))
     missing = [d for d in trading_days(first, known) if d.isoformat() not in stored]
     if missing:

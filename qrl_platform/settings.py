@@ -5,8 +5,8 @@ the same code location runs on a laptop with embedded defaults and in production
 Redis and the live exchanges. `settings()` builds one validated `Settings` object (pydantic-settings)
 with every value in its real type: numbers, booleans, times of day, fixed choices, secrets. A bad
 value fails there, naming its variable. Nothing else reads the environment and no core module asks
-for the settings: the wiring (the Dagster resources, the CLI) reads them once and hands the values on
-(docs/configuration.md).
+for the settings: the entry points (the CLI, `qrl_platform.load`) and the one place that builds the
+Dagster resources read them and hand the values on (docs/configuration.md).
 
 Secrets (MEXC keys, webhook URLs that carry their token, the SMTP password, the SMS token, database
 URLs with a password) are `SecretStr`: their repr is `'**********'`, so a settings object that ends
@@ -150,8 +150,8 @@ class Settings(_PublicationTimes):
         return value
 
     def with_values(self, **values: Any) -> Settings:
-        """A copy with some fields replaced (a resource's explicit config), validated exactly like the
-        environment, so a bad value fails the same way, naming its variable."""
+        """A copy with some fields replaced (a test, a variant of a deployment), validated exactly like
+        the environment, so a bad value fails the same way, naming its variable."""
         fields = type(self).model_fields
         data = {type(self).variable(name): getattr(self, name) for name in fields}
         data.update({type(self).variable(name): value for name, value in values.items()})
@@ -281,8 +281,12 @@ class Settings(_PublicationTimes):
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The current configuration: from the process environment, or from `environ` when given (tests,
-    a dry run of another deployment's variables). Each call reads the environment afresh (about 3 ms
-    of validation), so callers read it once per run or command and pass the values on."""
+    a dry run of another deployment's variables).
+
+    Not cached: it is called only where something starts (a run or tick builds its resources from it,
+    a CLI command or `qrl_platform.load` reads it once), which costs about 3 ms a validation, a handful
+    per run. A cache would save nothing measurable and would hand a process that changes a variable
+    (a test, a notebook) the old values."""
     if environ is None:
         return Settings()
     return _MappingSettings.model_validate({name: value for name, value in environ.items() if str(value).strip()})

@@ -92,3 +92,14 @@ def _dagster_defs_state_storage_is_per_test():
         # `dg.materialize` failed on "Attempted to resolve undefined DagsterInstance weakref". Finalise
         # such leftovers here, inside this test's reset, so they can only restore into this test.
         gc.collect()
+
+
+def configured_resources(**values) -> dict:
+    """The shared resources as the code location builds them, from the environment of this moment (a
+    test's monkeypatched variables included), with `values` replacing settings fields by name
+    (`configured_resources(market_source="live", mops_base_url=url)`), validated like the environment."""
+    from qrl_platform.defs.resources import shared_resources
+    from qrl_platform.settings import settings
+
+    current = settings()
+    return shared_resources(current.with_values(**values) if values else current)

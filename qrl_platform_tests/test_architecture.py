@@ -115,22 +115,56 @@ def test_only_the_settings_module_reads_the_environment():
     assert readers == []
 
 
-# The notebook's entry point reads the settings once per call, like the CLI.
-READS_THE_SETTINGS = {"qrl_platform.readback"}
+# Who may call `settings()`: the entry points (the `qrl` commands, and `qrl_platform.load`, the notebook's),
+# which read them once per command or call, and the modules that build the Dagster resources from them
+# (the shared resources, and the treasury's exchange resource), once per run or tick. Everything else,
+# core and wiring alike, receives values: as parameters, or as a resource's fields.
+READS_THE_SETTINGS = {
+    "qrl_platform",
+    "qrl_platform.cli",
+    "qrl_platform.cli_report",
+    "qrl_platform.cli_status",
+    "qrl_platform.defs.resources",
+    "qrl_platform.defs.treasury.resources",
+}
 
 
-def test_core_modules_receive_values_instead_of_reading_the_settings():
-    """The wiring reads the settings and passes values; a core module imports only the settings'
-    types and constants, never `settings()` itself."""
-    readers = []
-    for name in CORE:
-        if name == "qrl_platform.settings" or name in READS_THE_SETTINGS:
-            continue
-        for node in ast.walk(ast.parse(_all_modules()[name].read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module == "qrl_platform.settings":
-                if any(alias.name == "settings" for alias in node.names):
-                    readers.append(name)
-    assert readers == []
+def _imports_settings_function(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "qrl_platform.settings":
+            if any(alias.name == "settings" for alias in node.names):
+                return True
+        if isinstance(node, ast.ImportFrom) and node.module == "qrl_platform":
+            if any(alias.name == "settings" for alias in node.names):  # the module, to call settings.settings()
+                return True
+        if isinstance(node, ast.Import) and any(alias.name == "qrl_platform.settings" for alias in node.names):
+            return True
+    return False
+
+
+def test_only_entry_points_and_the_resource_builders_read_the_settings():
+    """A module outside READS_THE_SETTINGS imports only the settings' types and constants, never
+    `settings()` itself (core modules and Dagster wiring alike)."""
+    readers = sorted(
+        name
+        for name, path in _all_modules().items()
+        if name != "qrl_platform.settings" and _imports_settings_function(path)
+    )
+    assert set(readers) <= READS_THE_SETTINGS, set(readers) - READS_THE_SETTINGS
+    assert "qrl_platform.defs.resources" in readers  # the rule looks at the right thing
+
+
+def test_resource_methods_do_not_read_the_settings():
+    """The resource-building modules call `settings()` only in their builders, never inside a resource
+    class: a resource works from its fields."""
+    offenders = []
+    for name in ("qrl_platform.defs.resources", "qrl_platform.defs.treasury.resources"):
+        tree = ast.parse(_all_modules()[name].read_text(encoding="utf-8"))
+        for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+            for node in ast.walk(cls):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "settings":
+                    offenders.append(f"{name}.{cls.name}")
+    assert offenders == []
 
 
 def test_settings_hide_secrets_and_list_them_for_redaction():

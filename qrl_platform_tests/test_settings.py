@@ -103,7 +103,7 @@ def test_a_resource_field_is_checked_like_its_variable(monkeypatch):
     with pytest.raises(ValueError, match="mexc resource: kill_switch_reset_at 'tomorrow' is not an ISO date-time"):
         MexcResource(kill_switch_reset_at="tomorrow").treasury_config()
     with pytest.raises(ValueError, match="QRL_MARKET_SOURCE must be 'demo' or 'live', got 'paper'"):
-        MarketSourceResource(source="paper").settings()
+        MarketSourceResource(source="paper", raw_cache_root="unused").settings()
 
 
 def test_a_changed_variable_is_seen_at_the_next_call(monkeypatch):

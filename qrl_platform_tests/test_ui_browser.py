@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from qrl_platform.calendar import trading_days
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.servers import REPO_ROOT, dagster_webserver, local_dagster_home
 from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 from qrl_platform_tests.test_definitions import ASSET_GROUPS
@@ -129,9 +130,8 @@ def test_lineage_page_shows_our_asset_groups(ui):
 
 def test_latest_strategy_signals_partition_shows_the_strategy_results_table(ui):
     base, page, _ = ui
-    from qrl_platform.defs.resources import WarehouseResource
 
-    executions = WarehouseResource().get().read_table("strategy_executions")
+    executions = configured_resources()["warehouse"].get().read_table("strategy_executions")
     # The range ran as one run: every partition of it shows the run's per-strategy totals.
     totals = executions.group_by("strategy_id").agg(
         pl.col("stocks_evaluated").sum(), pl.col("signals_generated").sum(), pl.col("buy_signals").sum()

@@ -21,7 +21,7 @@ from qrl_platform.defs import clock
 from qrl_platform.defs.alerts.sensors import job_duration_sensor
 from qrl_platform.defs.job_tags import ESTIMATE_TAG
 from qrl_platform.defs.market.assets import daily_quotes
-from qrl_platform.defs.resources import AlertsResource, EventBusResource, WarehouseResource
+from qrl_platform.defs.resources import AlertsResource, alerts_resource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.notify.relay import publish_signals_ready
@@ -29,6 +29,7 @@ from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategies.definition import BUILTIN_DIR
 from qrl_platform_tests.alerts.local_servers import WebhookServer
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 SLACK_PATH = "/services/T0ALERTS/B0TABLE/notARealToken"
@@ -52,7 +53,7 @@ def _texts(server: WebhookServer) -> list[str]:
 
 
 def _alerts(tmp_path) -> AlertsResource:
-    return AlertsResource(dedupe_state_path=str(tmp_path / "alert_dedupe.json"))
+    return alerts_resource(settings(), dedupe_state_path=str(tmp_path / "alert_dedupe.json"))
 
 
 # --------------------------------------------------------------------------- duration above 2x estimate
@@ -115,7 +116,7 @@ def _strategies_dir(tmp_path, builtins: bool, broken: int = 0, silent: int = 0) 
 
 
 def _run_strategies(tmp_path, directory: str) -> dg.ExecuteInProcessResult:
-    resources = {**RESOURCES, "alerts": _alerts(tmp_path), "warehouse": WarehouseResource()}
+    resources = {**RESOURCES, "alerts": _alerts(tmp_path), "warehouse": configured_resources()["warehouse"]}
     with dg.instance_for_test() as instance:
         dg.materialize(
             [daily_quotes],
@@ -159,13 +160,13 @@ def test_zero_signals_across_all_strategies_alert_warning(slack, tmp_path):
 
 # --------------------------------------------------------------------------- order module lag
 def test_m13_lag_above_30_minutes_alerts_warning(slack, tmp_path, monkeypatch):
-    warehouse = WarehouseResource().get()
+    warehouse = configured_resources()["warehouse"].get()
     published = dt.datetime(2024, 3, 5, 8, 45, tzinfo=dt.UTC)  # 16:45 Taipei
     summary = {"total_signals": 3, "buy_signals": 2, "sell_signals": 1, "hold_signals": 0, "strategies_executed": 1}
     event = publish_signals_ready(warehouse, DAY, summary, backend="outbox", now=published).event
     resources = {
-        "warehouse": WarehouseResource(),
-        "event_bus": EventBusResource(backend="outbox"),
+        "warehouse": configured_resources()["warehouse"],
+        "event_bus": configured_resources(event_bus="outbox")["event_bus"],
         "alerts": _alerts(tmp_path),
     }
 

@@ -20,9 +20,10 @@ from qrl_platform.alerts.channels import (
     redact,
     send_alert,
 )
-from qrl_platform.defs.resources import AlertsResource
+from qrl_platform.defs.resources import AlertsResource, alerts_resource
 from qrl_platform.settings import settings
 from qrl_platform_tests.alerts.local_servers import ScriptedResponse, SmtpServer, WebhookServer
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.servers import free_port
 
 # The local SMTP server accepts AUTH without TLS on loopback; aiosmtpd warns about that per connection.
@@ -180,7 +181,7 @@ def test_channels_from_env_defaults_and_misconfiguration(env):
 
 def test_slack_message_shape_and_level_filter(env, slack):
     env(QRL_ALERT_CHANNELS="log,slack", QRL_SLACK_WEBHOOK_URL=slack.url(SLACK_PATH))
-    alerts = AlertsResource()
+    alerts = configured_resources()["alerts"]
     report = alerts.send("INFO", "Strategies done", "10 strategies ran", source="strategy_signals")
     assert _by_channel(report)["slack"].status == "skipped" and slack.requests == []
 
@@ -267,7 +268,7 @@ def test_email_with_login_and_level_filter(env, smtp):
         QRL_ALERT_EMAIL_FROM="qrl-platform@desk.example",
         QRL_ALERT_EMAIL_TO="ops@desk.example,quant@desk.example",
     )
-    alerts = AlertsResource()
+    alerts = configured_resources()["alerts"]
     assert _by_channel(alerts.send("WARNING", "slow job", "2x estimate"))["email"].status == "skipped"
     at = dt.datetime(2024, 12, 24, 9, 0, tzinfo=dt.UTC)
     report = alerts.send(
@@ -306,7 +307,7 @@ def test_sms_webhook_with_bearer_token(env, sms):
         QRL_SMS_TOKEN=SMS_TOKEN,
         QRL_SMS_TO="+886912345678, +886987654321",
     )
-    alerts = AlertsResource()
+    alerts = configured_resources()["alerts"]
     assert _by_channel(alerts.send("ERROR", "t", "m"))["sms"].status == "skipped"
     report = alerts.send("CRITICAL", "daily_market_job failed 3 times", "schedule paused " + "x" * 600)
     assert _by_channel(report)["sms"].status == "sent"
@@ -327,7 +328,7 @@ def test_one_channel_down_does_not_stop_the_others(env, slack, smtp, caplog):
     _all_channels(env, slack, closed, smtp, QRL_SMS_WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/v1/sms/send")
     slack.always = ScriptedResponse(500, "rollup_error")
     caplog.set_level(logging.INFO)
-    report = AlertsResource().send("CRITICAL", "Kill switch", "drawdown limit hit")
+    report = configured_resources()["alerts"].send("CRITICAL", "Kill switch", "drawdown limit hit")
     results = _by_channel(report)
     assert [results[name].status for name in ("log", "slack", "email", "sms")] == ["sent", "failed", "sent", "failed"]
     assert results["slack"].detail.endswith("(gave up after 3 attempts)")
@@ -341,7 +342,7 @@ def test_one_channel_down_does_not_stop_the_others(env, slack, smtp, caplog):
 def test_misconfigured_channel_is_reported_and_the_log_still_gets_the_alert(env, caplog):
     env(QRL_ALERT_CHANNELS="log,slack")
     caplog.set_level(logging.INFO)
-    report = AlertsResource().send("WARNING", "zero signals", "no strategy produced a signal")
+    report = configured_resources()["alerts"].send("WARNING", "zero signals", "no strategy produced a signal")
     results = _by_channel(report)
     assert results["log"].status == "sent"
     assert results["slack"].status == "failed"
@@ -355,7 +356,7 @@ def test_secrets_are_redacted_everywhere(env, slack, sms, smtp, monkeypatch, cap
     slack_url = slack.url(SLACK_PATH)
     leaky = f"signature failed with {MEXC_SECRET}; webhook {slack_url}; smtp {SMTP_PASSWORD}; sms {SMS_TOKEN}"
     caplog.set_level(logging.DEBUG)  # including httpx's own request log, which prints the URL
-    report = AlertsResource().send(
+    report = configured_resources()["alerts"].send(
         "CRITICAL", f"MEXC rejected key {MEXC_SECRET}", leaky, source="qrl_rebalance", detail=leaky
     )
     assert [r.status for r in report.results] == ["sent"] * 4
@@ -376,7 +377,7 @@ def test_secrets_are_redacted_everywhere(env, slack, sms, smtp, monkeypatch, cap
 def test_secrets_are_redacted_from_failure_texts(env, caplog):
     env(QRL_ALERT_CHANNELS="log,slack", QRL_SLACK_WEBHOOK_URL=f"http://127.0.0.1:{free_port()}{SLACK_PATH}")
     caplog.set_level(logging.DEBUG)
-    report = AlertsResource().send("ERROR", "t", "m")
+    report = configured_resources()["alerts"].send("ERROR", "t", "m")
     assert _by_channel(report)["slack"].status == "failed"
     assert (
         "xoxbSecretWebhookToken123" not in caplog.text and "xoxbSecretWebhookToken123" not in report.results[1].detail
@@ -388,7 +389,7 @@ def test_secrets_are_redacted_from_failure_texts(env, caplog):
 
 def test_dedupe_key_sends_once_per_window(env, slack, tmp_path):
     env(QRL_ALERT_CHANNELS="slack", QRL_SLACK_WEBHOOK_URL=slack.url(SLACK_PATH))
-    alerts = AlertsResource(default_dedupe_minutes=30)
+    alerts = alerts_resource(settings(), default_dedupe_minutes=30)
     start = dt.datetime(2024, 12, 24, 9, 15, tzinfo=dt.UTC)
     key = "m13-lag:2024-12-24"
     first = alerts.send("WARNING", "M13 lag", "31 min", dedupe_key=key, now=start)
@@ -411,7 +412,7 @@ def test_dedupe_key_sends_once_per_window(env, slack, tmp_path):
 def test_dedupe_does_not_swallow_an_alert_that_reached_no_channel(env, slack, tmp_path):
     env(QRL_ALERT_CHANNELS="slack", QRL_SLACK_WEBHOOK_URL=slack.url(SLACK_PATH))
     slack.always = ScriptedResponse(403, "invalid_token")
-    alerts = AlertsResource(dedupe_state_path=str(tmp_path / "dedupe.json"))
+    alerts = alerts_resource(settings(), dedupe_state_path=str(tmp_path / "dedupe.json"))
     start = dt.datetime(2024, 12, 24, 9, 15, tzinfo=dt.UTC)
     assert not alerts.send("ERROR", "t", "m", dedupe_key="k", now=start).delivered
     slack.always = None
@@ -430,5 +431,5 @@ def test_resource_inside_a_dagster_run(env, slack):
         report = alerts.send("ERROR", "from an asset", "hello", source="noisy")
         assert report.delivered
 
-    assert dg.materialize([noisy], resources={"alerts": AlertsResource()}).success
+    assert dg.materialize([noisy], resources={"alerts": configured_resources()["alerts"]}).success
     assert slack.requests[0].json["text"] == ":x: [ERROR] from an asset: hello"

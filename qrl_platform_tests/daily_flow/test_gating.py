@@ -28,6 +28,7 @@ from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import schema
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.daily_flow.automation_driver import at, launch, requested, tick, unmet
 from qrl_platform_tests.strategies.conftest import synthetic_indicators, write_synthetic_indicators
 
@@ -56,9 +57,8 @@ def day_with_quotes(qrl_home, monkeypatch):
 
 
 def _delete_one_signal() -> None:
-    from qrl_platform.defs.resources import WarehouseResource
 
-    engine = WarehouseResource().get().engine
+    engine = configured_resources()["warehouse"].get().engine
     with engine.begin() as conn:
         victim = conn.execute(
             sa.select(schema.strategy_signals.c.signal_id)

@@ -17,7 +17,8 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from qrl_platform.defs.alerts.sensors import consecutive_failures, job_duration_sensor, run_failure_alert_sensor
 from qrl_platform.defs.job_tags import ESTIMATE_TAG, STAGE_TAG
-from qrl_platform.defs.resources import AlertsResource
+from qrl_platform.defs.resources import alerts_resource
+from qrl_platform.settings import settings
 from qrl_platform_tests.alerts.local_servers import WebhookServer
 
 
@@ -93,7 +94,7 @@ def test_three_consecutive_failures_pause_the_schedule_and_alert_critical(monkey
     with WebhookServer() as slack, dg.instance_for_test() as instance:
         monkeypatch.setenv("QRL_ALERT_CHANNELS", "slack")
         monkeypatch.setenv("QRL_SLACK_WEBHOOK_URL", slack.url("/services/T/B/monitoring"))
-        alerts = AlertsResource(dedupe_state_path=str(tmp_path / "dedupe.json"))
+        alerts = alerts_resource(settings(), dedupe_state_path=str(tmp_path / "dedupe.json"))
         instance.add_instigator_state(_schedule_state(InstigatorStatus.RUNNING))
         job = test_defs.get_job_def("flaky_job")
         for attempt in range(1, 4):
@@ -135,7 +136,7 @@ def test_a_run_over_twice_its_estimate_warns(caplog, monkeypatch):
             dagster_event=record.event_log_entry.dagster_event,
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
-            resources={"alerts": AlertsResource(dedupe_state_path="memory")},
+            resources={"alerts": alerts_resource(settings(), dedupe_state_path="memory")},
         )
         job_duration_sensor(context)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -155,7 +156,7 @@ def test_failures_of_runs_the_automation_launched_for_a_stage_count_for_its_name
 def test_three_consecutive_failures_of_a_stages_automated_runs_pause_its_automation_sensor(tmp_path, monkeypatch):
     monkeypatch.setenv("QRL_ALERT_CHANNELS", "log")
     with dg.instance_for_test() as instance:
-        alerts = AlertsResource(dedupe_state_path=str(tmp_path / "dedupe.json"))
+        alerts = alerts_resource(settings(), dedupe_state_path=str(tmp_path / "dedupe.json"))
         instance.add_instigator_state(_stage_sensor_state(InstigatorStatus.RUNNING))
         for attempt in range(1, 4):
             result = stage_defs.get_job_def("flaky_job").execute_in_process(

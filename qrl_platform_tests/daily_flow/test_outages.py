@@ -23,7 +23,6 @@ from qrl_platform.defs.alerts.sensors import step_error_message
 from qrl_platform.defs.job_tags import STEP_RETRY
 from qrl_platform.defs.market.assets import daily_quotes
 from qrl_platform.defs.notify.assets import m13_notification
-from qrl_platform.defs.resources import EventBusResource, RedisResource, WarehouseResource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS
 from qrl_platform.defs.treasury.assets import QRL_ASSETS
@@ -32,6 +31,7 @@ from qrl_platform.notify.relay import STREAM_KEY
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.treasury.rebalance import REDIS_HISTORY_KEY
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.servers import start_postgres, start_redis
 from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
@@ -188,7 +188,10 @@ def test_postgres_stopped_before_the_m13_publication_is_retried_and_publishes_on
     client.flushall()
     monkeypatch.setenv("QRL_EVENT_BUS", "redis")
     monkeypatch.setenv("QRL_REDIS_URL", f"redis://127.0.0.1:{outage_redis.port}/0")
-    resources = {**RESOURCES, "event_bus": EventBusResource(warehouse=WarehouseResource(), redis=RedisResource())}
+    resources = {
+        **RESOURCES,
+        "event_bus": configured_resources()["event_bus"],
+    }
     with dg.instance_for_test() as instance:
         _prepare_day(instance)
         assert defs.resolve_job_def("strategies_job").execute_in_process(instance=instance, partition_key=DAY).success
@@ -245,7 +248,11 @@ def test_redis_stopped_before_the_plan_write_is_retried_without_duplicate_plans(
     monkeypatch.setenv("QRL_REDIS_URL", url)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushall()
-    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(), "redis": RedisResource()}
+    resources = {
+        **QRL_RESOURCES,
+        "warehouse": configured_resources()["warehouse"],
+        "redis": configured_resources()["redis"],
+    }
     first, second = "2026-11-20-07:30", "2026-11-20-07:45"
     with dg.instance_for_test() as instance:
         job = _job_like("qrl_15min_job", ["qrl_position", "rebalance_plan"], QRL_ASSETS, resources=resources)
@@ -259,7 +266,7 @@ def test_redis_stopped_before_the_plan_write_is_retried_without_duplicate_plans(
     keys = [json.loads(entry)["partition_key"] for entry in client.lrange(REDIS_HISTORY_KEY, 0, -1)]
     client.close()
     assert keys == [second, first]  # the first plan survived the restart; the retried one is there once
-    warehouse = WarehouseResource().get()
+    warehouse = configured_resources()["warehouse"].get()
     plans = warehouse.read_table("rebalance_plans")
     assert sorted(plans["partition_key"].to_list()) == [first, second]
     with capsys.disabled():

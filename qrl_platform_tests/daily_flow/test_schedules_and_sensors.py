@@ -12,7 +12,7 @@ from qrl_platform.defs.daily_flow.conditions import STRATEGIES, STRATEGIES_CONDI
 from qrl_platform.defs.daily_flow.sensors import RETRY_FAILED_STEPS, STAGE_JOBS, stage_sensor_name
 from qrl_platform.defs.job_tags import INDICATORS, STAGE_TAG
 from qrl_platform.defs.partitions import trading_day
-from qrl_platform.defs.resources import MarketSourceResource
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.daily_flow.automation_driver import indicator_check_keys, requested, tick, unmet
 from qrl_platform_tests.test_definitions import SHIPPED_SENSORS
 
@@ -55,7 +55,7 @@ def test_quarter_hour_schedule_and_sensors_are_on_by_default():
 def _evaluate_schedule(name: str, instance, when: dt.datetime, market_source: str = "demo"):
     schedule = defs.get_schedule_def(name)
     repository = defs.get_repository_def()
-    resources = {"market_source": MarketSourceResource(source=market_source)}  # what Definitions binds
+    resources = {"market_source": configured_resources(market_source=market_source)["market_source"]}
     with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, repository_def=repository, resources=resources
     ) as context:

@@ -10,7 +10,6 @@ from polars.testing import assert_frame_equal
 from qrl_platform.calendar import trading_days
 from qrl_platform.defs.evaluation.assets import EVALUATION_ASSETS, factor_ic, factor_report, strategy_backtest
 from qrl_platform.defs.market.assets import daily_quotes
-from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource, WarehouseResource
 from qrl_platform.defs.strategies.assets import strategies, strategy_signals
 from qrl_platform.evaluation.pipeline import (
     FACTOR_IC,
@@ -23,6 +22,7 @@ from qrl_platform.evaluation.pipeline import (
 )
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 START, END = "2024-02-15", "2024-03-29"
@@ -30,7 +30,11 @@ RANGE_START, RANGE_END = "2024-03-18", "2024-03-27"
 
 
 def _resources() -> dict:
-    return {"market_source": MarketSourceResource(), "frames": FrameStoreResource(), "warehouse": WarehouseResource()}
+    return {
+        "market_source": configured_resources()["market_source"],
+        "frames": configured_resources()["frames"],
+        "warehouse": configured_resources()["warehouse"],
+    }
 
 
 def _range(start: str, end: str) -> dict:

@@ -32,7 +32,7 @@ from qrl_platform.defs.gating import (
 )
 from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
 from qrl_platform.defs.partitions import trading_day
-from qrl_platform.defs.resources import MarketSourceResource, WarehouseResource
+from qrl_platform.defs.resources import WarehouseResource
 from qrl_platform.factors import chip, fundamental, quality, registry
 from qrl_platform.factors.compute_range import MissingUpstream
 from qrl_platform.factors.families import TECHNICAL_SLACK_DAYS
@@ -41,6 +41,7 @@ from qrl_platform.market.ingest import ingest_days, store_frame
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
+from qrl_platform_tests.conftest import configured_resources
 
 DAILY_RAW = [daily_quotes, institutional_flows, margin_balances, valuations]
 INDICATORS = [technical_indicators, fundamental_indicators, chip_indicators]
@@ -486,7 +487,7 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
     fundamental_checks = [
         c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}
     ]
-    resources = {**RESOURCES, "market_source": MarketSourceResource(source=source.split()[0])}
+    resources = {**RESOURCES, "market_source": configured_resources(market_source=source.split()[0])["market_source"]}
     result = dg.materialize(
         [fundamental_indicators, *fundamental_checks],
         resources=resources,

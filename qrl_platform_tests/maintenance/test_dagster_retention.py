@@ -10,6 +10,7 @@ import pytest
 
 from qrl_platform.defs.maintenance.dagster_retention import apply_run_retention, dagster_retention_job
 from qrl_platform.maintenance.dagster_retention import RunRetentionPolicy, RunSummary, runs_to_delete
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.maintenance.dagster_runs import backdate_run
 from qrl_platform_tests.servers import local_dagster_home
 
@@ -127,12 +128,16 @@ def test_the_job_deletes_old_finished_runs_with_their_events_and_files_and_keeps
         assert instance.all_logs(run_id) and _files_of(home, run_id)  # events, event file, captured logs
     assert len(instance.fetch_materializations(dg.AssetKey("retention_probe"), limit=10).records) == 5
 
+    # The ages the settings give (14 and 400 days by default), as the code location binds them.
+    resources = {"run_retention": configured_resources()["run_retention"]}
     dry = dagster_retention_job.execute_in_process(
-        instance=instance, run_config={"ops": {"dagster_retention_op": {"config": {"dry_run": True}}}}
+        instance=instance,
+        run_config={"ops": {"dagster_retention_op": {"config": {"dry_run": True}}}},
+        resources=resources,
     )
     assert dry.success and {r.dagster_run.run_id for r in instance.get_run_records()} >= set(ids.values())
 
-    result = dagster_retention_job.execute_in_process(instance=instance)
+    result = dagster_retention_job.execute_in_process(instance=instance, resources=resources)
 
     assert result.success
     remaining = {record.dagster_run.run_id for record in instance.get_run_records()}

@@ -13,6 +13,7 @@ from qrl_platform.market.live import LiveMarketSource, mops
 from qrl_platform.market.live.twse import NotPublishedYet
 from qrl_platform.market.schema import RAW_TABLES, BadMarketData
 from qrl_platform.settings import MOPS_DEFAULT_BASE_URL, MarketSourceSettings, settings
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.market import fake_mops
 from qrl_platform_tests.market.fake_mops import FakeMops
 
@@ -298,10 +299,12 @@ def test_the_revenue_and_financials_assets_ingest_from_mops_in_live_mode(server,
     import qrl_platform
     from qrl_platform.definitions import RESOURCES
     from qrl_platform.defs.market.assets import financials, monthly_revenue
-    from qrl_platform.defs.resources import MarketSourceResource
 
     monkeypatch.setenv("QRL_HTTP_MIN_INTERVAL_SECONDS", "0.01")
-    resources = {**RESOURCES, "market_source": MarketSourceResource(source="live", mops_base_url=server.base_url)}
+    resources = {
+        **RESOURCES,
+        "market_source": configured_resources(market_source="live", mops_base_url=server.base_url)["market_source"],
+    }
     revenue = dg.materialize([monthly_revenue], resources=resources, partition_key=MONTH.isoformat())
     assert revenue.success
     stored = qrl_platform.load("monthly_revenue", MONTH.isoformat())

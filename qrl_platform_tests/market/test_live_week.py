@@ -29,13 +29,13 @@ from qrl_platform.calendar import TAIPEI, previous_trading_days
 from qrl_platform.definitions import defs
 from qrl_platform.defs import clock
 from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
-from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
 from qrl_platform.market import timetable
 from qrl_platform.market.corporate_actions import by_partition
 from qrl_platform.market.ingest import ingest_days
 from qrl_platform.market.live import LiveMarketSource
 from qrl_platform.market.sources import DAILY_TABLES
 from qrl_platform.settings import settings
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.daily_flow.automation_driver import launch, requested
 from qrl_platform_tests.daily_flow.automation_driver import tick as evaluate_automation_tick
 from qrl_platform_tests.market import fake_exchanges as fx
@@ -100,7 +100,7 @@ def week(monkeypatch, qrl_home, tmp_path):
 
 def _ingest_history(exchanges: FakeExchanges) -> None:
     """The year before the simulation, as an earlier backfill would have stored it (no Dagster runs)."""
-    store = FrameStoreResource().get()
+    store = configured_resources()["frames"].get()
     current = settings()
     source = LiveMarketSource(current.market_source_settings(), current.raw_cache_root)
     try:
@@ -120,7 +120,9 @@ def _ingest_history(exchanges: FakeExchanges) -> None:
 
 
 def _tick(instance, runs: list):
-    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources={"market_source": defs.resources["market_source"]}
+    )
     result = defs.get_sensor_def("market_data_available_sensor").evaluate_tick(context)
     for request in result.run_requests:
         job = defs.resolve_job_def(request.job_name)
@@ -136,7 +138,7 @@ def _schedule_tick(instance, name: str, runs: list):
         instance=instance,
         scheduled_execution_time=clock.current_time(),
         repository_def=defs.get_repository_def(),
-        resources={"market_source": MarketSourceResource()},
+        resources={"market_source": configured_resources()["market_source"]},
     )
     result = defs.get_schedule_def(name).evaluate_tick(context)
     for request in result.run_requests or []:

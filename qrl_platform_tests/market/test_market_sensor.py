@@ -33,7 +33,9 @@ def _materialize(instance, asset: str, partition: str) -> None:
 
 def _tick(instance, when: dt.datetime, monkeypatch):
     monkeypatch.setattr(clock, "current_time", lambda: when)
-    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources={"market_source": defs.resources["market_source"]}
+    )
     return defs.get_sensor_def("market_data_available_sensor").evaluate_tick(context)
 
 

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from qrl_platform.defs.resources import EventBusResource
 from qrl_platform.notify.lag import unconsumed_events
 from qrl_platform.notify.outbox import (
     EventBusError,
@@ -29,6 +28,7 @@ from qrl_platform.notify.relay import (
     relay_pending,
 )
 from qrl_platform.warehouse.schema import event_outbox
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.notify.m13_consumer import M13Consumer
 from qrl_platform_tests.servers import free_port
 
@@ -429,21 +429,21 @@ def test_lag_on_an_empty_stream(warehouse, redis_client):
 
 def test_resource_backend_from_environment(warehouse, redis_url, redis_client, monkeypatch):
     monkeypatch.delenv("QRL_EVENT_BUS", raising=False)
-    assert EventBusResource().resolved_backend() == "outbox"
+    assert configured_resources()["event_bus"].resolved_backend() == "outbox"
     monkeypatch.setenv("QRL_EVENT_BUS", "kafka")
     with pytest.raises(
         EventBusError, match=r"unknown event bus backend 'kafka' \(QRL_EVENT_BUS\): choose one of outbox, redis"
     ):
-        EventBusResource().publish_signals_ready(warehouse, "2024-12-24", SUMMARY)
+        configured_resources()["event_bus"].publish_signals_ready(warehouse, "2024-12-24", SUMMARY)
     assert _outbox_rows(warehouse) == []
 
     monkeypatch.setenv("QRL_EVENT_BUS", "redis")
     monkeypatch.delenv("QRL_REDIS_URL", raising=False)
     with pytest.raises(EventBusError, match="QRL_EVENT_BUS=redis but Redis is not configured: set QRL_REDIS_URL"):
-        EventBusResource().publish_signals_ready(warehouse, "2024-12-24", SUMMARY)
+        configured_resources()["event_bus"].publish_signals_ready(warehouse, "2024-12-24", SUMMARY)
 
     monkeypatch.setenv("QRL_REDIS_URL", redis_url)
-    bus = EventBusResource()
+    bus = configured_resources()["event_bus"]
     result = bus.publish_signals_ready(warehouse, "2024-12-24", SUMMARY)
     assert result.backend == "redis" and result.stream_id
     assert redis_client.xlen(STREAM_KEY) == 1
@@ -453,13 +453,13 @@ def test_resource_backend_from_environment(warehouse, redis_url, redis_client, m
 
 def test_resource_outbox_backend_and_explicit_config(warehouse, redis_client, monkeypatch):
     monkeypatch.setenv("QRL_EVENT_BUS", "redis")
-    bus = EventBusResource(backend="outbox")  # explicit config wins over the environment
+    bus = configured_resources(event_bus="outbox")["event_bus"]  # a replaced setting wins over the environment
     result = bus.publish_signals_ready(warehouse, "2024-12-24", SUMMARY, now=AT_1645_TAIPEI)
     assert result.backend == "outbox" and result.stream_id is None
     assert bus.relay(warehouse) == []
     assert [e.where for e in bus.unconsumed(warehouse, now=AT_1645_TAIPEI + dt.timedelta(minutes=31))] == ["outbox"]
     # The transactional form: the caller's connection, relay after the commit.
-    redis_bus = EventBusResource(backend="redis")
+    redis_bus = configured_resources(event_bus="redis")["event_bus"]
     with warehouse.begin() as connection:
         event = redis_bus.record_signals_ready(connection, "2024-12-25", SUMMARY)
     relayed = redis_bus.relay(warehouse, redis_client)

@@ -10,9 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from qrl_platform.defs.notify.assets import m13_notification
-from qrl_platform.defs.resources import AlertsResource, EventBusResource, RedisResource, WarehouseResource
+from qrl_platform.defs.resources import WarehouseResource, alerts_resource
+from qrl_platform.settings import settings
 from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import strategy_executions, strategy_signals
+from qrl_platform_tests.conftest import configured_resources
 
 DAY = dt.date(2024, 12, 24)
 NOW = dt.datetime(2024, 12, 24, 8, 40, tzinfo=dt.UTC)
@@ -49,8 +51,8 @@ def _seed_signals(wh: Warehouse, signals: dict[str, str], strategies=("STG_A", "
 def _resources(url: str, backend: str = "outbox") -> dict:
     return {
         "warehouse": WarehouseResource(url=url),
-        "event_bus": EventBusResource(backend=backend),
-        "redis": RedisResource(),
+        "event_bus": configured_resources(event_bus=backend)["event_bus"],
+        "redis": configured_resources()["redis"],
     }
 
 
@@ -122,7 +124,7 @@ def test_redis_backend_relays_to_the_stream_and_the_lag_sensor_warns(tmp_path, r
     published = dt.datetime.fromtimestamp(int(entries[0][0].split("-")[0]) / 1000, dt.UTC)
     monkeypatch.setattr(sensors, "current_time", lambda: published + dt.timedelta(minutes=31))
     caplog.set_level(logging.INFO, logger="qrl_platform.alerts")
-    resources = {**_resources(url, "redis"), "alerts": AlertsResource(dedupe_state_path="memory")}
+    resources = {**_resources(url, "redis"), "alerts": alerts_resource(settings(), dedupe_state_path="memory")}
     with dg.instance_for_test() as instance:
         # A context manager: the event bus holds nested resources, which Dagster opens in a scope.
         with dg.build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:

@@ -28,6 +28,7 @@ import pytest
 
 from qrl_platform.defs.resources import AlertsResource
 from qrl_platform_tests.alerts.local_servers import SmtpServer, WebhookServer
+from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.reliability.figures import Figures
 from qrl_platform_tests.servers import free_port, stop_process
 from qrl_platform_tests.treasury.fake_mexc import FakeMexc
@@ -228,7 +229,9 @@ def test_no_secret_reaches_logs_metadata_storage_or_the_ui(tmp_path, postgres_ur
 
         # 3. Alerts through Slack, SMTP and SMS from inside a run, with a secret in the message text.
         monkeypatch.setenv("QRL_SECRETS_TEST_MESSAGE", f"could not connect to {warehouse_url}")
-        alert_run = dg.materialize([alerting_asset], resources={"alerts": AlertsResource()}, instance=instance)
+        alert_run = dg.materialize(
+            [alerting_asset], resources={"alerts": configured_resources()["alerts"]}, instance=instance
+        )
         assert alert_run.success
         assert slack.requests and sms.requests and smtp.messages, "every channel should have received the alert"
         assert "[REDACTED]" in slack.requests[0].json["text"]

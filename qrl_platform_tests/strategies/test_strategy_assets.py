@@ -12,23 +12,24 @@ import yaml
 
 from qrl_platform.defs.market.assets import daily_quotes
 from qrl_platform.defs.partitions import trading_day
-from qrl_platform.defs.resources import AlertsResource, FrameStoreResource, MarketSourceResource, WarehouseResource
+from qrl_platform.defs.resources import alerts_resource
 from qrl_platform.defs.strategies.assets import STRATEGY_ASSETS, strategies, strategy_signals, strategy_stats
 from qrl_platform.defs.strategies.checks import STRATEGY_CHECKS, build_strategy_checks
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategies.definition import BUILTIN_DIR
 from qrl_platform.warehouse import Warehouse
+from qrl_platform_tests.conftest import configured_resources
 
 DAYS = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8, 11, 12, 13, 14, 15)]
 
 
 def _resources(**extra) -> dict:
     return {
-        "market_source": MarketSourceResource(),
-        "frames": FrameStoreResource(),
-        "warehouse": WarehouseResource(),
-        "alerts": AlertsResource(dedupe_state_path="memory"),  # log channel only
+        "market_source": configured_resources()["market_source"],
+        "frames": configured_resources()["frames"],
+        "warehouse": configured_resources()["warehouse"],
+        "alerts": alerts_resource(settings(), dedupe_state_path="memory"),  # log channel only
         **extra,
     }
 
@@ -47,7 +48,7 @@ def market(qrl_home, indicator_writer):
 
 
 def _warehouse() -> Warehouse:
-    return WarehouseResource().get()
+    return configured_resources()["warehouse"].get()
 
 
 def _signals_config(**config) -> dict:

@@ -23,6 +23,7 @@ from qrl_platform.defs.treasury.schedules import QRL_SCHEDULES
 from qrl_platform.settings import settings
 from qrl_platform.treasury.rebalance import REDIS_HISTORY_KEY, REDIS_LATEST_KEY
 from qrl_platform.warehouse import Warehouse
+from qrl_platform_tests.conftest import configured_resources
 
 KEY = "2026-11-20-07:45"  # in the past whatever day the tests run
 FAST = {"timeout_seconds": 1.0, "backoff_seconds": 0.01, "max_retries": 1, "min_request_interval_seconds": 0.0}
@@ -78,7 +79,11 @@ def clean_env(monkeypatch):
 
 
 def test_simulated_mode_materialises_with_no_network_and_no_redis(qrl_home, clean_env, no_network):
-    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(), "redis": RedisResource()}
+    resources = {
+        **QRL_RESOURCES,
+        "warehouse": configured_resources()["warehouse"],
+        "redis": configured_resources()["redis"],
+    }
     result = materialize(resources)
     assert result.success
     plan = metadata_of(result, "rebalance_plan")
@@ -105,7 +110,11 @@ def test_simulated_mode_materialises_with_no_network_and_no_redis(qrl_home, clea
 
 
 def test_simulated_mode_with_redis_keeps_one_history_entry_per_partition(qrl_home, clean_env, redis_url):
-    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(), "redis": RedisResource(url=redis_url)}
+    resources = {
+        **QRL_RESOURCES,
+        "warehouse": configured_resources()["warehouse"],
+        "redis": RedisResource(url=redis_url),
+    }
     materialize(resources)
     materialize(resources, key="2026-11-20-08:00")
     result = materialize(resources)  # the older partition again
@@ -125,8 +134,8 @@ def test_simulated_paper_fills_change_the_next_plan(qrl_home, clean_env, monkeyp
     # All QRL, no USDT: whatever the simulated price, the plan SELLs (capped at 100 USDT).
     resources = {
         "mexc": mexc_resource(settings(), min_trade_interval_minutes=0, paper_initial_usdt=0),
-        "warehouse": WarehouseResource(),
-        "redis": RedisResource(),
+        "warehouse": configured_resources()["warehouse"],
+        "redis": configured_resources()["redis"],
     }
     first = metadata_of(materialize(resources, key=key), "rebalance_plan")
     assert (first["action"], first["order_status"], first["qrl_balance"]) == ("SELL", "PLACED", 1000.0)
@@ -161,7 +170,7 @@ def test_live_mode_against_the_fake_server_on_both_warehouses(clean_env, monkeyp
     resources = {
         "mexc": mexc_resource(settings(), **FAST),
         "warehouse": WarehouseResource(url=warehouse_url),
-        "redis": RedisResource(),
+        "redis": configured_resources()["redis"],
     }
     result = materialize(resources, key=key)
     position = metadata_of(result, "qrl_position")
@@ -192,7 +201,11 @@ def test_paper_mode_uses_public_prices_and_paper_balances(clean_env, monkeypatch
     monkeypatch.setenv("QRL_MEXC_MODE", "paper")
     monkeypatch.setenv("QRL_MEXC_BASE_URL", fake.url)
     fake.price = D("0.25")
-    resources = {"mexc": mexc_resource(settings(), **FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
+    resources = {
+        "mexc": mexc_resource(settings(), **FAST),
+        "warehouse": configured_resources()["warehouse"],
+        "redis": configured_resources()["redis"],
+    }
     result = materialize(resources, key=just_finished_quarter_hour(dt.datetime.now(dt.UTC)))
     plan = metadata_of(result, "rebalance_plan")
     assert plan["mode"] == "paper" and plan["price"] == 0.25
@@ -208,7 +221,11 @@ def test_paper_mode_uses_public_prices_and_paper_balances(clean_env, monkeypatch
 def test_live_mode_plan_only_by_default_and_faults_fail_clearly(clean_env, monkeypatch, fake, qrl_home):
     live_env(monkeypatch, fake, execute=False)
     monkeypatch.delenv("QRL_EXECUTE_ORDERS")
-    resources = {"mexc": mexc_resource(settings(), **FAST), "warehouse": WarehouseResource(), "redis": RedisResource()}
+    resources = {
+        "mexc": mexc_resource(settings(), **FAST),
+        "warehouse": configured_resources()["warehouse"],
+        "redis": configured_resources()["redis"],
+    }
     result = materialize(resources)
     assert metadata_of(result, "rebalance_plan")["order_status"] == "NOT_EXECUTED"
     assert fake.orders == {} and fake.test_orders == []
@@ -240,7 +257,11 @@ def test_api_secrets_never_appear_in_logs_events_or_metadata(clean_env, monkeypa
     # The key and secret bound the way a deployment binds secrets in resource config: dg.EnvVar,
     # resolved when each run starts.
     mexc = mexc_resource(settings(), api_key=dg.EnvVar("MEXC_API_KEY"), api_secret=dg.EnvVar("MEXC_API_SECRET"), **FAST)
-    resources = {"mexc": mexc, "warehouse": WarehouseResource(), "redis": RedisResource()}
+    resources = {
+        "mexc": mexc,
+        "warehouse": configured_resources()["warehouse"],
+        "redis": configured_resources()["redis"],
+    }
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(resources, key=key, instance=instance)
         assert result.success and metadata_of(result, "rebalance_plan")["order_status"] == "PLACED"
@@ -291,7 +312,11 @@ def test_definitions_load_with_the_shared_resource_keys():
         asset_checks=QRL_CHECKS,
         jobs=QRL_JOBS,
         schedules=QRL_SCHEDULES,
-        resources={**QRL_RESOURCES, "warehouse": WarehouseResource(), "redis": RedisResource()},
+        resources={
+            **QRL_RESOURCES,
+            "warehouse": configured_resources()["warehouse"],
+            "redis": configured_resources()["redis"],
+        },
     )
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
@@ -356,7 +381,11 @@ def test_position_and_plan_charts_show_the_last_three_days_of_stored_rows(
     from qrl_platform_tests.test_charts import WIDE_PIXELS, png_image
 
     drawn = _spy_on_charts(monkeypatch)
-    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(url=warehouse_url), "redis": RedisResource()}
+    resources = {
+        **QRL_RESOURCES,
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "redis": configured_resources()["redis"],
+    }
     for key in ("2026-11-10-15:00", "2026-11-20-17:00", "2026-11-20-15:00", "2026-11-20-15:15", "2026-11-20-15:30"):
         materialize(resources, key=key)
     assert drawn == {}  # none of those quarter hours ends a Taipei day
@@ -392,7 +421,11 @@ def test_charts_are_attached_once_per_taipei_day_and_other_runs_name_where_they_
     assert latest_charted_quarter_hour(dt.datetime(2026, 11, 20, 15, 45, tzinfo=dt.UTC)) == "2026-11-19-15:45"
 
     drawn = _spy_on_charts(monkeypatch)
-    resources = {**QRL_RESOURCES, "warehouse": WarehouseResource(url=warehouse_url), "redis": RedisResource()}
+    resources = {
+        **QRL_RESOURCES,
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "redis": configured_resources()["redis"],
+    }
     plain = materialize(resources, key="2026-11-21-03:00")
     assert drawn == {}  # not even drawn: the charts cost render time too
     for asset in ("qrl_position", "rebalance_plan"):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from qrl_platform.defs.job_tags import STEP_RETRY, job_tags
+from qrl_platform.defs.resources import RunRetentionResource
 from qrl_platform.maintenance.dagster_retention import (
     FINISHED_STATUSES,
     RetentionResult,
@@ -16,7 +17,6 @@ from qrl_platform.maintenance.dagster_retention import (
     RunSummary,
     runs_to_delete,
 )
-from qrl_platform.settings import settings
 
 # Runs read per storage query: a year of 15-minute runs (35,040) is read in pages of this size.
 PAGE_SIZE = 1000
@@ -24,7 +24,7 @@ _FINISHED = [dg.DagsterRunStatus(status) for status in sorted(FINISHED_STATUSES)
 
 
 class DagsterRetentionConfig(dg.Config):
-    """Days to keep runs; unset means the environment's QRL_DAGSTER_RUNS_*_DAYS (settings.py)."""
+    """Days to keep runs; unset means the run_retention resource's (QRL_DAGSTER_RUNS_*_DAYS)."""
 
     high_frequency_days: int | None = None
     daily_days: int | None = None
@@ -108,11 +108,12 @@ def _remove_run_shard(instance: dg.DagsterInstance, run_id: str) -> None:
 
 
 @dg.op(description="Delete finished Dagster runs past their retention, with their event logs.")
-def dagster_retention_op(context: dg.OpExecutionContext, config: DagsterRetentionConfig) -> dg.Output[None]:
-    current = settings()
+def dagster_retention_op(
+    context: dg.OpExecutionContext, config: DagsterRetentionConfig, run_retention: RunRetentionResource
+) -> dg.Output[None]:
     policy = RunRetentionPolicy(
-        high_frequency_days=config.high_frequency_days or current.dagster_runs_high_frequency_days,
-        daily_days=config.daily_days or current.dagster_runs_daily_days,
+        high_frequency_days=config.high_frequency_days or run_retention.high_frequency_days,
+        daily_days=config.daily_days or run_retention.daily_days,
     )
     result = apply_run_retention(
         context.instance, policy, dt.datetime.now(dt.UTC), dry_run=config.dry_run, log=context.log.info

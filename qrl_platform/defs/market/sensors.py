@@ -34,9 +34,9 @@ from qrl_platform.defs import clock
 from qrl_platform.defs.gating import is_materialized
 from qrl_platform.defs.job_tags import RAW_DAILY
 from qrl_platform.defs.market.jobs import INDICATOR_JOBS, TABLE_JOBS
+from qrl_platform.defs.resources import MarketSourceResource
 from qrl_platform.factors import compute_range as ranges
 from qrl_platform.market import timetable
-from qrl_platform.settings import settings
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -129,11 +129,11 @@ def plan_market_runs(
     "publication timetable says it is out (QRL_PUBLISH_<TABLE>), and computes each indicator asset once its inputs "
     "are stored. Late data is a skip with its reason, never a failed run.",
 )
-def market_data_available_sensor(context: dg.SensorEvaluationContext):
+def market_data_available_sensor(context: dg.SensorEvaluationContext, market_source: MarketSourceResource):
     now = clock.current_time().astimezone(TAIPEI)
     today = now.date()
     status = day_status(today)
-    plan = plan_market_runs(context.instance, now, settings().publication_times())
+    plan = plan_market_runs(context.instance, now, market_source.settings().publication_times)
     if plan.requests:
         return plan.requests
     if not status.is_open and not plan.waiting:

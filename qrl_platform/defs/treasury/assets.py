@@ -50,7 +50,7 @@ def _publisher(redis: RedisResource) -> cycle.RedisPublisher:
         try:
             # An outage raises ServerUnavailable (URL without password), which the job's retry policy
             # retries: the warehouse row is already stored and the re-run replaces, never duplicates.
-            with naming_outages(f"{write.__name__} (Redis write)", redis_url=redis.resolved_url()):
+            with naming_outages(f"{write.__name__} (Redis write)", redis_url=redis.url):
                 return cycle.publish_to(client)(write, payload)
         except redis_lib.RedisError as exc:
             raise dg.Failure(description=f"Redis refused the write ({type(exc).__name__}: {exc})") from exc
