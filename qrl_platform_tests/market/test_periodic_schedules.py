@@ -13,9 +13,9 @@ from qrl_platform.definitions import defs
 from qrl_platform.defs.market.jobs import PERIODIC_JOBS, periodic_jobs
 from qrl_platform.defs.market.schedules import PERIODIC_SCHEDULES, periodic_schedules
 from qrl_platform.defs.partitions import PARTITIONS
-from qrl_platform.defs.resources import MarketSourceResource
 from qrl_platform.market import tables, timetable
 from qrl_platform.market.demo import DemoMarket
+from qrl_platform_tests.conftest import configured_resources
 
 TAIPEI = timetable.TAIPEI
 PERIODIC = [table for table in tables.RAW if table.cadence != "daily"]
@@ -109,7 +109,7 @@ def _fake_definitions() -> tuple[dg.Definitions, dict, list[dg.ScheduleDefinitio
         assets=[_stand_in_asset(fake) for fake in fakes],
         jobs=[jobs[fake.name] for fake in fakes],
         schedules=[schedule for schedule in schedules if schedule.job_name in fake_jobs],
-        resources={"market_source": MarketSourceResource(source="demo")},
+        resources={"market_source": configured_resources(market_source="demo")["market_source"]},
     )
     return built, jobs, schedules
 
@@ -132,7 +132,7 @@ def _tick(built: dg.Definitions, name: str, when: dt.datetime):
             instance=instance,
             scheduled_execution_time=when,
             repository_def=repository,
-            resources={"market_source": MarketSourceResource(source="demo")},
+            resources={"market_source": configured_resources(market_source="demo")["market_source"]},
         ) as context,
     ):
         return repository.get_schedule_def(name).evaluate_tick(context)
