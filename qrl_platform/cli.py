@@ -406,15 +406,15 @@ def materialize_slow_tables(
     provides), and the unpartitioned registries (strategies, factor_metadata). `only_missing`: each
     only when something of it is not stored."""
     from qrl_platform.defs.resources import MarketSourceResource
-    from qrl_platform.storage.frames import FrameStore
+    from qrl_platform.defs.stored import stored_partitions
 
-    store, provided = FrameStore(settings().qrl_home), MarketSourceResource().provided_tables()
+    provided = MarketSourceResource().provided_tables()
     for name, partitions_def, extra_days in _periodic_tables():
         if name not in provided:
             continue
         start, stop = _clamp(partitions_def, first - dt.timedelta(days=extra_days), end)
         keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, stop))
-        if not only_missing or set(keys) - set(store.partitions(name)):
+        if not only_missing or set(keys) - stored_partitions(instance or _instance(), name, keys):
             materialize_range([name], start, stop, instance=instance)
     import qrl_platform
 
@@ -476,29 +476,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return _job("strategy_stats_job", (date, date), {}, "stats")
 
 
-def backfill_plan(start: dt.date, end: dt.date) -> tuple[str, list[str]]:
+def backfill_plan(start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None) -> tuple[str, list[str]]:
     """(history_from, what is missing): the first lookback day the indicators of [start, end] read, and
-    the stored frames the range still lacks (raw lookback and range, indicator partitions)."""
+    the partitions the range still lacks (raw lookback and range, indicator partitions). Stored means
+    materialised in `instance` (default the local one, DAGSTER_HOME; `defs/stored.py`): with
+    QRL_DAGSTER_URL set, that instance must share the deployment's storage for the plan to be right."""
     from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
+    from qrl_platform.defs.stored import stored_partitions
     from qrl_platform.factors import compute_range as ranges
-    from qrl_platform.storage.frames import FrameStore
 
+    instance = instance or _instance()
     days = [d for d in trading_days(start, end)]
     needed = {table: set() for table in RAW_DAILY}
     for asset in INDICATORS:
         for table, history in ranges.history_needed(asset, days).items():
             needed[table].update(history)
     history_from = min((min(h) for h in needed.values() if h), default=start)
-    store = FrameStore(settings().qrl_home)
+    wanted = {table: sorted(needed[table] | set(days)) for table in RAW_DAILY}
+    wanted.update({asset: days for asset in INDICATORS})
     missing = []
-    for table in RAW_DAILY:
-        wanted = sorted(needed[table] | set(days))
-        absent = [d for d in wanted if d.isoformat() not in set(store.partitions(table))]
-        if absent:
-            missing.append(f"{table}: {len(absent)} day(s) ({absent[0]}…{absent[-1]})")
-    for asset in INDICATORS:
-        stored = set(store.partitions(asset))
-        absent = [d for d in days if d.isoformat() not in stored]
+    for asset, asset_days in wanted.items():
+        stored = stored_partitions(instance, asset, [d.isoformat() for d in asset_days])
+        absent = [d for d in asset_days if d.isoformat() not in stored]
         if absent:
             missing.append(f"{asset}: {len(absent)} day(s) ({absent[0]}…{absent[-1]})")
     return history_from.isoformat(), missing

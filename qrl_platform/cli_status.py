@@ -3,8 +3,9 @@
 Raw tables (stored? rows), the indicators (rows, and the blocking checks of the run that last
 materialised the partition: passed, or the failures with the first line of their description), the
 day's signals (count, BUY/SELL/HOLD, strategies), the order module's event (published? relayed? consumed?) and
-the stats. It reads the frames and the warehouse (QRL_HOME, QRL_WAREHOUSE_URL) and the local Dagster
-instance (DAGSTER_HOME) for check results; it does not ask a remote webserver (QRL_DAGSTER_URL).
+the stats. A partition is stored when the local Dagster instance (DAGSTER_HOME) holds a materialisation of it
+(`defs/stored.py`); its rows come from the frames (QRL_HOME), the signals and events from the warehouse
+(QRL_WAREHOUSE_URL), and check results from the same instance; it does not ask a remote webserver (QRL_DAGSTER_URL).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform.calendar import day_status
+from qrl_platform.defs.stored import stored_partitions
 from qrl_platform.factors import families
 from qrl_platform.market import tables
 from qrl_platform.settings import settings
@@ -26,8 +28,11 @@ CHECKS = ("missing_rate", "coverage", "no_infinities", "within_ranges")
 WIDTH = 24
 
 
-def _rows(store: FrameStore, asset: str, day: str) -> str:
-    if day not in store.partitions(asset):
+def _rows(store: FrameStore, instance: dg.DagsterInstance | None, asset: str, day: str) -> str:
+    """Rows of a stored partition; stored means materialised in the Dagster instance (`defs/stored.py`)."""
+    if instance is None:
+        return "stored? no Dagster instance (DAGSTER_HOME unset)"
+    if day not in stored_partitions(instance, asset, [day]):
         return "not stored"
     return f"{store.read(asset, day).height} rows"
 
@@ -102,10 +107,10 @@ def status_lines(day: dt.date, instance: dg.DagsterInstance | None) -> list[str]
     status = day_status(day)
     store = FrameStore(settings().qrl_home)
     lines = [f"{key}: {'trading day' if status.is_open else 'market closed — ' + status.reason}", "raw tables"]
-    lines += [f"  {table:{WIDTH}}{_rows(store, table, key)}" for table in RAW_TABLES]
+    lines += [f"  {table:{WIDTH}}{_rows(store, instance, table, key)}" for table in RAW_TABLES]
     lines.append("indicators")
     for asset in INDICATOR_ASSETS:
-        lines.append(f"  {asset:{WIDTH}}{_rows(store, asset, key)}; {_checks(instance, asset, key)}")
+        lines.append(f"  {asset:{WIDTH}}{_rows(store, instance, asset, key)}; {_checks(instance, asset, key)}")
     lines.append(f"{'signals':{WIDTH + 2}}{_signals(key)}")
     lines.append(f"{'M13 event':{WIDTH + 2}}{_m13(key)}")
     lines.append(f"{'stats':{WIDTH + 2}}{_stats(key)}")
