@@ -37,9 +37,7 @@ class DailyRawConfig(dg.Config):
     not stored yet (the indicators' lookback), each recorded as a materialisation of its own partition."""
 
 
-def _unstored_history(
-    instance: dg.DagsterInstance, table: str, history_from: str, first: dt.date
-) -> list[dt.date]:
+def _unstored_history(instance: dg.DagsterInstance, table: str, history_from: str, first: dt.date) -> list[dt.date]:
     """The trading days from `history_from` up to `first` that have no materialisation of `table` yet."""
     if not history_from:
         return []
