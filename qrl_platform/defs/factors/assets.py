@@ -12,6 +12,7 @@ from qrl_platform import dashboard
 from qrl_platform.defs.gating import latest_materializations
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
+from qrl_platform.defs.stored import stored_partitions
 from qrl_platform.factors import compute_range as ranges
 from qrl_platform.factors import families, quality, registry
 
@@ -140,7 +141,9 @@ def _indicator_asset(family: families.IndicatorFamily) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, frames: FrameStoreResource) -> dg.MaterializeResult:
         dates = partition_dates(context)
-        result = ranges.materialize_range(frames.get(), asset_name, dates)
+        result = ranges.materialize_range(
+            frames.get(), asset_name, dates, lambda table, keys: stored_partitions(context.instance, table, keys)
+        )
         rates = _missing_rates(result)
         for date in dates:
             context.add_asset_metadata(_partition_metadata(result, date, rates), partition_key=date.isoformat())
