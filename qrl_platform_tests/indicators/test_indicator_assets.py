@@ -484,6 +484,7 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(
     result = dg.materialize(
         [fundamental_indicators, *fundamental_checks],
         resources=resources,
+        instance=instance,
         partition_key=HISTORY_END.isoformat(),
         raise_on_error=False,
     )
