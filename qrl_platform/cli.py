@@ -409,12 +409,13 @@ def materialize_slow_tables(
     from qrl_platform.defs.stored import stored_partitions
 
     provided = MarketSourceResource().provided_tables()
+    stored_in = (instance or _instance()) if only_missing else None  # where "stored" is answered
     for name, partitions_def, extra_days in _periodic_tables():
         if name not in provided:
             continue
         start, stop = _clamp(partitions_def, first - dt.timedelta(days=extra_days), end)
         keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, stop))
-        if not only_missing or set(keys) - stored_partitions(instance or _instance(), name, keys):
+        if not only_missing or set(keys) - stored_partitions(stored_in, name, keys):
             materialize_range([name], start, stop, instance=instance)
     import qrl_platform
 
