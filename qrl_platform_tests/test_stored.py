@@ -21,13 +21,8 @@ KEY = DAY.isoformat()
 
 
 @pytest.fixture
-def instance(qrl_home, tmp_path, monkeypatch):
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    monkeypatch.delenv("QRL_DAGSTER_URL", raising=False)
-    return dg.DagsterInstance.get()
+def instance(qrl_home):
+    return dg.DagsterInstance.ephemeral()
 
 
 def _quotes_line(instance) -> str:
