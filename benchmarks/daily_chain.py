@@ -6,6 +6,11 @@
 The ~1-year raw history the indicators need is materialised first (timed separately). Prints the
 wall time of the day's run and of each step, and the ratio to the source document's 5-minute budget
 (its estimate for the strategies alone: JOB-M11-001 budgets 5–10 minutes).
+
+Then the day's strategies stage (`qrl run-all DAY`: strategy_signals and its checks) alternates
+`--repeat` times with a trivial one-asset Dagster run on the same instance, and prints the medians,
+their ratio (the goal is ≤ 2×), and the run's steps and events. The machine is shared: the ratio to a
+trivial run measured in the same process is the figure to compare, not the seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stocks", type=int, default=1800)
     parser.add_argument("--day", default="2024-12-24")
+    parser.add_argument("--repeat", type=int, default=5, help="run-all / trivial-run pairs (0: skip)")
     args = parser.parse_args()
     results: dict[str, float] = {}
     with isolated_home(args.stocks):
@@ -32,17 +38,28 @@ def main() -> None:
         history = previous_trading_days(day, 262)
         with timed("history", results):
             cli.main(["demo", "--days", "1", "--lookback-days", "261", "--end", (history[-2]).isoformat()])
-        chain = ["daily_quotes", "institutional_flows", "margin_balances", "valuations", "technical_indicators",
-                 "fundamental_indicators", "chip_indicators", "strategy_signals", "m13_notification", "strategy_stats"]
+        chain = [
+            "daily_quotes",
+            "institutional_flows",
+            "margin_balances",
+            "valuations",
+            "technical_indicators",
+            "fundamental_indicators",
+            "chip_indicators",
+            "strategy_signals",
+            "m13_notification",
+            "strategy_stats",
+        ]
         with timed("day", results):
             result = cli.materialize_range(chain, day.isoformat(), day.isoformat(), instance=instance)
         steps = {}
-        for event in result.all_events:
+        for event in result.result.all_events:
             if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 steps[event.step_key] = event.event_specific_data.duration_ms / 1000
         from qrl_platform import load
 
         signals = load("strategy_signals", day).height
+        run_all = one_day_against_trivial(instance, day.isoformat(), args.repeat) if args.repeat else None
     own, children = peak_rss_mib()
     print(f"stocks: {args.stocks}; history set-up (raw year + chain for the previous day): {results['history']:.1f} s")
     print(f"one trading day {day} end to end, one run: {results['day']:.1f} s wall; {signals:,} signals stored")
@@ -50,6 +67,44 @@ def main() -> None:
         print(f"  {step:<32} {seconds:6.2f} s")
     print(f"ratio to the source's 5-minute budget: {results['day'] / 300:.3f}")
     print(f"peak memory: {max(own, children):.0f} MiB")
+    if run_all:
+        ratios = ", ".join(f"{r:.1f}" for r in run_all["ratios"])
+        print(
+            f"qrl run-all {day} (median of {args.repeat}): {run_all['day']:.2f} s, {run_all['steps']} steps, "
+            f"{run_all['events']} events; trivial one-asset run {run_all['trivial']:.2f} s, {run_all['trivial_events']} "
+            f"events; day / trivial run = {run_all['day'] / run_all['trivial']:.2f}x (pairwise: {ratios})"
+        )
+
+
+def one_day_against_trivial(instance, day: str, repeat: int) -> dict:
+    """`qrl run-all DAY` alternating with the trivial run, `repeat` times each, on `instance`."""
+    import contextlib
+    import io
+    import statistics
+    import time
+
+    import year  # benchmarks/ is on sys.path as the script's folder
+
+    from qrl_platform import cli
+
+    days, trivials = [], []
+    for _ in range(repeat):
+        tick = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli.main(["run-all", day]) == 0
+        days.append(time.perf_counter() - tick)
+        trivials.append(year.trivial_run_seconds(instance, repeat=1))
+    run = instance.get_run_records(limit=2)[1].dagster_run  # the last run-all (the newest is the trivial run)
+    logs = instance.all_logs(run.run_id)
+    steps = {e.step_key for e in logs if e.is_dagster_event and e.step_key}
+    return {
+        "day": statistics.median(days),
+        "trivial": statistics.median(trivials),
+        "ratios": [d / t for d, t in zip(days, trivials, strict=True)],
+        "steps": len(steps),
+        "events": len(logs),
+        "trivial_events": year.TRIVIAL_EVENTS,
+    }
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ The market schedule asks `run_in_flight_or_done` so that 16:00 never launches a 
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -51,15 +51,15 @@ class _Evaluation:
     evaluation: dg.AssetCheckEvaluation
 
 
-def _evaluations_in_run(instance: dg.DagsterInstance, run_id: str, asset: str) -> list[_Evaluation]:
-    """The check evaluations of `asset` logged in run `run_id`, oldest first ("" = runless events)."""
+def _evaluations_in_run(instance: dg.DagsterInstance, run_id: str) -> dict[dg.AssetKey, list[_Evaluation]]:
+    """The check evaluations logged in run `run_id` per asset, oldest first ("" = runless events)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    found = []
+    found: dict[dg.AssetKey, list[_Evaluation]] = {}
     for record in records:
         event = record.event_log_entry.dagster_event
         evaluation = event.event_specific_data if event is not None else None
-        if isinstance(evaluation, dg.AssetCheckEvaluation) and evaluation.asset_key == dg.AssetKey(asset):
-            found.append(_Evaluation(record.timestamp, run_id, evaluation))
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            found.setdefault(evaluation.asset_key, []).append(_Evaluation(record.timestamp, run_id, evaluation))
     return found
 
 
@@ -92,11 +92,13 @@ def _covers(run: dg.DagsterRun, partition: str) -> bool:
     return bool(start and end and start <= partition <= end)
 
 
-def _later_runs(instance: dg.DagsterInstance, since: float) -> list[dg.DagsterRun]:
+def _later_runs(instance: dg.DagsterInstance, since: float) -> list[dg.RunRecord]:
     """Runs created after `since`: the ones that may have re-evaluated the checks (e.g. run alone)."""
-    after = dt.datetime.fromtimestamp(since, tz=dt.UTC)
-    records = instance.get_run_records(filters=dg.RunsFilter(created_after=after), limit=MAX_LATER_RUNS)
-    return [record.dagster_run for record in records]
+    return list(instance.get_run_records(filters=dg.RunsFilter(created_after=_utc(since)), limit=MAX_LATER_RUNS))
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 
 
 def blocking_check_statuses(
@@ -106,50 +108,77 @@ def blocking_check_statuses(
     per check, the latest evaluation made after it — in the run that materialised it or in a later run
     of the checks for that partition. An evaluation without a partition (a single-run backfill) counts
     for every day of its run. Each run's events are read once, also for a long backfill."""
+    return blocking_check_statuses_of_assets(instance, {asset: check_names}, partitions)[asset]
+
+
+def blocking_check_statuses_of_assets(
+    instance: dg.DagsterInstance, check_names: Mapping[str, Sequence[str]], partitions: Sequence[str]
+) -> dict[str, dict[str, CheckStatus]]:
+    """asset -> partition -> `CheckStatus`, by the rule of `blocking_check_statuses`, for several assets
+    (`check_names`: asset -> its blocking checks). Each run's check evaluations and the list of later
+    runs are read once for all the assets: the daily flow materialises the indicator assets of a day
+    in one run."""
     wanted = list(dict.fromkeys(partitions))
-    materializations = latest_materializations(instance, asset, wanted)
-    later_runs = _later_runs(instance, min(r.timestamp for r in materializations.values())) if materializations else []
-    events: dict[str, list[_Evaluation]] = {}
-
-    def evaluations(run_id: str) -> list[_Evaluation]:
-        if run_id not in events:
-            events[run_id] = _evaluations_in_run(instance, run_id, asset)
-        return events[run_id]
-
-    statuses = {}
-    for partition in wanted:
-        record = materializations.get(partition)
-        if record is None:
-            statuses[partition] = CheckStatus()
-            continue
-        run_ids = [record.run_id] + [
-            r.run_id for r in later_runs if r.run_id != record.run_id and _covers(r, partition)
+    materializations = {asset: latest_materializations(instance, asset, wanted) for asset in check_names}
+    timestamps = [record.timestamp for found in materializations.values() for record in found.values()]
+    later_run_records = _later_runs(instance, min(timestamps)) if timestamps else []
+    later_runs = {}  # asset -> the runs created after its earliest wanted materialisation
+    for asset, found in materializations.items():
+        since = _utc(min(record.timestamp for record in found.values())) if found else None
+        later_runs[asset] = [
+            r.dagster_run for r in later_run_records if since is not None and r.create_timestamp > since
         ]
-        latest: dict[str, _Evaluation] = {}
-        for run_id in run_ids:
-            for found in evaluations(run_id):
-                evaluation = found.evaluation
-                if (
-                    evaluation.check_name in check_names
-                    and evaluation.partition in (None, partition)
-                    and found.timestamp >= record.timestamp
-                    and (
-                        evaluation.check_name not in latest
-                        or found.timestamp >= latest[evaluation.check_name].timestamp
-                    )
-                ):
-                    latest[evaluation.check_name] = found
-        failures, unchecked = [], []
-        for name in check_names:
-            found = latest.get(name)
-            if found is None:
-                unchecked.append(f"{asset}:{name}")
-            elif not found.evaluation.passed and found.evaluation.severity == dg.AssetCheckSeverity.ERROR:
-                description = found.evaluation.description
-                detail = f" — {description[:300]}" if description else ""
-                failures.append(f"{asset}:{name} failed (run {found.run_id[:8] or 'runless'}){detail}")
-        statuses[partition] = CheckStatus(failures, unchecked, record.run_id, materialized=True)
-    return statuses
+    events: dict[str, dict[dg.AssetKey, list[_Evaluation]]] = {}
+
+    def evaluations(run_id: str, asset: str) -> list[_Evaluation]:
+        if run_id not in events:
+            events[run_id] = _evaluations_in_run(instance, run_id)
+        return events[run_id].get(dg.AssetKey(asset), [])
+
+    return {
+        asset: {
+            partition: _partition_status(
+                asset, partition, materializations[asset].get(partition), names, later_runs[asset], evaluations
+            )
+            for partition in wanted
+        }
+        for asset, names in check_names.items()
+    }
+
+
+def _partition_status(
+    asset: str,
+    partition: str,
+    record: dg.EventLogRecord | None,
+    check_names: Sequence[str],
+    later_runs: list[dg.DagsterRun],
+    evaluations: Callable[[str, str], list[_Evaluation]],
+) -> CheckStatus:
+    """The status of one partition whose latest materialisation is `record` (None: never materialised)."""
+    if record is None:
+        return CheckStatus()
+    run_ids = [record.run_id] + [r.run_id for r in later_runs if r.run_id != record.run_id and _covers(r, partition)]
+    latest: dict[str, _Evaluation] = {}
+    for run_id in run_ids:
+        for found in evaluations(run_id, asset):
+            evaluation = found.evaluation
+            if (
+                evaluation.check_name in check_names
+                and evaluation.partition in (None, partition)
+                and found.timestamp >= record.timestamp
+                and (evaluation.check_name not in latest or found.timestamp >= latest[evaluation.check_name].timestamp)
+            ):
+                latest[evaluation.check_name] = found
+    failures, unchecked = [], []
+    for name in check_names:
+        found = latest.get(name)
+        if found is None:
+            unchecked.append(f"{asset}:{name}")
+        elif not found.evaluation.passed and found.evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            description = found.evaluation.description
+            detail = f" — {description[:300]}" if description else ""
+            failures.append(f"{asset}:{name} failed (run {found.run_id[:8] or 'runless'}){detail}")
+    return CheckStatus(failures, unchecked, record.run_id, materialized=True)
 
 
 def blocking_check_status(

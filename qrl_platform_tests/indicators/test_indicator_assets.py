@@ -24,7 +24,12 @@ from qrl_platform.defs.factors.assets import (
 from qrl_platform.defs.factors.checks import INDICATOR_CHECKS
 from qrl_platform.defs.factors.jobs import refresh_factor_metadata_job
 from qrl_platform.defs.factors.schedules import INDICATOR_SCHEDULES
-from qrl_platform.defs.gating import blocking_check_status, blocking_check_statuses, check_names_of
+from qrl_platform.defs.gating import (
+    blocking_check_status,
+    blocking_check_statuses,
+    blocking_check_statuses_of_assets,
+    check_names_of,
+)
 from qrl_platform.defs.market.assets import daily_quotes, institutional_flows, margin_balances, valuations
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import MarketSourceResource, WarehouseResource
@@ -107,7 +112,7 @@ def _keys(reads: list[tuple[str, str]], asset: str) -> list[str]:
     return [key for name, key in reads if name == asset]
 
 
-def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home, instance):
+def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home, instance, monkeypatch):
     result = dg.materialize(
         [*DAILY_RAW, *INDICATORS, *INDICATOR_CHECKS], resources=RESOURCES, instance=instance, tags=_range_tags(*RANGE)
     )
@@ -178,6 +183,22 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home, i
         status = blocking_check_status(instance, "chip_indicators", day.isoformat(), names)
         assert status.materialized and status.failures == [] and status.unchecked == []
         assert status.run_id == result.run_id
+    # strategy_signals' gate judges the three assets together: the same statuses as asset by asset, from
+    # one read of the run's check evaluations.
+    days = [d.isoformat() for d in [*open_days, dt.date.fromisoformat(CLOSED)]]
+    per_asset = {
+        name: blocking_check_statuses(instance, name, days, check_names_of(INDICATOR_CHECKS, name)) for name in NAMES
+    }
+    reads = []
+    read_run = instance.get_records_for_run
+    monkeypatch.setattr(
+        instance, "get_records_for_run", lambda run_id, **kw: reads.append(run_id) or read_run(run_id, **kw)
+    )
+    together = blocking_check_statuses_of_assets(
+        instance, {n: check_names_of(INDICATOR_CHECKS, n) for n in NAMES}, days
+    )
+    assert together == per_asset
+    assert reads == [result.run_id]
 
 
 def test_single_day_run_reads_only_its_lookback_window(indicator_home, instance, reads):

@@ -44,7 +44,12 @@ def step_asset(name: str, pool: str, other: str, mode: str, shared: Path) -> dg.
         else:
 
             def other_is_queued_on_the_pool() -> bool:
-                return context.instance.event_log_storage.get_concurrency_info(pool).pending_step_count >= 1
+                # Any step of another run registered on the pool: when both ask at the same moment Dagster
+                # *assigns* both (each saw a free slot) and the slot rows let only one claim it, so the
+                # waiting one is listed as assigned, not as pending (`pending_step_count` counts only
+                # unassigned steps). This step holds the pool's one slot, so that step cannot be running.
+                info = context.instance.event_log_storage.get_concurrency_info(pool)
+                return any(step.run_id != context.run_id for step in info.pending_steps)
 
             saw = _wait_for(other_is_queued_on_the_pool) and not other_started()
         (shared / f"{name}.json").write_text(json.dumps({"start": begin, "end": time.monotonic(), "saw": saw}))

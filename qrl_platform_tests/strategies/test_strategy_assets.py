@@ -99,6 +99,13 @@ def test_backfill_then_rerun_one_day(market):
     per_day = warehouse.read_table("strategy_executions").group_by("execution_date").len().sort("execution_date")
     assert per_day["len"].to_list() == [10, 20, 10]
     assert _checks(again)["signals_match_executions"].passed
+    # The three checks are one step of the run, beside the asset's own, with their own severities.
+    assert {e.step_key for e in again.all_events if e.step_key} == {"strategy_signals", "strategy_signals_checks"}
+    assert {(name, e.blocking, e.severity) for name, e in _checks(again).items()} == {
+        ("signals_match_executions", True, dg.AssetCheckSeverity.ERROR),
+        ("signals_not_all_zero", False, dg.AssetCheckSeverity.WARN),
+        ("strategy_failure_rate", False, dg.AssetCheckSeverity.ERROR),
+    }
 
 
 def test_stats_after_signals_have_a_hit_rate_once_horizons_elapse(market):

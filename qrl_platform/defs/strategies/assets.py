@@ -15,7 +15,7 @@ from pydantic import Field
 
 from qrl_platform import dashboard
 from qrl_platform.defs.daily_flow.conditions import STATS_CONDITION, STRATEGIES_CONDITION
-from qrl_platform.defs.gating import blocking_check_statuses, check_names_of
+from qrl_platform.defs.gating import blocking_check_statuses_of_assets, check_names_of
 from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
@@ -165,9 +165,9 @@ def indicator_check_status(
 
     failures: list[str] = []
     unchecked: list[str] = []
-    for asset in assets:
-        names = check_names_of(INDICATOR_CHECKS, asset)
-        for date, status in blocking_check_statuses(instance, asset, dates, names).items():
+    names = {asset: check_names_of(INDICATOR_CHECKS, asset) for asset in assets}
+    for asset, statuses in blocking_check_statuses_of_assets(instance, names, dates).items():
+        for date, status in statuses.items():
             failures += [f"{date} {failure}" for failure in status.failures]
             if not status.materialized or status.unchecked:
                 unchecked.append(f"{asset} {date}")

@@ -11,6 +11,9 @@
 
 Each alert has a dedupe key per day, so re-evaluating a day does not alert twice.
 
+The three are one step (`strategy_signals_checks`, a multi-asset check): one read of the day's
+executions, and a daily run two steps and their events shorter than with a step per check.
+
 The checks read the latest execution per (strategy, date): re-running a day adds executions and
 supersedes the older ones, whose signals were replaced.
 """
@@ -167,71 +170,62 @@ def _send_alert(context, alerts, alert, dedupe_prefix: str) -> None:
         context.log.error(f"{dedupe_prefix} alert could not be sent: {exc}")
 
 
+CONSISTENCY_DESCRIPTION = "Seed §6.2: each current execution's signals_generated equals its rows in strategy_signals."
+ZERO_SIGNALS_DESCRIPTION = "WARN and a WARNING alert when every strategy produced zero BUY/SELL signals on a day."
+FAILURE_RATE_DESCRIPTION = "ERROR and an immediate ERROR alert when more than 30 % of strategies failed."
+STRATEGY_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        "signals_match_executions", asset=strategy_signals, blocking=True, description=CONSISTENCY_DESCRIPTION
+    ),
+    dg.AssetCheckSpec("signals_not_all_zero", asset=strategy_signals, description=ZERO_SIGNALS_DESCRIPTION),
+    dg.AssetCheckSpec("strategy_failure_rate", asset=strategy_signals, description=FAILURE_RATE_DESCRIPTION),
+]
+
+
+def evaluate_strategy_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, alerts):
+    """The three check results (and their alerts) from one read of the days' current executions."""
+    executions = latest_executions(warehouse.get(), _check_dates(context, warehouse))
+    rates = failure_rates(executions)
+    _send_alert(context, alerts, zero_signal_alert(executions, context.run.run_id), "m11-zero-signals")
+    _send_alert(context, alerts, failure_alert(rates, context.run.run_id), "m11-failure-rate")
+    results = {
+        "signals_match_executions": consistency_result(executions),
+        "signals_not_all_zero": zero_signal_result(executions),
+        "strategy_failure_rate": failure_rate_result(rates),
+    }
+    for name, result in results.items():
+        yield dg.AssetCheckResult(
+            asset_key=strategy_signals.key,
+            check_name=name,
+            passed=result.passed,
+            severity=result.severity,
+            metadata=result.metadata,
+            description=result.description,
+        )
+
+
 def build_strategy_checks(alerts_resource_key: str | None = ALERTS_RESOURCE_KEY) -> list[dg.AssetChecksDefinition]:
-    """The three checks. With an alerts resource key (default "alerts", the `AlertsResource`) the
-    failure-rate check alerts above 30 % and the zero-signal check when a day has no BUY/SELL; with
-    None they only log (for Definitions without alerts)."""
-
-    @dg.asset_check(
-        asset=strategy_signals,
-        blocking=True,
-        description="Seed §6.2: each current execution's signals_generated equals its rows in strategy_signals.",
-    )
-    def signals_match_executions(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        return consistency_result(latest_executions(warehouse.get(), _check_dates(context, warehouse)))
-
-    def evaluate_zero_signals(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
-        executions = latest_executions(warehouse.get(), _check_dates(context, warehouse), count_stored=False)
-        _send_alert(context, alerts, zero_signal_alert(executions, context.run.run_id), "m11-zero-signals")
-        return zero_signal_result(executions)
-
-    def evaluate_failure_rate(context, warehouse: WarehouseResource, alerts) -> dg.AssetCheckResult:
-        rates = failure_rates(latest_executions(warehouse.get(), _check_dates(context, warehouse), count_stored=False))
-        _send_alert(context, alerts, failure_alert(rates, context.run.run_id), "m11-failure-rate")
-        return failure_rate_result(rates)
-
-    zero_description = "WARN and a WARNING alert when every strategy produced zero BUY/SELL signals on a day."
-    failure_rate_description = "ERROR and an immediate ERROR alert when more than 30 % of strategies failed."
+    """The three checks as one step (one op: a run of the daily flow has two steps fewer and their
+    events). With an alerts resource key (default "alerts", the `AlertsResource`) the failure-rate
+    check alerts above 30 % and the zero-signal check when a day has no BUY/SELL; with None they only
+    log (for Definitions without alerts)."""
     if alerts_resource_key:
         # Dagster resources are either all declared by key or all passed as arguments, not mixed.
-        @dg.asset_check(
-            asset=strategy_signals,
-            name="signals_not_all_zero",
-            description=zero_description,
+        @dg.multi_asset_check(
+            specs=STRATEGY_CHECK_SPECS,
+            name="strategy_signals_checks",
             required_resource_keys={"warehouse", alerts_resource_key},
         )
-        def signals_not_all_zero(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            return evaluate_zero_signals(
-                context, context.resources.warehouse, getattr(context.resources, alerts_resource_key)
-            )
-
-        @dg.asset_check(
-            asset=strategy_signals,
-            name="strategy_failure_rate",
-            description=failure_rate_description,
-            required_resource_keys={"warehouse", alerts_resource_key},
-        )
-        def strategy_failure_rate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            return evaluate_failure_rate(
-                context, context.resources.warehouse, getattr(context.resources, alerts_resource_key)
-            )
+        def strategy_signals_checks(context: dg.AssetCheckExecutionContext):
+            alerts = getattr(context.resources, alerts_resource_key)
+            yield from evaluate_strategy_checks(context, context.resources.warehouse, alerts)
     else:
 
-        @dg.asset_check(asset=strategy_signals, name="signals_not_all_zero", description=zero_description)
-        def signals_not_all_zero(
-            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-        ) -> dg.AssetCheckResult:
-            return evaluate_zero_signals(context, warehouse, None)
+        @dg.multi_asset_check(specs=STRATEGY_CHECK_SPECS, name="strategy_signals_checks")
+        def strategy_signals_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+            yield from evaluate_strategy_checks(context, warehouse, None)
 
-        @dg.asset_check(asset=strategy_signals, name="strategy_failure_rate", description=failure_rate_description)
-        def strategy_failure_rate(
-            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-        ) -> dg.AssetCheckResult:
-            return evaluate_failure_rate(context, warehouse, None)
-
-    return [signals_match_executions, signals_not_all_zero, strategy_failure_rate]
+    return [strategy_signals_checks]
 
 
 STRATEGY_CHECKS = build_strategy_checks()
