@@ -96,9 +96,16 @@ class _Reader:
         stored = self.stored(table, keys + [d.isoformat() for d in required])
         absent_required = [d.isoformat() for d in required if d.isoformat() not in stored]
         if absent_required:
+            unrecorded = [k for k in absent_required if self.store.exists(table, k)]
             raise MissingUpstream(
                 f"{self.asset}: upstream {table} partition(s) {', '.join(absent_required[:5])}"
                 f"{' …' if len(absent_required) > 5 else ''} not materialised; materialise {table} for those days first"
+                + (
+                    f" ({len(unrecorded)} have a frame file that no materialisation records: not stored until"
+                    " one is reported or the day is re-ingested)"
+                    if unrecorded
+                    else ""
+                )
             )
         self.missing[table] = [k for k in keys if k not in stored]
         started = time.perf_counter()
