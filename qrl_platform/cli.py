@@ -6,7 +6,12 @@ Where the run goes:
   (with `Authorization: Bearer $QRL_DAGSTER_TOKEN` when a token is set, for the authenticating proxy
   in front of it), so it passes the run queue, its tag limits and the run launcher, and shows in that
   UI; the CLI follows it to the end, prints the run id and final status and exits non-zero on failure.
-* otherwise: executed in this process on the local instance (DAGSTER_HOME), visible in the local UI.
+* otherwise: executed in this process on the local instance, visible in the local UI: DAGSTER_HOME's,
+  or when that is unset the persistent instance under QRL_HOME/dagster (where `scripts/demo` puts the
+  instance its UI reads), so one command sees what the previous one materialised.
+
+Whether a partition is stored is answered by the same place the runs go (`defs/stored.py`): the
+deployment's webserver with QRL_DAGSTER_URL set, else the local instance.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import datetime as dt
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -52,12 +58,46 @@ def latest_closed_trading_day(now: dt.datetime | None = None) -> dt.date:
     return day
 
 
+# The repository's local instance configuration, which `scripts/demo` also copies into the home it uses.
+LOCAL_INSTANCE_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+
 def _instance() -> dg.DagsterInstance:
-    try:
+    """The local instance: DAGSTER_HOME's when set, else the one under QRL_HOME/dagster. Never a
+    temporary one: what a command materialised must count as stored for the next command (a second
+    `qrl backfill` would otherwise plan everything again) and show in the UI of that home."""
+    config = settings()
+    if config.dagster_home:
         return dg.DagsterInstance.get()
-    except dg.DagsterInvariantViolationError:
-        print("DAGSTER_HOME is not set: runs go to a temporary instance and will not show in the UI", file=sys.stderr)
-        return dg.DagsterInstance.ephemeral()
+    if "://" in config.qrl_home:
+        raise SystemExit(
+            "DAGSTER_HOME is not set and QRL_HOME is an object-store URL, where Dagster's SQLite instance "
+            "cannot live: set DAGSTER_HOME to the instance the runs are recorded in"
+        )
+    return dg.DagsterInstance.local_temp(str(local_dagster_home(Path(config.qrl_home))))
+
+
+def local_dagster_home(qrl_home: Path) -> Path:
+    """QRL_HOME/dagster, created as `scripts/demo` creates it: the repository's dagster.yaml with the
+    storage under that directory (an existing dagster.yaml is kept)."""
+    home = qrl_home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() and LOCAL_INSTANCE_YAML.exists():
+        storage = f"base_dir: {home / 'storage'}"
+        config.write_text(LOCAL_INSTANCE_YAML.read_text().replace("base_dir: .qrl/dagster_storage", storage))
+    return home
+
+
+def where_stored(instance: dg.DagsterInstance | None = None):
+    """(asset, keys or None) -> the stored keys among them, asked where the runs go: the deployment's
+    webserver with QRL_DAGSTER_URL set, else `instance` (default the local one). See `defs/stored.py`."""
+    from qrl_platform.defs.stored import stored_partitions, stored_partitions_on_webserver
+
+    if settings().dagster_url:
+        return lambda asset, keys: stored_partitions_on_webserver(graphql, asset, keys)
+    local = instance or _instance()
+    return lambda asset, keys: stored_partitions(local, asset, keys)
 
 
 @dataclass
@@ -409,16 +449,15 @@ def materialize_slow_tables(
     provides), and the unpartitioned registries (strategies, factor_metadata). `only_missing`: each
     only when something of it is not stored."""
     from qrl_platform.defs.resources import shared_resources
-    from qrl_platform.storage.frames import FrameStore
 
-    current = settings()
-    store, provided = FrameStore(current.qrl_home), shared_resources(current)["market_source"].provided_tables()
+    provided = shared_resources(settings())["market_source"].provided_tables()
+    stored = where_stored(instance) if only_missing else None
     for name, partitions_def, extra_days in _periodic_tables():
         if name not in provided:
             continue
         start, stop = _clamp(partitions_def, first - dt.timedelta(days=extra_days), end)
         keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, stop))
-        if not only_missing or set(keys) - set(store.partitions(name)):
+        if not only_missing or set(keys) - stored(name, keys):
             materialize_range([name], start, stop, instance=instance)
     import qrl_platform
 
@@ -480,29 +519,27 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return _job("strategy_stats_job", (date, date), {}, "stats")
 
 
-def backfill_plan(start: dt.date, end: dt.date) -> tuple[str, list[str]]:
+def backfill_plan(start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None) -> tuple[str, list[str]]:
     """(history_from, what is missing): the first lookback day the indicators of [start, end] read, and
-    the stored frames the range still lacks (raw lookback and range, indicator partitions)."""
+    the partitions the range still lacks (raw lookback and range, indicator partitions). Stored means
+    materialised where the runs go (`where_stored`): the deployment with QRL_DAGSTER_URL set, else
+    `instance` (default the local one)."""
     from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
     from qrl_platform.factors import compute_range as ranges
-    from qrl_platform.storage.frames import FrameStore
 
+    stored_keys = where_stored(instance)
     days = [d for d in trading_days(start, end)]
     needed = {table: set() for table in RAW_DAILY}
     for asset in INDICATORS:
         for table, history in ranges.history_needed(asset, days).items():
             needed[table].update(history)
     history_from = min((min(h) for h in needed.values() if h), default=start)
-    store = FrameStore(settings().qrl_home)
+    wanted = {table: sorted(needed[table] | set(days)) for table in RAW_DAILY}
+    wanted.update({asset: days for asset in INDICATORS})
     missing = []
-    for table in RAW_DAILY:
-        wanted = sorted(needed[table] | set(days))
-        absent = [d for d in wanted if d.isoformat() not in set(store.partitions(table))]
-        if absent:
-            missing.append(f"{table}: {len(absent)} day(s) ({absent[0]}…{absent[-1]})")
-    for asset in INDICATORS:
-        stored = set(store.partitions(asset))
-        absent = [d for d in days if d.isoformat() not in stored]
+    for asset, asset_days in wanted.items():
+        stored = stored_keys(asset, [d.isoformat() for d in asset_days])
+        absent = [d for d in asset_days if d.isoformat() not in stored]
         if absent:
             missing.append(f"{asset}: {len(absent)} day(s) ({absent[0]}…{absent[-1]})")
     return history_from.isoformat(), missing
@@ -577,13 +614,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     from qrl_platform.cli_status import status_lines
 
     day = parse_date(args.date, field="date")
-    if settings().dagster_url:
-        print("status reads the local instance (DAGSTER_HOME) and QRL_HOME, not QRL_DAGSTER_URL", file=sys.stderr)
-    try:
-        instance = dg.DagsterInstance.get()
-    except dg.DagsterInvariantViolationError:
-        instance = None
-    print("\n".join(status_lines(day, instance)))
+    config = settings()
+    if not config.dagster_url:
+        print("\n".join(status_lines(day, _instance())))
+        return 0
+    # What is stored is the deployment's answer; check results are read from a local instance only
+    # when DAGSTER_HOME names one (in production, the deployment's own storage).
+    print("status: stored partitions from QRL_DAGSTER_URL, check results from DAGSTER_HOME", file=sys.stderr)
+    instance = dg.DagsterInstance.get() if config.dagster_home else None
+    print("\n".join(status_lines(day, instance, where_stored())))
     return 0
 
 

@@ -1,10 +1,13 @@
-"""`qrl status DATE`: one screen on a trading day's stages, from the local instance and QRL_HOME.
+"""`qrl status DATE`: one screen on a trading day's stages, from Dagster's event log and QRL_HOME.
 
 Raw tables (stored? rows), the indicators (rows, and the blocking checks of the run that last
 materialised the partition: passed, or the failures with the first line of their description), the
 day's signals (count, BUY/SELL/HOLD, strategies), the order module's event (published? relayed? consumed?) and
-the stats. It reads the frames and the warehouse (QRL_HOME, QRL_WAREHOUSE_URL) and the local Dagster
-instance (DAGSTER_HOME) for check results; it does not ask a remote webserver (QRL_DAGSTER_URL).
+the stats. A partition is stored when Dagster's event log holds a materialisation of it
+(`defs/stored.py`), asked where the CLI's runs go: the local instance, or the deployment's webserver
+with QRL_DAGSTER_URL set. A frame file that no materialisation records shows as not stored, and says
+so. Rows come from the frames (QRL_HOME), the signals and events from the warehouse
+(QRL_WAREHOUSE_URL), and check results from the local instance.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import dagster as dg
 import polars as pl
 
 from qrl_platform.calendar import day_status
+from qrl_platform.defs.stored import stored_partitions
 from qrl_platform.factors import families
+from qrl_platform.factors.compute_range import StoredKeys
 from qrl_platform.market import tables
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
@@ -24,11 +29,18 @@ RAW_TABLES = tables.names(cadence="daily")  # the raw tables partitioned by trad
 INDICATOR_ASSETS = families.ASSETS
 CHECKS = ("missing_rate", "coverage", "no_infinities", "within_ranges")
 WIDTH = 24
+UNRECORDED_FILE = (
+    "not stored: its frame file is there, but no materialisation records it "
+    "(report one or re-ingest the day; docs/architecture.md, Where data lives)"
+)
 
 
-def _rows(store: FrameStore, asset: str, day: str) -> str:
-    if day not in store.partitions(asset):
-        return "not stored"
+def _rows(store: FrameStore, stored: StoredKeys | None, asset: str, day: str) -> str:
+    """Rows of a stored partition; stored means materialised (`defs/stored.py`), whatever files exist."""
+    if stored is None:
+        return "stored? no Dagster instance (DAGSTER_HOME unset)"
+    if day not in stored(asset, [day]):
+        return UNRECORDED_FILE if store.exists(asset, day) else "not stored"
     return f"{store.read(asset, day).height} rows"
 
 
@@ -96,16 +108,19 @@ def _stats(day: str) -> str:
     return f"{stats.height} rows, {stats['strategy_id'].n_unique()} strategies"
 
 
-def status_lines(day: dt.date, instance: dg.DagsterInstance | None) -> list[str]:
-    """The screen of `qrl status` for `day`, line by line."""
+def status_lines(day: dt.date, instance: dg.DagsterInstance | None, stored: StoredKeys | None = None) -> list[str]:
+    """The screen of `qrl status` for `day`, line by line. `stored` answers which partitions are stored
+    (default: materialised in `instance`); check results come from `instance`."""
+    if stored is None and instance is not None:
+        stored = lambda asset, keys: stored_partitions(instance, asset, keys)  # noqa: E731
     key = day.isoformat()
     status = day_status(day)
     store = FrameStore(settings().qrl_home)
     lines = [f"{key}: {'trading day' if status.is_open else 'market closed — ' + status.reason}", "raw tables"]
-    lines += [f"  {table:{WIDTH}}{_rows(store, table, key)}" for table in RAW_TABLES]
+    lines += [f"  {table:{WIDTH}}{_rows(store, stored, table, key)}" for table in RAW_TABLES]
     lines.append("indicators")
     for asset in INDICATOR_ASSETS:
-        lines.append(f"  {asset:{WIDTH}}{_rows(store, asset, key)}; {_checks(instance, asset, key)}")
+        lines.append(f"  {asset:{WIDTH}}{_rows(store, stored, asset, key)}; {_checks(instance, asset, key)}")
     lines.append(f"{'signals':{WIDTH + 2}}{_signals(key)}")
     lines.append(f"{'M13 event':{WIDTH + 2}}{_m13(key)}")
     lines.append(f"{'stats':{WIDTH + 2}}{_stats(key)}")

@@ -132,6 +132,8 @@ class Settings(_PublicationTimes):
     # The `qrl` CLI: submit runs to this deployed Dagster webserver (GraphQL) instead of the local instance;
     # the token is sent as `Authorization: Bearer …` to the authenticating proxy in front of it.
     dagster_url: str = _env("QRL_DAGSTER_URL", "")
+    # Dagster's own variable for the local instance; the CLI uses QRL_HOME/dagster when it is unset.
+    dagster_home: str = _env("DAGSTER_HOME", "")
     dagster_token: SecretStr = _secret("QRL_DAGSTER_TOKEN")
     # Set by CI systems (GitHub Actions, GitLab, …): progress stays at one line per stage.
     in_ci: bool = _env("CI", False)

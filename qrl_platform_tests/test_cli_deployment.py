@@ -2,6 +2,7 @@
 that wants the bearer token) and follows them: they land in the webserver's instance, with the job,
 partition and tags the command implies, and the exit code follows the run's final status."""
 
+import datetime as dt
 import http.server
 import threading
 import urllib.error
@@ -124,6 +125,17 @@ def test_commands_run_on_the_deployment_and_exit_with_its_status(deployment, cap
     assert ranged.job_name == "daily_market_job"
     assert (ranged.tags[cli.RANGE_START], ranged.tags[cli.RANGE_END]) == ("2024-10-28", "2024-10-29")
     assert set(remote.get_materialized_partitions(dg.AssetKey("daily_quotes"))) == {"2024-10-28", "2024-10-29"}
+
+    # What is stored is the deployment's answer (its event log, through the webserver), not the empty
+    # local instance's: the backfill plan lacks only the lookback, and status shows the day's rows.
+    _, missing = cli.backfill_plan(dt.date(2024, 10, 28), dt.date(2024, 10, 29))
+    [quotes] = [m for m in missing if m.startswith("daily_quotes:")]
+    assert quotes.endswith("…2024-10-25)")
+    capsys.readouterr()
+    assert cli.main(["status", "2024-10-29"]) == 0
+    status = capsys.readouterr()
+    assert "  daily_quotes            60 rows" in status.out.splitlines()
+    assert "stored partitions from QRL_DAGSTER_URL" in status.err
 
     assert len(remote.get_runs()) == 4
     assert local.get_runs() == []  # nothing ran in-process

@@ -12,6 +12,9 @@ This is what makes a one-day run cheap and a one-year backfill a single pass:
   closed day.
 
 Plain functions over a FrameStore, so a notebook or the CLI computes exactly what the assets store.
+Which partitions count as stored is the wiring's answer (Dagster's materialisations, `defs/stored.py`),
+handed in as a plain function `stored_keys(table, keys)`; without one (a notebook with no Dagster
+instance) the partitions the FrameStore holds count.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from qrl_platform.storage.frames import FrameStore
 
 KEYS = ("stock_id", "trade_date")
 
+# (table, the keys asked about or None for all) -> the stored keys among them
+StoredKeys = Callable[[str, "list[str] | None"], set[str]]
 
 
 class MissingUpstream(RuntimeError):
@@ -75,31 +80,36 @@ def empty_frame(factor_ids: list[str]) -> pl.DataFrame:
 class _Reader:
     """Reads raw partitions for one range and remembers what it read (for metadata and tests)."""
 
-    def __init__(self, store: FrameStore, asset: str):
+    def __init__(self, store: FrameStore, asset: str, stored_keys: StoredKeys | None = None):
         self.store, self.asset = store, asset
+        self.stored_keys = stored_keys or (lambda table, keys: files_stored(store, table, keys))
         self.history: dict[str, tuple[str, str, int]] = {}
         self.missing: dict[str, list[str]] = {}
         self.seconds = 0.0
-        self._stored: dict[str, set[str]] = {}
 
-    def stored(self, table: str) -> set[str]:
-        if table not in self._stored:
-            self._stored[table] = set(self.store.partitions(table))
-        return self._stored[table]
+    def stored(self, table: str, keys: list[str] | None = None) -> set[str]:
+        return self.stored_keys(table, keys)
 
     def daily(self, table: str, days: list[dt.date], required: list[dt.date], columns: list[str]) -> pl.DataFrame:
         """`days` of a daily table; each of `required` must be stored, the rest is lookback (may be absent)."""
         keys = [d.isoformat() for d in days]
-        stored = self.stored(table)
+        stored = self.stored(table, keys + [d.isoformat() for d in required])
         absent_required = [d.isoformat() for d in required if d.isoformat() not in stored]
         if absent_required:
+            unrecorded = [k for k in absent_required if self.store.exists(table, k)]
             raise MissingUpstream(
                 f"{self.asset}: upstream {table} partition(s) {', '.join(absent_required[:5])}"
                 f"{' …' if len(absent_required) > 5 else ''} not materialised; materialise {table} for those days first"
+                + (
+                    f" ({len(unrecorded)} have a frame file that no materialisation records: not stored until"
+                    " one is reported or the day is re-ingested)"
+                    if unrecorded
+                    else ""
+                )
             )
         self.missing[table] = [k for k in keys if k not in stored]
         started = time.perf_counter()
-        frame = self.store.read_many(table, keys, columns=columns)
+        frame = self.store.read_many(table, [k for k in keys if k in stored], columns=columns)
         self.seconds += time.perf_counter() - started
         if keys:
             self.history[table] = (keys[0], keys[-1], len(keys) - len(self.missing[table]))
@@ -107,9 +117,9 @@ class _Reader:
 
     def periodic(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         started = time.perf_counter()
-        frame = self.store.read_range(table, start.isoformat(), end.isoformat())
+        keys = sorted(k for k in self.stored(table) if start.isoformat() <= k[:10] <= end.isoformat())
+        frame = self.store.read_many(table, keys)
         self.seconds += time.perf_counter() - started
-        keys = [k for k in self.stored(table) if start.isoformat() <= k <= end.isoformat()]
         self.history[table] = (start.isoformat(), end.isoformat(), len(keys))
         return frame
 
@@ -166,7 +176,7 @@ def missing_history(
     `stored` (table -> stored keys) saves listing the store again when asking day by day."""
     missing = {}
     for table, days in history_needed(asset, dates).items():
-        keys = stored[table] if stored is not None and table in stored else set(store.partitions(table))
+        keys = stored[table] if stored is not None and table in stored else files_stored(store, table)
         absent = [d for d in days if d.isoformat() not in keys]
         if absent:
             missing[table] = absent
@@ -338,20 +348,32 @@ COMPUTE: dict[str, Callable[[_Reader, list[dt.date]], tuple[pl.DataFrame, pl.Dat
     "chip_indicators": _chip,
 }
 if set(COMPUTE) != set(families.ASSETS):
-    raise RuntimeError(f"indicator families without maths, or maths without a family: {set(COMPUTE) ^ set(families.ASSETS)}")
+    raise RuntimeError(
+        f"indicator families without maths, or maths without a family: {set(COMPUTE) ^ set(families.ASSETS)}"
+    )
 
 
 # ---------------------------------------------------------------- public
-def compute_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeResult:
+def files_stored(store: FrameStore, table: str, keys: list[str] | None = None) -> set[str]:
+    """The partitions of `table` whose frame file the store holds (among `keys` if given): what counts
+    as stored when no Dagster instance is at hand."""
+    held = set(store.partitions(table))
+    return held if keys is None else held & set(keys)
+
+
+def compute_range(
+    store: FrameStore, asset: str, dates: list[dt.date], stored_keys: StoredKeys | None = None
+) -> RangeResult:
     """Compute `asset` ("technical_indicators" | "fundamental_indicators" | "chip_indicators") for
-    `dates` (any set of partition dates) in one pass; nothing is written."""
+    `dates` (any set of partition dates) in one pass; nothing is written. `stored_keys` answers which
+    partitions are stored (default: the store's files)."""
     if asset not in COMPUTE:
         raise KeyError(f"unknown indicator asset {asset!r}; known: {sorted(COMPUTE)}")
     compute = COMPUTE[asset]
     factors = families.BY_ASSET[asset].factors
     ids = [f.factor_id for f in factors]
     dates = sorted(set(dates))
-    reader = _Reader(store, asset)
+    reader = _Reader(store, asset, stored_keys)
     started = time.perf_counter()
     if any(day_status(d).is_open for d in dates):
         quotes, computed = compute(reader, dates)
@@ -403,7 +425,9 @@ def write_range(store: FrameStore, result: RangeResult) -> None:
         store.write(result.asset, date.isoformat(), frame)
 
 
-def materialize_range(store: FrameStore, asset: str, dates: list[dt.date]) -> RangeResult:
-    result = compute_range(store, asset, dates)
+def materialize_range(
+    store: FrameStore, asset: str, dates: list[dt.date], stored_keys: StoredKeys | None = None
+) -> RangeResult:
+    result = compute_range(store, asset, dates, stored_keys)
     write_range(store, result)
     return result

@@ -42,6 +42,7 @@ from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse, schema
 from qrl_platform_tests.conftest import configured_resources
+from qrl_platform_tests.stored_frames import report_home
 
 DAILY_RAW = [daily_quotes, institutional_flows, margin_balances, valuations]
 INDICATORS = [technical_indicators, fundamental_indicators, chip_indicators]
@@ -87,6 +88,14 @@ def indicator_home(qrl_home, raw_history):
 
 
 @pytest.fixture
+def instance(indicator_home):
+    """An instance in which the copied raw history counts as stored (materialised)."""
+    ephemeral = dg.DagsterInstance.ephemeral()
+    report_home(ephemeral, indicator_home)
+    return ephemeral
+
+
+@pytest.fixture
 def reads(monkeypatch):
     """Every partition file FrameStore reads, as (asset, key) in order."""
     seen: list[tuple[str, str]] = []
@@ -104,8 +113,7 @@ def _keys(reads: list[tuple[str, str]], asset: str) -> list[str]:
     return [key for name, key in reads if name == asset]
 
 
-def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home, monkeypatch):
-    instance = dg.DagsterInstance.ephemeral()
+def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home, instance, monkeypatch):
     result = dg.materialize(
         [*DAILY_RAW, *INDICATORS, *INDICATOR_CHECKS], resources=RESOURCES, instance=instance, tags=_range_tags(*RANGE)
     )
@@ -194,11 +202,11 @@ def test_raw_and_indicators_for_a_range_materialise_in_one_run(indicator_home, m
     assert reads == [result.run_id]
 
 
-def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
+def test_single_day_run_reads_only_its_lookback_window(indicator_home, instance, reads):
     day = HISTORY_END
     stored_days = len(FrameStore(settings().qrl_home).partitions("daily_quotes"))
 
-    dg.materialize([technical_indicators], resources=RESOURCES, partition_key=day.isoformat())
+    dg.materialize([technical_indicators], resources=RESOURCES, instance=instance, partition_key=day.isoformat())
     window = [
         d.isoformat() for d in previous_trading_days(day, registry.module_lookback("M07") + 1 + TECHNICAL_SLACK_DAYS)
     ]
@@ -207,7 +215,7 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     assert {asset for asset, _ in reads} == {"daily_quotes"}
 
     reads.clear()
-    dg.materialize([fundamental_indicators], resources=RESOURCES, partition_key=day.isoformat())
+    dg.materialize([fundamental_indicators], resources=RESOURCES, instance=instance, partition_key=day.isoformat())
     assert _keys(reads, "daily_quotes") == [day.isoformat()]
     assert _keys(reads, "valuations") == [day.isoformat()]
     windows = fundamental.history_window(day, day)
@@ -220,7 +228,7 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     assert _keys(reads, "financials")[0] == "2023-01-01"  # 7 quarters before 2024Q4
 
     reads.clear()
-    dg.materialize([chip_indicators], resources=RESOURCES, partition_key=day.isoformat())
+    dg.materialize([chip_indicators], resources=RESOURCES, instance=instance, partition_key=day.isoformat())
     window = [d.isoformat() for d in previous_trading_days(day, chip.LOOKBACK + 1)]
     for table in ("daily_quotes", "institutional_flows"):
         assert _keys(reads, table) == window
@@ -230,11 +238,11 @@ def test_single_day_run_reads_only_its_lookback_window(indicator_home, reads):
     assert _keys(reads, "shareholding_distribution") == [k for k in stored if first <= k <= last]
 
 
-def test_a_one_day_run_gives_the_same_values_as_the_range_run(indicator_home):
-    dg.materialize([*DAILY_RAW, *INDICATORS], resources=RESOURCES, tags=_range_tags(*RANGE))
+def test_a_one_day_run_gives_the_same_values_as_the_range_run(indicator_home, instance):
+    dg.materialize([*DAILY_RAW, *INDICATORS], resources=RESOURCES, instance=instance, tags=_range_tags(*RANGE))
     day = "2024-11-05"
     from_range = {name: qrl_platform.load(name, day) for name in NAMES}
-    dg.materialize(INDICATORS, resources=RESOURCES, partition_key=day)
+    dg.materialize(INDICATORS, resources=RESOURCES, instance=instance, partition_key=day)
     for name in ("fundamental_indicators", "chip_indicators"):
         assert qrl_platform.load(name, day).equals(from_range[name]), name
     # Technical: recursive indicators (EMA, Wilder RSI/ATR, MACD, KD) forget their seed after ~250 bars, to a
@@ -248,7 +256,7 @@ def test_a_one_day_run_gives_the_same_values_as_the_range_run(indicator_home):
         assert a.drop_nulls().to_list() == pytest.approx(b.drop_nulls().to_list(), rel=1e-6, abs=1e-5), factor
 
 
-def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indicator_home, monkeypatch):
+def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indicator_home, instance, monkeypatch):
     real = registry.factors
 
     def strict(module=None):  # pretend margin utilisation may not exceed 1 %
@@ -266,6 +274,7 @@ def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indi
     result = dg.materialize(
         [chip_indicators, *chip_checks, strategy_probe],
         resources=RESOURCES,
+        instance=instance,
         partition_key=HISTORY_END.isoformat(),
         raise_on_error=False,
     )
@@ -282,7 +291,7 @@ def test_failed_blocking_check_names_factor_and_stocks_and_stops_downstream(indi
     assert evaluations["missing_rate"].passed and evaluations["coverage"].passed
 
 
-def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
+def test_a_range_run_fails_only_the_bad_day(indicator_home, instance, monkeypatch):
     """One bad partition in a backfill: that day's check fails, naming factor and stocks; the others pass."""
     bad_day = dt.date(2024, 10, 23)
     real = quality.evaluate
@@ -295,7 +304,6 @@ def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
 
     monkeypatch.setattr(quality, "evaluate", with_a_broken_day)
     checks = [c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}]
-    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [fundamental_indicators, *checks],
         resources=RESOURCES,
@@ -325,14 +333,17 @@ def test_a_range_run_fails_only_the_bad_day(indicator_home, monkeypatch):
     )
 
 
-def test_checks_run_on_their_own_judge_the_run_partitions_or_the_latest_day(indicator_home):
-    dg.materialize([fundamental_indicators], resources=RESOURCES, tags=_range_tags("2024-10-23", "2024-10-25"))
+def test_checks_run_on_their_own_judge_the_run_partitions_or_the_latest_day(indicator_home, instance):
+    dg.materialize(
+        [fundamental_indicators], resources=RESOURCES, instance=instance, tags=_range_tags("2024-10-23", "2024-10-25")
+    )
     checks = [c for c in INDICATOR_CHECKS if "fundamental_indicators" in {k.asset_key.path[-1] for k in c.check_keys}]
     only_checks = dg.AssetSelection.checks(*checks)
     ranged = dg.materialize(
         [fundamental_indicators, *checks],
         selection=only_checks,
         resources=RESOURCES,
+        instance=instance,
         tags=_range_tags("2024-10-23", "2024-10-25"),
     )
     assert not ranged.asset_materializations_for_node("fundamental_indicators")
@@ -341,14 +352,18 @@ def test_checks_run_on_their_own_judge_the_run_partitions_or_the_latest_day(indi
     assert {(e.metadata["first_day"].value, e.metadata["last_day"].value) for e in judged} == {
         ("2024-10-23", "2024-10-25")
     }
-    latest = dg.materialize([fundamental_indicators, *checks], selection=only_checks, resources=RESOURCES)
+    latest = dg.materialize(
+        [fundamental_indicators, *checks], selection=only_checks, resources=RESOURCES, instance=instance
+    )
     evaluations = latest.get_asset_check_evaluations()
     # The day's evaluations, and the run's result of each check (no partition), all passed.
     assert {e.partition for e in evaluations} == {"2024-10-25", None} and all(e.passed for e in evaluations)
 
 
-def test_a_closed_day_on_its_own_materialises_empty_with_market_closed(indicator_home, reads):
-    result = dg.materialize(INDICATORS, resources=RESOURCES, partition_key="2024-02-08")  # Lunar New Year
+def test_a_closed_day_on_its_own_materialises_empty_with_market_closed(indicator_home, instance, reads):
+    result = dg.materialize(
+        INDICATORS, resources=RESOURCES, instance=instance, partition_key="2024-02-08"
+    )  # Lunar New Year
     for name in NAMES:
         [event] = result.asset_materializations_for_node(name)
         assert event.metadata["market_closed"].value is True
@@ -359,12 +374,12 @@ def test_a_closed_day_on_its_own_materialises_empty_with_market_closed(indicator
     assert reads == []  # a closed day reads no raw history at all
 
 
-def test_missing_upstream_partition_fails_naming_table_and_date(indicator_home):
+def test_missing_upstream_partition_fails_naming_table_and_date(indicator_home, instance):
     # A Failure the step retry policy does not retry: only materialising the upstream day helps.
     with pytest.raises(
         dg.Failure, match=r"technical_indicators: upstream daily_quotes partition\(s\) 2024-11-12 not materialised"
     ) as failure:
-        dg.materialize([technical_indicators], resources=RESOURCES, partition_key="2024-11-12")
+        dg.materialize([technical_indicators], resources=RESOURCES, instance=instance, partition_key="2024-11-12")
     assert failure.value.allow_retries is False and isinstance(failure.value.__cause__, MissingUpstream)
 
 
@@ -473,7 +488,9 @@ def test_stored_obv_is_talib_obv_over_the_trailing_window():
 
 
 @pytest.mark.parametrize("source", ["demo", "live", "live without MOPS"])
-def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(indicator_home, source, monkeypatch):
+def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(
+    indicator_home, instance, source, monkeypatch
+):
     """Without revenue and financials stored, their factors are empty. The demo and live sources both
     provide those tables (live through MOPS), so that is a failed missing_rate check; a source that does
     not provide them (here: live with MOPS taken out) has them left out of the judgement and named, and
@@ -491,6 +508,7 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
     result = dg.materialize(
         [fundamental_indicators, *fundamental_checks],
         resources=resources,
+        instance=instance,
         partition_key=HISTORY_END.isoformat(),
         raise_on_error=False,
     )
@@ -508,11 +526,10 @@ def test_factors_on_tables_the_source_cannot_provide_are_reported_not_judged(ind
         assert "Not judged" in missing.description and "pe" not in left_out
 
 
-def test_missing_rate_heatmap_on_the_last_day_uses_rates_earlier_runs_recorded(indicator_home, monkeypatch):
+def test_missing_rate_heatmap_on_the_last_day_uses_rates_earlier_runs_recorded(indicator_home, instance, monkeypatch):
     from qrl_platform import dashboard
     from qrl_platform_tests.test_charts import png_image
 
-    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [*DAILY_RAW, technical_indicators], resources=RESOURCES, instance=instance, tags=_range_tags(*RANGE)
     )

@@ -12,6 +12,7 @@ from qrl_platform import dashboard
 from qrl_platform.defs.gating import latest_materializations
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
+from qrl_platform.defs.stored import stored_partitions
 from qrl_platform.factors import compute_range as ranges
 from qrl_platform.factors import families, quality, registry
 
@@ -141,7 +142,9 @@ def _indicator_asset(family: families.IndicatorFamily) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, frames: FrameStoreResource) -> dg.MaterializeResult:
         dates = partition_dates(context)
         try:
-            result = ranges.materialize_range(frames.get(), asset_name, dates)
+            result = ranges.materialize_range(
+                frames.get(), asset_name, dates, lambda table, keys: stored_partitions(context.instance, table, keys)
+            )
         except ranges.MissingUpstream as missing:
             # Retrying cannot help (only materialising the upstream days does): fail now, not after the
             # step retry policy's 20 + 40 + 80 s of waits, as the strategies do for missing indicators.

@@ -31,6 +31,7 @@ import polars as pl
 from qrl_platform.calendar import day_status, parse_date
 from qrl_platform.defs.partitions import trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
+from qrl_platform.defs.stored import stored_by_table, stored_partitions
 from qrl_platform.factors import compute_range, families, quality, registry
 from qrl_platform.storage.frames import FrameStore
 
@@ -99,7 +100,7 @@ def daily_reports(
     return reports
 
 
-def _dates_to_check(context: dg.AssetCheckExecutionContext, store: FrameStore, asset: str) -> list[dt.date]:
+def _dates_to_check(context: dg.AssetCheckExecutionContext, asset: str) -> list[dt.date]:
     """Every partition of the run; for a run of the checks alone, the partition(s) in the run's tags."""
     run = context.op_execution_context
     tags = context.run.tags
@@ -113,13 +114,13 @@ def _dates_to_check(context: dg.AssetCheckExecutionContext, store: FrameStore, a
             else:
                 keys = [tags["dagster/partition"]]
         return sorted(parse_date(k, field="partition") for k in keys)
-    stored = store.partitions(asset)  # no partition at all: judge the latest stored day
+    stored = sorted(stored_partitions(context.instance, asset))  # no partition at all: judge the latest stored day
     return [parse_date(stored[-1], field="partition")] if stored else []
 
 
-def _unmaterialised_quotes(store: FrameStore, dates: list[dt.date]) -> set[dt.date]:
+def _unmaterialised_quotes(instance: dg.DagsterInstance, dates: list[dt.date]) -> set[dt.date]:
     """Open days whose daily_quotes was never stored: no universe to judge against, which is a failure."""
-    stored = set(store.partitions("daily_quotes"))
+    stored = stored_partitions(instance, "daily_quotes", [d.isoformat() for d in dates])
     return {d for d in dates if day_status(d).is_open and d.isoformat() not in stored}
 
 
@@ -244,11 +245,11 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
             c for c in CHECK_RULES if dg.AssetCheckKey(dg.AssetKey(asset), c) in context.selected_asset_check_keys
         ]
         store = frames.get()
-        dates = _dates_to_check(context, store, asset)
+        dates = _dates_to_check(context, asset)
         factors, left_out = judged_factors(asset, market_source.provided_tables())
         if left_out:
             context.log.info(f"{asset}: not judged, their raw tables are not provided by the source: {left_out}")
-        no_quotes = _unmaterialised_quotes(store, dates)
+        no_quotes = _unmaterialised_quotes(context.instance, dates)
         frame, quotes = load_for_quality(store, asset, dates)  # read once, judged once over the whole range
         overall = quality.evaluate(frame, quotes, factors, dates=dates)
         if len(dates) > 1 and not no_quotes and not any(overall.failures(CHECK_RULES[c]) for c in selected):
@@ -257,7 +258,7 @@ def _quality_checks(asset: str) -> dg.AssetChecksDefinition:
             context.log.info(f"{asset}: quality checked on {len(dates)} partitions, all passed")
             return
         reports = daily_reports(frame, quotes, factors, dates, overall)
-        stored = {table: set(store.partitions(table)) for table in compute_range.DAILY_INPUTS[asset]}
+        stored = stored_by_table(context.instance, compute_range.DAILY_INPUTS[asset])
         failed, failing_checks = 0, set()
         for date in dates:
             cause = ""

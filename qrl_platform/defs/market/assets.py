@@ -10,6 +10,7 @@ from qrl_platform import progress
 from qrl_platform.calendar import parse_date
 from qrl_platform.defs.partitions import PARTITIONS, partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
+from qrl_platform.defs.stored import stored_partitions
 from qrl_platform.market import tables
 from qrl_platform.market.adjustment import adjustment_factors
 from qrl_platform.market.corporate_actions import by_partition
@@ -36,12 +37,13 @@ class DailyRawConfig(dg.Config):
     not stored yet (the indicators' lookback), each recorded as a materialisation of its own partition."""
 
 
-def _unstored_history(store, table: str, history_from: str, first: dt.date) -> list[dt.date]:
+def _unstored_history(instance: dg.DagsterInstance, table: str, history_from: str, first: dt.date) -> list[dt.date]:
+    """The trading days from `history_from` up to `first` that have no materialisation of `table` yet."""
     if not history_from:
         return []
     start = parse_date(history_from, field="history_from")
-    stored = set(store.partitions(table))
     keys = [k for k in trading_day.get_partition_keys() if start.isoformat() <= k < first.isoformat()]
+    stored = stored_partitions(instance, table, keys)
     return [parse_date(k, field="partition") for k in keys if k not in stored]
 
 
@@ -103,7 +105,7 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
     ):
         dates = partition_dates(context)
         source, store = market_source.get(), frames.get()
-        history = _unstored_history(store, table, config.history_from, dates[0])
+        history = _unstored_history(context.instance, table, config.history_from, dates[0])
         if history:
             with progress.stage(f"{table} lookback {history[0]}..{history[-1]}", len(history)) as stage:
                 filled = ingest_days(source, store, table, history, log=context.log, on_day=stage.advance)
@@ -154,7 +156,7 @@ def corporate_actions(
     source, store = market_source.get(), frames.get()
     if "corporate_actions" not in source.provides:
         raise NotImplementedError(f"corporate_actions: the {source.name} market source does not provide this table")
-    days = _unstored_history(store, "corporate_actions", config.history_from, dates[0]) + dates
+    days = _unstored_history(context.instance, "corporate_actions", config.history_from, dates[0]) + dates
     try:
         events = source.corporate_actions(days[0], days[-1])
     except NotPublishedYet as late:
