@@ -209,6 +209,8 @@ class TreeMemory:
         self.pid, self.interval = pid, interval
         self.peaks: dict[int, tuple[float, str, float]] = {}  # pid -> (VmHWM MiB, what it is, seconds in)
         self.tree_peak = 0.0
+        self.tree_peak_parts: list[tuple[float, str]] = []  # (RSS MiB, what) of each process at the tree's peak
+        self.timeline: list[tuple[float, float]] = []  # (epoch seconds, the tree's RSS MiB) per sample
         self._start = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -224,6 +226,7 @@ class TreeMemory:
             except psutil.NoSuchProcess:
                 return
             total = 0.0
+            parts: list[tuple[float, str]] = []
             started = [process for process in processes if _parent(process) == self.pid]  # the command
             command = _cmdline(started[0]) if started else None
             for process in processes:
@@ -234,10 +237,13 @@ class TreeMemory:
                     continue
                 total += current
                 known = self.peaks.get(process.pid)
+                what = known[1] if known else _describe(process)
+                parts.append((current, what))
                 if known is None or high > known[0]:
-                    what = known[1] if known else _describe(process)
                     self.peaks[process.pid] = (high, what, time.perf_counter() - self._start)
-            self.tree_peak = max(self.tree_peak, total)
+            self.timeline.append((time.time(), total))
+            if total > self.tree_peak:
+                self.tree_peak, self.tree_peak_parts = total, sorted(parts, reverse=True)
 
     def stop(self) -> None:
         self._stop.set()
@@ -357,6 +363,7 @@ def step_seconds(instance) -> dict[str, list[float]]:
                     label = "raw history (261 days, 4 tables)"
                 else:
                     label = "slower-cadence + metadata"
+                STEP_WINDOWS.append((label, begun.get(key, record.timestamp), record.timestamp))
                 total = steps.setdefault(label, [0.0, 0.0, 0])
                 total[0] += event.event_specific_data.duration_ms / 1000
                 total[1] += work.get(key, float("nan"))
@@ -365,6 +372,20 @@ def step_seconds(instance) -> dict[str, list[float]]:
 
 
 SIGNAL_SPLIT: dict[str, float] = {}  # strategy_signals' own account: evaluation vs write seconds (overlapped)
+STEP_WINDOWS: list[tuple[str, float, float]] = []  # (step label, start, end) in epoch seconds, every run's steps
+
+
+def memory_by_step(memory: TreeMemory, windows: list[tuple[str, float, float]]) -> dict[str, float]:
+    """The largest sampled RSS of the whole process tree while each step ran (steps of one label merged);
+    samples outside every step count as '(between steps: start, imports, run set-up)'."""
+    peaks: dict[str, float] = {}
+    for at, total in memory.timeline:
+        labels = [label for label, start, end in windows if start <= at <= end] or [
+            "(between steps: start, imports, run set-up)"
+        ]
+        for label in labels:
+            peaks[label] = max(peaks.get(label, 0.0), total)
+    return peaks
 
 
 def year(backend: str, args, server, hashes_in: dict | None) -> dict:
@@ -386,7 +407,9 @@ def year(backend: str, args, server, hashes_in: dict | None) -> dict:
             scratch = f"sqlite:///{root / 'floor.sqlite'}"
         wall, peak, memory = run_child(["backfill", START, END, "--whole-chain"])
         instance = dg.DagsterInstance.get()
+        STEP_WINDOWS.clear()
         steps = step_seconds(instance)
+        step_memory = memory_by_step(memory, STEP_WINDOWS)
         trivial = trivial_run_seconds(instance)
         per_event = trivial / TRIVIAL_EVENTS
         write_floor, signals = bulk_write_floor(url, scratch)
@@ -403,6 +426,7 @@ def year(backend: str, args, server, hashes_in: dict | None) -> dict:
         "peak": peak,
         "memory": memory,
         "steps": steps,
+        "step_memory": step_memory,
         "trivial": trivial,
         "per_event": per_event,
         "write_floor": write_floor,
@@ -443,6 +467,10 @@ def report(result: dict) -> None:
     )
     for high, what, seconds in memory.largest():
         print(f"  {high:8.0f} MiB  {what} (reached {seconds:.0f} s into the command)")
+    print("  at the tree's peak: " + ", ".join(f"{rss:.0f} MiB {what}" for rss, what in memory.tree_peak_parts[:4]))
+    print("  the process tree's largest sampled RSS while each step ran (the five largest):")
+    for label, mib in sorted(result["step_memory"].items(), key=lambda item: -item[1])[:5]:
+        print(f"  {mib:8.0f} MiB  {label}")
     print(
         f"  (a trivial run writes {TRIVIAL_EVENTS} events: {result['per_event'] * 1000:.0f} ms per event; "
         "'/ events floor' = seconds / (the step's events x that cost))"

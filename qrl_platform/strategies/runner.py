@@ -55,7 +55,7 @@ class StrategyRunSettings:
     strategy_ids: tuple[str, ...] = ()  # empty: every ACTIVE strategy
     save_results: bool = True  # False: a dry run — compute and report, write nothing
     options: RunOptions = field(default_factory=RunOptions)
-    batch_size: int = 50  # trading days per vectorised pass (and per write transaction)
+    batch_size: int = 25  # trading days per vectorised pass (and per write transaction); see StrategyRunConfig
     timeout_minutes: float = 30.0  # per strategy and chunk of days; a strategy past it is stopped (TIMEOUT)
 
     def __post_init__(self) -> None:

@@ -473,15 +473,29 @@ def _reproducible_sum(conn: Connection, column: sa.ColumnElement) -> sa.ColumnEl
     return sa.func.sum(column)
 
 
+# Rows converted to polars at a time: a year's BUY/SELL signals are ~0.8 M rows, which as Python row
+# objects all at once took several hundred MiB, more than the rest of the stats step.
+FRAME_PART_ROWS = 100_000
+
+
 def _frame(conn: Connection, query: sa.Select, schema: dict) -> pl.DataFrame:
-    rows = conn.execute(query).fetchall()
-    if not rows:
-        return pl.DataFrame(schema=schema)
+    """The query's rows as a frame of `schema`, read and converted part by part (a server-side cursor on
+    PostgreSQL), so the rows are never all held as Python objects at once."""
+    result = conn.execute(query.execution_options(stream_results=True))
+    parts = [_part(rows, schema) for rows in result.partitions(FRAME_PART_ROWS)]
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def _part(rows: Sequence[sa.Row], schema: dict) -> pl.DataFrame:
     frame = pl.DataFrame([tuple(r) for r in rows], schema=list(schema), orient="row", infer_schema_length=None)
     # SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones.
     fixes = []
     for name, dtype in schema.items():
-        if isinstance(dtype, pl.Datetime) and frame.schema[name] != dtype:
+        if (
+            isinstance(dtype, pl.Datetime)
+            and isinstance(frame.schema[name], pl.Datetime)
+            and frame.schema[name] != dtype
+        ):
             column = pl.col(name)
             if getattr(frame.schema[name], "time_zone", None) is None:
                 column = column.dt.replace_time_zone("UTC")

@@ -7,6 +7,7 @@ import pytest
 
 from qrl_platform.calendar import trading_days
 from qrl_platform.storage.frames import FrameStore
+from qrl_platform.strategies import stats as stats_module
 from qrl_platform.strategies.stats import compute_stats, signal_outcomes, update_strategy_stats
 from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals
 
@@ -124,7 +125,10 @@ def _insert_strategy(conn, strategy_id: str, horizon_days: int, now: dt.datetime
     )
 
 
-def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path):
+# The stats read the warehouse's rows a part at a time; parts of two rows split every query's result.
+@pytest.mark.parametrize("part_rows", [100_000, 2], ids=["rows in one part", "rows in parts of two"])
+def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path, monkeypatch, part_rows):
+    monkeypatch.setattr(stats_module, "FRAME_PART_ROWS", part_rows)
     frames = FrameStore(str(tmp_path / "frames"))
     closes = _closes()
     for day in sorted(set(closes["trade_date"].to_list())):
