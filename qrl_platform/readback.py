@@ -3,6 +3,11 @@
 Frames (raw market tables, indicators) come from the per-partition Parquet store; relational
 assets (signals, executions, stats, plans) from the warehouse. One call shape for both. The caller
 hands over the configuration (`qrl_platform.load` reads the settings once per call).
+
+What counts as stored here is the frame files under QRL_HOME, not Dagster's event log (the answer every
+other reader asks, `defs/stored.py`): a notebook loads without a Dagster instance and without importing
+Dagster, and a file is exactly what it can read. A frame written by hand without a reported
+materialisation therefore loads here while the platform's flow treats its day as missing.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ The maths (`factor_ic`, `backtest`, `report`) takes prepared frames; this module
 are adjusted and limits computed through the shared contracts (`market.adjustment.adjust_prices`,
 `market.tradability.tradability`), with corporate actions read from the `corporate_actions` frames when
 they are stored (none stored = no events).
+
+Which partitions count as stored (the inputs `require` insists on, the days `stored_range` reads) is the
+wiring's answer, Dagster's materialisations (`defs/stored.py`), handed in as a plain function
+`stored_keys(table, keys)` of the same type the indicator computation takes; without one (a notebook, a
+benchmark: no Dagster instance) the partitions the FrameStore holds count. The frames themselves are
+always read from the store.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Sequence
 import polars as pl
 import sqlalchemy as sa
 
+from qrl_platform.factors.compute_range import StoredKeys, files_stored
 from qrl_platform.factors.registry import MODULE_ASSETS
 from qrl_platform.market.schema import CORPORATE_ACTIONS
 from qrl_platform.market.tradability import tradability
@@ -33,8 +40,16 @@ def _keys(days: Sequence[dt.date]) -> list[str]:
     return [d.isoformat() for d in days]
 
 
-def require(store: FrameStore, asset: str, days: Sequence[dt.date], why: str) -> None:
-    stored = set(store.partitions(asset))
+def stored_keys_or_files(store: FrameStore, stored_keys: StoredKeys | None) -> StoredKeys:
+    """`stored_keys`, or the store's own file list when no Dagster answer was handed in."""
+    return stored_keys or (lambda table, keys: files_stored(store, table, keys))
+
+
+def require(
+    store: FrameStore, asset: str, days: Sequence[dt.date], why: str, stored_keys: StoredKeys | None = None
+) -> None:
+    """Raise `EvaluationInputsMissing` naming the days of `days` whose `asset` partition is not stored."""
+    stored = stored_keys_or_files(store, stored_keys)(asset, _keys(days))
     missing = [d for d in days if d.isoformat() not in stored]
     if missing:
         shown = ", ".join(str(d) for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -114,13 +129,22 @@ def signals(warehouse: Warehouse, start: dt.date, end: dt.date, strategy_ids: Se
     return frame.cast(SIGNAL_SCHEMA)
 
 
-def stored_range(store: FrameStore, name: str, start: dt.date | str | None, end: dt.date | str) -> pl.DataFrame:
+def stored_range(
+    store: FrameStore,
+    name: str,
+    start: dt.date | str | None,
+    end: dt.date | str,
+    stored_keys: StoredKeys | None = None,
+) -> pl.DataFrame:
     """An evaluation frame's stored days in [start, end]. Every day of these frames has one schema, so a
-    local store reads them in one parallel call (a 250-day report window is 750 small files)."""
-    if not store.is_local:
-        return store.read_range(name, start, end)
+    local store reads them in one parallel call (a 250-day report window is 750 small files). A stored
+    day without a frame file is a closed day (materialised, nothing to write) and reads as no rows."""
     low, high = str(start) if start is not None else "", str(end)
-    keys = [key for key in store.partitions(name) if low <= key <= high]
+    held = set(store.partitions(name))
+    stored = held if stored_keys is None else stored_keys(name, None) & held
+    keys = sorted(key for key in stored if low <= key <= high)
     if not keys:
         return pl.DataFrame()
+    if not store.is_local:
+        return store.read_many(name, keys)
     return pl.read_parquet([store.path(name, key) for key in keys])

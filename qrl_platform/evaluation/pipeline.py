@@ -11,6 +11,9 @@ Frames written (the frame store, one Parquet file per day, atomically replaced):
 | `strategy_backtest` | day D | NAV, cash, costs, turnover, order counts per strategy at D's close |
 | `strategy_positions` | day D | holdings at D's close (also the book the next day starts from) |
 | `strategy_trades` | day D | filled and unfilled orders at D's open |
+
+Which input partitions count as stored is the caller's `stored_keys(table, keys)` (the wiring hands in
+Dagster's materialisations, `defs/stored.py`); without one the FrameStore's files count (`inputs`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from qrl_platform.evaluation.backtest import (
 from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS, factor_evaluation, forward_returns, known_day_pairs
 from qrl_platform.evaluation.factor_report import WINDOWS, factor_reports
 from qrl_platform.evaluation.metrics import performance
+from qrl_platform.factors.compute_range import StoredKeys
 from qrl_platform.factors.registry import factor_ids as registered_factor_ids
 from qrl_platform.market.adjustment import adjustment_factors
 from qrl_platform.storage.frames import FrameStore
@@ -48,6 +52,17 @@ FACTOR_REPORT = "factor_report"
 STRATEGY_BACKTEST = "strategy_backtest"
 STRATEGY_POSITIONS = "strategy_positions"
 STRATEGY_TRADES = "strategy_trades"
+
+# The asset whose run writes each frame: a frame's day is stored when that asset's partition is.
+WRITTEN_BY = {
+    FACTOR_IC: FACTOR_IC,
+    FACTOR_QUANTILE_RETURNS: FACTOR_IC,
+    FACTOR_TURNOVER: FACTOR_IC,
+    FACTOR_REPORT: FACTOR_REPORT,
+    STRATEGY_BACKTEST: STRATEGY_BACKTEST,
+    STRATEGY_POSITIONS: STRATEGY_BACKTEST,
+    STRATEGY_TRADES: STRATEGY_BACKTEST,
+}
 
 
 @dataclass
@@ -71,13 +86,15 @@ def _write_by_day(store: FrameStore, asset: str, frame: pl.DataFrame, column: st
 
 
 # ------------------------------------------------------------------------------------- factors
-def evaluate_factors(store: FrameStore, days: Sequence[dt.date], *, write: bool = True) -> EvaluationRun:
+def evaluate_factors(
+    store: FrameStore, days: Sequence[dt.date], *, write: bool = True, stored_keys: StoredKeys | None = None
+) -> EvaluationRun:
     """`factor_ic`, `factor_quantile_returns` and `factor_turnover` for the known days `days`."""
     run = EvaluationRun(*_split(days))
     if not run.open_days:
         return run
     started = time.perf_counter()
-    inputs.require(store, "daily_quotes", run.open_days, "forward returns end on these days")
+    inputs.require(store, "daily_quotes", run.open_days, "forward returns end on these days", stored_keys)
     history = previous_trading_days(run.open_days[0], max(DECAY_HORIZONS) + 1)
     calendar = sorted(set(history) | set(trading_days(run.open_days[0], run.open_days[-1])))
     quotes = inputs.quotes(store, calendar).select("stock_id", "trade_date", "close")
@@ -111,6 +128,7 @@ def report_factors(
     windows: Sequence[int] = WINDOWS,
     write: bool = True,
     stored: dict[str, pl.DataFrame] | None = None,
+    stored_keys: StoredKeys | None = None,
 ) -> EvaluationRun:
     """`factor_report` as of each open day of `days`, from the stored (or given) factor_ic frames."""
     run = EvaluationRun(*_split(days))
@@ -119,9 +137,10 @@ def report_factors(
     started = time.perf_counter()
     calendar = sorted(set(previous_trading_days(run.open_days[0], max(windows))) | set(run.open_days))
     if stored is None:
-        inputs.require(store, FACTOR_IC, run.open_days, "the report summarises the ICs known by each day")
+        why = "the report summarises the ICs known by each day"
+        inputs.require(store, FACTOR_IC, run.open_days, why, stored_keys)
         stored = {
-            name: inputs.stored_range(store, name, calendar[0], calendar[-1])
+            name: inputs.stored_range(store, name, calendar[0], calendar[-1], stored_keys)
             for name in (FACTOR_IC, FACTOR_QUANTILE_RETURNS, FACTOR_TURNOVER)
         }
     report = factor_reports(
@@ -146,6 +165,7 @@ def backtest_strategies(
     *,
     write: bool = True,
     strategy_ids: Sequence[str] = (),
+    stored_keys: StoredKeys | None = None,
 ) -> EvaluationRun:
     """`strategy_backtest`, `strategy_positions` and `strategy_trades` for `days`, continuing from the
     book stored for the trading day before them (or from the starting capital when no earlier day is
@@ -159,8 +179,9 @@ def backtest_strategies(
         definitions = [d for d in definitions if d.strategy_id in set(strategy_ids)]
     rules = {d.strategy_id: (d.backtest, d.horizon_days) for d in definitions}
     previous = previous_trading_days(run.open_days[0] - dt.timedelta(days=1), 1)[0]
-    books = _stored_books(store, previous, rules)
-    inputs.require(store, "daily_quotes", run.open_days, "positions are valued and traded at these quotes")
+    books = _stored_books(store, previous, rules, stored_keys)
+    why = "positions are valued and traded at these quotes"
+    inputs.require(store, "daily_quotes", run.open_days, why, stored_keys)
     calendar = [previous, *trading_days(run.open_days[0], run.open_days[-1])]
     quote_frame = inputs.quotes(store, calendar)
     actions = inputs.corporate_actions(store, calendar[0], calendar[-1])
@@ -184,11 +205,14 @@ def backtest_strategies(
     return run
 
 
-def _stored_books(store: FrameStore, previous: dt.date, rules: dict) -> dict[str, Book]:
+def _stored_books(
+    store: FrameStore, previous: dt.date, rules: dict, stored_keys: StoredKeys | None = None
+) -> dict[str, Book]:
     key = previous.isoformat()
-    if store.exists(STRATEGY_BACKTEST, key):
+    stored = inputs.stored_keys_or_files(store, stored_keys)
+    if key in stored(STRATEGY_BACKTEST, [key]):
         return books_from_frames(store.read(STRATEGY_BACKTEST, key), store.read(STRATEGY_POSITIONS, key), rules)
-    earlier = [p for p in store.partitions(STRATEGY_BACKTEST) if p < key]
+    earlier = sorted(p for p in stored(STRATEGY_BACKTEST, None) if p < key)
     if earlier:
         raise BacktestStateMissing(
             f"strategy_backtest: the book of {previous} (the trading day before) is not stored, but {earlier[-1]} "
@@ -198,10 +222,10 @@ def _stored_books(store: FrameStore, previous: dt.date, rules: dict) -> dict[str
 
 
 def stored_performance(
-    store: FrameStore, end: dt.date, start: dt.date | None = None
+    store: FrameStore, end: dt.date, start: dt.date | None = None, stored_keys: StoredKeys | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(nav rows, performance figures) of every stored backtest day in [start, end]."""
-    nav = inputs.stored_range(store, STRATEGY_BACKTEST, start, end)
+    nav = inputs.stored_range(store, STRATEGY_BACKTEST, start, end, stored_keys)
     if nav.is_empty():
         return nav, pl.DataFrame()
     return nav, performance(nav)

@@ -7,7 +7,9 @@
 * `strategy_backtest` — per day, each ACTIVE strategy's book after trading its signals: NAV, positions,
   trades, costs, turnover; performance figures since the first backtest day, NAV/drawdown chart.
 
-All three take single-run backfills; a range run and day-by-day runs store the same rows.
+All three take single-run backfills; a range run and day-by-day runs store the same rows. An input
+partition counts as stored when Dagster's event log holds a materialisation of it (`defs/stored.py`);
+the frames are read from the frame store.
 """
 # No `from __future__ import annotations` in Dagster wiring: Dagster inspects the real annotations.
 
@@ -20,6 +22,7 @@ from pydantic import Field
 from qrl_platform.charts import markdown_image
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
+from qrl_platform.defs.stored import stored_partitions
 from qrl_platform.evaluation import tearsheet
 from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS
 from qrl_platform.evaluation.factor_report import RANKING_COLUMNS, WINDOWS, best_and_worst
@@ -27,6 +30,8 @@ from qrl_platform.evaluation.inputs import EvaluationInputsMissing, stored_range
 from qrl_platform.evaluation.pipeline import (
     FACTOR_IC,
     FACTOR_QUANTILE_RETURNS,
+    STRATEGY_BACKTEST,
+    WRITTEN_BY,
     BacktestStateMissing,
     EvaluationRun,
     backtest_strategies,
@@ -34,6 +39,7 @@ from qrl_platform.evaluation.pipeline import (
     report_factors,
     stored_performance,
 )
+from qrl_platform.factors.compute_range import StoredKeys
 from qrl_platform.factors.registry import MODULE_ASSETS
 
 GROUP = "evaluation"
@@ -47,6 +53,26 @@ def _missing_inputs_fail(run):
         return run()
     except (EvaluationInputsMissing, BacktestStateMissing) as missing:
         raise dg.Failure(description=str(missing), allow_retries=False) from missing
+
+
+def _stored_keys(context: dg.AssetExecutionContext) -> StoredKeys:
+    """The core's "which partitions are stored" question, answered by the instance's materialisations;
+    a frame an evaluation asset writes besides its own (quantile returns, positions) is stored for the
+    days that asset is."""
+    return lambda table, keys: stored_partitions(context.instance, WRITTEN_BY.get(table, table), keys)
+
+
+def _also_written(stored_keys: StoredKeys, table: str, written: set[str]) -> StoredKeys:
+    """`stored_keys` plus this run's own `written` partitions of `table`: their materialisation is
+    recorded only when the step returns, yet the metadata it returns summarises them."""
+
+    def stored(asked: str, keys: list[str] | None) -> set[str]:
+        found = stored_keys(asked, keys)
+        if asked != table:
+            return found
+        return found | (written if keys is None else written & set(keys))
+
+    return stored
 
 
 def _day_metadata(run: EvaluationRun, count: int) -> dict:
@@ -100,7 +126,8 @@ def _json_value(value, digits: int):
 )
 def factor_ic(context: dg.AssetExecutionContext, frames: FrameStoreResource) -> dg.MaterializeResult:
     dates = partition_dates(context)
-    run = _missing_inputs_fail(lambda: evaluate_factors(frames.get(), dates))
+    stored_keys = _stored_keys(context)
+    run = _missing_inputs_fail(lambda: evaluate_factors(frames.get(), dates, stored_keys=stored_keys))
     ics = run.frames.get(FACTOR_IC, pl.DataFrame())
     for day in run.open_days:  # one Plots graph per horizon: the day's mean rank IC across factors
         rows = ics.filter(pl.col("known_on") == day)
@@ -140,7 +167,8 @@ def factor_report(
 ) -> dg.MaterializeResult:
     store = frames.get()
     dates = partition_dates(context)
-    run = _missing_inputs_fail(lambda: report_factors(store, dates))
+    stored_keys = _stored_keys(context)
+    run = _missing_inputs_fail(lambda: report_factors(store, dates, stored_keys=stored_keys))
     report = run.frames.get("factor_report", pl.DataFrame())
     meta = _day_metadata(run, report.height)
     if not run.open_days:
@@ -161,8 +189,8 @@ def factor_report(
     chosen = list(config.chart_factors) or ranked.filter(pl.col("rank_group") == "best")["factor_id"].head(3).to_list()
     if chosen:
         start = min(latest["window_start"]) if latest.height else last
-        ics = stored_range(store, FACTOR_IC, start, last)
-        quantiles = stored_range(store, FACTOR_QUANTILE_RETURNS, start, last)
+        ics = stored_range(store, FACTOR_IC, start, last, stored_keys)
+        quantiles = stored_range(store, FACTOR_QUANTILE_RETURNS, start, last, stored_keys)
         charts = tearsheet.factor_charts(ics, quantiles, chosen)
         context.add_asset_metadata(
             {name: dg.MetadataValue.md(markdown_image(png, name)) for name, png in charts.items()},
@@ -203,7 +231,8 @@ def strategy_backtest(
 ) -> dg.MaterializeResult:
     store = frames.get()
     dates = partition_dates(context)
-    run = _missing_inputs_fail(lambda: backtest_strategies(store, warehouse.get(), dates))
+    stored_keys = _stored_keys(context)
+    run = _missing_inputs_fail(lambda: backtest_strategies(store, warehouse.get(), dates, stored_keys=stored_keys))
     nav = run.frames.get("strategy_backtest", pl.DataFrame())
     meta = _day_metadata(run, nav.height)
     if not run.open_days:
@@ -214,7 +243,10 @@ def strategy_backtest(
             figures[f"nav/{row['strategy_id']}"] = round(row["nav"], 0)
             figures[f"return_pct/{row['strategy_id']}"] = round(100 * (row["daily_return"] or 0.0), 4)
         context.add_asset_metadata(figures, partition_key=day.isoformat())
-    history, figures = stored_performance(store, run.open_days[-1])
+    written = {day.isoformat() for day in run.open_days}
+    history, figures = stored_performance(
+        store, run.open_days[-1], stored_keys=_also_written(stored_keys, STRATEGY_BACKTEST, written)
+    )
     if figures.height:
         meta["performance"] = _table(figures)
         meta["since"] = str(history["trade_date"].min())
