@@ -23,6 +23,7 @@ from qrl_platform.evaluation.pipeline import (
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform_tests.conftest import configured_resources
+from qrl_platform_tests.stored_frames import report_stored
 from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 START, END = "2024-02-15", "2024-03-29"
@@ -133,6 +134,31 @@ def test_factor_ic_without_quotes_names_the_day(chain):
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert "daily_quotes is not materialised for 2024-04-01" in failure.description
+
+
+def _factor_ic_failure(instance, day: str) -> str | None:
+    result = dg.materialize(
+        [factor_ic], resources=_resources(), instance=instance, partition_key=day, raise_on_error=False
+    )
+    return (
+        None if result.success else result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    )
+
+
+def test_a_quotes_file_without_a_materialisation_is_missing_until_one_is_reported(chain):
+    """Dagster's event log says which inputs are stored (`defs/stored.py`), not the frame files."""
+    store, day = FrameStore(settings().qrl_home), "2024-04-01"
+    absent = _factor_ic_failure(chain, day)
+    assert absent is not None and f"daily_quotes is not materialised for {day}" in absent
+
+    last = store.read("daily_quotes", END)
+    store.write("daily_quotes", day, last.with_columns(pl.lit(pl.Series([day]).str.to_date()[0]).alias("trade_date")))
+    assert store.exists("daily_quotes", day)
+    assert _factor_ic_failure(chain, day) == absent  # the file alone: the same refusal, the same words
+
+    report_stored(chain, "daily_quotes", day)
+    assert _factor_ic_failure(chain, day) is None
+    assert store.read(FACTOR_IC, day).filter(pl.col("horizon") == 1)["n_stocks"].min() > 200
 
 
 def test_qrl_report_prints_the_figures_and_writes_a_self_contained_tear_sheet(chain, tmp_path, capsys):
