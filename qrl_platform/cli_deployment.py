@@ -31,6 +31,7 @@ BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED",
 BACKFILL_SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
 # A backfill with no run after this long is waiting for a daemon: say so once (it keeps waiting).
 NO_DAEMON_HINT_SECONDS = 120.0
+MAX_TITLE = 100  # Dagster refuses a longer backfill title
 
 
 def _url() -> str:
@@ -69,7 +70,8 @@ def graphql(query: str, variables: dict | None = None) -> dict:
         headers=_headers(),
         timeout=60,
     )
-    response.raise_for_status()
+    if response.is_error:
+        raise RuntimeError(f"{_url()}/graphql answered HTTP {response.status_code}: {response.text[:500]}")
     body = response.json()
     if body.get("errors"):
         raise SystemExit(f"{_url()}: GraphQL error: {body['errors'][0].get('message')}")
@@ -182,6 +184,14 @@ def _partition_set(job_name: str) -> dict:
     raise SystemExit(f"{_url()}: no partitioned job {job_name} on the deployment — is its code location loaded?")
 
 
+def backfill_title(label: str, job_name: str, partition_keys: list[str]) -> str:
+    """The backfill's title in the UI: the command's label, or when that is longer than the 100
+    characters Dagster allows (a long asset selection), the job and the range; the description keeps
+    the label in full."""
+    title = f"qrl {label}"
+    return title if len(title) <= MAX_TITLE else f"qrl {job_name} {partition_keys[0]}..{partition_keys[-1]}"
+
+
 def launch_backfill(
     job_name: str,
     partition_keys: list[str],
@@ -198,7 +208,8 @@ def launch_backfill(
         "partitionNames": partition_keys,
         "tags": [{"key": key, "value": value} for key, value in tags.items()],
         "runConfigData": run_config,
-        "title": f"qrl {label}",
+        "title": backfill_title(label, job_name, partition_keys),
+        "description": f"qrl {label}",
     }
     if assets:
         params["assetSelection"] = [{"path": dg.AssetKey.from_user_string(name).path} for name in assets]

@@ -5,7 +5,6 @@ partitions is a backfill, launched as the UI launches one and run by the deploym
 
 import datetime as dt
 import http.server
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import dagster as dg
 import pytest
 
 from qrl_platform import cli, cli_deployment
-from qrl_platform_tests.servers import REPO_ROOT, dagster_webserver, free_port, stop_process
+from qrl_platform_tests.servers import REPO_ROOT, dagster_webserver, free_port, stop_process, webserver_graphql
 
 TOKEN = "s3cret-token"
 DAY = "2024-11-01"
@@ -75,32 +74,20 @@ INSTIGATORS_QUERY = """
 """
 
 
-def _post_graphql(base: str, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{base}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.load(response)
-    assert not body.get("errors"), body["errors"]
-    return body["data"]
-
-
 def _stop_automation(base: str) -> None:
     """Stop every schedule and sensor (as an operator would in the UI), so that the daemon launches the
     backfills' runs and nothing of its own: the test counts the runs."""
-    for repository in _post_graphql(base, INSTIGATORS_QUERY)["repositoriesOrError"]["nodes"]:
+    for repository in webserver_graphql(base, INSTIGATORS_QUERY)["repositoriesOrError"]["nodes"]:
         for sensor in repository["sensors"]:
             if sensor["sensorState"]["status"] == "RUNNING":
-                _post_graphql(
+                webserver_graphql(
                     base, "mutation($id: String) { stopSensor(id: $id) { __typename } }", {"id": sensor["id"]}
                 )
         for schedule in repository["schedules"]:
             if schedule["scheduleState"]["status"] == "RUNNING":
                 mutation = "mutation($id: String) { stopRunningSchedule(id: $id) { __typename } }"
-                _post_graphql(base, mutation, {"id": schedule["id"]})
-    for repository in _post_graphql(base, INSTIGATORS_QUERY)["repositoriesOrError"]["nodes"]:
+                webserver_graphql(base, mutation, {"id": schedule["id"]})
+    for repository in webserver_graphql(base, INSTIGATORS_QUERY)["repositoriesOrError"]["nodes"]:
         states = [i["sensorState"]["status"] for i in repository["sensors"]]
         states += [i["scheduleState"]["status"] for i in repository["schedules"]]
         assert set(states) <= {"STOPPED"}, states
@@ -211,3 +198,14 @@ def test_a_wrong_token_is_refused_by_the_proxy(deployment, monkeypatch):
         cli.main(["notify", DAY])
     remote, _ = deployment
     assert remote.get_runs() == []
+
+
+def test_a_backfill_title_fits_dagsters_limit():
+    keys = ["2023-09-27", "2024-10-25"]
+    short = "daily_market_job 2024-10-28..2024-10-29"
+    assert cli_deployment.backfill_title(short, "daily_market_job", keys) == f"qrl {short}"
+    long_label = (
+        "daily_quotes, institutional_flows, margin_balances, valuations, corporate_actions 2023-09-27..2024-10-25"
+    )
+    title = cli_deployment.backfill_title(long_label, "trading_day_assets_job", keys)
+    assert title == "qrl trading_day_assets_job 2023-09-27..2024-10-25" and len(title) <= 100
