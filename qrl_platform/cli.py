@@ -2,13 +2,18 @@
 
 Where the run goes:
 
-* `QRL_DAGSTER_URL` set: it is submitted to that deployed webserver through Dagster's GraphQL client
-  (with `Authorization: Bearer $QRL_DAGSTER_TOKEN` when a token is set, for the authenticating proxy
-  in front of it), so it passes the run queue, its tag limits and the run launcher, and shows in that
-  UI; the CLI follows it to the end, prints the run id and final status and exits non-zero on failure.
+* `QRL_DAGSTER_URL` set: to that deployed webserver, through the GraphQL API the UI uses
+  (`cli_deployment.py`): one partition is a run, as the UI's "Materialize" submits it; a range of
+  partitions is a backfill, as the UI's "Launch backfill" launches it, whose runs the deployment's
+  daemon submits. Either way it passes the run queue, its tag limits and the run launcher and shows in
+  that UI; the CLI follows it to the end, prints the run or backfill id and the final status and exits
+  non-zero on failure.
 * otherwise: executed in this process on the local instance, visible in the local UI: DAGSTER_HOME's,
   or when that is unset the persistent instance under QRL_HOME/dagster (where `scripts/demo` puts the
-  instance its UI reads), so one command sees what the previous one materialised.
+  instance its UI reads), so one command sees what the previous one materialised. A range is the one
+  run a backfill of it would launch (the assets' single-run backfill policy: the same job, asset
+  selection, config and range tags); a local instance has no daemon to hand a backfill to, so that
+  run carries no backfill id.
 
 Whether a partition is stored is answered by the same place the runs go (`defs/stored.py`): the
 deployment's webserver with QRL_DAGSTER_URL set, else the local instance.
@@ -23,10 +28,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dagster as dg
 
+from qrl_platform import cli_deployment as deployment
 from qrl_platform.calendar import (
     TAIPEI,
     closing_data_out,
@@ -44,9 +49,6 @@ RANGE_END = "dagster/asset_partition_range_end"
 PARTITION = "dagster/partition"
 # Dagster's console logger prints every event at DEBUG; a terminal user wants the run's own messages.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-# How often a submitted run's status is asked for while following it.
-POLL_SECONDS = 2.0
-TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
 def latest_closed_trading_day(now: dt.datetime | None = None) -> dt.date:
@@ -95,7 +97,7 @@ def where_stored(instance: dg.DagsterInstance | None = None):
     from qrl_platform.defs.stored import stored_partitions, stored_partitions_on_webserver
 
     if settings().dagster_url:
-        return lambda asset, keys: stored_partitions_on_webserver(graphql, asset, keys)
+        return lambda asset, keys: stored_partitions_on_webserver(deployment.graphql, asset, keys)
     local = instance or _instance()
     return lambda asset, keys: stored_partitions(local, asset, keys)
 
@@ -150,9 +152,18 @@ def launch(request: Launch, *, instance: dg.DagsterInstance | None = None) -> Ou
         else:
             partitions_def = defs.resolve_job_def(request.job_name).partitions_def
         _check_partition_keys(request.what, partitions_def, *request.span)
-    if settings().dagster_url:
-        return _launch_remote(request)
-    return _launch_local(request, instance)
+    if not settings().dagster_url:
+        return _launch_local(request, instance)
+    if request.span and request.span[0] != request.span[1]:
+        keys = partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(*request.span))
+        backfill_id, success = deployment.launch_backfill(
+            request.job_name, keys, request.run_config, request.tags, request.assets, request.label
+        )
+        return Outcome(backfill_id, success)
+    run_id, success = deployment.submit_run(
+        request.job_name, request.run_config, request.run_tags, request.assets, request.label
+    )
+    return Outcome(run_id, success)
 
 
 def _check_partition_keys(job_name: str, partitions_def, start: str, end: str) -> None:
@@ -226,105 +237,6 @@ SUMMARY_KEYS = (
 )
 
 
-# ------------------------------------------------------------------ the deployment (GraphQL)
-def _headers() -> dict[str, str]:
-    token = settings().dagster_token.get_secret_value()
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def graphql_client():
-    """Dagster's GraphQL client for QRL_DAGSTER_URL (scheme, host, port and path prefix taken from it)."""
-    from dagster_graphql import DagsterGraphQLClient
-
-    url = urlsplit(settings().dagster_url)
-    if url.scheme not in {"http", "https"} or not url.hostname:
-        raise SystemExit(f"QRL_DAGSTER_URL must be an http(s) URL of the Dagster webserver, got {url.geturl()!r}")
-    return DagsterGraphQLClient(
-        url.hostname,
-        port_number=url.port,
-        use_https=url.scheme == "https",
-        path_prefix=url.path.rstrip("/"),
-        headers=_headers() or None,
-        timeout=60,
-    )
-
-
-def graphql(query: str, variables: dict | None = None) -> dict:
-    """A query the client has no method for (a run's tags and config, its step failures)."""
-    import httpx
-
-    response = httpx.post(
-        settings().dagster_url.rstrip("/") + "/graphql",
-        json={"query": query, "variables": variables or {}},
-        headers=_headers(),
-        timeout=60,
-    )
-    response.raise_for_status()
-    body = response.json()
-    if body.get("errors"):
-        raise SystemExit(f"{settings().dagster_url}: GraphQL error: {body['errors'][0].get('message')}")
-    return body["data"]
-
-
-RUN_QUERY = """
-query QrlRun($runId: ID!) {
-  runOrError(runId: $runId) {
-    __typename
-    ... on Run {
-      runId jobName status runConfigYaml
-      tags { key value }
-      assetSelection { path }
-    }
-    ... on PythonError { message }
-    ... on RunNotFoundError { message }
-  }
-}
-"""
-
-FAILURES_QUERY = """
-query QrlRunFailures($runId: ID!) {
-  logsForRun(runId: $runId, limit: 5000) {
-    ... on EventConnection {
-      events {
-        __typename
-        ... on ExecutionStepFailureEvent { stepKey error { message } }
-        ... on RunFailureEvent { message }
-      }
-    }
-  }
-}
-"""
-
-
-def _launch_remote(request: Launch) -> Outcome:
-    client = graphql_client()
-    started = time.perf_counter()
-    run_id = client.submit_job_execution(
-        request.job_name,
-        run_config=request.run_config,
-        tags=request.run_tags,
-        asset_selection=[dg.AssetKey(name) for name in request.assets] if request.assets else None,
-    )
-    print(f"{request.label}: submitted run {run_id} to {settings().dagster_url}", flush=True)
-    status, shown = client.get_run_status(run_id), None
-    while status not in TERMINAL:
-        if status != shown:
-            print(f"  run {run_id}: {status.value}", flush=True)
-            shown = status
-        time.sleep(POLL_SECONDS)
-        status = client.get_run_status(run_id)
-    success = status == dg.DagsterRunStatus.SUCCESS
-    print(
-        f"{request.label}: {'ok' if success else status.value} in {time.perf_counter() - started:.1f}s (run {run_id})"
-    )
-    if not success:
-        events = graphql(FAILURES_QUERY, {"runId": run_id})["logsForRun"].get("events", [])
-        for event in events:
-            if event["__typename"] == "ExecutionStepFailureEvent":
-                print(f"  step {event['stepKey']} failed: {(event.get('error') or {}).get('message', '').strip()}")
-    return Outcome(run_id, success)
-
-
 @dataclass
 class PastRun:
     """What `retry` needs of a run, from the local instance or the deployment."""
@@ -339,20 +251,8 @@ class PastRun:
 
 def _past_run(run_id: str) -> PastRun | None:
     if settings().dagster_url:
-        import yaml
-
-        found = graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
-        if found["__typename"] != "Run":
-            return None
-        selection = found.get("assetSelection")
-        return PastRun(
-            found["runId"],
-            found["jobName"],
-            dg.DagsterRunStatus(found["status"]),
-            {t["key"]: t["value"] for t in found["tags"]},
-            yaml.safe_load(found["runConfigYaml"] or "") or {},
-            ["/".join(k["path"]) for k in selection] if selection else None,
-        )
+        found = deployment.past_run(run_id)
+        return PastRun(**found) if found else None
     run = _instance().get_run_by_id(run_id)
     if run is None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import socket
@@ -218,3 +219,21 @@ def dagster_webserver(dagster_home: Path, qrl_home: Path, log_path: Path) -> Ite
             yield base
         finally:
             stop_process(process, timeout=20)
+
+
+def webserver_graphql_text(base: str, query: str, variables: dict | None = None) -> str:
+    """The raw body of a GraphQL request to the webserver at `base` (asserting it reports no error)."""
+    request = urllib.request.Request(
+        f"{base}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        text = response.read().decode()
+    assert '"errors"' not in text[:200], text[:2000]
+    return text
+
+
+def webserver_graphql(base: str, query: str, variables: dict | None = None) -> dict:
+    """The `data` of a GraphQL request to the webserver at `base`."""
+    return json.loads(webserver_graphql_text(base, query, variables))["data"]

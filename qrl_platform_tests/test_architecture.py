@@ -122,6 +122,7 @@ def test_only_the_settings_module_reads_the_environment():
 READS_THE_SETTINGS = {
     "qrl_platform",
     "qrl_platform.cli",
+    "qrl_platform.cli_deployment",
     "qrl_platform.cli_report",
     "qrl_platform.cli_status",
     "qrl_platform.defs.resources",

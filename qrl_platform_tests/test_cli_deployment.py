@@ -1,9 +1,13 @@
 """With QRL_DAGSTER_URL set, `qrl` submits its runs to that webserver (through an authenticating proxy
 that wants the bearer token) and follows them: they land in the webserver's instance, with the job,
-partition and tags the command implies, and the exit code follows the run's final status."""
+partition and tags the command implies, and the exit code follows the run's final status. A range of
+partitions is a backfill, launched as the UI launches one and run by the deployment's daemon."""
 
 import datetime as dt
 import http.server
+import os
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -11,12 +15,13 @@ import urllib.request
 import dagster as dg
 import pytest
 
-from qrl_platform import cli
-from qrl_platform_tests.servers import dagster_webserver, free_port
+from qrl_platform import cli, cli_deployment
+from qrl_platform_tests.servers import REPO_ROOT, dagster_webserver, free_port, stop_process, webserver_graphql
 
 TOKEN = "s3cret-token"
 DAY = "2024-11-01"
-# DefaultRunCoordinator launches at once, so no daemon is needed to dequeue (Dagster's default is the queue).
+# DefaultRunCoordinator launches at once, so the daemon is not needed to dequeue (Dagster's default is
+# the queue); it is there to submit the runs of backfills.
 INSTANCE = """
 storage:
   sqlite:
@@ -63,6 +68,41 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
+INSTIGATORS_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    sensors { id sensorState { status } } schedules { id scheduleState { status } } } } } }
+"""
+
+
+def _stop_automation(base: str) -> None:
+    """Stop every schedule and sensor (as an operator would in the UI), so that the daemon launches the
+    backfills' runs and nothing of its own: the test counts the runs."""
+    for repository in webserver_graphql(base, INSTIGATORS_QUERY)["repositoriesOrError"]["nodes"]:
+        for sensor in repository["sensors"]:
+            if sensor["sensorState"]["status"] == "RUNNING":
+                webserver_graphql(
+                    base, "mutation($id: String) { stopSensor(id: $id) { __typename } }", {"id": sensor["id"]}
+                )
+        for schedule in repository["schedules"]:
+            if schedule["scheduleState"]["status"] == "RUNNING":
+                mutation = "mutation($id: String) { stopRunningSchedule(id: $id) { __typename } }"
+                webserver_graphql(base, mutation, {"id": schedule["id"]})
+    for repository in webserver_graphql(base, INSTIGATORS_QUERY)["repositoriesOrError"]["nodes"]:
+        states = [i["sensorState"]["status"] for i in repository["sensors"]]
+        states += [i["scheduleState"]["status"] for i in repository["schedules"]]
+        assert set(states) <= {"STOPPED"}, states
+
+
+def _start_daemon(dagster_home, qrl_home, log_path) -> subprocess.Popen:
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "QRL_HOME": str(qrl_home)}
+    env.pop("QRL_WAREHOUSE_URL", None)
+    daemon = os.path.join(os.path.dirname(sys.executable), "dagster-daemon")
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [daemon, "run", "-w", "workspace.yaml"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
 @pytest.fixture
 def deployment(tmp_path, monkeypatch):
     dagster_home = tmp_path / "dagster"
@@ -71,6 +111,8 @@ def deployment(tmp_path, monkeypatch):
     monkeypatch.setenv("QRL_DEMO_UNIVERSE", "60")  # the webserver (and its runs) inherit it
     monkeypatch.delenv("QRL_DAGSTER_URL", raising=False)
     with dagster_webserver(dagster_home, tmp_path / "qrl", tmp_path / "webserver.log") as base:
+        _stop_automation(base)
+        daemon = _start_daemon(dagster_home, tmp_path / "qrl", tmp_path / "daemon.log")
         _Proxy.upstream, _Proxy.seen = base, []
         proxy = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Proxy)
         thread = threading.Thread(target=proxy.serve_forever, daemon=True)
@@ -84,11 +126,12 @@ def deployment(tmp_path, monkeypatch):
             (local / "dagster.yaml").write_text(INSTANCE.replace(".qrl/dagster_storage", str(local / "storage")))
             monkeypatch.setenv("DAGSTER_HOME", str(local))
             monkeypatch.setenv("QRL_HOME", str(tmp_path / "qrl"))
-            monkeypatch.setattr(cli, "POLL_SECONDS", 0.5)
+            monkeypatch.setattr(cli_deployment, "POLL_SECONDS", 0.5)
             yield dg.DagsterInstance.from_config(str(dagster_home)), dg.DagsterInstance.from_config(str(local))
         finally:
             proxy.shutdown()
             proxy.server_close()
+            stop_process(daemon, timeout=30)
 
 
 def test_commands_run_on_the_deployment_and_exit_with_its_status(deployment, capsys):
@@ -119,11 +162,18 @@ def test_commands_run_on_the_deployment_and_exit_with_its_status(deployment, cap
     assert retried.tags["qrl/retry_of"] == failed.run_id and retried.tags["dagster/partition"] == DAY
     assert retried.job_name == "strategies_job" and retried.run_config == failed.run_config
 
-    # A range of an asset selection: one run with the range tags.
+    # A range: a backfill of the job over those days, launched as the UI launches one; the daemon
+    # submits its one run (single-run backfill policy) with the range tags, the job's and the command's.
     assert cli.main(["market", "2024-10-28", "2024-10-29"]) == 1  # fresh home: indicators lack their lookback
+    out = capsys.readouterr().out
     ranged = remote.get_runs(limit=1)[0]
-    assert ranged.job_name == "daily_market_job"
+    backfill_id = ranged.tags["dagster/backfill"]
+    assert f"daily_market_job 2024-10-28..2024-10-29: launched backfill {backfill_id}" in out
+    assert "daily_market_job 2024-10-28..2024-10-29: COMPLETED_FAILED in " in out
+    assert f"(backfill {backfill_id}, run {ranged.run_id})" in out and "step chip_indicators failed: " in out
+    assert ranged.job_name == "daily_market_job" and ranged.status == dg.DagsterRunStatus.FAILURE
     assert (ranged.tags[cli.RANGE_START], ranged.tags[cli.RANGE_END]) == ("2024-10-28", "2024-10-29")
+    assert ranged.tags["qrl/manual"] == "market" and ranged.tags["qrl/estimate_seconds"] == "180"
     assert set(remote.get_materialized_partitions(dg.AssetKey("daily_quotes"))) == {"2024-10-28", "2024-10-29"}
 
     # What is stored is the deployment's answer (its event log, through the webserver), not the empty
@@ -148,3 +198,14 @@ def test_a_wrong_token_is_refused_by_the_proxy(deployment, monkeypatch):
         cli.main(["notify", DAY])
     remote, _ = deployment
     assert remote.get_runs() == []
+
+
+def test_a_backfill_title_fits_dagsters_limit():
+    keys = ["2023-09-27", "2024-10-25"]
+    short = "daily_market_job 2024-10-28..2024-10-29"
+    assert cli_deployment.backfill_title(short, "daily_market_job", keys) == f"qrl {short}"
+    long_label = (
+        "daily_quotes, institutional_flows, margin_balances, valuations, corporate_actions 2023-09-27..2024-10-25"
+    )
+    title = cli_deployment.backfill_title(long_label, "trading_day_assets_job", keys)
+    assert title == "qrl trading_day_assets_job 2023-09-27..2024-10-25" and len(title) <= 100

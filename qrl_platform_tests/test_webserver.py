@@ -3,12 +3,11 @@ repository's workspace.yaml and local dagster.yaml), loads the code location and
 the one the UI renders — shows the asset graph, the jobs, and the schedules and sensors with their
 default on/off state."""
 
-import json
 import urllib.request
 
 import pytest
 
-from qrl_platform_tests.servers import dagster_webserver, local_dagster_home
+from qrl_platform_tests.servers import dagster_webserver, local_dagster_home, webserver_graphql
 from qrl_platform_tests.test_definitions import ASSET_GROUPS, SHIPPED_JOBS
 
 QUERY = """
@@ -42,16 +41,6 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
-def _graphql(base: str, query: str) -> dict:
-    request = urllib.request.Request(
-        f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body["errors"]
-    return body["data"]
-
-
 @pytest.fixture
 def webserver(tmp_path):
     dagster_home = local_dagster_home(tmp_path / "dagster")
@@ -61,7 +50,7 @@ def webserver(tmp_path):
 
 def test_the_ui_loads_the_code_location_with_its_graph_jobs_schedules_and_sensors(webserver):
     assert b"<html" in _get(webserver).lower()  # the UI itself is served
-    workspace = _graphql(webserver, QUERY)["workspaceOrError"]
+    workspace = webserver_graphql(webserver, QUERY)["workspaceOrError"]
     assert workspace["__typename"] == "Workspace"
     [entry] = workspace["locationEntries"]
     assert entry["name"] == "qrl_platform"

@@ -49,7 +49,7 @@ def stored_by_table(instance: dg.DagsterInstance, tables: Iterable[str]) -> dict
     return {table: stored_partitions(instance, table) for table in tables}
 
 
-# A GraphQL query function: (query, variables) -> the response's data (`cli.graphql`).
+# A GraphQL query function: (query, variables) -> the response's data (`cli_deployment.graphql`).
 GraphQL = Callable[[str, dict], dict]
 
 MATERIALISED_PARTITIONS_QUERY = """

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import polars as pl
 import sqlalchemy as sa
 
-from qrl_platform.factors.compute_range import StoredKeys, files_stored
+from qrl_platform.factors.compute_range import StoredKeys, stored_or_files
 from qrl_platform.factors.registry import MODULE_ASSETS
 from qrl_platform.market.schema import CORPORATE_ACTIONS
 from qrl_platform.market.tradability import tradability
@@ -40,16 +40,11 @@ def _keys(days: Sequence[dt.date]) -> list[str]:
     return [d.isoformat() for d in days]
 
 
-def stored_keys_or_files(store: FrameStore, stored_keys: StoredKeys | None) -> StoredKeys:
-    """`stored_keys`, or the store's own file list when no Dagster answer was handed in."""
-    return stored_keys or (lambda table, keys: files_stored(store, table, keys))
-
-
 def require(
     store: FrameStore, asset: str, days: Sequence[dt.date], why: str, stored_keys: StoredKeys | None = None
 ) -> None:
     """Raise `EvaluationInputsMissing` naming the days of `days` whose `asset` partition is not stored."""
-    stored = stored_keys_or_files(store, stored_keys)(asset, _keys(days))
+    stored = stored_or_files(store, stored_keys)(asset, _keys(days))
     missing = [d for d in days if d.isoformat() not in stored]
     if missing:
         shown = ", ".join(str(d) for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -140,9 +135,8 @@ def stored_range(
     local store reads them in one parallel call (a 250-day report window is 750 small files). A stored
     day without a frame file is a closed day (materialised, nothing to write) and reads as no rows."""
     low, high = str(start) if start is not None else "", str(end)
-    held = set(store.partitions(name))
-    stored = held if stored_keys is None else stored_keys(name, None) & held
-    keys = sorted(key for key in stored if low <= key <= high)
+    held = [key for key in store.partitions(name) if low <= key <= high]
+    keys = sorted(held if stored_keys is None else stored_keys(name, held))
     if not keys:
         return pl.DataFrame()
     if not store.is_local:

@@ -38,7 +38,7 @@ from qrl_platform.evaluation.backtest import (
 from qrl_platform.evaluation.factor_ic import DECAY_HORIZONS, factor_evaluation, forward_returns, known_day_pairs
 from qrl_platform.evaluation.factor_report import WINDOWS, factor_reports
 from qrl_platform.evaluation.metrics import performance
-from qrl_platform.factors.compute_range import StoredKeys
+from qrl_platform.factors.compute_range import StoredKeys, stored_or_files
 from qrl_platform.factors.registry import factor_ids as registered_factor_ids
 from qrl_platform.market.adjustment import adjustment_factors
 from qrl_platform.storage.frames import FrameStore
@@ -209,7 +209,7 @@ def _stored_books(
     store: FrameStore, previous: dt.date, rules: dict, stored_keys: StoredKeys | None = None
 ) -> dict[str, Book]:
     key = previous.isoformat()
-    stored = inputs.stored_keys_or_files(store, stored_keys)
+    stored = stored_or_files(store, stored_keys)
     if key in stored(STRATEGY_BACKTEST, [key]):
         return books_from_frames(store.read(STRATEGY_BACKTEST, key), store.read(STRATEGY_POSITIONS, key), rules)
     earlier = sorted(p for p in stored(STRATEGY_BACKTEST, None) if p < key)

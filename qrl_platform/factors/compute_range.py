@@ -82,7 +82,7 @@ class _Reader:
 
     def __init__(self, store: FrameStore, asset: str, stored_keys: StoredKeys | None = None):
         self.store, self.asset = store, asset
-        self.stored_keys = stored_keys or (lambda table, keys: files_stored(store, table, keys))
+        self.stored_keys = stored_or_files(store, stored_keys)
         self.history: dict[str, tuple[str, str, int]] = {}
         self.missing: dict[str, list[str]] = {}
         self.seconds = 0.0
@@ -359,6 +359,12 @@ def files_stored(store: FrameStore, table: str, keys: list[str] | None = None) -
     as stored when no Dagster instance is at hand."""
     held = set(store.partitions(table))
     return held if keys is None else held & set(keys)
+
+
+def stored_or_files(store: FrameStore, stored_keys: StoredKeys | None) -> StoredKeys:
+    """`stored_keys` (the Dagster instance's answer, handed in by the wiring), or the store's own file
+    list when none was handed in (a notebook, a benchmark)."""
+    return stored_keys or (lambda table, keys: files_stored(store, table, keys))
 
 
 def compute_range(

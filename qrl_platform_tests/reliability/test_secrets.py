@@ -31,6 +31,7 @@ from qrl_platform_tests.alerts.local_servers import SmtpServer, WebhookServer
 from qrl_platform_tests.conftest import configured_resources
 from qrl_platform_tests.reliability.figures import Figures
 from qrl_platform_tests.servers import free_port, stop_process
+from qrl_platform_tests.servers import webserver_graphql_text as graphql
 from qrl_platform_tests.treasury.fake_mexc import FakeMexc
 
 pytestmark = [
@@ -118,18 +119,6 @@ def find(text: str, named: dict[str, str]) -> list[str]:
         name: {value, urllib.parse.quote(value, safe=""), json.dumps(value)[1:-1]} for name, value in named.items()
     }
     return [name for name, variants in forms.items() if any(variant in text for variant in variants)]
-
-
-def graphql(base: str, query: str, variables: dict | None = None) -> str:
-    request = urllib.request.Request(
-        f"{base}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        text = response.read().decode()
-    assert '"errors"' not in text[:200], text[:2000]
-    return text
 
 
 def start_webserver(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
