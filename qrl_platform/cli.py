@@ -419,11 +419,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return _job("strategy_stats_job", (date, date), {}, "stats")
 
 
-def backfill_plan(start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None) -> tuple[str, list[str]]:
-    """(history_from, what is missing): the first lookback day the indicators of [start, end] read, and
-    the partitions the range still lacks (raw lookback and range, indicator partitions). Stored means
-    materialised where the runs go (`where_stored`): the deployment with QRL_DAGSTER_URL set, else
-    `instance` (default the local one)."""
+@dataclass
+class BackfillPlan:
+    """What `qrl backfill START END` must store before the strategies can run over the range."""
+
+    history_from: dt.date  # the first lookback day the indicators of the range read
+    lookback: list[dt.date]  # the days before START that a raw daily table lacks
+    missing: list[str]  # what the range lacks, per asset ("daily_quotes: 251 day(s) (first…last)")
+
+
+def backfill_plan(start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None) -> BackfillPlan:
+    """The lookback the indicators of [start, end] read, and the partitions the range still lacks (raw
+    lookback and range, indicator partitions). Stored means materialised where the runs go
+    (`where_stored`): the deployment with QRL_DAGSTER_URL set, else `instance` (default the local one)."""
     from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
     from qrl_platform.factors import compute_range as ranges
 
@@ -436,19 +444,24 @@ def backfill_plan(start: dt.date, end: dt.date, instance: dg.DagsterInstance | N
     history_from = min((min(h) for h in needed.values() if h), default=start)
     wanted = {table: sorted(needed[table] | set(days)) for table in RAW_DAILY}
     wanted.update({asset: days for asset in INDICATORS})
-    missing = []
+    missing, lookback = [], set()
     for asset, asset_days in wanted.items():
         stored = stored_keys(asset, [d.isoformat() for d in asset_days])
         absent = [d for d in asset_days if d.isoformat() not in stored]
         if absent:
             missing.append(f"{asset}: {len(absent)} day(s) ({absent[0]}…{absent[-1]})")
-    return history_from.isoformat(), missing
+        if asset in RAW_DAILY:
+            lookback.update(d for d in absent if d < start)
+    return BackfillPlan(history_from, sorted(lookback), missing)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Strategies over [start, end] as one run. When the frames the range reads are not all stored (the
-    raw lookback before `start`, raw days, indicator days), the same run first ingests the missing
-    lookback (`history_from` of the raw assets), then the raw tables, indicators + checks and strategies."""
+    raw lookback before `start`, raw days, indicator days), the stages a person would launch from the
+    UI come first, each a range of its own: the slower tables that are missing, the raw daily tables
+    over the missing lookback, then one run of the raw tables, indicators + checks and strategies over
+    the range. No stage needs run config beyond the strategies' own, so a backfill of the same assets
+    and days from the UI gives the same runs."""
     from qrl_platform.defs.job_tags import INDICATORS, RAW_DAILY
 
     start = parse_date(args.start, field="start")
@@ -464,23 +477,22 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             raise SystemExit("backfill: --whole-chain runs every ACTIVE strategy; drop --strategies")
         return _exit_code(backfill_whole_chain(start, end, lookback_days=args.lookback_days))
     span = (start.isoformat(), end.isoformat())
-    history_from, missing = backfill_plan(start, end)
-    if not missing and not args.chain:
+    plan = backfill_plan(start, end)
+    if not plan.missing and not args.chain:
         return _job("strategies_job", span, _strategy_config(ids, True), "backfill")
+    lookback = plan.lookback
     print(
         "backfill: "
-        + ("; ".join(missing) + " not stored" if missing else "--chain")
-        + f" — one run ingests the lookback from {history_from}, then raw, indicators and strategies"
+        + ("; ".join(plan.missing) + " not stored" if plan.missing else "--chain")
+        + (f" — first the raw tables' lookback {lookback[0]}..{lookback[-1]}," if lookback else " —")
+        + " then raw, indicators and strategies over the range"
     )
-    materialize_slow_tables(dt.date.fromisoformat(history_from), end, only_missing=True)
-    config = {
-        "ops": {
-            **{table: {"config": {"history_from": history_from}} for table in RAW_DAILY},
-            **_strategy_config(ids, True)["ops"],
-        }
-    }
+    materialize_slow_tables(plan.history_from, end, only_missing=True)
+    if lookback:
+        materialize_range(list(RAW_DAILY), lookback[0].isoformat(), lookback[-1].isoformat())
     # tradability: the universes that exclude limit-locked / disposition stocks read it.
     selection = [*RAW_DAILY, "tradability", *INDICATORS, "strategy_signals"]
+    config = _strategy_config(ids, True)
     return _exit_code(launch(Launch(asset_job(selection), span, config, {"qrl/manual": "backfill"}, assets=selection)))
 
 

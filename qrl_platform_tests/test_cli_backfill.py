@@ -1,5 +1,6 @@
-"""`qrl backfill START END` on a fresh home: the lookback the indicators read is stored in the same run
-as the raw days, indicators (with their blocking checks) and strategies of the range."""
+"""`qrl backfill START END` on a fresh home: the stages a person would launch from the UI, each a range of
+its own with no run config beyond the strategies': the missing slower tables, the raw tables' missing
+lookback, then the raw days, indicators (with their blocking checks) and strategies of the range."""
 
 import datetime as dt
 import os
@@ -25,16 +26,17 @@ def fresh(qrl_home, tmp_path, monkeypatch):
     return dg.DagsterInstance.get()
 
 
-def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_strategies_alone(fresh, capsys):
+def test_backfill_on_a_fresh_home_fills_the_lookback_first_then_runs_strategies_alone(fresh, capsys):
     assert cli.main(["backfill", START, END]) == 0
     captured = capsys.readouterr()
     assert "backfill: daily_quotes: 251 day(s) (2023-06-21…2024-07-02)" in captured.out  # what was missing, first
+    assert "first the raw tables' lookback 2023-06-21..2024-06-28, then raw, indicators and strategies" in captured.out
     # Progress on a non-terminal (pytest's stderr): exactly one line per stage, no redraws. The lookback
-    # stage covers every weekday partition (268, holidays stored empty) from 2023-06-21 to 2024-06-28.
+    # run covers every weekday partition (268, holidays stored empty) from 2023-06-21 to 2024-06-28.
     progress_lines = [line for line in captured.err.splitlines() if line.startswith("daily_quotes ")]
     assert "\r" not in captured.err
     assert [line.rsplit(" in ", 1)[0] for line in progress_lines] == [
-        "daily_quotes lookback 2023-06-21..2024-06-28: 268/268 days",
+        "daily_quotes 2023-06-21..2024-06-28: 268/268 days",
         "daily_quotes 2024-07-01..2024-07-02: 2/2 days",
     ]
 
@@ -54,9 +56,12 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
         "chip_indicators",
         "strategy_signals",
     }
-    # The other runs are the prerequisites a trading-day run cannot hold: slower tables and registries.
+    assert not backfill.run_config.get("ops", {}).keys() - {"strategy_signals"}  # no config but the strategies'
+    # The other runs: the prerequisites a trading-day run of the range cannot hold (slower tables and
+    # registries), and the raw tables over the lookback.
     others = {tuple(sorted(k.to_user_string() for k in r.asset_selection)) for r in runs if r is not backfill}
     assert others == {
+        ("corporate_actions", "daily_quotes", "institutional_flows", "margin_balances", "valuations"),
         ("monthly_revenue",),
         ("financials",),
         ("shareholding_distribution",),
@@ -84,7 +89,7 @@ def test_backfill_on_a_fresh_home_fills_the_lookback_in_the_same_run_then_runs_s
     assert {e.metadata["days_checked"].value for e in indicators} == {2}
     assert all(e.passed for e in evaluations), [e.description for e in evaluations if not e.passed]
 
-    # The 249 lookback days before START are stored and recorded as materialisations of their partitions.
+    # The 249 lookback days before START are stored, each a materialisation of its partition.
     lookback = previous_trading_days(START, 250)[:-1]
     assert (lookback[0].isoformat(), lookback[-1].isoformat()) == ("2023-06-21", "2024-06-28")
     stored = set(fresh.get_materialized_partitions(dg.AssetKey("daily_quotes")))

@@ -178,7 +178,7 @@ def test_commands_run_on_the_deployment_and_exit_with_its_status(deployment, cap
 
     # What is stored is the deployment's answer (its event log, through the webserver), not the empty
     # local instance's: the backfill plan lacks only the lookback, and status shows the day's rows.
-    _, missing = cli.backfill_plan(dt.date(2024, 10, 28), dt.date(2024, 10, 29))
+    missing = cli.backfill_plan(dt.date(2024, 10, 28), dt.date(2024, 10, 29)).missing
     [quotes] = [m for m in missing if m.startswith("daily_quotes:")]
     assert quotes.endswith("…2024-10-25)")
     capsys.readouterr()

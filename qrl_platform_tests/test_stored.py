@@ -32,7 +32,7 @@ def _quotes_line(instance) -> str:
 
 
 def _planner_lacks_the_day(instance) -> bool:
-    _, missing = cli.backfill_plan(DAY, DAY, instance)
+    missing = cli.backfill_plan(DAY, DAY, instance).missing
     [quotes] = [m for m in missing if m.startswith("daily_quotes:")]
     return quotes.endswith(f"…{KEY})")  # the range's own day is the last one listed as missing
 
@@ -80,7 +80,7 @@ def test_without_dagster_home_the_cli_keeps_its_runs_in_the_instance_under_qrl_h
     assert _quotes_line_of_status(capsys) == "not stored"
     assert cli.materialize_range(["daily_quotes"], KEY, KEY).success
 
-    _, missing = cli.backfill_plan(DAY, DAY)  # a new command: it builds its own instance
+    missing = cli.backfill_plan(DAY, DAY).missing  # a new command: it builds its own instance
     [quotes] = [m for m in missing if m.startswith("daily_quotes:")]
     assert not quotes.endswith(f"…{KEY})")  # only the lookback before the day is missing now
     assert _quotes_line_of_status(capsys).endswith(" rows")

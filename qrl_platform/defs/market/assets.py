@@ -8,9 +8,8 @@ import polars as pl
 
 from qrl_platform import progress
 from qrl_platform.calendar import parse_date
-from qrl_platform.defs.partitions import PARTITIONS, partition_dates, trading_day
+from qrl_platform.defs.partitions import PARTITIONS, partition_dates
 from qrl_platform.defs.resources import FrameStoreResource, MarketSourceResource
-from qrl_platform.defs.stored import stored_partitions
 from qrl_platform.market import tables
 from qrl_platform.market.adjustment import adjustment_factors
 from qrl_platform.market.corporate_actions import by_partition
@@ -28,23 +27,6 @@ GROUP = "market"
 # ("twse-tpex"): two separate pools could not both be held by one step. Each table's pool is part of
 # its declaration (qrl_platform/market/tables.py).
 POOLS = {table.name: table.pool for table in tables.RAW}
-
-
-class DailyRawConfig(dg.Config):
-    # `qrl backfill` sets it, so the lookback the indicators read is stored in the same run.
-    history_from: str = ""
-    """YYYY-MM-DD: before the run's first partition, also ingest every partition from this day on that is
-    not stored yet (the indicators' lookback), each recorded as a materialisation of its own partition."""
-
-
-def _unstored_history(instance: dg.DagsterInstance, table: str, history_from: str, first: dt.date) -> list[dt.date]:
-    """The trading days from `history_from` up to `first` that have no materialisation of `table` yet."""
-    if not history_from:
-        return []
-    start = parse_date(history_from, field="history_from")
-    keys = [k for k in trading_day.get_partition_keys() if start.isoformat() <= k < first.isoformat()]
-    stored = stored_partitions(instance, table, keys)
-    return [parse_date(k, field="partition") for k in keys if k not in stored]
 
 
 def _raw_asset_declaration(table: str) -> dict:
@@ -66,20 +48,6 @@ NOT_PUBLISHED_YET_NOTE = (
 )
 
 
-def _record_lookback(
-    context: dg.AssetExecutionContext, table: str, filled: list[dt.date], dates: list[dt.date], metadata: dict
-) -> None:
-    """Record each lookback partition filled for the run's `dates` as a materialisation of its own."""
-    for day in filled:
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=table,
-                partition=day.isoformat(),
-                metadata={**metadata, "lookback_for": f"{dates[0]}..{dates[-1]}"},
-            )
-        )
-
-
 def _record_not_published_yet(context: dg.AssetExecutionContext, table: str, late: NotPublishedYet) -> None:
     """Late data is not an error: the step succeeds without a materialisation (the run stays green and
     never counts toward the 3-failures pause), the reason is logged and recorded as an observation, and
@@ -99,18 +67,11 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
     )
     def _asset(
         context: dg.AssetExecutionContext,
-        config: DailyRawConfig,
         market_source: MarketSourceResource,
         frames: FrameStoreResource,
     ):
         dates = partition_dates(context)
         source, store = market_source.get(), frames.get()
-        history = _unstored_history(context.instance, table, config.history_from, dates[0])
-        if history:
-            with progress.stage(f"{table} lookback {history[0]}..{history[-1]}", len(history)) as stage:
-                filled = ingest_days(source, store, table, history, log=context.log, on_day=stage.advance)
-            _record_lookback(context, table, history, dates, {"source": filled.source})
-            context.log.info(f"{table}: lookback filled, {filled.rows} rows over {len(history)} partition(s)")
         try:
             with progress.stage(f"{table} {dates[0]}..{dates[-1]}", len(dates)) as stage:
                 summary = ingest_days(source, store, table, dates, log=context.log, on_day=stage.advance)
@@ -120,10 +81,7 @@ def _daily_raw_asset(table: str) -> dg.AssetsDefinition:
             _record_not_published_yet(context, table, late)
             return
         context.log.info(f"{table}: {summary.rows} rows over {len(dates)} partition(s) from {summary.source}")
-        metadata = summary.metadata()
-        if history:
-            metadata["lookback_filled"] = len(history)
-        yield dg.MaterializeResult(metadata=metadata)
+        yield dg.MaterializeResult(metadata=summary.metadata())
 
     return _asset
 
@@ -148,7 +106,6 @@ CORPORATE_ACTIONS_CHECK = "factors_plausible"
 )
 def corporate_actions(
     context: dg.AssetExecutionContext,
-    config: DailyRawConfig,
     market_source: MarketSourceResource,
     frames: FrameStoreResource,
 ):
@@ -156,24 +113,22 @@ def corporate_actions(
     source, store = market_source.get(), frames.get()
     if "corporate_actions" not in source.provides:
         raise NotImplementedError(f"corporate_actions: the {source.name} market source does not provide this table")
-    days = _unstored_history(context.instance, "corporate_actions", config.history_from, dates[0]) + dates
     try:
-        events = source.corporate_actions(days[0], days[-1])
+        events = source.corporate_actions(dates[0], dates[-1])
     except NotPublishedYet as late:
         if len(dates) > 1:
             raise
         _record_not_published_yet(context, "corporate_actions", late)
         return
-    for day, frame in by_partition(events, days).items():
+    for day, frame in by_partition(events, dates).items():
         store.write("corporate_actions", day.isoformat(), frame)
-    _record_lookback(context, "corporate_actions", days[: len(days) - len(dates)], dates, {})
-    stored = events.filter(pl.col("ex_date").is_between(days[0], days[-1]))
+    stored = events.filter(pl.col("ex_date").is_between(dates[0], dates[-1]))
     kinds = dict(stored.group_by("kind").len().iter_rows()) if stored.height else {}
-    context.log.info(f"corporate_actions: {stored.height} events over {len(days)} partition(s) from {source.name}")
+    context.log.info(f"corporate_actions: {stored.height} events over {len(dates)} partition(s) from {source.name}")
     yield dg.MaterializeResult(
-        metadata={"dagster/row_count": events.height, "source": source.name, "partitions": len(days), "kinds": kinds}
+        metadata={"dagster/row_count": events.height, "source": source.name, "partitions": len(dates), "kinds": kinds}
     )
-    yield _plausibility(events, days[-1])
+    yield _plausibility(events, dates[-1])
 
 
 def _plausibility(events: pl.DataFrame, as_of: dt.date) -> dg.AssetCheckResult:
