@@ -21,7 +21,9 @@ from qrl_platform.warehouse.schema import strategy_executions, strategy_signals
 from qrl_platform_tests.strategies.conftest import write_synthetic_indicators
 
 DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)]
-WRITE_SECONDS = 1.5  # the first chunk's write is held this long
+# The first chunk's write is held until day 2's evaluation has begun (at most this long): it can only
+# begin if the write runs beside the evaluation, so a write in the caller's thread fails the test.
+HOLD_SECONDS = 120.0
 
 
 def stamped(log_dir: str, definition, frame, dates, options):
@@ -44,12 +46,16 @@ def three_days(warehouse, tmp_path):
 def test_chunks_are_written_in_order_in_the_background_while_the_next_is_evaluated(
     warehouse, three_days, tmp_path, monkeypatch
 ):
-    real_save, writes = runner.save_run, []
+    real_save, writes, released = runner.save_run, [], []
+    second_mark = tmp_path / f"evaluated-{DAYS[1].isoformat()}"
 
     def slow_first_write(wh, records):
         begun = time.time()
         if not writes:
-            time.sleep(WRITE_SECONDS)
+            deadline = time.monotonic() + HOLD_SECONDS
+            while not second_mark.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            released.append(second_mark.exists())
         result = real_save(wh, records)
         writes.append((records.dates, threading.current_thread().name, begun, time.time()))
         return result
@@ -66,8 +72,9 @@ def test_chunks_are_written_in_order_in_the_background_while_the_next_is_evaluat
 
     assert [dates for dates, *_ in writes] == [[d] for d in DAYS]  # one write per chunk, in order
     assert {name for _, name, *_ in writes} == {"strategy-signals-writer_0"}  # not the caller's thread
+    assert released == [True]  # day 2's evaluation began while day 1's write was held
     first_write_ended = writes[0][3]
-    second_evaluated = float((tmp_path / f"evaluated-{DAYS[1].isoformat()}").read_text())
+    second_evaluated = float(second_mark.read_text())
     assert second_evaluated < first_write_ended  # day 2 was evaluated while day 1 was still being written
     assert writes[1][2] >= first_write_ended  # and its write waited for day 1's to commit
 
@@ -76,7 +83,8 @@ def test_chunks_are_written_in_order_in_the_background_while_the_next_is_evaluat
         execution_ids = set(conn.execute(sa.select(strategy_executions.c.execution_id)).scalars())
     assert summary.signals_written == stored > 0
     assert set(summary.execution_ids) == execution_ids and len(execution_ids) == 10 * len(DAYS)
-    assert summary.write_ms >= WRITE_SECONDS * 1000
+    held_ms = (writes[0][3] - writes[0][2]) * 1000
+    assert summary.write_ms >= held_ms - 1  # the held write counts in the write time
 
 
 def test_a_failed_write_stops_the_run_and_nothing_after_it_is_written(warehouse, three_days, monkeypatch):
