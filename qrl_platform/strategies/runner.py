@@ -140,7 +140,7 @@ def run_strategy_days(
     summary.open_dates = open_dates
     if not open_dates:
         return summary
-    isolation.start_server_early()  # the strategies' worker processes fork from it; it starts while frames load
+    isolation.start_server_early()  # the strategies' worker processes fork from it (a no-op once started)
     _require_indicators(store, open_dates)
     definitions, prefailed = _select_strategies(warehouse, settings)
     if not definitions and not prefailed:
