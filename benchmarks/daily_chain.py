@@ -8,9 +8,11 @@ wall time of the day's run and of each step, and the ratio to the source documen
 (its estimate for the strategies alone: JOB-M11-001 budgets 5–10 minutes).
 
 Then the day's strategies stage (`qrl run-all DAY`: strategy_signals and its checks) alternates
-`--repeat` times with a trivial one-asset Dagster run on the same instance, and prints the medians,
-their ratio (the goal is ≤ 2×), and the run's steps and events. The machine is shared: the ratio to a
-trivial run measured in the same process is the figure to compare, not the seconds.
+`--repeat` times with a trivial one-asset Dagster run on the same instance and with the same day's
+strategy_signals run without its three checks (what the checks' steps and events cost), and prints the
+medians, the ratios pair by pair, the run's steps and events, and one verdict line
+"one day / trivial run: x.x× (goal ≤ 2×)". The machine is shared: the ratio to a trivial run measured
+in the same process is the figure to compare, not the seconds; run it several times.
 """
 
 from __future__ import annotations
@@ -69,11 +71,18 @@ def main() -> None:
     print(f"peak memory: {max(own, children):.0f} MiB")
     if run_all:
         ratios = ", ".join(f"{r:.1f}" for r in run_all["ratios"])
+        unchecked = ", ".join(f"{r:.1f}" for r in run_all["unchecked_ratios"])
         print(
             f"qrl run-all {day} (median of {args.repeat}): {run_all['day']:.2f} s, {run_all['steps']} steps, "
             f"{run_all['events']} events; trivial one-asset run {run_all['trivial']:.2f} s, {run_all['trivial_events']} "
             f"events; day / trivial run = {run_all['day'] / run_all['trivial']:.2f}x (pairwise: {ratios})"
         )
+        print(
+            f"the same strategy_signals run without its three checks: {run_all['unchecked']:.2f} s, "
+            f"{run_all['unchecked_events']} events; / trivial run = {run_all['unchecked'] / run_all['trivial']:.2f}x "
+            f"(pairwise: {unchecked})"
+        )
+        print(f"one day / trivial run: {run_all['day'] / run_all['trivial']:.1f}× (goal ≤ 2×)")
 
 
 def one_day_against_trivial(instance, day: str, repeat: int) -> dict:
@@ -87,24 +96,46 @@ def one_day_against_trivial(instance, day: str, repeat: int) -> dict:
 
     from qrl_platform import cli
 
-    days, trivials = [], []
+    without_checks = _signals_without_checks_job()
+    days, trivials, unchecked = [], [], []
+    unchecked_events = 0
     for _ in range(repeat):
         tick = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             assert cli.main(["run-all", day]) == 0
         days.append(time.perf_counter() - tick)
+        run_id = instance.get_run_records(limit=1)[0].dagster_run.run_id
         trivials.append(year.trivial_run_seconds(instance, repeat=1))
-    run = instance.get_run_records(limit=2)[1].dagster_run  # the last run-all (the newest is the trivial run)
-    logs = instance.all_logs(run.run_id)
+        tick = time.perf_counter()
+        result = without_checks.execute_in_process(instance=instance, partition_key=day, run_config=cli.QUIET)
+        unchecked.append(time.perf_counter() - tick)
+        assert result.success
+        unchecked_events = len(instance.all_logs(result.run_id))
+    logs = instance.all_logs(run_id)  # the last run-all
     steps = {e.step_key for e in logs if e.is_dagster_event and e.step_key}
     return {
         "day": statistics.median(days),
         "trivial": statistics.median(trivials),
+        "unchecked": statistics.median(unchecked),
         "ratios": [d / t for d, t in zip(days, trivials, strict=True)],
+        "unchecked_ratios": [u / t for u, t in zip(unchecked, trivials, strict=True)],
         "steps": len(steps),
         "events": len(logs),
         "trivial_events": year.TRIVIAL_EVENTS,
+        "unchecked_events": unchecked_events,
     }
+
+
+def _signals_without_checks_job():
+    """strategies_job's asset without its checks, resolved against the platform's Definitions."""
+    import dagster as dg
+
+    from qrl_platform.definitions import defs
+
+    job = dg.define_asset_job(
+        "strategy_signals_without_checks", selection=dg.AssetSelection.assets("strategy_signals").without_checks()
+    )
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
 
 
 if __name__ == "__main__":

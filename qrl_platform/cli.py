@@ -67,8 +67,22 @@ LOCAL_INSTANCE_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
 def _instance() -> dg.DagsterInstance:
     """The local instance: DAGSTER_HOME's when set, else the one under QRL_HOME/dagster. Never a
     temporary one: what a command materialised must count as stored for the next command (a second
-    `qrl backfill` would otherwise plan everything again) and show in the UI of that home."""
+    `qrl backfill` would otherwise plan everything again) and show in the UI of that home.
+
+    One instance per home and process: a process that runs several commands (a notebook, a script
+    calling `main`) keeps its storage connections set up — a new instance checks the schema of every
+    SQLite event-log file it touches again, and the indicator gate touches one per run of the day."""
     config = settings()
+    home = (config.dagster_home, config.qrl_home)
+    if home not in _instances:
+        _instances[home] = _new_instance(config)
+    return _instances[home]
+
+
+_instances: dict[tuple[str, str], dg.DagsterInstance] = {}
+
+
+def _new_instance(config) -> dg.DagsterInstance:
     if config.dagster_home:
         return dg.DagsterInstance.get()
     if "://" in config.qrl_home:

@@ -99,6 +99,19 @@ def _quotes_line_of_status(capsys) -> str:
     return line.split("daily_quotes", 1)[1].strip()
 
 
+def test_the_cli_keeps_one_instance_per_home_in_a_process(qrl_home, tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    first = cli._instance()
+    assert cli._instance() is first  # a second command in the same process reuses it
+    assert first.root_directory == str(qrl_home / "dagster")
+    other_home = tmp_path / "other_home"
+    monkeypatch.setenv("QRL_HOME", str(other_home))
+    other = cli._instance()
+    assert other is not first and other.root_directory == str(other_home / "dagster")
+    monkeypatch.setenv("QRL_HOME", str(qrl_home))
+    assert cli._instance() is first
+
+
 def test_an_object_store_home_without_dagster_home_is_refused_plainly(monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.setenv("QRL_HOME", "s3://desk-bucket/qrl")

@@ -75,8 +75,9 @@ def _context() -> multiprocessing.context.BaseContext:
 
 def start_server_early() -> threading.Thread | None:
     """Start the forkserver now, in a background thread, so that its start (a fresh interpreter
-    importing the engine, about a second) overlaps the caller's own work — reading the day's frames —
-    instead of delaying the first worker. A run process starts it once; later calls return at once.
+    importing the engine, about a second) overlaps the caller's own work — the indicator gate, reading
+    the day's frames — instead of delaying the first worker. A run process starts it once; later calls
+    return at once.
     Where forkserver is missing (spawn), there is no server to start. Returns the starting thread."""
     if _context().get_start_method() != "forkserver":
         return None

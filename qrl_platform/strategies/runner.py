@@ -140,7 +140,7 @@ def run_strategy_days(
     summary.open_dates = open_dates
     if not open_dates:
         return summary
-    isolation.start_server_early()  # the strategies' worker processes fork from it; it starts while frames load
+    isolation.start_server_early()  # the strategies' worker processes fork from it (a no-op once started)
     _require_indicators(store, open_dates)
     definitions, prefailed = _select_strategies(warehouse, settings)
     if not definitions and not prefailed:
@@ -170,7 +170,9 @@ def run_strategy_days(
                 writer.write(records)  # in the background, once the previous chunk's write has committed
             _accumulate(summary, outcomes, records)
             summary.last_records = records
-            if log is not None:
+            # Progress of a run of several chunks. A one-chunk run (a day) says the same in its
+            # materialisation's metadata, and each log line is one more event Dagster stores.
+            if log is not None and len(open_dates) > settings.batch_size:
                 log.info(
                     f"strategies {chunk[0]}..{chunk[-1]}: {records.signals.height} signals from {len(outcomes)} "
                     f"strategies{' (dry run, nothing written)' if not settings.save_results else ''}"

@@ -19,6 +19,7 @@ from qrl_platform.defs.gating import blocking_check_statuses_of_assets, check_na
 from qrl_platform.defs.outages import naming_outages
 from qrl_platform.defs.partitions import partition_dates, trading_day
 from qrl_platform.defs.resources import FrameStoreResource, WarehouseResource
+from qrl_platform.strategies import isolation
 from qrl_platform.strategies.definition import BUILTIN_DIR
 from qrl_platform.strategies.engine import RunOptions, UniverseOverride
 from qrl_platform.strategies.runner import (
@@ -196,6 +197,9 @@ def strategy_signals(
 ) -> dg.MaterializeResult:
     dates = partition_dates(context)
     settings = config.settings()
+    # The strategies' worker processes fork from a server that takes about a second to start in a new
+    # process: it starts now, while the gate reads the event log, instead of after it.
+    isolation.start_server_early()
     failures, unchecked = indicator_check_status(context.instance, [d.isoformat() for d in dates])
     if failures:
         raise IndicatorChecksFailed(
