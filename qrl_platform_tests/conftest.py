@@ -81,13 +81,17 @@ def warehouse(warehouse_url):
 # pytest-xdist shares the files among workers (`scripts/test`: `--dist loadfile --no-loadscope-reorder`),
 # these are handed out first, so that no worker starts one of them when the other is nearly done.
 LONGEST_FILES_FIRST = (
-    "qrl_platform_tests/reliability/test_secrets.py",
-    "qrl_platform_tests/market/test_live_week.py",
     "qrl_platform_tests/test_cli_deployment.py",
-    "qrl_platform_tests/strategies/test_builtin_strategies_on_demo_chain.py",
-    "qrl_platform_tests/test_backfill_whole_chain.py",
+    "qrl_platform_tests/market/test_live_week.py",
     "qrl_platform_tests/test_cli_backfill.py",
+    "qrl_platform_tests/reliability/test_secrets.py",
+    "qrl_platform_tests/test_daily_chain.py",
+    "qrl_platform_tests/test_backfill_whole_chain.py",
     "qrl_platform_tests/market/test_market_assets.py",
+    "qrl_platform_tests/indicators/test_indicator_assets.py",
+    "qrl_platform_tests/reliability/test_crash.py",
+    "qrl_platform_tests/strategies/test_builtin_strategies_on_demo_chain.py",
+    "qrl_platform_tests/reliability/test_bad_input.py",
 )
 
 
