@@ -87,6 +87,7 @@ LONGEST_FILES_FIRST = (
     "qrl_platform_tests/reliability/test_secrets.py",
     "qrl_platform_tests/test_daily_chain.py",
     "qrl_platform_tests/test_backfill_whole_chain.py",
+    "qrl_platform_tests/test_architecture.py",
     "qrl_platform_tests/market/test_market_assets.py",
     "qrl_platform_tests/indicators/test_indicator_assets.py",
     "qrl_platform_tests/reliability/test_crash.py",
