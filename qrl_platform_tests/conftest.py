@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import os
 
 import pytest
 
+from qrl_platform_tests.reliability.figures import FIGURES_PROPERTY, Figures, table
 from qrl_platform_tests.servers import start_postgres, start_redis
 
 _db_counter = itertools.count()
+_reliability_figures: list[Figures] = []
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +77,44 @@ def warehouse(warehouse_url):
     wh.dispose()
 
 
+# The test files that take longest (a minute or more under a full run's load; `--durations`). When
+# pytest-xdist shares the files among workers (`scripts/test`: `--dist loadfile --no-loadscope-reorder`),
+# these are handed out first, so that no worker starts one of them when the other is nearly done.
+LONGEST_FILES_FIRST = (
+    "qrl_platform_tests/test_cli_deployment.py",
+    "qrl_platform_tests/market/test_live_week.py",
+    "qrl_platform_tests/test_cli_backfill.py",
+    "qrl_platform_tests/reliability/test_secrets.py",
+    "qrl_platform_tests/test_daily_chain.py",
+    "qrl_platform_tests/test_backfill_whole_chain.py",
+    "qrl_platform_tests/test_architecture.py",
+    "qrl_platform_tests/market/test_market_assets.py",
+    "qrl_platform_tests/indicators/test_indicator_assets.py",
+    "qrl_platform_tests/reliability/test_crash.py",
+    "qrl_platform_tests/strategies/test_builtin_strategies_on_demo_chain.py",
+    "qrl_platform_tests/reliability/test_bad_input.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """In a pytest-xdist worker (it has `workerinput`), the longest files first, every other test in its
+    collected order (a stable sort: each file's tests stay together and in order). Every worker sorts
+    the same collection the same way, as pytest-xdist requires; a serial run keeps pytest's order."""
+    if not hasattr(config, "workerinput"):
+        return
+    rank = {path: position for position, path in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+def pytest_collection_finish(session):
+    """Moves everything alive once the tests are collected (imported modules, Dagster definitions) out of
+    the garbage collector's reach (`gc.freeze`), so that the collection each test ends with (below)
+    walks only what the tests created since. A full collection over the imported packages takes about a
+    tenth of a second; a thousand tests paid it once each."""
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _dagster_defs_state_storage_is_per_test():
     """Each test starts without a "current" Dagster defs-state storage and ends by restoring the one it
@@ -103,3 +144,24 @@ def configured_resources(**values) -> dict:
 
     current = settings()
     return shared_resources(current.with_values(**values) if values else current)
+
+
+def pytest_runtest_logreport(report):
+    """Gathers the rows of figures the reliability tests recorded on their reports (see reliability/figures.py)."""
+    if report.when == "call":
+        _reliability_figures.extend(
+            Figures(**json.loads(value)) for name, value in report.user_properties if name == FIGURES_PROPERTY
+        )
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The reliability figures as the table in docs/reliability.md, and as JSON in QRL_RELIABILITY_REPORT if set.
+    Only the process that reports the run writes them (a pytest-xdist worker has `workerinput`)."""
+    if not _reliability_figures or hasattr(config, "workerinput"):
+        return
+    terminalreporter.write_sep("=", "reliability figures")
+    terminalreporter.write_line(table(_reliability_figures))
+    target = os.environ.get("QRL_RELIABILITY_REPORT", "").strip()
+    if target:
+        with open(target, "w") as handle:
+            json.dump([row.as_dict() for row in _reliability_figures], handle, indent=2, default=str)

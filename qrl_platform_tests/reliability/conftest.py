@@ -1,30 +1,22 @@
-"""Prints the figures every reliability test recorded, as the table in docs/reliability.md."""
+"""The `record` fixture: each reliability test's row of figures, for the table the suite's conftest prints
+at the end of the run (docs/reliability.md)."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from qrl_platform_tests.reliability.figures import RECORDED, Figures, table
+from qrl_platform_tests.reliability.figures import FIGURES_PROPERTY, Figures
 
 
 @pytest.fixture
-def record():
+def record(request):
+    """Puts a row of figures on the test's report. A report reaches the process that prints the summary
+    whichever process ran the test (pytest-xdist runs tests in worker processes), a module list would not."""
+
     def _record(figures: Figures) -> Figures:
-        RECORDED.append(figures)
+        request.node.user_properties.append((FIGURES_PROPERTY, json.dumps(figures.as_dict(), default=str)))
         return figures
 
     return _record
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not RECORDED:
-        return
-    terminalreporter.write_sep("=", "reliability figures")
-    terminalreporter.write_line(table(RECORDED))
-    target = os.environ.get("QRL_RELIABILITY_REPORT", "").strip()
-    if target:
-        with open(target, "w") as handle:
-            json.dump([row.as_dict() for row in RECORDED], handle, indent=2, default=str)

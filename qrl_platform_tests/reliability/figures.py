@@ -1,8 +1,9 @@
 """Counts for the reliability suite: CI-sized by default, full with QRL_RELIABILITY_FULL=1.
 
 Each reliability test asserts its own invariants (nothing lost, nothing duplicated, no order twice)
-and also records one row of figures; the suite's conftest prints them as a table at the end of the
-run and, when QRL_RELIABILITY_REPORT names a file, writes them there as JSON.
+and also records one row of figures on its test report; the suite's conftest (qrl_platform_tests/conftest.py)
+prints them as a table at the end of the run and, when QRL_RELIABILITY_REPORT names a file, writes them
+there as JSON.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Figures:
         return asdict(self)
 
 
-RECORDED: list[Figures] = []
+# The name of the test-report property that carries one recorded row (as JSON).
+FIGURES_PROPERTY = "reliability_figures"
 
 
 def table(rows: list[Figures]) -> str:
