@@ -24,6 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# A port found free may be taken before the server binds it (the test workers start their servers at
+# the same moment); a server that did not get its port is started again on another.
+PORT_ATTEMPTS = 5
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -117,9 +121,24 @@ def start_postgres(*, durable: bool = False) -> PostgresServer:
         os.chmod(base, 0o700)
     server = PostgresServer(port=free_port(), data_dir=data_dir, process_user=user)
     server._run(_pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    options = f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} {DURABLE_SETTINGS if durable else FAST_SETTINGS} -c max_connections=200"
-    server.options = options
-    server._run(_pg_bin("pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(base / "log"), "-w", "start")
+    settings = DURABLE_SETTINGS if durable else FAST_SETTINGS
+    for attempt in range(PORT_ATTEMPTS):
+        if attempt:
+            server.port = free_port()
+        server.options = (
+            f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} {settings} "
+            "-c max_connections=200"
+        )
+        try:
+            server._run(
+                _pg_bin("pg_ctl"), "-D", str(data_dir), "-o", server.options, "-l", str(base / "log"), "-w", "start"
+            )
+            break
+        except subprocess.CalledProcessError:
+            # The free port was taken before the server bound it (another test process starting its own
+            # servers at the same moment): try another one.
+            if attempt == PORT_ATTEMPTS - 1:
+                raise RuntimeError("PostgreSQL did not start:\n" + (base / "log").read_text()) from None
     _wait_for_port(server.port)
     return server
 
@@ -166,12 +185,28 @@ def start_redis(persistent: bool = False) -> RedisServer:
     if not binary:
         raise RuntimeError("redis-server not found (install the redis-server package)")
     directory = Path(tempfile.mkdtemp(prefix="qrl-redis-"))
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(directory)]
-    command += ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(port)
-    return RedisServer(port=port, process=process, directory=directory, command=command)
+    for _ in range(PORT_ATTEMPTS):
+        port = free_port()
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(directory)]
+        command += ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_port(port)
+        # The port answers; make sure it is this server and not another test process's that took the
+        # free port first (this one would then have exited): the server at the port must work in `directory`.
+        if process.poll() is None and _redis_directory(port) == str(directory):
+            return RedisServer(port=port, process=process, directory=directory, command=command)
+        stop_process(process, timeout=10)
+    raise RuntimeError(f"redis-server did not start on a free port in {PORT_ATTEMPTS} attempts")
+
+
+def _redis_directory(port: int) -> str | None:
+    import redis
+
+    try:
+        with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5) as client:
+            return client.config_get("dir").get("dir")
+    except redis.RedisError:
+        return None
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
