@@ -292,3 +292,28 @@ def test_rows_from_returns_exactly_the_later_rows(bars, factors, rows_from):
     expected = factors.filter(pl.col("trade_date") >= rows_from)
     assert later.height == expected.height
     assert later.rechunk().equals(expected.rechunk(), null_equal=True)
+
+
+def test_rsi_of_a_price_resting_at_its_floor_matches_talib():
+    """A stock that stops moving (a penny stock resting at 1.00) keeps TA-Lib's RSI: its average gain
+    and loss decay together and their ratio stays; only a series that never moved has RSI 0. Its
+    neighbours in the batch trade at hundreds, so their recurrence state is far larger than its own."""
+    rng = np.random.default_rng(5014)
+    n = 900
+    moving = np.round(np.concatenate([1.0 + np.abs(np.cumsum(rng.normal(0, 0.02, 80))), np.ones(n - 80)]), 2)
+    series = {
+        "1000": np.round(800 * np.exp(np.cumsum(rng.normal(0, 0.02, n))), 1),
+        "5014": moving,
+        "5015": np.ones(n),  # never moved
+        "6000": np.round(600 * np.exp(np.cumsum(rng.normal(0, 0.02, n))), 1),
+    }
+    days = _business_days(dt.date(2021, 1, 4), n)
+    bars = pl.concat(
+        pl.DataFrame({"stock_id": sid, "trade_date": days, "high": c, "low": c, "close": c, "volume": np.full(n, 1000)})
+        for sid, c in series.items()
+    )
+    factors = compute(bars, batch_rows=10_000, threads=1)
+    for sid, c in series.items():
+        ours = factors.filter(pl.col("stock_id") == sid)["rsi_14"]
+        _assert_same(ours, talib.RSI(c, 14), name=f"{sid} rsi_14", rtol=1e-9)
+    assert factors.filter(pl.col("stock_id") == "5015")["rsi_14"].drop_nulls().unique().to_list() == [0.0]

@@ -87,8 +87,10 @@ FACTOR_IDS: tuple[str, ...] = (
 # amortise the ~30 TA-Lib calls it makes (5k-80k rows measured within 10% of each other).
 BATCH_ROWS = 40_000
 
-# TA-Lib's TA_IS_ZERO threshold: RSI is 0 when avg gain + avg loss is below it.
-_TA_EPSILON = 1e-14
+# A stock whose RSI average move (avg gain + avg loss) falls below this share of its price has not
+# moved for months (a penny stock resting at its floor): its RSI is taken from TA-Lib over its own
+# series (see `_rsi`).
+_RESTING_MOVE = 1e-6
 
 # Smoothing factors, as TA-Lib EMA periods (alpha = 2/(period+1)), and the bar each recurrence is seeded at.
 _EMA12, _EMA26, _SIGNAL9, _WILDER, _KD = 12, 26, 9, 27, 5  # Wilder 1/14 = 2/28; KD 1/3 = 2/6
@@ -163,6 +165,24 @@ class _Batch:
         return x
 
 
+def _rsi(b: _Batch, avg_gain: np.ndarray, avg_loss: np.ndarray) -> np.ndarray:
+    """100 · avg gain / (avg gain + avg loss), TA-Lib's RSI, from the batch's Wilder averages.
+
+    The batch averages are exact to rounding at the scale of the stock's neighbours' moves, and the
+    seed correction stops after ~560 bars; both are negligible while the stock moves. A stock that
+    stops moving has averages that decay geometrically (TA-Lib keeps their ratio, and gives 0 only
+    to a series that never moved): once they are below `_RESTING_MOVE` of its price, its RSI is
+    TA-Lib's own over its series. Such stocks are rare, so this is a few extra TA-Lib calls."""
+    total = avg_gain + avg_loss
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsi = 100.0 * avg_gain / total
+        resting = np.flatnonzero(total[_PAD:] < _RESTING_MOVE * b.c[_PAD:]) + _PAD
+    for stock in np.unique(np.searchsorted(b.ends, resting, side="right")):
+        first, end = b.starts[stock], b.ends[stock]
+        rsi[first:end] = talib.RSI(b.c[first:end], 14)
+    return rsi
+
+
 def _factors(b: _Batch) -> dict[str, np.ndarray]:
     """Every factor over the batch (pad rows included), NaN where null."""
     c, h, low, v = b.c, b.h, b.low, b.v
@@ -201,9 +221,7 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
     avg_gain = b.seeded(talib.EMA(gain, _WILDER), _WILDER, b.bar_mean(gain, 1, 14), _T0_WILDER)
     avg_loss = b.seeded(talib.EMA(loss, _WILDER), _WILDER, b.bar_mean(loss, 1, 14), _T0_WILDER)
     atr = b.seeded(talib.EMA(true_range, _WILDER), _WILDER, b.bar_mean(true_range, 1, 14), _T0_WILDER)
-    total = avg_gain + avg_loss
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rsi = np.where(total < _TA_EPSILON, 0.0, 100.0 * avg_gain / total)
+    rsi = _rsi(b, avg_gain, avg_loss)
     # RSI, K, D and ATR are clipped to their natural ranges only to remove rounding-level excursions of
     # the seed correction (an exact 0 can come out as -1e-17), which the range checks would flag. K/D
     # could only leave [0, 100] with a close outside [low, high], which dist_52w_high / dist_52w_low
