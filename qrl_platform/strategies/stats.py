@@ -318,25 +318,7 @@ def update_strategy_stats(
         # Signals before the windows only add to the totals: counted per strategy, not summed per day
         # (a day's run would otherwise aggregate every stored signal of every earlier year).
         earlier = _signal_counts(conn, strategy_signals.c.trade_date <= first)
-        daily_signals = _frame(
-            conn,
-            sa.select(
-                strategy_signals.c.strategy_id,
-                strategy_signals.c.trade_date,
-                strategy_signals.c.signal,
-                sa.func.count().label("n"),
-                _reproducible_sum(conn, strategy_signals.c.confidence).label("confidence_sum"),
-            )
-            .where(strategy_signals.c.trade_date > first, strategy_signals.c.trade_date <= last)
-            .group_by(strategy_signals.c.strategy_id, strategy_signals.c.trade_date, strategy_signals.c.signal),
-            {
-                "strategy_id": pl.Utf8,
-                "trade_date": pl.Date,
-                "signal": pl.Utf8,
-                "n": pl.Int64,
-                "confidence_sum": pl.Float64,
-            },
-        )
+        daily_signals = _daily_signal_counts(conn, first, last)
         acting = _frame(
             conn,
             sa.select(
@@ -394,6 +376,54 @@ def update_strategy_stats(
             all_time[strategy_id] = all_time.get(strategy_id, 0) + n
         refresh_strategy_summaries(conn, now, signal_counts=all_time)
     return StatsResult(stats, stats.height, outcomes)
+
+
+def _daily_signal_counts(conn: Connection, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """strategy_id, trade_date, signal, n, confidence_sum for trade dates in (first, last], one row per
+    signal type present (the HOLD rows' confidence is not summed: no figure uses it).
+
+    One row per (trade date, strategy) in the order of the (trade_date, strategy_id) index, with the
+    signal types counted side by side: grouping by the signal as well made SQLite sort the year's
+    3.7 M rows in a temporary tree, 2.5 times as long."""
+    signal, confidence = strategy_signals.c.signal, strategy_signals.c.confidence
+    counted = {
+        kind: (
+            sa.func.sum(sa.case((signal == kind, 1), else_=0)).label(f"n_{kind}"),
+            _reproducible_sum(conn, sa.case((signal == kind, confidence))).label(f"confidence_{kind}"),
+        )
+        for kind in ("BUY", "SELL")
+    }
+    query = (
+        sa.select(
+            strategy_signals.c.trade_date,
+            strategy_signals.c.strategy_id,
+            sa.func.count().label("n"),
+            *(column for pair in counted.values() for column in pair),
+        )
+        .where(strategy_signals.c.trade_date > first, strategy_signals.c.trade_date <= last)
+        .group_by(strategy_signals.c.trade_date, strategy_signals.c.strategy_id)
+    )
+    schema = {"trade_date": pl.Date, "strategy_id": pl.Utf8, "n": pl.Int64} | {
+        name: dtype for kind in counted for name, dtype in ((f"n_{kind}", pl.Int64), (f"confidence_{kind}", pl.Float64))
+    }
+    days = _frame(conn, query, schema)
+    keys = [pl.col("strategy_id"), pl.col("trade_date")]
+    acting = [
+        days.select(
+            *keys,
+            pl.lit(kind).alias("signal"),
+            pl.col(f"n_{kind}").alias("n"),
+            pl.col(f"confidence_{kind}").alias("confidence_sum"),
+        )
+        for kind in counted
+    ]
+    hold = days.select(
+        *keys,
+        pl.lit("HOLD").alias("signal"),
+        (pl.col("n") - pl.col("n_BUY") - pl.col("n_SELL")).alias("n"),
+        pl.lit(None, pl.Float64).alias("confidence_sum"),
+    )
+    return pl.concat([*acting, hold]).filter(pl.col("n") > 0)
 
 
 # Limits of the window's first days need the previous traded close (a few days back covers short halts).
