@@ -168,6 +168,9 @@ def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path, monkey
 
     result = update_strategy_stats(warehouse, frames, [d(7), d(11)], now=now)
     assert result.rows_written == 2 * 2 * 3  # strategies × as-of days × periods
+    # The acting signals come back from the day's packed BUY and SELL lists, one outcome each.
+    acting = sorted((stock, d(day), signal) for stock, day, signal, _ in SIGNALS if signal != "HOLD")
+    assert sorted(result.outcomes.select("stock_id", "trade_date", "signal").iter_rows()) == acting
     stored = warehouse.read_table("strategy_stats")
     row = stored.filter(
         (pl.col("strategy_id") == "STG_S_001") & (pl.col("as_of_date") == d(11)) & (pl.col("period_days") == 30)
@@ -187,6 +190,28 @@ def test_update_strategy_stats_through_the_warehouse(warehouse, tmp_path, monkey
         2024, 3, 7, 8, 35, tzinfo=dt.UTC
     )
     assert summary["STG_IDLE_001"]["total_signals"] == 0 and summary["STG_IDLE_001"]["last_execution_at"] is None
+
+
+def test_a_stock_id_holding_the_list_separator_is_an_error_not_two_signals(warehouse, tmp_path):
+    now = dt.datetime(2024, 3, 11, 9, 0, tzinfo=dt.UTC)
+    with warehouse.begin() as conn:
+        _insert_strategy(conn, "STG_S_001", 2, now)
+        conn.execute(
+            strategy_signals.insert(),
+            {
+                "signal_id": "STG_S_001-20240304-X,Y",
+                "strategy_id": "STG_S_001",
+                "stock_id": "X,Y",
+                "trade_date": d(4),
+                "execution_id": "E4",
+                "signal": "BUY",
+                "confidence": 0.5,
+                "score": 0.5,
+                "created_at": now,
+            },
+        )
+    with pytest.raises(ValueError, match="strategy_signals: 2 acting stock ids unpacked, 1 counted"):
+        update_strategy_stats(warehouse, FrameStore(str(tmp_path / "frames")), [d(7)], now=now)
 
 
 def test_the_confidence_sum_is_the_same_whether_postgresql_sums_in_parallel_or_not(postgres_url):
