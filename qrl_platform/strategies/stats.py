@@ -185,89 +185,114 @@ def compute_stats(
     """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
     earlier_signals = earlier_signals or {}
+    if not as_of_dates or not strategy_ids or not periods:
+        return pl.DataFrame(schema=_STATS_SCHEMA)
+    # Every (as-of date, period) window at once: one row per window, then the per-day rows of each
+    # window joined to it by date range, instead of filtering the days once per as-of date and period
+    # (a year's 265 as-of days x 3 periods took ~10,000 small polars queries).
+    windows = pl.DataFrame(
+        [(as_of, period, as_of - dt.timedelta(days=period)) for as_of in sorted(as_of_dates) for period in periods],
+        schema={"as_of_date": pl.Date, "period_days": pl.Int64, "start": pl.Date},
+        orient="row",
+    )
+    window_keys = ["as_of_date", "period_days", "strategy_id"]
+
+    def per_window(daily: pl.DataFrame, *aggregations: pl.Expr, exit_by_as_of: bool = False) -> pl.DataFrame:
+        """`aggregations` over the rows of `daily` whose trade date is in each window, per strategy.
+        Each window's rows keep their order in `daily`, so float sums add up as they always have."""
+        condition = [pl.col("trade_date") > pl.col("start"), pl.col("trade_date") <= pl.col("as_of_date")]
+        if exit_by_as_of:
+            condition.append(pl.col("exit_date") <= pl.col("as_of_date"))
+        return (
+            windows.join_where(daily.with_row_index("day_row"), *condition)
+            .sort("as_of_date", "period_days", "day_row")
+            .group_by(window_keys, maintain_order=True)
+            .agg(*aggregations)
+        )
+
+    acting = pl.col("signal").is_in(["BUY", "SELL"])
+    counts = per_window(
+        daily_signals,
+        pl.col("n").sum().alias("signal_count"),
+        pl.col("n").filter(pl.col("signal") == "BUY").sum().alias("buy_count"),
+        pl.col("n").filter(pl.col("signal") == "SELL").sum().alias("sell_count"),
+        pl.col("confidence_sum").filter(acting).sum().alias("confidence_sum"),
+        pl.col("n").filter(acting).sum().alias("acting"),
+    )
     # Judged signals collapse to one row per (strategy, trade date): they share an exit date.
     judged = (
         outcomes.filter(pl.col("hit").is_not_null())
         .group_by("strategy_id", "trade_date", "exit_date")
         .agg(pl.len().alias("evaluated"), pl.col("hit").sum().alias("hits"))
     )
+    hits = per_window(judged, pl.col("evaluated").sum(), pl.col("hits").sum(), exit_by_as_of=True)
     unfilled_daily = (
         (outcomes.filter(pl.col("unfilled")) if "unfilled" in outcomes.columns else outcomes.clear())
         .group_by("strategy_id", "trade_date")
         .agg(pl.len().alias("unfilled"))
     )
-    rows: list[dict] = []
-    for as_of in sorted(as_of_dates):
-        executions = (
-            daily_executions.filter(pl.col("execution_date") <= as_of)
-            .group_by("strategy_id")
-            .agg(
-                pl.col("n").sum().alias("total_executions"), pl.col("last_started_at").max().alias("last_execution_at")
-            )
+    unfilled = per_window(unfilled_daily, pl.col("unfilled").sum().alias("unfilled_signals"))
+    # Running totals as of each date: executions and signals on or before it.
+    as_of_frame = pl.DataFrame({"as_of_date": sorted(as_of_dates)}, schema={"as_of_date": pl.Date})
+    executions = _as_of(
+        as_of_frame,
+        daily_executions.rename({"execution_date": "trade_date"}),
+        pl.col("n").sum().alias("total_executions"),
+        pl.col("last_started_at").max().alias("last_execution_at"),
+    )
+    totals = _as_of(as_of_frame, daily_signals, pl.col("n").sum().alias("total_signals"))
+    earlier = pl.DataFrame(
+        {"strategy_id": list(earlier_signals), "earlier": list(earlier_signals.values())},
+        schema={"strategy_id": pl.Utf8, "earlier": pl.Int64},
+    )
+    grid = windows.select("as_of_date", "period_days").join(
+        pl.DataFrame({"strategy_id": list(strategy_ids)}, schema={"strategy_id": pl.Utf8}).with_row_index("order"),
+        how="cross",
+    )
+    table = (
+        grid.join(counts, on=window_keys, how="left")
+        .join(hits, on=window_keys, how="left")
+        .join(unfilled, on=window_keys, how="left")
+        .join(executions, on=["as_of_date", "strategy_id"], how="left")
+        .join(totals, on=["as_of_date", "strategy_id"], how="left")
+        .join(earlier, on="strategy_id", how="left")
+        .sort("as_of_date", "order", "period_days")  # the rows' order: as-of day, strategy, period
+    )
+    period_order = {period: index for index, period in enumerate(periods)}
+    if list(periods) != sorted(periods):  # the stated periods' order, not their size
+        table = table.sort(
+            "as_of_date", "order", pl.col("period_days").replace_strict(period_order, return_dtype=pl.Int64)
         )
-        totals = (
-            daily_signals.filter(pl.col("trade_date") <= as_of)
-            .group_by("strategy_id")
-            .agg(pl.col("n").sum().alias("total_signals"))
-        )
-        by_period = {}
-        for period in periods:
-            start = as_of - dt.timedelta(days=period)
-            window = daily_signals.filter((pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of))
-            acting = pl.col("signal").is_in(["BUY", "SELL"])
-            counts = window.group_by("strategy_id").agg(
-                pl.col("n").sum().alias("signal_count"),
-                pl.col("n").filter(pl.col("signal") == "BUY").sum().alias("buy_count"),
-                pl.col("n").filter(pl.col("signal") == "SELL").sum().alias("sell_count"),
-                pl.col("confidence_sum").filter(acting).sum().alias("confidence_sum"),
-                pl.col("n").filter(acting).sum().alias("acting"),
-            )
-            hits = (
-                judged.filter(
-                    (pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of) & (pl.col("exit_date") <= as_of)
-                )
-                .group_by("strategy_id")
-                .agg(pl.col("evaluated").sum(), pl.col("hits").sum())
-            )
-            unfilled = (
-                unfilled_daily.filter((pl.col("trade_date") > start) & (pl.col("trade_date") <= as_of))
-                .group_by("strategy_id")
-                .agg(pl.col("unfilled").sum())
-            )
-            by_period[period] = (
-                {r["strategy_id"]: r for r in counts.iter_rows(named=True)},
-                {r["strategy_id"]: r for r in hits.iter_rows(named=True)},
-                {r["strategy_id"]: r["unfilled"] for r in unfilled.iter_rows(named=True)},
-            )
-        execution_rows = {r["strategy_id"]: r for r in executions.iter_rows(named=True)}
-        total_rows = {r["strategy_id"]: r for r in totals.iter_rows(named=True)}
-        for strategy_id in strategy_ids:
-            execution = execution_rows.get(strategy_id, {})
-            for period in periods:
-                counts, hits = (table.get(strategy_id, {}) for table in by_period[period][:2])
-                unfilled_n = by_period[period][2].get(strategy_id, 0)
-                acting_n = counts.get("acting") or 0
-                evaluated = hits.get("evaluated") or 0
-                rows.append(
-                    {
-                        "strategy_id": strategy_id,
-                        "as_of_date": as_of,
-                        "period_days": period,
-                        "total_executions": execution.get("total_executions") or 0,
-                        "total_signals": ((total_rows.get(strategy_id) or {}).get("total_signals") or 0)
-                        + earlier_signals.get(strategy_id, 0),
-                        "last_execution_at": execution.get("last_execution_at"),
-                        "signal_count": counts.get("signal_count") or 0,
-                        "buy_count": counts.get("buy_count") or 0,
-                        "sell_count": counts.get("sell_count") or 0,
-                        "avg_confidence": round(counts["confidence_sum"] / acting_n, 6) if acting_n else None,
-                        "evaluated_signals": evaluated,
-                        "hit_rate": round(hits["hits"] / evaluated, 6) if evaluated else None,
-                        "unfilled_signals": unfilled_n,
-                        "computed_at": computed_at,
-                    }
-                )
-    return pl.DataFrame(rows, schema=_STATS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=_STATS_SCHEMA)
+    rows = [
+        {
+            "strategy_id": r["strategy_id"],
+            "as_of_date": r["as_of_date"],
+            "period_days": r["period_days"],
+            "total_executions": r["total_executions"] or 0,
+            "total_signals": (r["total_signals"] or 0) + (r["earlier"] or 0),
+            "last_execution_at": r["last_execution_at"],
+            "signal_count": r["signal_count"] or 0,
+            "buy_count": r["buy_count"] or 0,
+            "sell_count": r["sell_count"] or 0,
+            # Python's round on the quotient, as the stored figures have always been rounded.
+            "avg_confidence": round(r["confidence_sum"] / r["acting"], 6) if r["acting"] else None,
+            "evaluated_signals": r["evaluated"] or 0,
+            "hit_rate": round(r["hits"] / r["evaluated"], 6) if r["evaluated"] else None,
+            "unfilled_signals": r["unfilled_signals"] or 0,
+            "computed_at": computed_at,
+        }
+        for r in table.iter_rows(named=True)
+    ]
+    return pl.DataFrame(rows, schema=_STATS_SCHEMA, orient="row")
+
+
+def _as_of(as_of_dates: pl.DataFrame, daily: pl.DataFrame, *aggregations: pl.Expr) -> pl.DataFrame:
+    """`aggregations` per strategy over the rows of `daily` with trade date on or before each as-of date."""
+    return (
+        as_of_dates.join_where(daily, pl.col("trade_date") <= pl.col("as_of_date"))
+        .group_by("as_of_date", "strategy_id")
+        .agg(*aggregations)
+    )
 
 
 _STATS_SCHEMA = {
