@@ -416,11 +416,18 @@ def latest_executions(warehouse: Warehouse, dates: Sequence[dt.date], *, count_s
     if not dates:
         return pl.DataFrame(schema=schema)
     se, ss = strategy_executions, strategy_signals
-    # One count per execution over the indexed join column (SQLite counts it from
-    # ix_strategy_signals_execution alone). A correlated count, not GROUP BY over the join: grouping a
+    # One count per execution, read from the (trade_date, strategy_id, execution_id) index alone: an
+    # execution is one strategy on one day. A correlated count, not GROUP BY over the join: grouping a
     # year's 3.7 M joined rows by the nine execution columns took 8.5 s on SQLite, these counts 0.5 s.
     stored = (
-        sa.select(sa.func.count()).select_from(ss).where(ss.c.execution_id == se.c.execution_id).scalar_subquery()
+        sa.select(sa.func.count())
+        .select_from(ss)
+        .where(
+            ss.c.trade_date == se.c.execution_date,
+            ss.c.strategy_id == se.c.strategy_id,
+            ss.c.execution_id == se.c.execution_id,
+        )
+        .scalar_subquery()
         if count_stored
         else sa.null()
     )
