@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from qrl_platform.calendar import previous_trading_days, trading_days
-from qrl_platform.market.adjustment import adjust_prices
+from qrl_platform.market.adjustment import adjustment_factors
 from qrl_platform.market.tradability import tradability
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.warehouse import Warehouse
@@ -142,8 +142,10 @@ def signal_outcomes(
 
 def _entry_adjustment(outcomes: pl.DataFrame, actions: pl.DataFrame | None) -> pl.DataFrame:
     """stock_id, trade_date, exit_date, entry_factor: the backward adjustment factor of the entry close
-    as of the exit date (1.0 when no event of the stock falls in between). One `adjust_prices` call per
-    exit date, over the entries of the stocks that have events at all."""
+    as of the exit date (1.0 when no event of the stock falls in between), as `adjust_prices` gives it
+    with `as_of` = the exit date: the product of the factors of the stock's events with trade date <
+    ex_date <= exit date and published on or before the exit date, multiplied from the latest ex-date
+    back (the order of its suffix products, so the bits agree). All exit dates in one pass."""
     schema = {"stock_id": pl.Utf8, "trade_date": pl.Date, "exit_date": pl.Date, "entry_factor": pl.Float64}
     if actions is None or actions.is_empty():
         return pl.DataFrame(schema=schema)
@@ -152,16 +154,38 @@ def _entry_adjustment(outcomes: pl.DataFrame, actions: pl.DataFrame | None) -> p
             pl.col("exit_date").is_not_null()
             & pl.col("stock_id").is_in(actions.get_column("stock_id").unique().implode())
         )
-        .select("stock_id", "trade_date", "exit_date", pl.col("entry_close").alias("close"))
-        .unique(["stock_id", "trade_date", "exit_date"])
+        .select("stock_id", "trade_date", "exit_date")
+        .unique()
     )
-    parts = [
-        adjust_prices(group.drop("exit_date"), actions, exit_date).select(
-            "stock_id", "trade_date", pl.lit(exit_date).alias("exit_date"), pl.col("adj_factor").alias("entry_factor")
+    if entries.is_empty():
+        return pl.DataFrame(schema=schema)
+    # Every event any exit date knows, checked for plausibility as `adjust_prices` checks them; each
+    # exit date then keeps the events published by then.
+    last_exit = entries.get_column("exit_date").max()
+    adjustment_factors(actions, last_exit)
+    events = actions.filter((pl.col("published_on") <= last_exit) & (pl.col("ex_date") <= last_exit)).select(
+        pl.col("stock_id").cast(pl.Utf8),
+        pl.col("ex_date").cast(pl.Date),
+        pl.col("kind").cast(pl.Utf8),
+        pl.col("published_on").cast(pl.Date),
+        (pl.col("reference_price").cast(pl.Float64) / pl.col("prior_close").cast(pl.Float64)).alias("factor"),
+    )
+    entry = ["stock_id", "trade_date", "exit_date"]
+    return (
+        entries.join(events, on="stock_id", how="inner")
+        .filter(
+            (pl.col("ex_date") > pl.col("trade_date"))
+            & (pl.col("ex_date") <= pl.col("exit_date"))
+            & (pl.col("published_on") <= pl.col("exit_date"))
         )
-        for (exit_date,), group in entries.partition_by("exit_date", as_dict=True).items()
-    ]
-    return pl.concat(parts).cast(schema) if parts else pl.DataFrame(schema=schema)
+        .sort([*entry, "ex_date", "kind"])
+        .group_by([*entry, "ex_date"], maintain_order=True)
+        .agg(pl.col("factor").product())
+        .sort([*entry, "ex_date"], descending=[False, False, False, True])
+        .group_by(entry, maintain_order=True)
+        .agg(pl.col("factor").cum_prod().last().alias("entry_factor"))
+        .cast(schema)
+    )
 
 
 def compute_stats(

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 from qrl_platform.calendar import trading_days
+from qrl_platform.market.adjustment import adjust_prices
 from qrl_platform.market.tradability import tradability
 from qrl_platform.storage.frames import FrameStore
 from qrl_platform.strategies.stats import signal_outcomes, update_strategy_stats
@@ -116,6 +117,60 @@ def test_an_event_after_the_exit_date_does_not_change_a_judged_signal():
     first = signal_outcomes(_signals(), closes, {"STG_TR_001": 2}, trading_days(d(1), d(15)), actions=ACTIONS)
     again = signal_outcomes(_signals(), closes, {"STG_TR_001": 2}, trading_days(d(1), d(15)), actions=both)
     assert first.get_column("forward_return").to_list() == again.get_column("forward_return").to_list()
+
+
+def test_each_entry_is_adjusted_as_adjust_prices_adjusts_it_as_of_the_exit_date():
+    """The stats adjust all entries in one pass; `adjust_prices` with as_of = each exit date is the
+    definition. Same bits, on the cases where a shortcut would differ: two events on one ex-date, an
+    event published after one exit date but before another, an event on or before the entry day, an
+    event after the exit, and a stock with no event in between."""
+    events = pl.DataFrame(
+        [
+            ("A", d(6), "cash_dividend", 100.0, 97.3, d(1)),
+            ("A", d(6), "stock_dividend", 97.3, 88.45454, d(1)),  # the same ex-date
+            ("A", d(11), "cash_dividend", 91.0, 89.7, d(7)),
+            ("A", d(12), "cash_dividend", 90.0, 89.1, d(14)),  # published after its ex-date: only later exits
+            ("A", d(13), "capital_reduction", 80.0, 133.3, d(12)),
+            ("A", d(4), "cash_dividend", 105.0, 100.0, d(1)),  # on the entry day: not in between
+            ("B", d(20), "split", 100.0, 25.0, d(1)),  # after every exit
+            ("C", d(7), "par_value_change", 30.0, 3.0, d(1)),
+        ],
+        schema=["stock_id", "ex_date", "kind", "prior_close", "reference_price", "published_on"],
+        orient="row",
+    )
+    signals = pl.DataFrame(
+        [("STG_TR_001", stock, d(day), "BUY") for stock in ("A", "B", "C", "N") for day in (4, 5, 6, 7, 8, 11, 12)],
+        schema=["strategy_id", "stock_id", "trade_date", "signal"],
+        orient="row",
+    )
+    days = trading_days(d(1), d(29))
+    closes = pl.DataFrame(
+        [(stock, day, 50.0 + i) for stock in ("A", "B", "C", "N") for i, day in enumerate(days)],
+        schema={"stock_id": pl.Utf8, "trade_date": pl.Date, "close": pl.Float64},
+        orient="row",
+    )
+    horizons = {"STG_TR_001": 2}
+    outcomes = signal_outcomes(signals, closes, horizons, days, actions=events)
+
+    expected = []
+    for row in outcomes.iter_rows(named=True):
+        entry = closes.filter((pl.col("stock_id") == row["stock_id"]) & (pl.col("trade_date") == row["trade_date"]))
+        adjusted = adjust_prices(entry, events, row["exit_date"])["adj_close"][0]
+        exit_close = closes.filter(
+            (pl.col("stock_id") == row["stock_id"]) & (pl.col("trade_date") == row["exit_date"])
+        )["close"][0]
+        expected.append(exit_close / adjusted - 1.0)
+    assert outcomes["forward_return"].to_list() == expected  # exact: the same products in the same order
+    moved = outcomes.filter(pl.col("forward_return") != pl.col("raw_forward_return"))
+    # A's entries before an event known by their exit, and C's entries before the 7th; B and N never.
+    assert sorted(set(moved["stock_id"])) == ["A", "C"]
+    # The 8th's BUY exits on the 12th, when the event of that ex-date is not yet published; the 11th's
+    # BUY exits on the 13th (still unpublished), the 12th's on the 14th (published, but not after the entry).
+    late = {r["trade_date"]: r for r in outcomes.filter(pl.col("stock_id") == "A").iter_rows(named=True)}
+    assert late[d(8)]["exit_date"] == d(12) and late[d(11)]["exit_date"] == d(13)
+    close = {day: 50.0 + i for i, day in enumerate(days)}
+    assert late[d(8)]["forward_return"] == close[d(12)] / (close[d(8)] * (89.7 / 91.0)) - 1.0
+    assert late[d(11)]["forward_return"] == close[d(13)] / (close[d(11)] * (133.3 / 80.0)) - 1.0
 
 
 def test_update_strategy_stats_judges_on_total_return_and_counts_unfilled(warehouse, tmp_path):
