@@ -54,6 +54,13 @@ def test_whole_chain_backfill_from_an_empty_home_is_one_run_for_the_range(empty_
         START,
         END,
     ]
+    # The order-module events of the range's days are logged as one message, a line per day.
+    notified = [
+        entry.user_message
+        for entry in instance.all_logs(chain[0].run_id)
+        if entry.step_key == "m13_notification" and "published event" in entry.user_message
+    ]
+    assert len(notified) == 1 and [line.split(":")[0] for line in notified[0].splitlines()] == [START, END]
 
 
 def test_whole_chain_refuses_a_strategy_subset(empty_home):
