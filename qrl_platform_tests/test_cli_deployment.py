@@ -209,3 +209,37 @@ def test_a_backfill_title_fits_dagsters_limit():
     )
     title = cli_deployment.backfill_title(long_label, "trading_day_assets_job", keys)
     assert title == "qrl trading_day_assets_job 2023-09-27..2024-10-25" and len(title) <= 100
+
+
+def test_a_backfill_with_no_run_for_a_while_names_the_daemon_once_and_keeps_following(monkeypatch, capsys):
+    """The deployment's daemon submits a backfill's runs; while none has appeared after
+    NO_DAEMON_HINT_SECONDS the CLI says once that the daemon may be down, and goes on following the
+    backfill until it is done. The deployment's answers are scripted in the shapes Dagster's webserver
+    gives them (the first test in this file sends the same queries to a real one)."""
+    polls = {"count": 0}
+
+    def answers(query: str, variables: dict | None = None) -> dict:
+        if query == cli_deployment.PARTITION_SETS_QUERY:
+            partition_set = {"name": "strategies_job_partition_set", "pipelineName": "strategies_job"}
+            repository = {"name": "__repository__", "location": {"name": "qrl"}, "partitionSets": [partition_set]}
+            return {"repositoriesOrError": {"__typename": "RepositoryConnection", "nodes": [repository]}}
+        if query == cli_deployment.LAUNCH_BACKFILL:
+            return {"launchPartitionBackfill": {"__typename": "LaunchBackfillSuccess", "backfillId": "bf1"}}
+        assert query == cli_deployment.BACKFILL_QUERY and variables == {"backfillId": "bf1"}
+        polls["count"] += 1
+        if polls["count"] <= 3:  # the daemon has not picked it up yet
+            return {"partitionBackfillOrError": {"__typename": "PartitionBackfill", "status": "REQUESTED", "runs": []}}
+        run = {"runId": "run-1", "status": "SUCCESS"}
+        return {"partitionBackfillOrError": {"__typename": "PartitionBackfill", "status": "COMPLETED", "runs": [run]}}
+
+    monkeypatch.setattr(cli_deployment, "graphql", answers)
+    monkeypatch.setattr(cli_deployment, "NO_DAEMON_HINT_SECONDS", 0.0)
+    monkeypatch.setattr(cli_deployment, "POLL_SECONDS", 0.0)
+    monkeypatch.setenv("QRL_DAGSTER_URL", "http://127.0.0.1:1/dagster")
+    backfill_id, success = cli_deployment.launch_backfill(
+        "strategies_job", ["2024-11-01", "2024-11-04"], {}, {}, None, "strategies 2024-11-01..2024-11-04"
+    )
+    out = capsys.readouterr().out
+    assert (backfill_id, success) == ("bf1", True) and polls["count"] == 4
+    assert out.count("no run yet: the deployment's dagster-daemon submits a backfill's runs — is it running?") == 1
+    assert "  run run-1: SUCCESS" in out and "strategies 2024-11-01..2024-11-04: ok in" in out
