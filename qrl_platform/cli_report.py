@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from qrl_platform.calendar import parse_date
-from qrl_platform.evaluation.tearsheet import factor_sheet, strategy_sheet
 from qrl_platform.settings import settings
 from qrl_platform.storage.frames import FrameStore
 
@@ -31,6 +30,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if start > end:
         print(f"--from {start} is after --to {end}", file=sys.stderr)
         return 2
+    # Imported here: the evaluation and chart libraries take a third of a second, which every other
+    # `qrl` command (and `qrl --help`) would otherwise pay for this one.
+    from qrl_platform.evaluation.tearsheet import factor_sheet, strategy_sheet
+
     build = factor_sheet if args.kind == "factor" else strategy_sheet
     try:
         sheet = build(FrameStore(settings().qrl_home), args.id, start, end)
