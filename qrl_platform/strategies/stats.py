@@ -52,6 +52,9 @@ from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import strategies, strategy_executions, strategy_signals, strategy_stats
 
 PERIODS = (7, 30, 90)
+ACTING = ("BUY", "SELL")
+# Stock ids are digits and letters (the exchanges' codes), so a comma never occurs inside one.
+STOCK_SEPARATOR = ","
 
 
 # ------------------------------------------------------------------------------------- pure maths
@@ -234,7 +237,7 @@ def compute_stats(
             .agg(*aggregations)
         )
 
-    acting = pl.col("signal").is_in(["BUY", "SELL"])
+    acting = pl.col("signal").is_in(ACTING)
     counts = per_window(
         daily_signals,
         pl.col("n").sum().alias("signal_count"),
@@ -269,9 +272,14 @@ def compute_stats(
         {"strategy_id": list(earlier_signals), "earlier": list(earlier_signals.values())},
         schema={"strategy_id": pl.Utf8, "earlier": pl.Int64},
     )
-    grid = windows.select("as_of_date", "period_days").join(
-        pl.DataFrame({"strategy_id": list(strategy_ids)}, schema={"strategy_id": pl.Utf8}).with_row_index("order"),
-        how="cross",
+    # The rows' order: as-of day, strategy (as given), period (as given, which is the windows' order).
+    grid = (
+        windows.select("as_of_date", "period_days")
+        .with_row_index("window")
+        .join(
+            pl.DataFrame({"strategy_id": list(strategy_ids)}, schema={"strategy_id": pl.Utf8}).with_row_index("order"),
+            how="cross",
+        )
     )
     table = (
         grid.join(counts, on=window_keys, how="left")
@@ -280,13 +288,8 @@ def compute_stats(
         .join(executions, on=["as_of_date", "strategy_id"], how="left")
         .join(totals, on=["as_of_date", "strategy_id"], how="left")
         .join(earlier, on="strategy_id", how="left")
-        .sort("as_of_date", "order", "period_days")  # the rows' order: as-of day, strategy, period
+        .sort("as_of_date", "order", "window")
     )
-    period_order = {period: index for index, period in enumerate(periods)}
-    if list(periods) != sorted(periods):  # the stated periods' order, not their size
-        table = table.sort(
-            "as_of_date", "order", pl.col("period_days").replace_strict(period_order, return_dtype=pl.Int64)
-        )
     rows = [
         {
             "strategy_id": r["strategy_id"],
@@ -367,7 +370,7 @@ def update_strategy_stats(
         # Signals before the windows only add to the totals: counted per strategy, not summed per day
         # (a day's run would otherwise aggregate every stored signal of every earlier year).
         earlier = _signal_counts(conn, strategy_signals.c.trade_date <= first)
-        daily_signals, acting = _daily_signal_counts(conn, first, last)
+        daily_signals, acting = _daily_counts_and_acting_signals(conn, first, last)
         daily_executions = _frame(
             conn,
             sa.select(
@@ -413,7 +416,9 @@ def update_strategy_stats(
     return StatsResult(stats, stats.height, outcomes)
 
 
-def _daily_signal_counts(conn: Connection, first: dt.date, last: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _daily_counts_and_acting_signals(
+    conn: Connection, first: dt.date, last: dt.date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """For trade dates in (first, last]: the daily counts (strategy_id, trade_date, signal, n,
     confidence_sum; one row per signal type present, the HOLD rows' confidence not summed: no figure
     uses it) and the acting signals (strategy_id, stock_id, trade_date, signal: the BUY and SELL rows).
@@ -478,11 +483,6 @@ def _daily_signal_counts(conn: Connection, first: dt.date, last: dt.date) -> tup
     if acting.height != expected:  # a stock id holding the separator would have split in two
         raise ValueError(f"strategy_signals: {acting.height} acting stock ids unpacked, {expected} counted")
     return pl.concat([*counts, hold]).filter(pl.col("n") > 0), acting
-
-
-ACTING = ("BUY", "SELL")
-# Stock ids are digits and letters (the exchanges' codes), so a comma never occurs inside one.
-STOCK_SEPARATOR = ","
 
 
 def _joined(conn: Connection, column: sa.ColumnElement) -> sa.ColumnElement:

@@ -289,3 +289,76 @@ def test_signals_outside_the_windows_count_in_the_totals_only(warehouse, tmp_pat
     assert rows[90]["signal_count"] == 1 and rows[90]["sell_count"] == 1 and rows[90]["avg_confidence"] == 0.5
     summary = warehouse.read_table("strategies").row(0, named=True)
     assert summary["total_signals"] == 6  # all time, the 20th included
+
+
+def _stats_window_by_window(as_of_dates, strategy_ids, daily, periods):
+    """The stats' counts and average confidence computed one (as-of day, period) window at a time: the
+    definition the all-windows-at-once computation must reproduce to the bit."""
+    acting = pl.col("signal").is_in(["BUY", "SELL"])
+    rows = []
+    for as_of in as_of_dates:
+        for strategy_id in strategy_ids:
+            for period in periods:
+                window = daily.filter(
+                    (pl.col("strategy_id") == strategy_id)
+                    & (pl.col("trade_date") > as_of - dt.timedelta(days=period))
+                    & (pl.col("trade_date") <= as_of)
+                )
+                sums = window.group_by("strategy_id").agg(
+                    pl.col("n").sum().alias("signal_count"),
+                    pl.col("confidence_sum").filter(acting).sum().alias("confidence_sum"),
+                    pl.col("n").filter(acting).sum().alias("acting"),
+                )
+                row = sums.row(0, named=True) if sums.height else {"signal_count": 0, "acting": 0}
+                average = round(row["confidence_sum"] / row["acting"], 6) if row["acting"] else None
+                rows.append((strategy_id, as_of, period, row["signal_count"], average))
+    return rows
+
+
+def test_all_windows_at_once_give_the_window_by_window_figures_to_the_bit():
+    """Daily confidence sums of very different sizes make a float sum depend on its order (1e16 + 1 −
+    1e16 is 0 one way and 1 the other): the windows computed together must add each window's days in
+    the order a window computed alone does, and keep the periods in the order they were given."""
+    days = trading_days(d(1), d(29))
+    strategy_ids = ["STG_B_001", "STG_A_001"]
+    magnitudes = [1e16, 1.0, -1e16, 0.3, 2.5e15, -2.5e15, 0.7]
+    daily = pl.DataFrame(
+        [
+            (strategy_id, day, signal, 1 + (i + j) % 3, magnitudes[(i * 3 + j + k) % len(magnitudes)])
+            for j, strategy_id in enumerate(strategy_ids)
+            for i, day in enumerate(days)
+            for k, signal in enumerate(("BUY", "SELL"))
+        ],
+        schema={
+            "strategy_id": pl.Utf8,
+            "trade_date": pl.Date,
+            "signal": pl.Utf8,
+            "n": pl.Int64,
+            "confidence_sum": pl.Float64,
+        },
+        orient="row",
+    )
+    as_of_dates, periods = days[5:], (30, 7)
+    no_outcomes = pl.DataFrame(
+        schema={
+            "strategy_id": pl.Utf8,
+            "trade_date": pl.Date,
+            "exit_date": pl.Date,
+            "hit": pl.Boolean,
+            "unfilled": pl.Boolean,
+        }
+    )
+    no_executions = pl.DataFrame(
+        schema={
+            "strategy_id": pl.Utf8,
+            "execution_date": pl.Date,
+            "n": pl.Int64,
+            "last_started_at": pl.Datetime("us", "UTC"),
+        }
+    )
+    stats = compute_stats(as_of_dates, strategy_ids, daily, no_outcomes, no_executions, periods=periods)
+    got = stats.select("strategy_id", "as_of_date", "period_days", "signal_count", "avg_confidence").rows()
+    expected = _stats_window_by_window(as_of_dates, strategy_ids, daily, periods)
+    assert [row[:3] for row in got] == [row[:3] for row in expected]  # as-of day, strategy, period as given
+    assert got == expected
+    assert len({row[4] for row in expected}) > 3  # the averages differ from window to window
