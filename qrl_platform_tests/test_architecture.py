@@ -61,6 +61,19 @@ def test_a_core_module_imports_without_dagster(module):
     assert result.stdout.strip() == "False", f"{module} loads Dagster"
 
 
+def test_the_cli_loads_the_tear_sheet_only_for_qrl_report():
+    """The evaluation and chart libraries behind `qrl report` cost a third of a second to import; every
+    other command (and `qrl --help`) builds its parser without them."""
+    code = (
+        "import sys, contextlib, io, qrl_platform.cli as cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['--help'])\n"
+        "print('qrl_platform.evaluation.tearsheet' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", "building the CLI imported the tear sheet"
+
+
 def test_load_works_without_importing_dagster(tmp_path):
     code = (
         "import sys, qrl_platform; from qrl_platform.warehouse import Warehouse; "

@@ -20,6 +20,7 @@ from qrl_platform.strategies.store import (
     save_run,
     seed_strategies,
 )
+from qrl_platform.warehouse import Warehouse
 from qrl_platform.warehouse.schema import job_execution_details, strategies, strategy_executions, strategy_signals
 
 D1, D2 = dt.date(2024, 3, 5), dt.date(2024, 3, 6)
@@ -88,6 +89,33 @@ def test_rerun_gives_same_signal_ids_and_a_second_execution(warehouse):
     uncounted = latest_executions(warehouse, [D1, D2], count_stored=False)
     assert uncounted.drop("stored_signals").equals(latest.drop("stored_signals"))
     assert uncounted["stored_signals"].null_count() == 4
+
+
+def test_the_stored_signal_count_per_execution_reads_the_index_alone(tmp_path):
+    """The consistency check's count per execution is answered from the (trade_date, strategy_id,
+    execution_id) index, not by reading the signal rows: the plan SQLite makes for the statement
+    `latest_executions` runs."""
+    warehouse = Warehouse(f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
+    save_run(warehouse, _run([parse_definition(_definition("STG_A_001"))]))
+    statements = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    sa.event.listen(warehouse.engine, "before_cursor_execute", remember)
+    try:
+        latest = latest_executions(warehouse, [D1, D2])
+    finally:
+        sa.event.remove(warehouse.engine, "before_cursor_execute", remember)
+    assert latest["stored_signals"].to_list() == [4, 4]
+    [(statement, parameters)] = [(s, p) for s, p in statements if "count(*)" in s.lower()]
+    with warehouse.engine.connect() as conn:
+        plan = " | ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+    assert (
+        "SEARCH strategy_signals USING COVERING INDEX ix_strategy_signals_date_strategy_execution (trade_date=? AND strategy_id=? AND execution_id=?)"
+        in plan
+    ), plan
+    warehouse.dispose()
 
 
 def test_a_subset_run_replaces_only_its_strategies(warehouse):
