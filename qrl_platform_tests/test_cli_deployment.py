@@ -214,8 +214,9 @@ def test_a_backfill_title_fits_dagsters_limit():
 def test_a_backfill_with_no_run_for_a_while_names_the_daemon_once_and_keeps_following(monkeypatch, capsys):
     """The deployment's daemon submits a backfill's runs; while none has appeared after
     NO_DAEMON_HINT_SECONDS the CLI says once that the daemon may be down, and goes on following the
-    backfill until it is done. The deployment's answers are scripted in the shapes Dagster's webserver
-    gives them (the first test in this file sends the same queries to a real one)."""
+    backfill until it is done. The deployment's answers are scripted: only the fields the CLI reads,
+    named as Dagster's GraphQL schema names them (the first test in this file sends the same queries
+    to a real webserver)."""
     polls = {"count": 0}
 
     def answers(query: str, variables: dict | None = None) -> dict:

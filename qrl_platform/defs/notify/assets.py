@@ -36,39 +36,37 @@ def m13_notification(
     published, skipped = [], {}
     last_summary: dict = {}
     # The days' outcomes go to the run's log as one message (a year's range run would otherwise write
-    # 265 log events), also when a later day fails.
+    # 265 log events).
     outcomes: list[str] = []
-    try:
-        for date in partition_dates(context):
-            status = day_status(date)
-            if not status.is_open:
-                skipped[date.isoformat()] = f"market closed: {status.reason}"
-                continue
-            with naming_outages(f"reading the signals of {date}", warehouse_url=wh.url):
-                summary = unconsumed_signal_summary(wh, date)
-            last_summary = summary
-            if summary["total_signals"] == 0:
-                skipped[date.isoformat()] = "no unconsumed signals"
-                continue
-            with naming_outages(f"publishing STRATEGY_SIGNALS_READY for {date}", warehouse_url=wh.url):
-                result = event_bus.publish_signals_ready(wh, date, summary, force=config.force)
-            if result.relay_error:
-                context.log.warning(f"{date}: event kept in the outbox, not yet on the stream: {result.relay_error}")
-            outcomes.append(
-                f"{date}: {'published' if result.created else 'already published'} event {result.event.event_id}"
-            )
-            published.append(
-                {
-                    "date": date.isoformat(),
-                    "event_id": result.event.event_id,
-                    "new": result.created,
-                    "stream_id": result.stream_id,
-                    **summary,
-                }
-            )
-    finally:
-        if outcomes:
-            context.log.info("\n".join(outcomes))
+    for date in partition_dates(context):
+        status = day_status(date)
+        if not status.is_open:
+            skipped[date.isoformat()] = f"market closed: {status.reason}"
+            continue
+        with naming_outages(f"reading the signals of {date}", warehouse_url=wh.url):
+            summary = unconsumed_signal_summary(wh, date)
+        last_summary = summary
+        if summary["total_signals"] == 0:
+            skipped[date.isoformat()] = "no unconsumed signals"
+            continue
+        with naming_outages(f"publishing STRATEGY_SIGNALS_READY for {date}", warehouse_url=wh.url):
+            result = event_bus.publish_signals_ready(wh, date, summary, force=config.force)
+        if result.relay_error:
+            context.log.warning(f"{date}: event kept in the outbox, not yet on the stream: {result.relay_error}")
+        outcomes.append(
+            f"{date}: {'published' if result.created else 'already published'} event {result.event.event_id}"
+        )
+        published.append(
+            {
+                "date": date.isoformat(),
+                "event_id": result.event.event_id,
+                "new": result.created,
+                "stream_id": result.stream_id,
+                **summary,
+            }
+        )
+    if outcomes:
+        context.log.info("\n".join(outcomes))
     metadata = {
         "dagster/row_count": len(published),
         "events_published": sum(1 for p in published if p["new"]),
