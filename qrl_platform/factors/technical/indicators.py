@@ -175,7 +175,8 @@ def _rsi(b: _Batch, avg_gain: np.ndarray, avg_loss: np.ndarray) -> np.ndarray:
     TA-Lib's own over its series. Such stocks are rare, so this is a few extra TA-Lib calls."""
     total = avg_gain + avg_loss
     with np.errstate(divide="ignore", invalid="ignore"):
-        rsi = 100.0 * avg_gain / total
+        rsi = np.multiply(avg_gain, 100.0)
+        rsi /= total
         resting = np.flatnonzero(total[_PAD:] < _RESTING_MOVE * b.c[_PAD:]) + _PAD
     for stock in np.unique(np.searchsorted(b.ends, resting, side="right")):
         first, end = b.starts[stock], b.ends[stock]
@@ -214,10 +215,12 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
     prev_close = np.empty_like(c)
     prev_close[0], prev_close[1:] = c[0], c[:-1]
     change = c - prev_close
-    gain, loss = np.maximum(change, 0.0), np.maximum(-change, 0.0)
+    gain = np.maximum(change, 0.0)
+    loss = np.maximum(np.negative(change, out=change), 0.0, out=change)  # `change` is not read again
     # TA-Lib TRANGE, max(h-l, |h-prev_c|, |l-prev_c|), is max(h, prev_c) - min(l, prev_c) as high >= low
     # (which the market schema enforces).
-    true_range = np.maximum(h, prev_close) - np.minimum(low, prev_close)
+    true_range = np.maximum(h, prev_close)
+    true_range -= np.minimum(low, prev_close, out=prev_close)  # `prev_close` is not read again
     avg_gain = b.seeded(talib.EMA(gain, _WILDER), _WILDER, b.bar_mean(gain, 1, 14), _T0_WILDER)
     avg_loss = b.seeded(talib.EMA(loss, _WILDER), _WILDER, b.bar_mean(loss, 1, 14), _T0_WILDER)
     atr = b.seeded(talib.EMA(true_range, _WILDER), _WILDER, b.bar_mean(true_range, 1, 14), _T0_WILDER)
@@ -246,13 +249,18 @@ def _factors(b: _Batch) -> dict[str, np.ndarray]:
     # on the bar before the first RSV (bar 8), so seeded at bar 7; reported from bar 8.
     hh9, ll9 = talib.MAX(h, 9), talib.MIN(low, 9)
     span = hh9 - ll9
+    rsv = np.subtract(c, ll9, out=ll9)  # `ll9` is not read again
     with np.errstate(divide="ignore", invalid="ignore"):
-        rsv = np.where(span == 0.0, 50.0, (c - ll9) / span * 100.0)
+        rsv /= span
+    rsv *= 100.0
+    rsv[span == 0.0] = 50.0
     k = b.seeded(talib.EMA(rsv, _KD), _KD, 50.0, _T0_KD)
     d = b.seeded(talib.EMA(k, _KD), _KD, 50.0, _T0_KD)
     kd_k = b.null_warm_up(np.clip(k, 0.0, 100.0, out=k), _T0_KD + 1)
     kd_d = b.null_warm_up(np.clip(d, 0.0, 100.0, out=d), _T0_KD + 1)
-    out["kd_k"], out["kd_d"], out["kd_j"] = kd_k, kd_d, 3.0 * kd_k - 2.0 * kd_d
+    kd_j = 3.0 * kd_k
+    kd_j -= 2.0 * kd_d
+    out["kd_k"], out["kd_d"], out["kd_j"] = kd_k, kd_d, kd_j
 
     # Volume against the mean of the 5 previous traded bars (today excluded); no shares traded in
     # those 5 bars gives null rather than infinity.
@@ -361,8 +369,9 @@ def compute(
     frame = lf.select(
         pl.col("stock_id").cast(pl.Utf8),
         pl.col("trade_date").cast(pl.Date),
-        # NaN is treated as missing, like null: a NaN price is never a traded bar.
-        *(pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")),
+        # NaN is treated as missing, like null: a NaN price is never a traded bar. Nulls become NaN here,
+        # in one parallel pass, so that each batch's columns are numpy views rather than copies.
+        *(pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in ("high", "low", "close")),
         pl.col("volume").cast(pl.Float64).fill_null(0.0),
     ).collect(engine="in-memory")
     if frame.height == 0:
@@ -382,7 +391,7 @@ def compute(
         first, end, a, z = bounds
         rows = frame.slice(a, z - a)
         kept = None if rows_from is None else (rows["trade_date"] >= rows_from).to_numpy()
-        # nulls -> NaN, one contiguous array per column, converted in the worker (in parallel)
+        # Views of the batch's rows when the frame is one chunk (no nulls are left to convert)
         columns = {name: rows[name].to_numpy() for name in ("high", "low", "close", "volume")}
         # A traded bar has a high, a low and a close (null or NaN marks a suspended day).
         traded = ~(np.isnan(columns["high"]) | np.isnan(columns["low"]) | np.isnan(columns["close"]))
