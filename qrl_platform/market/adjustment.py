@@ -32,8 +32,8 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
 def adjustment_factors(actions: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
-    """Events with published_on <= as_of and ex_date <= as_of → stock_id, ex_date, kind, factor
-    (= reference_price / prior_close). Raises BadMarketData naming stock, ex_date and kind when a factor
+    """Events with published_on <= as_of and ex_date <= as_of → stock_id, ex_date, kind, published_on,
+    factor (= reference_price / prior_close). Raises BadMarketData naming stock, ex_date and kind when a factor
     is implausible (dividends: 0.05 < f <= 1.5; capital reduction: 0.05 < f <= 10, usually > 1;
     par-value change / split: 0.01 < f <= 100)."""
     known = actions.filter((pl.col("published_on") <= as_of) & (pl.col("ex_date") <= as_of))
@@ -41,6 +41,7 @@ def adjustment_factors(actions: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
         pl.col("stock_id").cast(pl.Utf8),
         pl.col("ex_date").cast(pl.Date),
         pl.col("kind").cast(pl.Utf8),
+        pl.col("published_on").cast(pl.Date),
         (pl.col("reference_price").cast(pl.Float64) / pl.col("prior_close").cast(pl.Float64)).alias("factor"),
     ).sort("stock_id", "ex_date", "kind")
     _reject_implausible(factors)

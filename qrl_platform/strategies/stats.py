@@ -164,15 +164,7 @@ def _entry_adjustment(outcomes: pl.DataFrame, actions: pl.DataFrame | None) -> p
         return pl.DataFrame(schema=schema)
     # Every event any exit date knows, checked for plausibility as `adjust_prices` checks them; each
     # exit date then keeps the events published by then.
-    last_exit = entries.get_column("exit_date").max()
-    adjustment_factors(actions, last_exit)
-    events = actions.filter((pl.col("published_on") <= last_exit) & (pl.col("ex_date") <= last_exit)).select(
-        pl.col("stock_id").cast(pl.Utf8),
-        pl.col("ex_date").cast(pl.Date),
-        pl.col("kind").cast(pl.Utf8),
-        pl.col("published_on").cast(pl.Date),
-        (pl.col("reference_price").cast(pl.Float64) / pl.col("prior_close").cast(pl.Float64)).alias("factor"),
-    )
+    events = adjustment_factors(actions, entries.get_column("exit_date").max())
     entry = ["stock_id", "trade_date", "exit_date"]
     return (
         entries.join(events, on="stock_id", how="inner")
