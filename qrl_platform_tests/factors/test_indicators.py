@@ -224,6 +224,19 @@ def test_batching_and_lazy_input_do_not_change_results(bars, factors):
         _assert_same(one_pass[name], factors[name].to_numpy(), name=name, rtol=1e-11, atol=1e-12)
 
 
+def test_a_nan_price_is_a_suspended_day_like_a_null_one(bars, factors):
+    """Prices may arrive as NaN instead of null (a float column read without null handling): the same
+    rows are untraded, with null factors, and every other factor is the same to the bit."""
+    as_nan = bars.with_columns(pl.col(c).fill_null(float("nan")) for c in ("high", "low", "close"))
+    assert as_nan["close"].null_count() == 0 and as_nan["close"].is_nan().sum() == bars["close"].null_count() > 0
+    out = compute(as_nan, batch_rows=1500, threads=2)
+    assert out.equals(factors)  # nulls where the null-priced rows have them, no NaN, the same values
+    suspended = out.join(bars.filter(pl.col("close").is_null()).select(KEYS), on=list(KEYS))
+    assert suspended.height and suspended.drop(KEYS).null_count().sum_horizontal().sum() == suspended.height * len(
+        FACTOR_IDS
+    )
+
+
 def test_stock_without_any_traded_bar(bars):
     """A stock suspended throughout, alone in its batch and next to others: all factors null."""
     ghost = bars.filter(pl.col("stock_id") == "9999").with_columns(
